@@ -1,0 +1,24 @@
+/* buf.h - a growable byte buffer (sds-like, but a plain struct). */
+#ifndef WALCAST_BUF_H
+#define WALCAST_BUF_H
+
+#include <stddef.h>
+
+struct wc_buf {
+    char *data; /* always NUL-terminated when non-NULL */
+    size_t len;
+    size_t cap;
+};
+
+#define WC_BUF_INIT {NULL, 0, 0}
+
+void wc_buf_reserve(struct wc_buf *b, size_t extra); /* aborts on out of memory, like sds */
+void wc_buf_append(struct wc_buf *b, const void *data, size_t len);
+void wc_buf_puts(struct wc_buf *b, const char *s);
+void wc_buf_printf(struct wc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append s as a JSON string literal, quotes included. */
+void wc_buf_json_string(struct wc_buf *b, const char *s, size_t len);
+static inline void wc_buf_reset(struct wc_buf *b) { b->len = 0; if (b->data) b->data[0] = '\0'; }
+void wc_buf_free(struct wc_buf *b);
+
+#endif

@@ -1,0 +1,52 @@
+/* event.h - one decoded outbox row, as the decoder hands it to the engine and the sinks. */
+#ifndef WALCAST_EVENT_H
+#define WALCAST_EVENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "walcast/lsn.h"
+
+/* The outbox columns walcast knows, in the order of the configuration's column map. */
+enum wc_col {
+    WC_COL_EVENT_ID,
+    WC_COL_AGGREGATE_TYPE,
+    WC_COL_AGGREGATE_ID,
+    WC_COL_EVENT_TYPE,
+    WC_COL_PAYLOAD,
+    WC_COL_OCCURRED_AT,
+    WC_COL_COUNT
+};
+
+extern const char *const wc_col_names[WC_COL_COUNT]; /* "event_id", ... (the default column names) */
+
+/* How a column value came in wal2json: a JSON string, a JSON number (text kept verbatim), or null. */
+enum wc_val_kind { WC_VAL_NULL, WC_VAL_STRING, WC_VAL_NUMBER };
+
+struct wc_val {
+    int kind;
+    const char *text; /* borrowed from the decoder; NUL-terminated; NULL when kind is WC_VAL_NULL */
+    size_t len;
+};
+
+/*
+ * All pointers are borrowed from the decoder and valid until its next wc_decode_message() call or
+ * wc_decoder_free(). payload_json is parsed lazily by wc_event_payload().
+ */
+struct wc_event {
+    struct wc_pos pos;           /* (commit LSN, index in the transaction) */
+    wc_lsn end_lsn;              /* end of the commit record (the transaction's nextlsn) */
+    const char *commit_time;     /* ISO 8601, UTC ("2026-11-27T10:39:53.655523Z") */
+    struct wc_val col[WC_COL_COUNT];
+    json_t *payload_json;        /* owned by the decoder; NULL until parsed */
+    size_t size;                 /* bytes of the wal2json message, for batch accounting */
+};
+
+/*
+ * The payload as a jansson value (borrowed), parsed on first use. Returns NULL and sets err
+ * (WC_ERR_DATA) when the payload is null or not valid JSON.
+ */
+struct wc_err;
+json_t *wc_event_payload(struct wc_event *ev, struct wc_err *err);
+
+#endif

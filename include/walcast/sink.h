@@ -1,0 +1,72 @@
+/* sink.h - the one small interface every projection sink implements; the engine calls only this. */
+#ifndef WALCAST_SINK_H
+#define WALCAST_SINK_H
+
+#include <stdint.h>
+
+#include "walcast/config.h"
+#include "walcast/err.h"
+#include "walcast/event.h"
+#include "walcast/lsn.h"
+
+struct wc_sink;
+
+/*
+ * Operations. Every function returns 0 or -1 with err set. err->code WC_ERR_IO means the connection is
+ * gone or the server refused for a transient reason: the engine closes every sink and starts again from
+ * the durable cursors. Any other code stops the engine.
+ */
+struct wc_sink_ops {
+    const char *type; /* "postgres", "redis", "jsonl" */
+    /* Connect and create walcast's own tables/keys when missing. */
+    int (*open)(struct wc_sink *s, struct wc_err *err);
+    /* The durable cursor; *found = 0 when the sink has none yet (then *out is WC_POS_NONE). */
+    int (*read_cursor)(struct wc_sink *s, struct wc_pos *out, int *found, struct wc_err *err);
+    /*
+     * Queue the event's projection writes for the next commit. The event's memory is borrowed and dies
+     * after the call: copy what is kept. Routing by event type, rendering templates and the error
+     * policy (dead-letter, skip, halt) are the sink's: a halt returns -1 with WC_ERR_DATA.
+     */
+    int (*apply)(struct wc_sink *s, struct wc_event *ev, struct wc_err *err);
+    /* Queue a dead letter for ev (an unknown event type, or an error), with the error text. */
+    int (*dead_letter)(struct wc_sink *s, struct wc_event *ev, const char *error, struct wc_err *err);
+    /*
+     * Durably apply everything queued together with cursor, in one atomic unit (a PostgreSQL
+     * transaction, a Redis MULTI/EXEC, an fsync'ed file then a renamed cursor file). Called with nothing
+     * queued to move the cursor alone. On return 0 the cursor is durable.
+     */
+    int (*commit)(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err);
+    void (*close)(struct wc_sink *s);
+};
+
+struct wc_sink {
+    const struct wc_sink_ops *ops;
+    const struct wc_sink_conf *conf; /* borrowed; NULL for the tail (jsonl) sink */
+    const struct wc_config *cfg;     /* borrowed */
+    const char *name;
+    struct wc_pos cursor; /* durable cursor: kept up to date by the engine after commit */
+    int has_cursor;
+    void *priv; /* the implementation's state */
+    /* counters */
+    uint64_t applied;       /* events that ran at least one projection action */
+    uint64_t dead_lettered; /* events sent to the dead-letter store */
+    uint64_t skipped;       /* events dropped by the skip policy */
+};
+
+extern const struct wc_sink_ops wc_sink_postgres_ops;
+extern const struct wc_sink_ops wc_sink_redis_ops;
+extern const struct wc_sink_ops wc_sink_jsonl_ops;
+
+/* New sink for conf (postgres or redis). Returns NULL with err when the type is unknown. */
+struct wc_sink *wc_sink_new(const struct wc_config *cfg, const struct wc_sink_conf *conf, struct wc_err *err);
+/* The tail sink: JSON lines to path ("-" = stdout), cursor in cursor_path (NULL = no cursor). */
+struct wc_sink *wc_sink_jsonl_new(const struct wc_config *cfg, const char *path, const char *cursor_path);
+void wc_sink_free(struct wc_sink *s); /* closes it first; NULL is fine */
+
+/*
+ * Shared by sinks: apply the policy for a failed event. Returns 0 when the event was dead-lettered or
+ * skipped (counters updated), -1 with err when the policy is halt or the dead-letter queueing failed.
+ */
+int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, const char *error, struct wc_err *err);
+
+#endif

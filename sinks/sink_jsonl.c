@@ -1,0 +1,1 @@
+/* sink_jsonl.c - being written. */

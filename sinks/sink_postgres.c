@@ -1,0 +1,1 @@
+/* sink_postgres.c - being written. */

@@ -1,0 +1,1 @@
+/* sink_redis.c - being written. */

@@ -1,0 +1,96 @@
+/* buf.c - growable byte buffer. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "walcast/buf.h"
+
+void wc_buf_reserve(struct wc_buf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+
+    if (need <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (p == NULL) {
+        fprintf(stderr, "walcast: out of memory\n");
+        abort();
+    }
+    b->data = p;
+    b->cap = cap;
+}
+
+void wc_buf_append(struct wc_buf *b, const void *data, size_t len)
+{
+    wc_buf_reserve(b, len);
+    if (len)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+void wc_buf_puts(struct wc_buf *b, const char *s)
+{
+    wc_buf_append(b, s, strlen(s));
+}
+
+void wc_buf_printf(struct wc_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    wc_buf_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void wc_buf_json_string(struct wc_buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    wc_buf_reserve(b, len + 2);
+    b->data[b->len++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        }
+        if (esc) {
+            wc_buf_append(b, esc, 2);
+        } else if (c < 0x20) {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            wc_buf_append(b, u, 6);
+        } else {
+            wc_buf_reserve(b, 1);
+            b->data[b->len++] = (char)c;
+        }
+    }
+    wc_buf_reserve(b, 1);
+    b->data[b->len++] = '"';
+    b->data[b->len] = '\0';
+}
+
+void wc_buf_free(struct wc_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

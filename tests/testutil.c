@@ -1,0 +1,141 @@
+/* testutil.c - helpers for the integration tests. */
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static int counter;
+
+const char *wct_pg_dsn(void)
+{
+    const char *dsn = getenv("WALCAST_TEST_PG_DSN");
+    if (dsn == NULL || *dsn == '\0')
+        cr_fatal("WALCAST_TEST_PG_DSN is not set: run the tests through scripts/test.sh");
+    return dsn;
+}
+
+char *wct_unique(const char *prefix)
+{
+    char *s;
+    if (asprintf(&s, "%s_%d_%d", prefix, (int)getpid(), ++counter) < 0)
+        abort();
+    return s;
+}
+
+char *wct_create_db(const char *prefix)
+{
+    char *name = wct_unique(prefix), *sql, *dsn;
+    if (asprintf(&sql, "CREATE DATABASE %s", name) < 0)
+        abort();
+    wct_sql(wct_pg_dsn(), sql);
+    if (asprintf(&dsn, "%s dbname=%s", wct_pg_dsn(), name) < 0)
+        abort();
+    free(sql);
+    free(name);
+    return dsn;
+}
+
+PGconn *wct_pg_connect(const char *dsn)
+{
+    PGconn *c = PQconnectdb(dsn);
+    if (PQstatus(c) != CONNECTION_OK)
+        cr_fatal("cannot connect to %s: %s", dsn, PQerrorMessage(c));
+    return c;
+}
+
+void wct_sql(const char *dsn, const char *sql)
+{
+    PGconn *c = wct_pg_connect(dsn);
+    PGresult *r = PQexec(c, sql);
+    int st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        cr_fatal("sql failed: %s\n%s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
+char *wct_sql_value(const char *dsn, const char *sql)
+{
+    PGconn *c = wct_pg_connect(dsn);
+    PGresult *r = PQexec(c, sql);
+    char *v = NULL;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        cr_fatal("query failed: %s\n%s", sql, PQerrorMessage(c));
+    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+        v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+int wct_redis_port(void)
+{
+    const char *p = getenv("WALCAST_TEST_REDIS_PORT");
+    if (p == NULL)
+        cr_fatal("WALCAST_TEST_REDIS_PORT is not set: run the tests through scripts/test.sh");
+    return atoi(p);
+}
+
+redisContext *wct_redis(int db)
+{
+    redisContext *c = redisConnect("127.0.0.1", wct_redis_port());
+    if (c == NULL || c->err)
+        cr_fatal("cannot connect to redis: %s", c ? c->errstr : "out of memory");
+    redisReply *r = redisCommand(c, "SELECT %d", db);
+    cr_assert(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    return c;
+}
+
+int wct_run(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    char chunk[65536];
+    size_t n;
+
+    if (p == NULL)
+        cr_fatal("popen failed: %s", cmd);
+    while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0) {
+        if (out) {
+            if (len + n + 1 > cap) {
+                cap = (len + n + 1) * 2;
+                buf = realloc(buf, cap);
+            }
+            memcpy(buf + len, chunk, n);
+            len += n;
+        }
+    }
+    int st = pclose(p);
+    if (out) {
+        if (buf == NULL)
+            buf = calloc(1, 1);
+        else
+            buf[len] = '\0';
+        *out = buf;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+const char *wct_walcast(void)
+{
+    return WC_BINARY;
+}
+
+const char *wct_source_dir(void)
+{
+    return WC_SOURCE_DIR;
+}
+
+char *wct_tmpdir(void)
+{
+    char *t = strdup("/tmp/walcast-test-XXXXXX");
+    if (mkdtemp(t) == NULL)
+        cr_fatal("mkdtemp failed");
+    return t;
+}

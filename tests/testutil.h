@@ -1,0 +1,31 @@
+/* testutil.h - helpers for the integration tests: the private servers scripts/test.sh starts. */
+#ifndef WALCAST_TESTUTIL_H
+#define WALCAST_TESTUTIL_H
+
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+
+/* Server DSN from WALCAST_TEST_PG_DSN (set by scripts/services.sh); the test fails when missing. */
+const char *wct_pg_dsn(void);
+/* Create a fresh database named prefix_<pid>_<n> and return a new DSN for it (caller frees). */
+char *wct_create_db(const char *prefix);
+/* Connect (asserting success). */
+PGconn *wct_pg_connect(const char *dsn);
+/* Run sql (several statements allowed), assert it succeeded. */
+void wct_sql(const char *dsn, const char *sql);
+/* First column of the first row (new string, NULL for SQL NULL or no row). */
+char *wct_sql_value(const char *dsn, const char *sql);
+/* Redis on WALCAST_TEST_REDIS_PORT, SELECT db; asserts. */
+redisContext *wct_redis(int db);
+int wct_redis_port(void);
+/* Run a shell command; returns its exit status; *out (if non-NULL) gets stdout (caller frees). */
+int wct_run(const char *cmd, char **out);
+/* Path of the walcast binary and the source tree. */
+const char *wct_walcast(void);
+const char *wct_source_dir(void);
+/* A fresh temp directory (caller frees). */
+char *wct_tmpdir(void);
+/* Name unique in this test run: prefix_<pid>_<counter>. Caller frees. */
+char *wct_unique(const char *prefix);
+
+#endif
