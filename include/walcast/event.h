@@ -38,7 +38,8 @@ struct wc_event {
     wc_lsn end_lsn;              /* end of the commit record (the transaction's nextlsn) */
     const char *commit_time;     /* ISO 8601, UTC ("2026-11-27T10:39:53.655523Z") */
     struct wc_val col[WC_COL_COUNT];
-    json_t *payload_json;        /* owned by the decoder; NULL until parsed */
+    json_t *payload_json;        /* NULL until parsed; the decoder frees it at its next message (events built by
+                                    hand: the caller json_decref()s it) */
     size_t size;                 /* bytes of the wal2json message, for batch accounting */
 };
 
