@@ -1,1 +1,239 @@
-/* slot.c - being written. */
+/* slot.c - create, inspect and drop wal2json replication slots over a plain SQL connection. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "walcast/slot.h"
+#include "walcast/stream.h"
+
+static PGresult *query(PGconn *c, const char *sql, int nparams, const char *const *params, struct wc_err *err)
+{
+    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        int code = state && strncmp(state, "08", 2) == 0 ? WC_ERR_IO : WC_ERR_SLOT;
+        wc_err_set(err, code, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void copy_field(char *dst, size_t size, PGresult *r, int col)
+{
+    snprintf(dst, size, "%s", PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col));
+}
+
+static wc_lsn lsn_field(PGresult *r, int col)
+{
+    wc_lsn v = 0;
+    if (!PQgetisnull(r, 0, col))
+        wc_lsn_parse(PQgetvalue(r, 0, col), &v);
+    return v;
+}
+
+static int64_t int_field(PGresult *r, int col)
+{
+    return PQgetisnull(r, 0, col) ? -1 : strtoll(PQgetvalue(r, 0, col), NULL, 10);
+}
+
+static int status_on(PGconn *c, const char *slot, struct wc_slot_status *st, int *found, struct wc_err *err)
+{
+    const char *params[] = {slot};
+    PGresult *r = query(c,
+                        "SELECT slot_name, plugin, slot_type, database, active, active_pid, restart_lsn, "
+                        "confirmed_flush_lsn, pg_current_wal_lsn(), "
+                        "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, "
+                        "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, "
+                        "wal_status, safe_wal_size FROM pg_replication_slots WHERE slot_name = $1",
+                        1, params, err);
+    if (r == NULL)
+        return -1;
+    memset(st, 0, sizeof(*st));
+    *found = PQntuples(r) > 0;
+    if (*found) {
+        copy_field(st->name, sizeof(st->name), r, 0);
+        copy_field(st->plugin, sizeof(st->plugin), r, 1);
+        copy_field(st->slot_type, sizeof(st->slot_type), r, 2);
+        copy_field(st->database, sizeof(st->database), r, 3);
+        st->active = strcmp(PQgetvalue(r, 0, 4), "t") == 0;
+        st->active_pid = PQgetisnull(r, 0, 5) ? 0 : atoi(PQgetvalue(r, 0, 5));
+        st->restart_lsn = lsn_field(r, 6);
+        st->confirmed_flush_lsn = lsn_field(r, 7);
+        st->current_wal_lsn = lsn_field(r, 8);
+        st->retained_bytes = int_field(r, 9);
+        st->lag_bytes = int_field(r, 10);
+        copy_field(st->wal_status, sizeof(st->wal_status), r, 11);
+        st->safe_wal_size = int_field(r, 12);
+    }
+    PQclear(r);
+    return 0;
+}
+
+int wc_slot_status(const char *dsn, const char *slot, struct wc_slot_status *st, int *found, struct wc_err *err)
+{
+    PGconn *c = wc_pg_connect(dsn, NULL, err);
+    if (c == NULL)
+        return -1;
+    int rc = status_on(c, slot, st, found, err);
+    PQfinish(c);
+    return rc;
+}
+
+int wc_slot_create(const char *dsn, const char *slot, int *existed, wc_lsn *lsn, struct wc_err *err)
+{
+    struct wc_slot_status st;
+    const char *params[] = {slot};
+    int found, rc = -1;
+    PGresult *r;
+    PGconn *c = wc_pg_connect(dsn, NULL, err);
+
+    *existed = 0;
+    if (c == NULL)
+        return -1;
+    if (status_on(c, slot, &st, &found, err) < 0)
+        goto done;
+    if (found) {
+        if (strcmp(st.plugin, "wal2json") != 0) {
+            wc_err_set(err, WC_ERR_SLOT,
+                       "replication slot \"%s\" exists with plugin \"%s\", not \"wal2json\": drop it or choose "
+                       "another slot name",
+                       slot, st.plugin[0] ? st.plugin : "(physical)");
+            goto done;
+        }
+        *existed = 1;
+        *lsn = st.confirmed_flush_lsn;
+        rc = 0;
+        goto done;
+    }
+    r = query(c, "SELECT lsn FROM pg_create_logical_replication_slot($1, 'wal2json')", 1, params, err);
+    if (r == NULL) {
+        wc_err_prefix(err, "could not create replication slot \"%s\"", slot);
+        goto done;
+    }
+    *lsn = lsn_field(r, 0);
+    PQclear(r);
+    rc = 0;
+done:
+    PQfinish(c);
+    return rc;
+}
+
+int wc_slot_drop(const char *dsn, const char *slot, int force, struct wc_err *err)
+{
+    struct wc_slot_status st;
+    const char *params[] = {slot};
+    int found, rc = -1;
+    PGresult *r;
+    PGconn *c = wc_pg_connect(dsn, NULL, err);
+
+    if (c == NULL)
+        return -1;
+    if (status_on(c, slot, &st, &found, err) < 0)
+        goto done;
+    if (!found) {
+        wc_err_set(err, WC_ERR_SLOT, "replication slot \"%s\" does not exist", slot);
+        goto done;
+    }
+    if (st.active) {
+        if (!force) {
+            wc_err_set(err, WC_ERR_SLOT,
+                       "replication slot \"%s\" is active for PID %d: stop that process or use --force", slot,
+                       st.active_pid);
+            goto done;
+        }
+        char pid[16];
+        const char *tp[] = {pid};
+        snprintf(pid, sizeof(pid), "%d", st.active_pid);
+        r = query(c, "SELECT pg_terminate_backend($1::int)", 1, tp, err);
+        if (r == NULL)
+            goto done;
+        PQclear(r);
+        /* The walsender releases the slot as it exits. */
+        for (int i = 0; i < 100; i++) {
+            if (status_on(c, slot, &st, &found, err) < 0)
+                goto done;
+            if (!found || !st.active)
+                break;
+            usleep(50000);
+        }
+    }
+    r = query(c, "SELECT pg_drop_replication_slot($1)", 1, params, err);
+    if (r == NULL) {
+        wc_err_prefix(err, "could not drop replication slot \"%s\"", slot);
+        goto done;
+    }
+    PQclear(r);
+    rc = 0;
+done:
+    PQfinish(c);
+    return rc;
+}
+
+static void item(struct wc_check_item *items, int max, int *n, const char *name, int ok, const char *fmt,
+                 const char *value)
+{
+    if (*n >= max)
+        return;
+    snprintf(items[*n].name, sizeof(items[*n].name), "%s", name);
+    items[*n].ok = ok;
+    snprintf(items[*n].detail, sizeof(items[*n].detail), fmt, value);
+    (*n)++;
+}
+
+int wc_slot_check(const char *dsn, struct wc_check_item *items, int max, struct wc_err *err)
+{
+    int n = 0;
+    PGresult *r;
+    PGconn *c = wc_pg_connect(dsn, NULL, err);
+
+    if (c == NULL)
+        return -1;
+    r = query(c,
+              "SELECT current_setting('wal_level'), current_setting('max_replication_slots'), "
+              "current_setting('max_wal_senders'), "
+              "(SELECT count(*) FROM pg_replication_slots)::text, "
+              "(SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user)::text, "
+              "coalesce(current_setting('max_slot_wal_keep_size'), ''), current_setting('server_version')",
+              0, NULL, err);
+    if (r == NULL) {
+        PQfinish(c);
+        return -1;
+    }
+    const char *wal_level = PQgetvalue(r, 0, 0);
+    item(items, max, &n, "server_version", 1, "%s", PQgetvalue(r, 0, 6));
+    item(items, max, &n, "wal_level", strcmp(wal_level, "logical") == 0,
+         strcmp(wal_level, "logical") == 0 ? "%s" : "%s (set wal_level = logical and restart the server)",
+         wal_level);
+    int slots = atoi(PQgetvalue(r, 0, 1)), used = atoi(PQgetvalue(r, 0, 3));
+    char buf[128];
+    snprintf(buf, sizeof(buf), "%d (%d in use)", slots, used);
+    item(items, max, &n, "max_replication_slots", slots > used,
+         slots > used ? "%s" : "%s (raise max_replication_slots)", buf);
+    item(items, max, &n, "max_wal_senders", atoi(PQgetvalue(r, 0, 2)) > 0, "%s", PQgetvalue(r, 0, 2));
+    int repl = strcmp(PQgetvalue(r, 0, 4), "true") == 0;
+    item(items, max, &n, "replication_privilege", repl,
+         repl ? "%s" : "%s (ALTER ROLE ... REPLICATION, and allow it in pg_hba.conf)", PQuser(c));
+    const char *keep = PQgetvalue(r, 0, 5);
+    item(items, max, &n, "max_slot_wal_keep_size", 1,
+         strcmp(keep, "-1") == 0 ? "%s (unlimited: a stalled slot can fill the disk)" : "%s", keep);
+    PQclear(r);
+
+    /* The plugin: a temporary slot is dropped by the server at the end of the session. */
+    if (repl && strcmp(wal_level, "logical") == 0) {
+        char name[64];
+        const char *p[] = {name};
+        snprintf(name, sizeof(name), "walcast_check_%d", (int)getpid());
+        r = PQexecParams(c, "SELECT pg_create_logical_replication_slot($1, 'wal2json', true)", 1, NULL, p, NULL,
+                         NULL, 0);
+        int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        item(items, max, &n, "wal2json", ok, "%s",
+             ok ? "installed" : "not loadable (install postgresql-15-wal2json on the server)");
+        PQclear(r);
+    }
+    PQfinish(c);
+    return n;
+}
