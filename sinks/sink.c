@@ -31,11 +31,15 @@ struct wc_sink *wc_sink_new(const struct wc_config *cfg, const struct wc_sink_co
     return s;
 }
 
+void wc_sink_jsonl_free(struct wc_sink *s);
+
 void wc_sink_free(struct wc_sink *s)
 {
     if (s == NULL)
         return;
-    if (s->ops && s->ops->close)
+    if (s->ops == &wc_sink_jsonl_ops)
+        wc_sink_jsonl_free(s);
+    else if (s->ops && s->ops->close)
         s->ops->close(s);
     free(s);
 }

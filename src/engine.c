@@ -1,1 +1,366 @@
-/* engine.c - being written. */
+/* engine.c - the loop: stream, decode, route to the sinks, batch, commit with cursors, confirm. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "walcast/decode.h"
+#include "walcast/engine.h"
+#include "walcast/log.h"
+#include "walcast/stream.h"
+
+volatile sig_atomic_t wc_engine_stop;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* State of one streaming session (one replication connection). */
+struct session {
+    const struct wc_config *cfg;
+    const struct wc_engine_opts *opts;
+    struct wc_sink **sinks;
+    int nsink;
+    struct wc_sink *dead_letter_sink;
+    struct wc_stream *stream;
+    struct wc_decoder *dec;
+    struct wc_engine_stats *stats;
+
+    int in_txn;
+    struct wc_pos pos;  /* where the stream is: the last event handled, or (end, -1) between transactions */
+    int pending;        /* events queued in the sinks since the last commit */
+    size_t pending_bytes;
+    int64_t batch_start_ms;
+    int64_t last_idle_commit_ms;
+};
+
+/* The flush LSN that is safe to confirm: every sink has durably applied everything before it. */
+static wc_lsn safe_confirm_lsn(struct session *s)
+{
+    wc_lsn lsn = 0;
+    for (int i = 0; i < s->nsink; i++) {
+        /* A cursor inside a transaction confirms only up to that transaction's commit record, which the
+         * server then sends again: its covered events are skipped. */
+        wc_lsn l = s->sinks[i]->cursor.lsn;
+        if (i == 0 || l < lsn)
+            lsn = l;
+    }
+    return lsn;
+}
+
+/* Commit every sink that is behind pos, then confirm what all of them have made durable. */
+static int commit_all(struct session *s, struct wc_pos pos, struct wc_err *err)
+{
+    for (int i = 0; i < s->nsink; i++) {
+        struct wc_sink *k = s->sinks[i];
+        if (wc_pos_cmp(k->cursor, pos) >= 0)
+            continue;
+        if (k->ops->commit(k, pos, err) < 0) {
+            wc_err_prefix(err, "sink \"%s\"", k->name);
+            return -1;
+        }
+        k->cursor = pos;
+        k->has_cursor = 1;
+    }
+    s->pending = 0;
+    s->pending_bytes = 0;
+    s->stats->commits++;
+    wc_lsn confirm = safe_confirm_lsn(s);
+    if (confirm > s->stats->confirmed)
+        s->stats->confirmed = confirm;
+    wc_stream_confirm(s->stream, confirm);
+    return 0;
+}
+
+/* Hand one event to every sink that has not applied it yet. */
+static int route_event(struct session *s, struct wc_event *ev, struct wc_err *err)
+{
+    const char *type = ev->col[WC_COL_EVENT_TYPE].text;
+    int known = s->opts->unknown_ok || wc_config_knows_event(s->cfg, type);
+
+    s->stats->events++;
+    for (int i = 0; i < s->nsink; i++) {
+        struct wc_sink *k = s->sinks[i];
+        if (k->has_cursor && wc_pos_covered(k->cursor, ev->pos))
+            continue;
+        if (!known) {
+            if (k != s->dead_letter_sink)
+                continue;
+            char msg[256];
+            snprintf(msg, sizeof(msg), "no projection handles event type \"%s\"", type);
+            if (wc_sink_handle_error(k, ev, s->cfg->on_unknown_event, msg, err) < 0)
+                return -1;
+            continue;
+        }
+        if (k->ops->apply(k, ev, err) < 0) {
+            if (err->code != WC_ERR_IO)
+                wc_err_prefix(err, "sink \"%s\"", k->name);
+            return -1;
+        }
+    }
+    if (s->pending++ == 0)
+        s->batch_start_ms = now_ms();
+    s->pending_bytes += ev->size;
+    return 0;
+}
+
+static int handle_message(struct session *s, const char *msg, size_t len, wc_lsn wal_start, int *done,
+                          struct wc_err *err)
+{
+    struct wc_decoded d;
+
+    if (wc_decode_message(s->dec, msg, len, wal_start, &d, err) < 0)
+        return -1;
+    switch (d.kind) {
+    case WC_DECODED_BEGIN:
+        s->in_txn = 1;
+        s->stats->transactions++;
+        break;
+    case WC_DECODED_EVENT:
+        if (route_event(s, &d.event, err) < 0)
+            return -1;
+        s->pos = d.event.pos;
+        if (s->pending >= s->cfg->batch_max_events || s->pending_bytes >= s->cfg->batch_max_bytes)
+            return commit_all(s, s->pos, err);
+        break;
+    case WC_DECODED_COMMIT:
+        s->in_txn = 0;
+        s->pos = (struct wc_pos){d.event.end_lsn, -1};
+        if (s->opts->endpos && d.event.end_lsn >= s->opts->endpos)
+            *done = 1;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* Open every sink and read its cursor; returns the LSN to stream from. */
+static int open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
+{
+    *start = 0;
+    for (int i = 0; i < s->nsink; i++) {
+        struct wc_sink *k = s->sinks[i];
+        int found = 0;
+        if (k->ops->open(k, err) < 0 || k->ops->read_cursor(k, &k->cursor, &found, err) < 0) {
+            wc_err_prefix(err, "sink \"%s\"", k->name);
+            return -1;
+        }
+        k->has_cursor = found;
+        if (!found)
+            k->cursor = WC_POS_NONE;
+        char p[40];
+        wc_debug("sink \"%s\": cursor %s", k->name, found ? wc_pos_format(k->cursor, p) : "none");
+        if (i == 0 || k->cursor.lsn < *start)
+            *start = k->cursor.lsn;
+    }
+    return 0;
+}
+
+static void close_session(struct session *s)
+{
+    wc_stream_close(s->stream);
+    s->stream = NULL;
+    wc_decoder_free(s->dec);
+    s->dec = NULL;
+    for (int i = 0; i < s->nsink; i++)
+        if (s->sinks[i]->ops->close)
+            s->sinks[i]->ops->close(s->sinks[i]);
+}
+
+/* One session: returns 0 when stopped or at endpos, -1 with err. */
+static int run_session(struct session *s, struct wc_err *err)
+{
+    wc_lsn start;
+    int done = 0;
+
+    if (open_sinks(s, &start, err) < 0)
+        return -1;
+    s->dec = wc_decoder_new(s->cfg->outbox_schema, s->cfg->outbox_table, (const char *const *)s->cfg->columns,
+                            s->cfg->msg_prefix);
+    struct wc_stream_opts so = {
+        .dsn = s->cfg->source_dsn,
+        .slot = s->cfg->slot,
+        .start = start,
+        .schema = s->cfg->outbox_schema,
+        .table = s->cfg->outbox_table,
+        .msg_prefix = s->cfg->msg_prefix,
+        .status_interval_ms = s->cfg->status_interval_ms,
+    };
+    s->stream = wc_stream_open(&so, err);
+    if (s->stream == NULL)
+        return -1;
+    wc_info("streaming slot \"%s\" from " WC_LSN_FMT " (walsender pid %d)", s->cfg->slot, WC_LSN_ARGS(start),
+            wc_stream_backend_pid(s->stream));
+    s->in_txn = 0;
+    s->pending = 0;
+    s->pending_bytes = 0;
+    s->pos = (struct wc_pos){start, -1};
+    s->last_idle_commit_ms = now_ms();
+
+    while (!wc_engine_stop && !done) {
+        const char *msg;
+        size_t len;
+        wc_lsn wal_start;
+        int timeout = 100;
+
+        if (s->pending > 0) {
+            int64_t left = s->batch_start_ms + s->cfg->batch_max_delay_ms - now_ms();
+            timeout = left < 0 ? 0 : (int)left;
+        }
+        int r = wc_stream_next(s->stream, timeout, &msg, &len, &wal_start, err);
+        if (r < 0)
+            return -1;
+        if (r > 0 && handle_message(s, msg, len, wal_start, &done, err) < 0)
+            return -1;
+        int64_t now = now_ms();
+        if (s->pending > 0 && (done || now - s->batch_start_ms >= s->cfg->batch_max_delay_ms) &&
+            commit_all(s, s->pos, err) < 0)
+            return -1;
+        if (s->in_txn || s->pending > 0)
+            continue;
+        /* Nothing in flight: let the slot advance over transactions that had no outbox rows, and over
+         * quiet WAL the keepalives report, so that an idle outbox does not pin WAL. Sink cursors move
+         * first (invariant 4), once per status interval. */
+        wc_lsn idle = wc_stream_idle_lsn(s->stream);
+        if (idle > s->pos.lsn)
+            s->pos = (struct wc_pos){idle, -1};
+        if (s->opts->endpos && s->pos.lsn >= s->opts->endpos)
+            done = 1;
+        if (wc_pos_cmp(s->pos, (struct wc_pos){safe_confirm_lsn(s), -1}) > 0 &&
+            (done || now - s->last_idle_commit_ms >= s->cfg->status_interval_ms)) {
+            if (commit_all(s, s->pos, err) < 0)
+                return -1;
+            s->last_idle_commit_ms = now;
+        }
+    }
+    if (s->pending > 0 || (!s->in_txn && wc_pos_cmp(s->pos, (struct wc_pos){safe_confirm_lsn(s), -1}) > 0)) {
+        if (commit_all(s, s->pos, err) < 0)
+            return -1;
+    }
+    if (wc_stream_feedback(s->stream, 1, err) < 0)
+        return -1;
+    return 0;
+}
+
+static void sleep_ms(int ms)
+{
+    while (ms > 0 && !wc_engine_stop) {
+        int step = ms > 100 ? 100 : ms;
+        usleep((useconds_t)step * 1000);
+        ms -= step;
+    }
+}
+
+int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink,
+                  const struct wc_engine_opts *opts, struct wc_engine_stats *stats, struct wc_err *err)
+{
+    struct wc_engine_stats local;
+    struct session s = {.cfg = cfg, .opts = opts, .sinks = sinks, .nsink = nsink};
+    int base = opts->retry_base_ms > 0 ? opts->retry_base_ms : 100;
+    int ceiling = opts->retry_max_ms > 0 ? opts->retry_max_ms : 10000;
+    int attempt = 0;
+    int outage = 0;
+
+    memset(&local, 0, sizeof(local));
+    s.stats = stats ? stats : &local;
+    s.dead_letter_sink = nsink > 0 ? sinks[0] : NULL;
+    for (int i = 0; i < nsink && cfg->dead_letter_sink; i++)
+        if (strcmp(sinks[i]->name, cfg->dead_letter_sink) == 0)
+            s.dead_letter_sink = sinks[i];
+    srand((unsigned)getpid() ^ (unsigned)now_ms());
+
+    for (;;) {
+        uint64_t before = s.stats->events + s.stats->commits;
+        int rc = run_session(&s, err);
+        close_session(&s);
+        if (rc == 0) {
+            if (outage)
+                wc_info("recovered");
+            return 0;
+        }
+        if (err->code != WC_ERR_IO || wc_engine_stop)
+            return wc_engine_stop && err->code == WC_ERR_IO ? 0 : -1;
+        /* Transient: log once per outage, back off exponentially with jitter, resume from the cursors. */
+        if (s.stats->events + s.stats->commits != before)
+            attempt = 0;
+        if (!outage || attempt == 0)
+            wc_warning("%s; reconnecting", err->msg);
+        outage = 1;
+        attempt++;
+        if (opts->max_retries > 0 && attempt > opts->max_retries)
+            return -1;
+        s.stats->reconnects++;
+        int delay = base;
+        for (int i = 1; i < attempt && delay < ceiling; i++)
+            delay *= 2;
+        if (delay > ceiling)
+            delay = ceiling;
+        delay = delay / 2 + rand() % (delay / 2 + 1);
+        wc_debug("reconnect attempt %d in %d ms", attempt, delay);
+        sleep_ms(delay);
+        if (wc_engine_stop)
+            return 0;
+    }
+}
+
+int wc_engine_replay_file(const struct wc_config *cfg, struct wc_sink *sink, const char *path,
+                          struct wc_err *err)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    struct wc_decoder *dec;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long lineno = 0;
+    int rc = -1;
+    struct wc_pos pos = WC_POS_NONE;
+
+    if (f == NULL) {
+        wc_err_set(err, WC_ERR_IO, "could not open file \"%s\": %s", path, strerror(errno));
+        return -1;
+    }
+    dec = wc_decoder_new(cfg->outbox_schema, cfg->outbox_table, (const char *const *)cfg->columns, cfg->msg_prefix);
+    if (sink->ops->open(sink, err) < 0)
+        goto done;
+    int pending = 0;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        struct wc_decoded d;
+        lineno++;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (n == 0)
+            continue;
+        if (wc_decode_message(dec, line, (size_t)n, 0, &d, err) < 0) {
+            wc_err_prefix(err, "%s:%ld", path, lineno);
+            goto done;
+        }
+        if (d.kind == WC_DECODED_EVENT) {
+            if (sink->ops->apply(sink, &d.event, err) < 0)
+                goto done;
+            pos = d.event.pos;
+            if (++pending >= cfg->batch_max_events) {
+                if (sink->ops->commit(sink, pos, err) < 0)
+                    goto done;
+                pending = 0;
+            }
+        }
+    }
+    if (sink->ops->commit(sink, pos, err) < 0)
+        goto done;
+    rc = 0;
+done:
+    free(line);
+    wc_decoder_free(dec);
+    if (sink->ops->close)
+        sink->ops->close(sink);
+    if (f != stdin)
+        fclose(f);
+    return rc;
+}
