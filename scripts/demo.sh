@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# scripts/demo.sh [--orders N] [--seed S] [--keep] - the order example end to end on this machine.
+#
+# Installs what is missing (Debian/Ubuntu packages), builds walcast, starts a private PostgreSQL 15
+# (write and read databases) and Redis in a temp dir, loads examples/orders, creates the slot, runs
+# `walcast run` in the background, drives N random order commands (CALL shop.run_workload), then shows
+# a customer's orders from both projections, the lifetime-value leaderboard and the end-to-end lag, and
+# runs examples/orders/check.sh. Everything it started is stopped on exit (--keep leaves the temp dir).
+set -euo pipefail
+
+orders=3000
+seed=0.5
+keep=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --orders) orders=${2:?--orders needs a number}; shift 2 ;;
+    --orders=*) orders=${1#--orders=}; shift ;;
+    --seed) seed=${2:?--seed needs a number in [-1, 1]}; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "demo: unknown argument $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+case "$orders" in '' | *[!0-9]*) echo "demo: --orders wants a positive integer" >&2; exit 2 ;; esac
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+say() { printf '\n== %s\n' "$*"; }
+now_ms() { date +%s%3N; }
+
+# ---- 1. packages: only the missing ones, one apt-get update ----
+packages=(postgresql-15 postgresql-15-wal2json redis-server libpq-dev libjansson-dev libhiredis-dev
+    libfyaml-dev libcriterion-dev cmake gcc pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y "${missing[@]}"
+fi
+
+# ---- 2. build ----
+say "building"
+cmake -B build >/dev/null
+cmake --build build -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+walcast=$root/build/walcast
+config=$root/examples/orders/walcast.yaml
+
+# ---- 3. private servers; cleanup on any exit ----
+dir=$(mktemp -d /tmp/walcast-demo.XXXXXX)
+walcast_pid=
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$walcast_pid" ] && kill -0 "$walcast_pid" 2>/dev/null; then
+        kill -TERM "$walcast_pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$walcast_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$walcast_pid" 2>/dev/null || true
+        wait "$walcast_pid" 2>/dev/null || true
+    fi
+    "$root/scripts/services.sh" stop "$dir" || true
+    if [ "$keep" = 1 ]; then
+        echo "demo: kept $dir (walcast.log, pg.log, redis/)"
+    else
+        rm -rf "$dir"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say "starting PostgreSQL and Redis in $dir"
+"$root/scripts/services.sh" start "$dir"
+# shellcheck disable=SC1091
+. "$dir/env"
+redis_db=0
+cat >"$dir/orders.env" <<EOF
+export WALCAST_SOURCE_DSN="host=127.0.0.1 port=$PGPORT dbname=shop user=walcast"
+export WALCAST_SOURCE_SLOT=walcast_orders
+export WALCAST_SINKS_READDB_DSN="host=127.0.0.1 port=$PGPORT dbname=shop_read user=walcast"
+export WALCAST_SINKS_CACHE_DSN="redis://127.0.0.1:$WALCAST_TEST_REDIS_PORT/$redis_db"
+EOF
+# shellcheck disable=SC1091
+. "$dir/orders.env"
+
+wsql() { psql -X -q -v ON_ERROR_STOP=1 -d shop "$@"; }
+rsql() { psql -X -q -v ON_ERROR_STOP=1 -d shop_read "$@"; }
+rcli() { redis-cli -p "$WALCAST_TEST_REDIS_PORT" -n "$redis_db" "$@"; }
+
+say "loading examples/orders (databases shop and shop_read)"
+createdb shop
+createdb shop_read
+wsql -f examples/orders/write.sql
+rsql -f examples/orders/read.sql
+
+say "creating the slot and starting walcast run (log: $dir/walcast.log)"
+"$walcast" slot create -c "$config"
+"$walcast" run -c "$config" >"$dir/walcast.log" 2>&1 &
+walcast_pid=$!
+sleep 0.5
+kill -0 "$walcast_pid" 2>/dev/null || { cat "$dir/walcast.log" >&2; echo "demo: walcast run exited" >&2; exit 1; }
+
+# Wait (at most $2 seconds) until order_summary holds order $1; prints the milliseconds waited.
+wait_for_order() {
+    local id=$1 timeout=$2 t0 t1
+    t0=$(now_ms)
+    rsql -At -c "SET statement_timeout = '${timeout}s'" -c "DO \$\$ BEGIN
+        WHILE NOT EXISTS (SELECT 1 FROM order_summary WHERE order_id = $id) LOOP
+            PERFORM pg_sleep(0.002);
+        END LOOP; END \$\$" >/dev/null ||
+        { echo "demo: order $id did not reach order_summary within ${timeout}s" >&2; tail -20 "$dir/walcast.log" >&2; return 1; }
+    t1=$(now_ms)
+    echo $((t1 - t0))
+}
+
+say "driving $orders random commands through shop.run_workload"
+t0=$(now_ms)
+wsql -c "CALL shop.run_workload($orders, $seed)"
+t1=$(now_ms)
+last=$(wsql -At -c "SELECT max(id) FROM shop.orders")
+echo "$orders commands in $((t1 - t0)) ms ($(( orders * 1000 / (t1 - t0 + 1) )) commands/s); last order $last"
+catchup=$(wait_for_order "$last" 120)
+echo "projection caught up ${catchup} ms after the workload's last commit"
+
+# One more order on an idle pipeline: commit -> visible in order_summary.
+customer=$(wsql -At -c "SELECT customer_id FROM shop.orders WHERE id = $last")
+id=$(wsql -At -c "SELECT shop.place_order($customer, '[{\"sku\": \"DEMO-1\", \"qty\": 2, \"unit_price\": 19.99}]')")
+lag=$(wait_for_order "$id" 30)
+# Redis is a separate sink: wait for it too before reading it.
+for _ in $(seq 1 3000); do [ "$(rcli EXISTS "order:$id")" = 1 ] && break; sleep 0.01; done
+echo "end-to-end lag of one order (commit to order_summary): ${lag} ms"
+
+say "customer $customer: newest orders from PostgreSQL (order_summary)"
+rsql -c "SELECT order_id, status, total, item_count, placed_at FROM order_summary
+         WHERE customer_id = $customer ORDER BY placed_at DESC, order_id DESC LIMIT 10"
+say "customer $customer: ZREVRANGE customer:$customer:orders 0 9 WITHSCORES (score = placed_at, epoch ms)"
+rcli ZREVRANGE "customer:$customer:orders" 0 9 WITHSCORES
+say "top 10 lifetime values: ZREVRANGE ltv:leaderboard 0 9 WITHSCORES"
+rcli ZREVRANGE ltv:leaderboard 0 9 WITHSCORES
+say "top 10 lifetime values from PostgreSQL (customer_ltv)"
+rsql -c "SELECT customer_id, lifetime_value, orders FROM customer_ltv ORDER BY lifetime_value DESC LIMIT 10"
+
+say "examples/orders/check.sh: every projection against the write side"
+"$root/examples/orders/check.sh" "$dir"

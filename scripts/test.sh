@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Build walcast and run every test against a private PostgreSQL 15 (wal2json) and Redis.
+#
+#   scripts/test.sh [--asan] [--valgrind] [CTEST ARGS...]
+#
+# On a fresh Debian bookworm machine it first installs what is missing (as root: apt-get update once,
+# then apt-get install -y). The servers live in a temp dir on loopback ports and are stopped at exit.
+# --asan      also build and run the suite under AddressSanitizer and UndefinedBehaviorSanitizer
+# --valgrind  also run the unit tests (no servers needed) under valgrind memcheck
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+asan=0
+vg=0
+args=()
+for a in "$@"; do
+    case "$a" in
+    --asan) asan=1 ;;
+    --valgrind) vg=1 ;;
+    *) args+=("$a") ;;
+    esac
+done
+
+scripts/install-deps.sh
+
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S . -B build-test -DWC_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-test -j"$jobs" 2>&1 | { grep -E "warning|error" || true; }
+cmake --build build-test -j"$jobs" >/dev/null
+
+tmp=$(mktemp -d /tmp/walcast-test.XXXXXX)
+cleanup() {
+    scripts/services.sh stop "$tmp" >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+scripts/services.sh start "$tmp"
+# shellcheck disable=SC1091
+. "$tmp/env"
+
+status=0
+(cd build-test && ctest --output-on-failure --timeout 600 "${args[@]}") || status=1
+
+if [ "$asan" = 1 ]; then
+    echo "== AddressSanitizer + UndefinedBehaviorSanitizer"
+    cmake -S . -B build-asan -DWC_BUILD_TESTS=ON -DWC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+    cmake --build build-asan -j"$jobs" >/dev/null
+    (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure --timeout 600 "${args[@]}") || status=1
+fi
+if [ "$vg" = 1 ]; then
+    echo "== valgrind (unit tests)"
+    for t in build-test/test_lsn build-test/test_decode build-test/test_template build-test/test_config; do
+        [ -x "$t" ] || continue
+        valgrind -q --leak-check=full --error-exitcode=99 --trace-children=no "$t" --jobs 1 >/dev/null ||
+            { echo "valgrind: $t failed"; status=1; }
+    done
+fi
+exit $status

@@ -1,0 +1,363 @@
+/* test_template.c - compiling and rendering templates against events. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "walcast/template.h"
+
+/* An event with every column set and the given payload text (NULL for a null payload). */
+static struct wc_event make_event(const char *payload)
+{
+    struct wc_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.pos.lsn = ((wc_lsn)0x1 << 32) | 0x2A3B4C;
+    ev.pos.index = 3;
+    ev.commit_time = "2026-11-27T10:39:53.655523Z";
+    ev.col[WC_COL_EVENT_ID] = (struct wc_val){WC_VAL_STRING, "8f0e6b2c-1111-2222-3333-444455556666", 36};
+    ev.col[WC_COL_AGGREGATE_TYPE] = (struct wc_val){WC_VAL_STRING, "Order", 5};
+    ev.col[WC_COL_AGGREGATE_ID] = (struct wc_val){WC_VAL_NUMBER, "12345678901234567890", 20};
+    ev.col[WC_COL_EVENT_TYPE] = (struct wc_val){WC_VAL_STRING, "OrderPlaced", 11};
+    ev.col[WC_COL_OCCURRED_AT] = (struct wc_val){WC_VAL_STRING, "2026-11-27 10:39:53.655+00", 26};
+    if (payload)
+        ev.col[WC_COL_PAYLOAD] = (struct wc_val){WC_VAL_STRING, payload, strlen(payload)};
+    return ev;
+}
+
+static const char *PAYLOAD =
+    "{\"order_id\": 42, \"customer_id\": \"c-7\", \"total\": 19.99, \"ratio\": 0.1, \"half\": 1.5,"
+    " \"whole\": 2.0, \"paid\": true, \"gift\": false, \"note\": null, \"placed_at\": \"2026-11-27T10:39:53.655523Z\","
+    " \"local\": \"2026-11-27T12:39:53+02:00\", \"secs\": 1700000000, \"fsecs\": 1700000000.25,"
+    " \"qty\": \" 12 \", \"name\": \"Zoë 名前 \\\"q\\\"\", \"mixed\": \"MiXeD Ünï\","
+    " \"items\": [{\"sku\": \"A-1\", \"price\": 0.3}, {\"sku\": \"B-2\", \"tags\": [\"x\", \"y\"]}],"
+    " \"address\": {\"city\": \"Köln\", \"zip\": \"50667\"}, \"prénom\": \"Élodie\"}";
+
+/* Compile src (bare or not), render against ev; asserts the return code and returns the text (static). */
+static const char *render_rc(const char *src, int bare, struct wc_event *ev, int want_rc, struct wc_err *err)
+{
+    static char result[4096];
+    struct wc_err cerr = {0};
+    struct wc_buf out = WC_BUF_INIT;
+    struct wc_tmpl *t = wc_tmpl_compile(src, bare, &cerr);
+
+    cr_assert_not_null(t, "compile %s: %s", src, cerr.msg);
+    wc_buf_puts(&out, "<");
+    int rc = wc_tmpl_render(t, ev, &out, err);
+    cr_assert_eq(rc, want_rc, "render %s: rc %d (%s)", src, rc, err->msg);
+    snprintf(result, sizeof(result), "%s", out.data + 1);
+    cr_assert_eq(out.len, strlen(out.data), "len matches the text");
+    wc_buf_free(&out);
+    wc_tmpl_free(t);
+    return result;
+}
+
+static const char *render(const char *src, int bare, struct wc_event *ev)
+{
+    struct wc_err err = {0};
+    return render_rc(src, bare, ev, 0, &err);
+}
+
+static void done(struct wc_event *ev)
+{
+    json_decref(ev->payload_json);
+    ev->payload_json = NULL;
+}
+
+Test(template, each_event_field)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+
+    cr_expect_str_eq(render("{event_id}", 0, &ev), "8f0e6b2c-1111-2222-3333-444455556666");
+    cr_expect_str_eq(render("{aggregate_type}", 0, &ev), "Order");
+    cr_expect_str_eq(render("{aggregate_id}", 0, &ev), "12345678901234567890"); /* no double on the way */
+    cr_expect_str_eq(render("{event_type}", 0, &ev), "OrderPlaced");
+    cr_expect_str_eq(render("{occurred_at}", 0, &ev), "2026-11-27 10:39:53.655+00");
+    cr_expect_str_eq(render("{lsn}", 0, &ev), "1/2A3B4C");
+    cr_expect_str_eq(render("{commit_time}", 0, &ev), "2026-11-27T10:39:53.655523Z");
+    cr_expect_str_eq(render("aggregate_id", 1, &ev), "12345678901234567890");
+    cr_expect_str_eq(render("lsn", 1, &ev), "1/2A3B4C");
+    done(&ev);
+}
+
+Test(template, literal_text_and_braces)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+
+    cr_expect_str_eq(render("order:{payload.order_id}:{aggregate_type}", 0, &ev), "order:42:Order");
+    cr_expect_str_eq(render("plain text", 0, &ev), "plain text");
+    cr_expect_str_eq(render("", 0, &ev), "");
+    cr_expect_str_eq(render("{{literal}} {payload.order_id}", 0, &ev), "{literal} 42");
+    cr_expect_str_eq(render("{ payload.order_id | number }", 0, &ev), "42");
+    done(&ev);
+}
+
+Test(template, payload_values)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+
+    cr_expect_str_eq(render("{payload.order_id}", 0, &ev), "42");
+    cr_expect_str_eq(render("{payload.customer_id}", 0, &ev), "c-7");
+    cr_expect_str_eq(render("{payload.total}", 0, &ev), "19.99");
+    cr_expect_str_eq(render("{payload.ratio}", 0, &ev), "0.1");
+    cr_expect_str_eq(render("{payload.half}", 0, &ev), "1.5");
+    cr_expect_str_eq(render("{payload.whole}", 0, &ev), "2.0");
+    cr_expect_str_eq(render("{payload.paid}/{payload.gift}", 0, &ev), "true/false");
+    cr_expect_str_eq(render("{payload.address}", 0, &ev), "{\"city\":\"Köln\",\"zip\":\"50667\"}");
+    cr_expect_str_eq(render("{payload.items[1].tags}", 0, &ev), "[\"x\",\"y\"]");
+    cr_expect_str_eq(render("{payload.items[0]}", 0, &ev), "{\"sku\":\"A-1\",\"price\":0.3}");
+    done(&ev);
+}
+
+Test(template, nested_paths_and_indexes)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+
+    cr_expect_str_eq(render("payload.address.city", 1, &ev), "Köln");
+    cr_expect_str_eq(render("payload.items[0].sku", 1, &ev), "A-1");
+    cr_expect_str_eq(render("payload.items[1].sku", 1, &ev), "B-2");
+    cr_expect_str_eq(render("payload.items[1].tags[1]", 1, &ev), "y");
+    cr_expect_str_eq(render("{payload.items[0].price}", 0, &ev), "0.3");
+    done(&ev);
+}
+
+Test(template, unicode)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+
+    cr_expect_str_eq(render("{payload.name}", 0, &ev), "Zoë 名前 \"q\"");
+    cr_expect_str_eq(render("{payload.prénom}", 0, &ev), "Élodie");
+    cr_expect_str_eq(render("{payload.name|json}", 0, &ev), "\"Zoë 名前 \\\"q\\\"\"");
+    done(&ev);
+}
+
+Test(template, whole_payload)
+{
+    struct wc_event ev = make_event("{\"big\": 123456789012345678901234567890.5, \"a\": [1]}");
+    struct wc_err err = {0};
+    struct wc_tmpl *t = wc_tmpl_compile("payload", 1, &err);
+
+    cr_assert_not_null(t);
+    cr_expect(wc_tmpl_is_whole_payload(t));
+    wc_tmpl_free(t);
+    t = wc_tmpl_compile("payload.a", 1, &err);
+    cr_expect(!wc_tmpl_is_whole_payload(t));
+    wc_tmpl_free(t);
+    t = wc_tmpl_compile("payload|json", 1, &err);
+    cr_expect(!wc_tmpl_is_whole_payload(t));
+    wc_tmpl_free(t);
+
+    /* Verbatim: the big numeric keeps every digit. */
+    cr_expect_str_eq(render("payload", 1, &ev), "{\"big\": 123456789012345678901234567890.5, \"a\": [1]}");
+    cr_expect_str_eq(render("{payload|json}", 0, &ev), "{\"big\": 123456789012345678901234567890.5, \"a\": [1]}");
+    done(&ev);
+}
+
+Test(template, filter_epoch)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+
+    cr_expect_str_eq(render("{payload.placed_at|epoch_ms}", 0, &ev), "1795775993655");
+    cr_expect_str_eq(render("{payload.placed_at|epoch_s}", 0, &ev), "1795775993");
+    cr_expect_str_eq(render("{payload.local|epoch_s}", 0, &ev), "1795775993"); /* +02:00 honoured */
+    cr_expect_str_eq(render("{occurred_at|epoch_ms}", 0, &ev), "1795775993655");
+    cr_expect_str_eq(render("{commit_time|epoch_ms}", 0, &ev), "1795775993655");
+    cr_expect_str_eq(render("{payload.secs|epoch_ms}", 0, &ev), "1700000000000");
+    cr_expect_str_eq(render("{payload.fsecs|epoch_ms}", 0, &ev), "1700000000250");
+    cr_expect_str_eq(render("{payload.fsecs|epoch_s}", 0, &ev), "1700000000");
+    done(&ev);
+
+    static const struct {
+        const char *in;
+        const char *ms;
+    } cases[] = {
+        {"1970-01-01T00:00:00Z", "0"},
+        {"1970-01-01", "0"},
+        {"1970-01-01 00:00:01.5", "1500"},
+        {"1970-01-01T01:00:00+0100", "0"},
+        {"1970-01-01T00:00:00-05", "18000000"},
+        {"1969-12-31T23:59:59.999Z", "-1"},
+        {"2000-02-29T12:00:00.123456789Z", "951825600123"},
+        {"\"1700000000\"", NULL}, /* marker: skipped below */
+    };
+    for (size_t i = 0; cases[i].ms; i++) {
+        char payload[200];
+        snprintf(payload, sizeof(payload), "{\"t\": \"%s\"}", cases[i].in);
+        ev = make_event(payload);
+        cr_expect_str_eq(render("payload.t|epoch_ms", 1, &ev), cases[i].ms, "%s", cases[i].in);
+        done(&ev);
+    }
+    ev = make_event("{\"t\": \"1969-12-31T23:59:59.5Z\"}");
+    cr_expect_str_eq(render("payload.t|epoch_s", 1, &ev), "-1");
+    done(&ev);
+}
+
+Test(template, filter_epoch_rejects_garbage)
+{
+    struct wc_event ev = make_event("{\"t\": \"yesterday\", \"b\": true, \"m\": \"2026-13-01\"}");
+    struct wc_err err = {0};
+
+    render_rc("payload.t|epoch_ms", 1, &ev, -1, &err);
+    cr_expect_eq(err.code, WC_ERR_DATA);
+    cr_expect_str_eq(err.msg, "payload field \"t\" is not a timestamp: \"yesterday\"");
+    render_rc("payload.b|epoch_s", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"b\" is not a timestamp");
+    render_rc("payload.m|epoch_s", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"m\" is not a timestamp: \"2026-13-01\"");
+    done(&ev);
+}
+
+Test(template, filter_number)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+    struct wc_err err = {0};
+
+    cr_expect_str_eq(render("payload.order_id|number", 1, &ev), "42");
+    cr_expect_str_eq(render("payload.total|number", 1, &ev), "19.99");
+    cr_expect_str_eq(render("payload.qty|number", 1, &ev), "12");
+    cr_expect_str_eq(render("aggregate_id|number", 1, &ev), "12345678901234567890");
+    render_rc("payload.customer_id|number", 1, &ev, -1, &err);
+    cr_expect_eq(err.code, WC_ERR_DATA);
+    cr_expect_str_eq(err.msg, "payload field \"customer_id\" is not a number: \"c-7\"");
+    render_rc("payload.paid|number", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"paid\" is not a number");
+    render_rc("event_type|number", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "field \"event_type\" is not a number: \"OrderPlaced\"");
+    done(&ev);
+}
+
+Test(template, filter_json)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+
+    cr_expect_str_eq(render("payload.customer_id|json", 1, &ev), "\"c-7\"");
+    cr_expect_str_eq(render("payload.order_id|json", 1, &ev), "42");
+    cr_expect_str_eq(render("payload.total|json", 1, &ev), "19.99");
+    cr_expect_str_eq(render("payload.paid|json", 1, &ev), "true");
+    cr_expect_str_eq(render("payload.note|json", 1, &ev), "null");
+    cr_expect_str_eq(render("payload.items[1]|json", 1, &ev), "{\"sku\":\"B-2\",\"tags\":[\"x\",\"y\"]}");
+    cr_expect_str_eq(render("event_type|json", 1, &ev), "\"OrderPlaced\"");
+    cr_expect_str_eq(render("aggregate_id|json", 1, &ev), "12345678901234567890");
+    cr_expect_str_eq(render("x={payload.customer_id|upper|json}", 0, &ev), "x=\"C-7\"");
+    cr_expect_str_eq(render("payload.placed_at|epoch_s|json", 1, &ev), "1795775993");
+    done(&ev);
+}
+
+Test(template, filter_lower_upper)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+
+    cr_expect_str_eq(render("{payload.mixed|lower}", 0, &ev), "mixed Ünï"); /* ASCII letters only */
+    cr_expect_str_eq(render("{payload.mixed|upper}", 0, &ev), "MIXED ÜNï");
+    cr_expect_str_eq(render("{event_type|lower}:{aggregate_type|upper}", 0, &ev), "orderplaced:ORDER");
+    cr_expect_str_eq(render("{payload.customer_id|upper|lower}", 0, &ev), "c-7");
+    cr_expect_str_eq(render("{payload.paid|upper}", 0, &ev), "TRUE");
+    done(&ev);
+}
+
+Test(template, missing_field_names_the_path)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+    struct wc_err err = {0};
+
+    render_rc("payload.customer", 1, &ev, -1, &err);
+    cr_expect_eq(err.code, WC_ERR_DATA);
+    cr_expect_str_eq(err.msg, "payload field \"customer\" is missing");
+    render_rc("x{payload.items[5].sku}", 0, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"items[5].sku\" is missing");
+    cr_expect_str_eq(render_rc("x{payload.items[0].name}y", 0, &ev, -1, &err), "", "out left unchanged");
+    cr_expect_str_eq(err.msg, "payload field \"items[0].name\" is missing");
+    render_rc("payload.address.city.x", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"address.city.x\" is missing");
+    render_rc("payload.address[0]", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"address[0]\" is missing");
+    done(&ev);
+}
+
+Test(template, null_values)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+    struct wc_err err = {0};
+
+    cr_expect_str_eq(render_rc("payload.note", 1, &ev, 1, &err), "");
+    cr_expect_str_eq(render_rc("payload.note|number", 1, &ev, 1, &err), "");
+    cr_expect_str_eq(render_rc("payload.note|epoch_ms", 1, &ev, 1, &err), "");
+    cr_expect_str_eq(render("note=[{payload.note}]", 0, &ev), "note=[]");
+    ev.col[WC_COL_AGGREGATE_ID] = (struct wc_val){WC_VAL_NULL, NULL, 0};
+    cr_expect_str_eq(render_rc("aggregate_id", 1, &ev, 1, &err), "");
+    cr_expect_str_eq(render("aggregate_id|json", 1, &ev), "null");
+    done(&ev);
+
+    ev = make_event(NULL);
+    cr_expect_str_eq(render_rc("payload", 1, &ev, 1, &err), "");
+    render_rc("payload.x", 1, &ev, -1, &err);
+    cr_expect_eq(err.code, WC_ERR_DATA);
+    cr_expect_str_eq(err.msg, "payload field \"x\" is missing (the payload is null)");
+}
+
+Test(template, invalid_payload)
+{
+    struct wc_event ev = make_event("{not json");
+    struct wc_err err = {0};
+
+    render_rc("payload.x", 1, &ev, -1, &err);
+    cr_expect_eq(err.code, WC_ERR_DATA);
+    cr_expect(strstr(err.msg, "payload is not valid JSON") != NULL, "%s", err.msg);
+}
+
+Test(template, compile_errors)
+{
+    static const struct {
+        const char *src;
+        int bare;
+        const char *msg;
+    } cases[] = {
+        {"paylod.x", 1, "unknown field \"paylod.x\""},
+        {"{customer}", 0, "unknown field \"customer\""},
+        {"{event_id.x}", 0, "unknown field \"event_id.x\""},
+        {"{payload.}", 0, "unknown field \"payload.\""},
+        {"{payload.a..b}", 0, "unknown field \"payload.a..b\""},
+        {"{payload.a|lowr}", 0, "unknown filter \"lowr\""},
+        {"payload.a|", 1, "unknown filter \"\""},
+        {"{payload.items[x]}", 0, "bad array index in \"payload.items[x]\""},
+        {"{payload.items[1}", 0, "bad array index in \"payload.items[1\""},
+        {"{}", 0, "empty expression"},
+        {"", 1, "empty expression"},
+        {"a{payload.x", 0, "unterminated \"{\" in template (write \"{{\" for a literal brace)"},
+        {"a}b", 0, "unmatched \"}\" in template (write \"}}\" for a literal brace)"},
+        {"{payload.x} trailing", 1, "a parameter is a bare expression: write it without braces"},
+        {"payload.x y", 1, "unexpected \"y\" in expression \"payload.x y\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct wc_err err = {0};
+        struct wc_tmpl *t = wc_tmpl_compile(cases[i].src, cases[i].bare, &err);
+        cr_expect_null(t, "%s compiled", cases[i].src);
+        cr_expect_eq(err.code, WC_ERR_CONFIG);
+        cr_expect_str_eq(err.msg, cases[i].msg, "%s", cases[i].src);
+        wc_tmpl_free(t);
+    }
+}
+
+Test(template, source_is_kept)
+{
+    struct wc_err err = {0};
+    struct wc_tmpl *t = wc_tmpl_compile("order:{payload.order_id}", 0, &err);
+
+    cr_assert_not_null(t);
+    cr_expect_str_eq(wc_tmpl_source(t), "order:{payload.order_id}");
+    wc_tmpl_free(t);
+    wc_tmpl_free(NULL);
+}
+
+Test(template, render_appends_and_reuses_buffer)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+    struct wc_err err = {0};
+    struct wc_buf out = WC_BUF_INIT;
+    struct wc_tmpl *t = wc_tmpl_compile("{payload.order_id},", 0, &err);
+
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(wc_tmpl_render(t, &ev, &out, &err), 0);
+    cr_expect_str_eq(out.data, "42,42,42,");
+    wc_buf_free(&out);
+    wc_tmpl_free(t);
+    done(&ev);
+}
