@@ -252,6 +252,13 @@ static void json_int_or_null(const char *key, long long v, int last)
         printf("\"%s\":null%s", key, last ? "" : ",");
 }
 
+/* The DBA commands exit 1 on any server-side refusal, as psql would; 2 stays for usage. */
+static int slot_fail(const struct wc_err *err)
+{
+    int rc = fail(err);
+    return rc == EXIT_SLOT ? EXIT_ERROR : rc;
+}
+
 static int cmd_slot(const char *action, const struct options *o)
 {
     struct wc_err err = {0};
@@ -265,7 +272,7 @@ static int cmd_slot(const char *action, const struct options *o)
         wc_lsn lsn = 0;
         char l[WC_LSN_STRLEN];
         if (wc_slot_create(cfg->source_dsn, cfg->slot, &existed, &lsn, &err) < 0)
-            rc = fail(&err);
+            rc = slot_fail(&err);
         else if (existed)
             printf("replication slot \"%s\" already exists with plugin \"wal2json\" (confirmed at %s)\n", cfg->slot,
                    wc_lsn_format(lsn, l));
@@ -277,13 +284,13 @@ static int cmd_slot(const char *action, const struct options *o)
         int found;
         char rl[WC_LSN_STRLEN], cf[WC_LSN_STRLEN], cur[WC_LSN_STRLEN];
         if (wc_slot_status(cfg->source_dsn, cfg->slot, &st, &found, &err) < 0) {
-            rc = fail(&err);
+            rc = slot_fail(&err);
         } else if (!found) {
             wc_err_set(&err, WC_ERR_SLOT, "replication slot \"%s\" does not exist: create it with \"walcast slot create\"",
                        cfg->slot);
             if (o->json)
                 printf("{\"slot\":\"%s\",\"exists\":false}\n", cfg->slot);
-            rc = fail(&err);
+            rc = slot_fail(&err);
         } else {
             fmt_lsn(st.restart_lsn, rl);
             fmt_lsn(st.confirmed_flush_lsn, cf);
@@ -324,19 +331,19 @@ static int cmd_slot(const char *action, const struct options *o)
                            "replication slot \"%s\" is lost: the server removed WAL it needed; drop and recreate "
                            "it (walcast slot drop, walcast slot create) and rebuild the projections",
                            cfg->slot);
-                rc = fail(&err);
+                rc = slot_fail(&err);
             }
         }
     } else if (strcmp(action, "drop") == 0) {
         if (wc_slot_drop(cfg->source_dsn, cfg->slot, o->force, &err) < 0)
-            rc = fail(&err);
+            rc = slot_fail(&err);
         else
             printf("replication slot \"%s\" dropped\n", cfg->slot);
     } else if (strcmp(action, "check") == 0) {
         struct wc_check_item items[16];
         int n = wc_slot_check(cfg->source_dsn, items, 16, &err);
         if (n < 0) {
-            rc = fail(&err);
+            rc = slot_fail(&err);
         } else {
             int bad = 0;
             for (int i = 0; i < n; i++) {
