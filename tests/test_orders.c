@@ -118,7 +118,7 @@ static char *rv(struct orders_env *e, const char *fmt, ...)
     va_end(ap);
     cr_assert(rep != NULL, "redis: %s", e->redis->errstr);
     char *s = NULL;
-    if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_DOUBLE)
+    if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS)
         s = strndup(rep->str, rep->len);
     else if (rep->type == REDIS_REPLY_INTEGER)
         s = xprintf("%lld", rep->integer);
