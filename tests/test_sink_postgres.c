@@ -1,5 +1,7 @@
 /* test_sink_postgres.c - the PostgreSQL sink against the private test server. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* asprintf */
+#endif
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -554,5 +556,40 @@ Test(sink_postgres, many_events_in_one_commit, .timeout = 120)
     commit_ok(f.s, 0x100000 + (wc_lsn)(n - 1) * 0x10, 0);
     assert_value(f.dsn, "SELECT count(*) FROM orders", "9999");
     assert_value(f.dsn, "SELECT lsn FROM walcast_dead_letters", "0/109C40");
+    fx_fini(&f);
+}
+
+Test(sink_postgres, deferred_constraint_fails_inside_the_event)
+{
+    struct fx f;
+
+    fx_init(&f, "dead_letter",
+            "  keys:\n    sink: readdb\n    on:\n      KeySet:\n"
+            "        - sql: \"INSERT INTO keys (k, event_id) VALUES ($1::int, $2)\"\n"
+            "          params: [payload.k, event_id]\n",
+            "CREATE TABLE keys (k int, event_id text, CONSTRAINT keys_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED)");
+    apply_ok(f.s, 0xD000, 0, "KeySet", "{\"k\": 1}");
+    apply_ok(f.s, 0xD000, 1, "KeySet", "{\"k\": 2}");
+    apply_ok(f.s, 0xD000, 2, "KeySet", "{\"k\": 1}");
+    commit_ok(f.s, 0xD000, 2);
+    assert_value(f.dsn, "SELECT string_agg(event_id, ',' ORDER BY k) FROM keys", "ev-D000-0,ev-D000-1");
+    assert_value(f.dsn, "SELECT idx || ' ' || (error LIKE '%keys_k%') FROM walcast_dead_letters", "2 true");
+    assert_cursor(f.s, 0xD000, 2);
+    fx_fini(&f);
+}
+
+Test(sink_postgres, every_event_bad)
+{
+    struct fx f;
+
+    fx_init(&f, "dead_letter", orders_yaml, orders_sql);
+    apply_ok(f.s, 0xE000, 0, "OrderShipped", "{\"order_id\": \"not a number\"}");
+    apply_ok(f.s, 0xE000, 1, "OrderShipped", "{\"order_id\": [1]}");
+    commit_ok(f.s, 0xE000, 1);
+    assert_value(f.dsn, "SELECT string_agg(idx || ':' || (error LIKE 'projection \"orders\"%: invalid input syntax"
+                        " for type bigint%22P02%'), ',' ORDER BY idx) FROM walcast_dead_letters", "0:true,1:true");
+    cr_assert_eq(f.s->applied, 0);
+    cr_assert_eq(f.s->dead_lettered, 2);
+    assert_cursor(f.s, 0xE000, 1);
     fx_fini(&f);
 }

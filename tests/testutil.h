@@ -5,6 +5,11 @@
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 
+/* Criterion 2.4's cr_fatal lives in <criterion/new/assert.h>; the classic API spells it this way. */
+#ifndef cr_fatal
+#define cr_fatal(...) cr_assert_fail(__VA_ARGS__)
+#endif
+
 /* Server DSN from WALCAST_TEST_PG_DSN (set by scripts/services.sh); the test fails when missing. */
 const char *wct_pg_dsn(void);
 /* Create a fresh database named prefix_<pid>_<n> and return a new DSN for it (caller frees). */
