@@ -16,7 +16,7 @@ struct wc_decoder {
     char *prefix;
 
     json_t *msg;          /* the message being handed out; freed at the next call */
-    struct wc_event *last_event; /* the event handed out last: its parsed payload dies at the next call */
+    json_t *payload; /* the parsed payload of the event handed out last: it dies at the next call */
 
     /* The transaction in progress (between B and C). */
     int in_txn;
@@ -53,8 +53,7 @@ void wc_decoder_free(struct wc_decoder *d)
     if (d == NULL)
         return;
     json_decref(d->msg);
-    if (d->last_event)
-        json_decref(d->last_event->payload_json);
+    json_decref(d->payload);
     free(d->schema);
     free(d->table);
     free(d->prefix);
@@ -105,6 +104,10 @@ json_t *wc_event_payload(struct wc_event *ev, struct wc_err *err)
         return NULL;
     }
     ev->payload_json = json_loadb(v->text, v->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (ev->owner && ev->payload_json) {
+        json_decref(ev->owner->payload);
+        ev->owner->payload = ev->payload_json;
+    }
     if (ev->payload_json == NULL)
         wc_err_set(err, WC_ERR_DATA, "payload is not valid JSON: %s at position %d", jerr.text, jerr.position);
     return ev->payload_json;
@@ -197,11 +200,8 @@ int wc_decode_message(struct wc_decoder *d, const char *msg, size_t len, wc_lsn 
 
     json_decref(d->msg);
     d->msg = NULL;
-    if (d->last_event) {
-        json_decref(d->last_event->payload_json);
-        d->last_event->payload_json = NULL;
-        d->last_event = NULL;
-    }
+    json_decref(d->payload);
+    d->payload = NULL;
     memset(out, 0, sizeof(*out));
     out->kind = WC_DECODED_IGNORED;
 
@@ -287,7 +287,7 @@ int wc_decode_message(struct wc_decoder *d, const char *msg, size_t len, wc_lsn 
             ev->commit_time = d->commit_time;
         }
         ev->size = len;
-        d->last_event = ev;
+        ev->owner = d;
         out->kind = WC_DECODED_EVENT;
         return 0;
     }

@@ -61,10 +61,8 @@ static int commit_all(struct session *s, struct wc_pos pos, struct wc_err *err)
         struct wc_sink *k = s->sinks[i];
         if (wc_pos_cmp(k->cursor, pos) >= 0)
             continue;
-        if (k->ops->commit(k, pos, err) < 0) {
-            wc_err_prefix(err, "sink \"%s\"", k->name);
-            return -1;
-        }
+        if (k->ops->commit(k, pos, err) < 0)
+            return -1; /* sinks name themselves in their messages */
         k->cursor = pos;
         k->has_cursor = 1;
     }
@@ -98,11 +96,8 @@ static int route_event(struct session *s, struct wc_event *ev, struct wc_err *er
                 return -1;
             continue;
         }
-        if (k->ops->apply(k, ev, err) < 0) {
-            if (err->code != WC_ERR_IO)
-                wc_err_prefix(err, "sink \"%s\"", k->name);
+        if (k->ops->apply(k, ev, err) < 0)
             return -1;
-        }
     }
     if (s->pending++ == 0)
         s->batch_start_ms = now_ms();
@@ -148,10 +143,8 @@ static int open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];
         int found = 0;
-        if (k->ops->open(k, err) < 0 || k->ops->read_cursor(k, &k->cursor, &found, err) < 0) {
-            wc_err_prefix(err, "sink \"%s\"", k->name);
+        if (k->ops->open(k, err) < 0 || k->ops->read_cursor(k, &k->cursor, &found, err) < 0)
             return -1;
-        }
         k->has_cursor = found;
         if (!found)
             k->cursor = WC_POS_NONE;

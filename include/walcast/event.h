@@ -41,6 +41,7 @@ struct wc_event {
     json_t *payload_json;        /* NULL until parsed; the decoder frees it at its next message (events built by
                                     hand: the caller json_decref()s it) */
     size_t size;                 /* bytes of the wal2json message, for batch accounting */
+    struct wc_decoder *owner;    /* the decoder that frees payload_json (NULL: built by hand) */
 };
 
 /*
@@ -48,6 +49,7 @@ struct wc_event {
  * (WC_ERR_DATA) when the payload is null or not valid JSON.
  */
 struct wc_err;
+struct wc_decoder;
 json_t *wc_event_payload(struct wc_event *ev, struct wc_err *err);
 
 #endif
