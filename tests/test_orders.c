@@ -1,7 +1,9 @@
 /* test_orders.c - the order example (examples/orders) end to end through the walcast binary:
  * each event type field by field on both sinks, a 10k-command random workload, and the same workload
  * with `kill -9` of walcast at five random moments. check.sh is the oracle for the workloads. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -134,6 +137,8 @@ static void start_walcast(struct orders_env *e)
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
+        /* A failed assertion ends the test process without teardown: take walcast with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -433,6 +438,7 @@ static pid_t start_workload(struct orders_env *e, int n, double seed)
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         execlp("psql", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", e->write_dsn, "-c", call, (char *)NULL);
         _exit(127);
     }
@@ -566,6 +572,15 @@ Test(orders, each_event_updates_both_sinks)
     expect_str("dead letters", qv(e.r, "SELECT count(*) FROM walcast_dead_letters"), "0");
 
     run_check(&e, 2);
+
+    /* The oracle is not vacuous: an event applied twice on each sink is two mismatches. */
+    wct_sql(e.read_dsn, "UPDATE customer_ltv SET lifetime_value = lifetime_value + 21.30");
+    freeReplyObject(redisCommand(e.redis, "ZINCRBY ltv:leaderboard 21.30 %lld", cust));
+    char *cmd = xprintf("'%s/examples/orders/check.sh' 2>&1", wct_source_dir()), *out = NULL;
+    cr_expect_eq(wct_run(cmd, &out), 1, "check.sh should fail on planted mismatches:\n%s", out);
+    cr_expect(strstr(out, "mismatches=2") != NULL, "%s", out);
+    free(out);
+    free(cmd);
     teardown_env(&e);
 }
 
