@@ -25,7 +25,8 @@ static struct wc_event make_event(const char *payload)
 
 static const char *PAYLOAD =
     "{\"order_id\": 42, \"customer_id\": \"c-7\", \"total\": 19.99, \"ratio\": 0.1, \"half\": 1.5,"
-    " \"whole\": 2.0, \"paid\": true, \"gift\": false, \"note\": null, \"placed_at\": \"2026-11-27T10:39:53.655523Z\","
+    " \"whole\": 2.0, \"paid\": true, \"gift\": false, \"note\": null, \"placed_at\": "
+    "\"2026-11-27T10:39:53.655523Z\","
     " \"local\": \"2026-11-27T12:39:53+02:00\", \"secs\": 1700000000, \"fsecs\": 1700000000.25,"
     " \"qty\": \" 12 \", \"name\": \"Zoë 名前 \\\"q\\\"\", \"mixed\": \"MiXeD Ünï\","
     " \"items\": [{\"sku\": \"A-1\", \"price\": 0.3}, {\"sku\": \"B-2\", \"tags\": [\"x\", \"y\"]}],"
@@ -147,7 +148,8 @@ Test(template, whole_payload)
 
     /* Verbatim: the big numeric keeps every digit. */
     cr_expect_str_eq(render("payload", 1, &ev), "{\"big\": 123456789012345678901234567890.5, \"a\": [1]}");
-    cr_expect_str_eq(render("{payload|json}", 0, &ev), "{\"big\": 123456789012345678901234567890.5, \"a\": [1]}");
+    cr_expect_str_eq(render("{payload|json}", 0, &ev),
+                     "{\"big\": 123456789012345678901234567890.5, \"a\": [1]}");
     done(&ev);
 }
 
