@@ -71,6 +71,10 @@ static const struct opt engine_opts[] = {
     {"on_error", O_POLICY, F(on_error), "dead_letter", 0, 0, NULL},
     {"dead_letter_sink", O_NONEMPTY, F(dead_letter_sink), NULL, 0, 0, NULL},
     {"log_level", O_LOGLEVEL, F(log_level), "info", 0, 0, NULL},
+    {"heartbeat_interval_ms", O_INT, F(heartbeat_interval_ms), "10000", 0, 3600000, NULL},
+    {"retry_base_ms", O_INT, F(retry_base_ms), "100", 1, 600000, NULL},
+    {"retry_max_ms", O_INT, F(retry_max_ms), "10000", 1, 3600000, NULL},
+    {"retry_max_attempts", O_INT, F(retry_max_attempts), "0", 0, 1000000, NULL},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -1086,6 +1090,27 @@ static int parse_yaml(struct ctx *c, const char *path, struct fy_document **doc)
     return 0;
 }
 
+/* Report an error about engine.NAME where its value came from: the environment or the file's line. */
+static int fail_engine_key(struct ctx *c, struct fy_node *root, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail_engine_key(struct ctx *c, struct fy_node *root, const char *name, const char *fmt, ...)
+{
+    char key[KEYLEN], var[KEYLEN], msg[768];
+    int line, kline;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    mkkey(key, "engine.%s", name);
+    env_name(key, var, sizeof(var));
+    if (getenv(var) != NULL)
+        return fail_env(c, var, key, "%s", msg);
+    struct fy_node *e = lookup(root, "engine", &line, 1);
+    struct fy_node *v = lookup(e, name, &kline, line);
+    return fail(c, value_line(v, kline), key, "%s", msg);
+}
+
 /*
  * Load and validate path (or only defaults and the environment when path is NULL). Returns a new
  * config or NULL with err (WC_ERR_CONFIG).
@@ -1126,19 +1151,14 @@ struct wc_config *wc_config_load(const char *path, struct wc_err *err)
     if (load_projections(&c, n, line) < 0)
         goto error;
 
-    /* The dead-letter sink: named (file or environment) must exist; else the first sink. */
+    /* Checks across keys, made once everything is loaded. The dead-letter sink must exist. */
     if (cfg->dead_letter_sink != NULL && find_sink(cfg, cfg->dead_letter_sink) == NULL) {
-        char var[KEYLEN];
-        env_name("engine.dead_letter_sink", var, sizeof(var));
-        if (getenv(var) != NULL) {
-            fail_env(&c, var, "engine.dead_letter_sink", "unknown sink \"%s\"", cfg->dead_letter_sink);
-        } else {
-            struct fy_node *e = lookup(root, "engine", &line, 1);
-            int kline;
-            struct fy_node *v = lookup(e, "dead_letter_sink", &kline, line);
-            fail(&c, line_of(v, kline), "engine.dead_letter_sink", "unknown sink \"%s\"",
-                 cfg->dead_letter_sink);
-        }
+        fail_engine_key(&c, root, "dead_letter_sink", "unknown sink \"%s\"", cfg->dead_letter_sink);
+        goto error;
+    }
+    if (cfg->retry_base_ms > cfg->retry_max_ms) {
+        fail_engine_key(&c, root, "retry_base_ms", "value %d is above engine.retry_max_ms (%d)",
+                        cfg->retry_base_ms, cfg->retry_max_ms);
         goto error;
     }
     if (cfg->dead_letter_sink == NULL && cfg->nsink > 0)

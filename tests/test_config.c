@@ -89,6 +89,10 @@ Test(config, defaults_without_a_file)
     cr_expect_eq(cfg->on_error, WC_POLICY_DEAD_LETTER);
     cr_expect_null(cfg->dead_letter_sink);
     cr_expect_str_eq(cfg->log_level, "info");
+    cr_expect_eq(cfg->heartbeat_interval_ms, 10000);
+    cr_expect_eq(cfg->retry_base_ms, 100);
+    cr_expect_eq(cfg->retry_max_ms, 10000);
+    cr_expect_eq(cfg->retry_max_attempts, 0);
     cr_expect_eq(cfg->nsink, 0);
     cr_expect(!wc_config_knows_event(cfg, "OrderPlaced"));
     wc_config_free(cfg);
@@ -148,6 +152,10 @@ Test(config, full_file)
     cr_expect_eq(cfg->on_error, WC_POLICY_HALT);
     cr_expect_str_eq(cfg->dead_letter_sink, "cache");
     cr_expect_str_eq(cfg->log_level, "debug");
+    cr_expect_eq(cfg->heartbeat_interval_ms, 0);
+    cr_expect_eq(cfg->retry_base_ms, 250);
+    cr_expect_eq(cfg->retry_max_ms, 30000);
+    cr_expect_eq(cfg->retry_max_attempts, 12);
 
     cr_assert_eq(cfg->nsink, 2);
     struct wc_sink_conf *pg = &cfg->sinks[0], *redis = &cfg->sinks[1];
@@ -165,7 +173,7 @@ Test(config, full_file)
     cr_expect_str_eq(r[0]->projection, "order_summary");
     cr_expect_str_eq(r[1]->projection, "order_audit");
     cr_expect_str_eq(r[0]->event_type, "OrderPlaced");
-    cr_expect_eq(r[0]->line, 38);
+    cr_expect_eq(r[0]->line, 42);
     cr_assert_eq(r[0]->nstmt, 1);
     cr_expect_eq(r[0]->ncmd, 0);
     struct wc_pg_stmt *st = &r[0]->stmts[0];
@@ -174,7 +182,7 @@ Test(config, full_file)
     cr_assert_eq(st->nparams, 4);
     cr_expect_str_eq(tmpl_src(st->params[0]), "payload.order_id");
     cr_expect_str_eq(tmpl_src(st->params[3]), "payload.placed_at");
-    cr_expect_eq(st->line, 39);
+    cr_expect_eq(st->line, 43);
     cr_expect_str_eq(r[1]->stmts[0].sql, "INSERT INTO audit (event_id, kind) VALUES ($1::uuid, $2)");
     cr_expect_str_eq(tmpl_src(r[1]->stmts[0].params[1]), "event_type");
 
@@ -194,7 +202,7 @@ Test(config, full_file)
     cr_expect_str_eq(tmpl_src(c[0].argv[0]), "ZADD");
     cr_expect_str_eq(tmpl_src(c[0].argv[1]), "customer:{payload.customer_id}:orders");
     cr_expect_str_eq(tmpl_src(c[0].argv[2]), "{payload.placed_at|epoch_ms}");
-    cr_expect_eq(c[0].line, 52);
+    cr_expect_eq(c[0].line, 56);
     cr_assert_eq(c[1].argc, 6);
     cr_expect_str_eq(tmpl_src(c[1].argv[2]), "status");
     cr_expect_str_eq(c[2].script, "return redis.call('ZINCRBY', KEYS[1], ARGV[1], ARGV[2])");
@@ -462,6 +470,7 @@ Test(config, environment_overrides_file)
     setenv("WALCAST_ENGINE_ON_ERROR", "skip", 1);
     setenv("WALCAST_ENGINE_DEAD_LETTER_SINK", "readdb", 1);
     setenv("WALCAST_ENGINE_LOG_LEVEL", "warning", 1);
+    setenv("WALCAST_ENGINE_RETRY_MAX_ATTEMPTS", "3", 1);
     setenv("WALCAST_SINKS_READDB_DSN", "postgresql://walcast:secret@db/read", 1);
     setenv("WALCAST_SINKS_CACHE_DSN", "redis://:pw@cache:6380/2", 1);
     struct wc_config *cfg = wc_config_load(FIXTURES "/full.yaml", &err);
@@ -482,6 +491,8 @@ Test(config, environment_overrides_file)
     cr_expect_eq(cfg->on_error, WC_POLICY_SKIP);
     cr_expect_str_eq(cfg->dead_letter_sink, "readdb");
     cr_expect_str_eq(cfg->log_level, "warning");
+    cr_expect_eq(cfg->retry_max_attempts, 3);
+    cr_expect_eq(cfg->retry_base_ms, 250, "file value kept");
     cr_expect_str_eq(cfg->sinks[0].dsn, "postgresql://walcast:secret@db/read");
     cr_expect_str_eq(cfg->sinks[1].dsn, "redis://:pw@cache:6380/2");
     wc_config_free(cfg);
@@ -545,6 +556,10 @@ Test(config, environment_errors_name_the_variable)
          "environment variable WALCAST_ENGINE_ON_ERROR: key \"engine.on_error\": invalid value \"retry\" "
          "(expected "
          "dead_letter, skip or halt)"},
+        {"WALCAST_ENGINE_RETRY_BASE_MS", "60000",
+         "environment variable WALCAST_ENGINE_RETRY_BASE_MS: key \"engine.retry_base_ms\": value 60000 is "
+         "above "
+         "engine.retry_max_ms (30000)"},
         {"WALCAST_ENGINE_DEAD_LETTER_SINK", "nope",
          "environment variable WALCAST_ENGINE_DEAD_LETTER_SINK: key \"engine.dead_letter_sink\": unknown "
          "sink \"nope\""},

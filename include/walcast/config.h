@@ -67,6 +67,10 @@ struct wc_config {
     int on_error;           /* enum wc_policy, default dead_letter */
     char *dead_letter_sink; /* the sink whose store takes unknown events (default: the first) */
     char *log_level;
+    int heartbeat_interval_ms; /* engine.heartbeat_interval_ms: 0 = off (default 10000) */
+    int retry_base_ms;         /* engine.retry_base_ms: first reconnect delay (default 100) */
+    int retry_max_ms;          /* engine.retry_max_ms: reconnect delay ceiling (default 10000) */
+    int retry_max_attempts;    /* engine.retry_max_attempts: per outage, 0 = forever (default 0) */
     int nsink;
     struct wc_sink_conf *sinks;
 };
