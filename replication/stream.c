@@ -110,12 +110,34 @@ static int start_error_code(const PGresult *res)
 
     if (state == NULL)
         return WC_ERR_IO;
+    if (strcmp(state, "55006") == 0)
+        return WC_ERR_SLOT_ACTIVE;
     if (strcmp(state, "42704") == 0 || strcmp(state, "55006") == 0 || strcmp(state, "55000") == 0 ||
         strcmp(state, "42P01") == 0)
         return WC_ERR_SLOT;
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 || strcmp(state, "53300") == 0)
         return WC_ERR_IO;
     return WC_ERR_PROTOCOL;
+}
+
+/* A START_REPLICATION failure, with what to do about it where the slot is the cause. */
+static void slot_error(struct wc_err *err, int code, const char *slot, const char *server_msg)
+{
+    if (code == WC_ERR_SLOT && strstr(server_msg, "does not exist"))
+        wc_err_set(err, code,
+                   "replication slot \"%s\" does not exist (dropped?): create it with \"walcast slot create\"; "
+                   "events committed while it was missing are not in it, so rebuild the projections",
+                   slot);
+    else if (code == WC_ERR_SLOT && (strstr(server_msg, "no longer") || strstr(server_msg, "invalidated")))
+        wc_err_set(err, code,
+                   "replication slot \"%s\" is lost: the server removed WAL it still needed "
+                   "(max_slot_wal_keep_size); recover with \"walcast slot drop\" and \"walcast slot create\", "
+                   "then rebuild the projections: %s",
+                   slot, server_msg);
+    else if (code == WC_ERR_SLOT_ACTIVE)
+        wc_err_set(err, code, "replication slot \"%s\" is in use by another process: %s", slot, server_msg);
+    else
+        wc_err_set(err, code, "could not start streaming from slot \"%s\": %s", slot, server_msg);
 }
 
 /* wal2json's add-tables takes schema.table with "," "." and "\" escaped by a backslash. */
@@ -163,8 +185,7 @@ struct wc_stream *wc_stream_open(const struct wc_stream_opts *opts, struct wc_er
              opts->slot, WC_LSN_ARGS(opts->start), tq, prefix);
     res = PQexec(s->conn, sql);
     if (PQresultStatus(res) != PGRES_COPY_BOTH) {
-        wc_err_set(err, start_error_code(res), "could not start streaming from slot \"%s\": %s", opts->slot,
-                   PQresultErrorMessage(res));
+        slot_error(err, start_error_code(res), opts->slot, PQresultErrorMessage(res));
         PQclear(res);
         goto error;
     }
@@ -247,6 +268,11 @@ static int stream_ended(struct wc_stream *s, struct wc_err *err)
         if (code == WC_ERR_PROTOCOL)
             code = WC_ERR_IO;
         msg = PQresultErrorMessage(res);
+        if (code != WC_ERR_IO) {
+            slot_error(err, code, s->slot, msg);
+            PQclear(res);
+            return -1;
+        }
     } else if (res && PQresultStatus(res) == PGRES_COMMAND_OK) {
         msg = "the server ended the stream";
     }

@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "walcast/decode.h"
 #include "walcast/engine.h"
 #include "walcast/log.h"
@@ -38,7 +40,63 @@ struct session {
     size_t pending_bytes;
     int64_t batch_start_ms;
     int64_t last_idle_commit_ms;
+
+    PGconn *hb_conn;     /* plain connection to the source for heartbeats */
+    int64_t last_hb_ms;
+    int64_t hb_pending_since_us; /* a heartbeat was sent and has not come back (0 = none) */
 };
+
+static int64_t wall_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+/*
+ * Heartbeat: a transactional logical message with walcast's prefix. It gives wal2json a transaction to
+ * send on a server whose outbox is idle (so the slot advances even where empty transactions are not
+ * sent), and its round trip through the stream is the end-to-end lag. Failures are logged, not fatal:
+ * the stream itself decides whether the source is down.
+ */
+static void heartbeat(struct session *s)
+{
+    char content[64], prefix_buf[128];
+    struct wc_err err;
+
+    if (s->opts->heartbeat_ms <= 0 || now_ms() - s->last_hb_ms < s->opts->heartbeat_ms)
+        return;
+    s->last_hb_ms = now_ms();
+    if (s->hb_conn == NULL) {
+        s->hb_conn = wc_pg_connect(s->cfg->source_dsn, NULL, &err);
+        if (s->hb_conn == NULL) {
+            wc_debug("heartbeat: %s", err.msg);
+            return;
+        }
+    }
+    snprintf(content, sizeof(content), "{\"heartbeat_us\":%lld}", (long long)wall_us());
+    snprintf(prefix_buf, sizeof(prefix_buf), "%s", s->cfg->msg_prefix ? s->cfg->msg_prefix : "walcast");
+    const char *params[] = {prefix_buf, content};
+    PGresult *r = PQexecParams(s->hb_conn, "SELECT pg_logical_emit_message(true, $1, $2)", 2, NULL, params, NULL,
+                               NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        wc_debug("heartbeat failed: %s", PQerrorMessage(s->hb_conn));
+        PQfinish(s->hb_conn);
+        s->hb_conn = NULL;
+    }
+    PQclear(r);
+}
+
+/* A heartbeat came back through the stream: its age is the end-to-end lag. */
+static void heartbeat_seen(struct session *s, const char *content)
+{
+    const char *p = content ? strstr(content, "\"heartbeat_us\":") : NULL;
+    if (p == NULL)
+        return;
+    long long sent = atoll(p + strlen("\"heartbeat_us\":"));
+    s->stats->lag_ms = (wall_us() - sent) / 1000;
+    wc_debug("heartbeat round trip %lld ms", (long long)s->stats->lag_ms);
+}
 
 /* The flush LSN that is safe to confirm: every sink has durably applied everything before it. */
 static wc_lsn safe_confirm_lsn(struct session *s)
@@ -124,6 +182,9 @@ static int handle_message(struct session *s, const char *msg, size_t len, wc_lsn
         if (s->pending >= s->cfg->batch_max_events || s->pending_bytes >= s->cfg->batch_max_bytes)
             return commit_all(s, s->pos, err);
         break;
+    case WC_DECODED_MESSAGE:
+        heartbeat_seen(s, d.content);
+        break;
     case WC_DECODED_COMMIT:
         s->in_txn = 0;
         s->pos = (struct wc_pos){d.event.end_lsn, -1};
@@ -158,6 +219,10 @@ static int open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
 
 static void close_session(struct session *s)
 {
+    if (s->hb_conn) {
+        PQfinish(s->hb_conn);
+        s->hb_conn = NULL;
+    }
     wc_stream_close(s->stream);
     s->stream = NULL;
     wc_decoder_free(s->dec);
@@ -216,6 +281,7 @@ static int run_session(struct session *s, struct wc_err *err)
         if (s->pending > 0 && (done || now - s->batch_start_ms >= s->cfg->batch_max_delay_ms) &&
             commit_all(s, s->pos, err) < 0)
             return -1;
+        heartbeat(s);
         if (s->in_txn || s->pending > 0)
             continue;
         /* Nothing in flight: let the slot advance over transactions that had no outbox rows, and over
@@ -263,6 +329,7 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
 
     memset(&local, 0, sizeof(local));
     s.stats = stats ? stats : &local;
+    s.stats->lag_ms = -1;
     s.dead_letter_sink = nsink > 0 ? sinks[0] : NULL;
     for (int i = 0; i < nsink && cfg->dead_letter_sink; i++)
         if (strcmp(sinks[i]->name, cfg->dead_letter_sink) == 0)
@@ -277,6 +344,16 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
             if (outage)
                 wc_info("recovered");
             return 0;
+        }
+        if (err->code == WC_ERR_SLOT_ACTIVE && opts->standby && !wc_engine_stop) {
+            /* Another engine streams this slot: wait for the server to release it, then take over. */
+            if (!outage)
+                wc_info("standby: %s; waiting to take over", err->msg);
+            outage = 1;
+            sleep_ms(500);
+            if (wc_engine_stop)
+                return 0;
+            continue;
         }
         if (err->code != WC_ERR_IO || wc_engine_stop)
             return wc_engine_stop && err->code == WC_ERR_IO ? 0 : -1;

@@ -15,7 +15,8 @@
 #define EXIT_OK 0
 #define EXIT_ERROR 1  /* runtime failure: connection, server, data under the halt policy */
 #define EXIT_CONFIG 2 /* bad configuration or usage */
-#define EXIT_SLOT 3   /* the replication slot is missing, in use, of another plugin, or lost */
+#define EXIT_SLOT 3   /* the replication slot is missing or lost */
+#define EXIT_SLOT_ACTIVE 4 /* the replication slot is streaming to another process */
 
 static const char *progname = "walcast";
 
@@ -25,7 +26,7 @@ static void usage(FILE *f)
             "walcast streams a PostgreSQL outbox table through a wal2json replication slot into projections.\n"
             "\n"
             "Usage:\n"
-            "  %s run -c FILE                      apply every event to the configured projections\n"
+            "  %s run -c FILE [--standby]          apply every event to the configured projections\n"
             "  %s tail [CONNECTION] [OPTIONS]      print each outbox event as one JSON line\n"
             "  %s slot create|status|drop|check [CONNECTION] [--json] [--force]\n"
             "  %s check-config -c FILE\n"
@@ -48,7 +49,11 @@ static void usage(FILE *f)
             "  -v, --log-level LVL   debug, info, warning, error\n"
             "  -h, --help\n"
             "\n"
-            "Exit codes: 0 ok, 1 runtime error, 2 configuration or usage error, 3 replication slot problem.\n",
+            "run options:\n"
+            "      --standby         if the slot is in use, wait and take over when it is released\n"
+            "\n"
+            "Exit codes: 0 ok, 1 runtime error, 2 configuration or usage error, 3 replication slot missing or\n"
+            "lost, 4 replication slot in use by another process.\n",
             progname, progname, progname, progname, progname);
 }
 
@@ -66,6 +71,8 @@ static int exit_code_for(const struct wc_err *err)
         return EXIT_CONFIG;
     case WC_ERR_SLOT:
         return EXIT_SLOT;
+    case WC_ERR_SLOT_ACTIVE:
+        return EXIT_SLOT_ACTIVE;
     default:
         return EXIT_ERROR;
     }
@@ -90,6 +97,7 @@ struct options {
     const char *log_level;
     int json;
     int force;
+    int standby;
 };
 
 static void replace(char **field, const char *value)
@@ -168,7 +176,13 @@ static int cmd_run(const struct options *o)
         }
     }
     install_signals();
-    struct wc_engine_opts eo = {0};
+    struct wc_engine_opts eo = {
+        .standby = o->standby,
+        .heartbeat_ms = cfg->heartbeat_interval_ms,
+        .retry_base_ms = cfg->retry_base_ms,
+        .retry_max_ms = cfg->retry_max_ms,
+        .max_retries = cfg->retry_max_attempts,
+    };
     wc_info("starting: slot \"%s\", outbox \"%s.%s\", %d sinks", cfg->slot, cfg->outbox_schema, cfg->outbox_table,
             cfg->nsink);
     if (wc_engine_run(cfg, sinks, cfg->nsink, &eo, &stats, &err) < 0)
@@ -256,7 +270,7 @@ static void json_int_or_null(const char *key, long long v, int last)
 static int slot_fail(const struct wc_err *err)
 {
     int rc = fail(err);
-    return rc == EXIT_SLOT ? EXIT_ERROR : rc;
+    return rc == EXIT_SLOT || rc == EXIT_SLOT_ACTIVE ? EXIT_ERROR : rc;
 }
 
 static int cmd_slot(const char *action, const struct options *o)
@@ -395,7 +409,7 @@ int main(int argc, char **argv)
         {"no-cursor", no_argument, NULL, 3},        {"endpos", required_argument, NULL, 'E'},
         {"from-file", required_argument, NULL, 4},  {"log-level", required_argument, NULL, 'v'},
         {"json", no_argument, NULL, 5},             {"force", no_argument, NULL, 6},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"standby", no_argument, NULL, 7},          {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     struct options o = {0};
     const char *cmd;
@@ -439,6 +453,7 @@ int main(int argc, char **argv)
         case 'v': o.log_level = optarg; break;
         case 5: o.json = 1; break;
         case 6: o.force = 1; break;
+        case 7: o.standby = 1; break;
         case 'h': usage(stdout); return EXIT_OK;
         default:
             fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
