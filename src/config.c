@@ -79,9 +79,9 @@ static const struct opt engine_opts[] = {
 };
 
 static const char *const top_keys[] = {"source", "engine", "sinks", "projections", NULL};
-static const char *const policy_names[] = {"dead_letter", "skip", "halt"};
-static const char *const level_names[] = {"debug", "info", "warning", "error"};
-static const char *const sink_type_names[] = {"postgres", "redis"};
+static const char *const policy_names[] = {"dead_letter", "skip", "halt", NULL};
+static const char *const level_names[] = {"debug", "info", "warning", "error", NULL};
+static const char *const sink_type_names[] = {"postgres", "redis", NULL};
 
 /* The private index of one sink: rule pointers sorted by (event type, configuration order). */
 struct rule_index {
@@ -173,6 +173,14 @@ static int value_line(struct fy_node *v, int keyline)
     if (v != NULL && fy_node_get_type(v) == FYNT_SCALAR)
         return line_of(v, keyline);
     return keyline;
+}
+
+/* The text of a scalar node, or NULL for a missing node, a collection or a scalar without text. */
+static const char *scalar_text(struct fy_node *n)
+{
+    if (n == NULL || fy_node_get_type(n) != FYNT_SCALAR)
+        return NULL;
+    return fy_node_get_scalar0(n);
 }
 
 /* Nonzero for a YAML null: a missing or empty value, "~" or "null" written plain. */
@@ -309,7 +317,7 @@ static int check_keys(struct ctx *c, struct fy_node *node, int line, const char 
                     kind_name(node));
     while ((p = fy_node_mapping_iterate(node, &it)) != NULL) {
         struct fy_node *k = fy_node_pair_key(p);
-        const char *ks = k && fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar0(k) : NULL;
+        const char *ks = scalar_text(k);
         int found = 0;
         for (int i = 0; ks && (names ? names[i] != NULL : opts[i].name != NULL); i++)
             if (strcmp(ks, names ? names[i] : opts[i].name) == 0)
@@ -363,9 +371,9 @@ static int scalar_value(struct ctx *c, struct fy_node *map, const char *name, co
         return 0;
     if (is_null(v))
         return fail(c, where->line, key, "missing value");
-    if (fy_node_get_type(v) != FYNT_SCALAR)
+    if (scalar_text(v) == NULL)
         return fail(c, where->line, key, "expected a scalar value, got %s", kind_name(v));
-    *out = fy_node_get_scalar0(v);
+    *out = scalar_text(v);
     return 0;
 }
 
@@ -449,9 +457,7 @@ static int store_opt(struct ctx *c, const struct opt *o, const char *val, const 
         const char *const *names = o->type == O_POLICY ? policy_names : level_names;
         int count = o->type == O_POLICY ? 3 : 4;
         if ((i = find_name(names, count, val)) < 0) {
-            static const char *const pl[] = {"dead_letter", "skip", "halt", NULL};
-            static const char *const ll[] = {"debug", "info", "warning", "error", NULL};
-            list_names(o->type == O_POLICY ? pl : ll, NULL, hint, sizeof(hint));
+            list_names(names, NULL, hint, sizeof(hint));
             return fail_at(c, w, key, "invalid value \"%s\" (expected %s)", val, hint);
         }
         if (o->type == O_POLICY) {
@@ -535,7 +541,7 @@ static int load_sinks(struct ctx *c, struct fy_node *node, int line)
     c->cfg->sinks = xcalloc((size_t)fy_node_mapping_item_count(node), sizeof(struct wc_sink_conf));
     while ((p = fy_node_mapping_iterate(node, &it)) != NULL) {
         struct fy_node *k = fy_node_pair_key(p), *v = fy_node_pair_value(p);
-        const char *name = fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar0(k) : "?";
+        const char *name = scalar_text(k) ? scalar_text(k) : "?";
         int kline = line_of(k, line);
         struct wc_sink_conf *s = &c->cfg->sinks[c->cfg->nsink];
         const char *val;
@@ -667,10 +673,10 @@ static int compile_list(struct ctx *c, struct fy_node *seq, int line, const char
         struct wc_err terr;
         int iline = line_of(item, line);
         mkkey(ikey, "%s[%d]", key, i++);
-        if (is_null(item) || fy_node_get_type(item) != FYNT_SCALAR)
+        if (is_null(item) || scalar_text(item) == NULL)
             return fail(c, iline, ikey, "expected %s, got %s", bare ? "an expression" : "a template",
                         kind_name(item));
-        argv[*argc] = wc_tmpl_compile(fy_node_get_scalar0(item), bare, &terr);
+        argv[*argc] = wc_tmpl_compile(scalar_text(item), bare, &terr);
         if (argv[*argc] == NULL)
             return fail(c, iline, ikey, "%s", terr.msg);
         (*argc)++;
@@ -698,7 +704,7 @@ static int load_pg_stmt(struct ctx *c, struct fy_node *m, int line, const char *
     if (fy_node_mapping_lookup_pair_by_string(m, "sql", 3) == NULL)
         return fail(c, line, akey, "missing key \"sql\"");
     mkkey(key, "%s.sql", akey);
-    if (is_null(sql) || fy_node_get_type(sql) != FYNT_SCALAR || fy_node_get_scalar0(sql)[0] == '\0')
+    if (is_null(sql) || scalar_text(sql) == NULL || scalar_text(sql)[0] == '\0')
         return fail(c, value_line(sql, kline), key, "expected an SQL statement, got %s",
                     is_null(sql) || fy_node_get_type(sql) != FYNT_SCALAR ? kind_name(sql)
                                                                          : "an empty string");
@@ -715,6 +721,8 @@ static int load_pg_stmt(struct ctx *c, struct fy_node *m, int line, const char *
     /* PostgreSQL cannot prepare a statement whose $n has no value, nor infer the type of an unused one. */
     int max = sql_max_param(st->sql);
     int where = params ? pline : value_line(sql, kline);
+    if (max > 65535)
+        return fail(c, where, key, "the sql uses a parameter above $65535");
     if (max > st->nparams)
         return fail(c, where, key, "the sql uses $%d but params has %d %s", max, st->nparams,
                     st->nparams == 1 ? "entry" : "entries");
@@ -741,7 +749,7 @@ static int load_redis_script(struct ctx *c, struct fy_node *m, int line, const c
     if (fy_node_mapping_lookup_pair_by_string(m, "script", 6) == NULL)
         return fail(c, line, akey, "missing key \"script\"");
     mkkey(key, "%s.script", akey);
-    if (is_null(script) || fy_node_get_type(script) != FYNT_SCALAR || fy_node_get_scalar0(script)[0] == '\0')
+    if (is_null(script) || scalar_text(script) == NULL || scalar_text(script)[0] == '\0')
         return fail(c, value_line(script, sline), key, "expected a Lua script, got %s",
                     is_null(script) || fy_node_get_type(script) != FYNT_SCALAR ? kind_name(script)
                                                                                : "an empty string");
@@ -798,7 +806,7 @@ static int load_action(struct ctx *c, struct fy_node *a, int line, const char *a
         void *it = NULL;
         while ((p = fy_node_mapping_iterate(a, &it)) != NULL) {
             struct fy_node *k = fy_node_pair_key(p);
-            const char *ks = fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar0(k) : "?";
+            const char *ks = scalar_text(k) ? scalar_text(k) : "?";
             mkkey(key, "%s.%s", akey, ks);
             if (find_name(redis ? redis_keys : pg_keys, redis ? 3 : 2, ks) >= 0)
                 continue;
@@ -862,7 +870,7 @@ static int load_projection(struct ctx *c, const char *name, struct fy_node *v, i
         return fail(c, pline, key, "missing key \"on\"");
 
     mkkey(key, "projections.%s.sink", name);
-    if (is_null(sn) || fy_node_get_type(sn) != FYNT_SCALAR)
+    if (is_null(sn) || scalar_text(sn) == NULL)
         return fail(c, value_line(sn, sline), key, "expected a sink name, got %s", kind_name(sn));
     struct wc_sink_conf *sink = find_sink(c->cfg, fy_node_get_scalar0(sn));
     if (sink == NULL)
@@ -877,11 +885,11 @@ static int load_projection(struct ctx *c, const char *name, struct fy_node *v, i
     void *it = NULL;
     while ((p = fy_node_mapping_iterate(on, &it)) != NULL) {
         struct fy_node *k = fy_node_pair_key(p), *acts = fy_node_pair_value(p);
-        const char *type = fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar0(k) : NULL;
+        const char *type = scalar_text(k);
         int kline = line_of(k, oline);
 
         mkkey(key, "projections.%s.on.%s", name, type ? type : "?");
-        if (type == NULL || type[0] == '\0')
+        if (type == NULL || type[0] == '\0' || is_null(k))
             return fail(c, kline, key, "expected an event type name");
         if (is_null(acts) || fy_node_get_type(acts) != FYNT_SEQUENCE)
             return fail(c, value_line(acts, kline), key, "expected a list of actions, got %s",
@@ -915,8 +923,8 @@ static int load_projections(struct ctx *c, struct fy_node *node, int line)
                     "expected a mapping of projection names, got %s", kind_name(node));
     while ((p = fy_node_mapping_iterate(node, &it)) != NULL) {
         struct fy_node *k = fy_node_pair_key(p);
-        const char *name = fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar0(k) : NULL;
-        if (name == NULL || name[0] == '\0')
+        const char *name = scalar_text(k);
+        if (name == NULL || name[0] == '\0' || is_null(k))
             return fail(c, line_of(k, line), "projections", "expected a projection name");
         if (load_projection(c, name, fy_node_pair_value(p), line_of(k, line)) < 0)
             return -1;

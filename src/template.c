@@ -580,6 +580,11 @@ static int filter_epoch(const struct expr *e, struct val *v, int ms, struct wc_b
 
     if (v->kind == V_INT || (v->kind == V_JSON && json_is_integer(v->j))) {
         r = v->kind == V_INT ? v->i : (long long)json_integer_value(v->j);
+        if (ms && (r > 9000000000000000LL || r < -9000000000000000LL)) {
+            what(e, w, sizeof(w));
+            wc_err_set(err, WC_ERR_DATA, "%s is out of range for a timestamp", w);
+            return -1;
+        }
         r = ms ? r * 1000 : r;
         goto done;
     }

@@ -306,7 +306,7 @@ Test(config, invalid_fixtures)
 
     cr_assert_not_null(d);
     while ((de = readdir(d)) != NULL) {
-        char path[1024], line[1024], want[1200];
+        char path[1024], line[1024], want[2100];
         size_t len = strlen(de->d_name);
         if (len < 6 || strcmp(de->d_name + len - 5, ".yaml") != 0)
             continue;
