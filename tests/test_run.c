@@ -99,6 +99,22 @@ static void setup_env(struct env *e, int heartbeat_ms)
     redisFree(r);
 }
 
+/* Drop the test's slot (if any is left), so slots do not pile up across tests. */
+static void drop_slot(struct env *e)
+{
+    char *sql = fmt("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '%s' "
+                    "AND active_pid IS NOT NULL",
+                    e->slot);
+    wct_sql(e->src, sql);
+    free(sql);
+    sql = fmt("DO $$ BEGIN FOR i IN 1..100 LOOP BEGIN PERFORM pg_drop_replication_slot(slot_name) "
+              "FROM pg_replication_slots WHERE slot_name = '%s'; RETURN; "
+              "EXCEPTION WHEN object_in_use THEN PERFORM pg_sleep(0.02); END; END LOOP; END $$",
+              e->slot);
+    wct_sql(e->src, sql);
+    free(sql);
+}
+
 static pid_t start_run(struct env *e, const char *extra)
 {
     char *cmd = fmt("exec %s run -c %s %s 2>>%s", wct_walcast(), e->config, extra ? extra : "", e->log);
@@ -210,6 +226,7 @@ Test(run, bad_events_are_dead_lettered_and_the_stream_keeps_flowing, .timeout = 
     freeReplyObject(x);
     redisFree(r);
     cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0, "SIGTERM stops walcast with exit 0");
+    drop_slot(&e);
 }
 
 Test(run, sigterm_commits_and_exits_quickly, .timeout = 120)
@@ -244,6 +261,7 @@ Test(run, sigterm_commits_and_exits_quickly, .timeout = 120)
     freeReplyObject(x);
     redisFree(r);
     stop_run(pid, SIGTERM, 5000);
+    drop_slot(&e);
 }
 
 static int wait_slot_pid(struct env *e, int not_pid, int timeout_ms)
@@ -297,6 +315,7 @@ Test(run, second_engine_reports_the_active_pid_and_standby_takes_over, .timeout 
     cr_assert_str_eq(n, "1");
     free(n);
     cr_assert_eq(stop_run(standby, SIGTERM, 5000), 0);
+    drop_slot(&e);
 }
 
 Test(run, dropped_slot_is_a_clear_error_with_exit_3, .timeout = 120)
@@ -331,6 +350,7 @@ Test(run, dropped_slot_is_a_clear_error_with_exit_3, .timeout = 120)
     cr_assert(strstr(log, e.slot) && strstr(log, "does not exist") && strstr(log, "walcast slot create"),
               "names the slot and the recovery command:\n%s", log);
     free(log);
+    drop_slot(&e);
 }
 
 Test(run, lost_slot_is_a_clear_error_with_exit_3, .timeout = 180)
@@ -369,6 +389,7 @@ Test(run, lost_slot_is_a_clear_error_with_exit_3, .timeout = 180)
     cr_assert_eq(st, 3, "exit 3 for a lost slot: %s", out);
     cr_assert(strstr(out, e.slot) && strstr(out, "is lost") && strstr(out, "walcast slot drop"), "%s", out);
     free(out);
+    drop_slot(&e);
 }
 
 Test(run, heartbeat_measures_lag, .timeout = 60)
@@ -381,6 +402,7 @@ Test(run, heartbeat_measures_lag, .timeout = 60)
     char *log = log_text(&e);
     cr_assert(strstr(log, "heartbeat round trip"), "heartbeats come back through the stream:\n%s", log);
     free(log);
+    drop_slot(&e);
 }
 
 Test(run, check_config_names_file_line_and_key)

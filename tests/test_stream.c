@@ -43,6 +43,19 @@ static char *outbox_db(const char *slot)
     return dsn;
 }
 
+/* Drop a test's slot when done so that slots (and the WAL they hold) do not pile up. */
+static void drop_slot(const char *dsn, const char *slot)
+{
+    char *sql;
+    if (asprintf(&sql, "DO $$ BEGIN FOR i IN 1..100 LOOP BEGIN PERFORM pg_drop_replication_slot(slot_name) "
+                       "FROM pg_replication_slots WHERE slot_name = '%s'; RETURN; "
+                       "EXCEPTION WHEN object_in_use THEN PERFORM pg_sleep(0.05); END; END LOOP; END $$",
+                 slot) < 0)
+        abort();
+    wct_sql(dsn, sql);
+    free(sql);
+}
+
 Test(slot, create_status_drop)
 {
     char *dsn = wct_create_db("slot"), *slot = wct_unique("s");
@@ -227,6 +240,7 @@ Test(tail, events_exactly_once_in_commit_order, .timeout = 300)
     free(out);
     free(args);
     free(end);
+    drop_slot(dsn, slot);
 }
 
 Test(tail, kill_9_and_restart_loses_and_repeats_nothing, .timeout = 300)
@@ -272,6 +286,7 @@ Test(tail, kill_9_and_restart_loses_and_repeats_nothing, .timeout = 300)
     free(cmd);
     free(end);
     free(total);
+    drop_slot(dsn, slot);
 }
 
 Test(tail, idle_outbox_does_not_pin_wal, .timeout = 300)
@@ -327,4 +342,5 @@ Test(tail, idle_outbox_does_not_pin_wal, .timeout = 300)
     free(cmd);
     free(end);
     free(start_lsn);
+    drop_slot(dsn, slot);
 }
