@@ -940,7 +940,39 @@ static int pg_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err
     return 0;
 }
 
+/* Wipe the projections with the configured SQL and drop the cursor, in one transaction. */
+static int pg_reset(struct wc_sink *s, struct wc_err *err)
+{
+    struct pg *p = s->priv;
+    char sql[512];
+    const char *params[2] = {slot_name(s), s->name};
+
+    if (s->conf == NULL || s->conf->rebuild == NULL) {
+        wc_err_set(err, WC_ERR_DATA, "sink \"%s\": no rebuild action configured (sinks.%s.rebuild)", s->name,
+                   s->name);
+        return -1;
+    }
+    batch_reset(p);
+    if (exec_simple(s, "BEGIN", "could not begin the rebuild", err) < 0)
+        return -1;
+    if (exec_simple(s, s->conf->rebuild, "rebuild statement failed", err) < 0) {
+        rollback_quietly(p);
+        return -1;
+    }
+    snprintf(sql, sizeof(sql), "DELETE FROM walcast_cursor WHERE slot = $1 AND sink = $2");
+    PGresult *r = PQexecParams(p->conn, sql, 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fail_result(s, r, WC_ERR_DATA, "could not remove the cursor", err);
+        PQclear(r);
+        rollback_quietly(p);
+        return -1;
+    }
+    PQclear(r);
+    return exec_simple(s, "COMMIT", "could not commit the rebuild", err);
+}
+
 const struct wc_sink_ops wc_sink_postgres_ops = {
+    .reset = pg_reset,
     .type = "postgres",
     .open = pg_open,
     .read_cursor = pg_read_cursor,

@@ -1157,7 +1157,34 @@ static void redis_close(struct wc_sink *s)
     s->priv = NULL;
 }
 
+/* FLUSHDB: the projections and the cursor hash live in the sink's database, so both go at once. */
+static int redis_reset(struct wc_sink *s, struct wc_err *err)
+{
+    struct redis_sink *p = s->priv;
+    const char *argv[] = {"FLUSHDB"};
+
+    if (s->conf == NULL || s->conf->rebuild == NULL) {
+        wc_err_set(err, WC_ERR_DATA, "sink \"%s\": no rebuild action configured (sinks.%s.rebuild: flushdb)",
+                   s->name, s->name);
+        return -1;
+    }
+    if (p == NULL)
+        return not_open(s, err);
+    batch_reset(&p->b);
+    redisReply *r = command(s, p, 1, argv, NULL, err);
+    if (r == NULL)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = reply_error(s, p, r, WC_ERR_DATA, "FLUSHDB failed", err);
+    freeReplyObject(r);
+    if (rc == 0)
+        rc = load_scripts(s, p, err);
+    return rc;
+}
+
 const struct wc_sink_ops wc_sink_redis_ops = {
+    .reset = redis_reset,
     .type = "redis",
     .open = redis_open,
     .read_cursor = redis_read_cursor,

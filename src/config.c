@@ -529,7 +529,7 @@ static int load_section(struct ctx *c, struct fy_node *node, int line, const cha
 static int load_sinks(struct ctx *c, struct fy_node *node, int line)
 {
     char key[KEYLEN], var[KEYLEN], hint[64];
-    static const char *const sink_keys[] = {"type", "dsn", NULL};
+    static const char *const sink_keys[] = {"type", "dsn", "rebuild", NULL};
     struct fy_node_pair *p;
     void *it = NULL;
 
@@ -580,6 +580,16 @@ static int load_sinks(struct ctx *c, struct fy_node *node, int line)
             return fail_at(c, &w, key,
                            "invalid redis address (expected redis://[:password@]host[:port][/db])");
         s->dsn = xstrdup(val);
+
+        /* What wipes this sink's projections before a rebuild from the outbox table. */
+        mkkey(key, "sinks.%s.rebuild", name);
+        if (scalar_value(c, v, "rebuild", key, kline, &val, &w, var, sizeof(var)) < 0)
+            return -1;
+        if (val != NULL && *val != '\0') {
+            if (s->type == WC_SINK_REDIS && strcmp(val, "flushdb") != 0)
+                return fail_at(c, &w, key, "invalid rebuild \"%s\" for a redis sink (expected flushdb)", val);
+            s->rebuild = xstrdup(val);
+        }
     }
     return 0;
 }
@@ -1034,6 +1044,7 @@ void wc_config_free(struct wc_config *cfg)
         free(idx);
         free(s->name);
         free(s->dsn);
+        free(s->rebuild);
     }
     free(cfg->sinks);
     for (int i = 0; i < WC_COL_COUNT; i++)

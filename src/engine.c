@@ -12,6 +12,7 @@
 #include "walcast/decode.h"
 #include "walcast/engine.h"
 #include "walcast/log.h"
+#include "walcast/slot.h"
 #include "walcast/stream.h"
 
 volatile sig_atomic_t wc_engine_stop;
@@ -134,27 +135,34 @@ static int commit_all(struct session *s, struct wc_pos pos, struct wc_err *err)
     return 0;
 }
 
+/* Hand one event to one sink: its projections, or the unknown-event policy. */
+static int route_one(struct session *s, struct wc_sink *k, struct wc_event *ev, int known, struct wc_err *err)
+{
+    if (known)
+        return k->ops->apply(k, ev, err);
+    if (k != s->dead_letter_sink)
+        return 0;
+    char msg[256];
+    snprintf(msg, sizeof(msg), "no projection handles event type \"%.200s\"", ev->col[WC_COL_EVENT_TYPE].text);
+    return wc_sink_handle_error(k, ev, s->cfg->on_unknown_event, msg, err);
+}
+
+static int event_known(struct session *s, const struct wc_event *ev)
+{
+    return s->opts->unknown_ok || wc_config_knows_event(s->cfg, ev->col[WC_COL_EVENT_TYPE].text);
+}
+
 /* Hand one event to every sink that has not applied it yet. */
 static int route_event(struct session *s, struct wc_event *ev, struct wc_err *err)
 {
-    const char *type = ev->col[WC_COL_EVENT_TYPE].text;
-    int known = s->opts->unknown_ok || wc_config_knows_event(s->cfg, type);
+    int known = event_known(s, ev);
 
     s->stats->events++;
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];
         if (k->has_cursor && wc_pos_covered(k->cursor, ev->pos))
             continue;
-        if (!known) {
-            if (k != s->dead_letter_sink)
-                continue;
-            char msg[256];
-            snprintf(msg, sizeof(msg), "no projection handles event type \"%s\"", type);
-            if (wc_sink_handle_error(k, ev, s->cfg->on_unknown_event, msg, err) < 0)
-                return -1;
-            continue;
-        }
-        if (k->ops->apply(k, ev, err) < 0)
+        if (route_one(s, k, ev, known, err) < 0)
             return -1;
     }
     if (s->pending++ == 0)
@@ -197,23 +205,194 @@ static int handle_message(struct session *s, const char *msg, size_t len, wc_lsn
     return 0;
 }
 
-/* Open every sink and read its cursor; returns the LSN to stream from. */
+/* Fill ev from row r of an outbox SELECT (columns in wc_col order). */
+static void row_event(PGresult *res, int r, int64_t index, char iso[][48], struct wc_event *ev)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->pos = (struct wc_pos){0, index};
+    ev->commit_time = "";
+    for (int k = 0; k < WC_COL_COUNT; k++) {
+        struct wc_val *v = &ev->col[k];
+        if (PQgetisnull(res, r, k)) {
+            *v = (struct wc_val){WC_VAL_NULL, NULL, 0};
+            continue;
+        }
+        const char *text = PQgetvalue(res, r, k);
+        Oid type = PQftype(res, k);
+        /* int2, int4, int8, numeric render as JSON numbers in wal2json too. */
+        int number = type == 20 || type == 21 || type == 23 || type == 1700;
+        if (type == 1184 || type == 1114) { /* timestamptz, timestamp */
+            wc_timestamp_iso(text, iso[k], 48);
+            text = iso[k];
+        }
+        *v = (struct wc_val){number ? WC_VAL_NUMBER : WC_VAL_STRING, text, strlen(text)};
+        ev->size += v->len;
+    }
+}
+
+/*
+ * Rebuild one sink from the outbox table (invariant 4): wipe it with its configured rebuild action,
+ * then apply every outbox row visible in a snapshot exported by a temporary slot, and set its cursor to
+ * that slot's consistent point. Transactions committed before that point are exactly the rows in the
+ * snapshot; the stream brings everything after it. A crash midway leaves a cursor at 0/0, which the
+ * next start finds behind the slot again: the rebuild starts over from the wipe.
+ */
+static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err)
+{
+    PGconn *repl = NULL, *conn = NULL;
+    PGresult *res = NULL;
+    char sql[1024], slot[64], q[WC_COL_COUNT][200], iso[WC_COL_COUNT][48];
+    wc_lsn point = 0;
+    int64_t n = 0, pending = 0;
+    int rc = -1;
+
+    if (k->ops->reset == NULL) {
+        wc_err_set(err, WC_ERR_DATA, "sink \"%s\" cannot be rebuilt", k->name);
+        return -1;
+    }
+    if (k->ops->reset(k, err) < 0)
+        return -1;
+    repl = wc_pg_connect(s->cfg->source_dsn, "database", err);
+    conn = repl ? wc_pg_connect(s->cfg->source_dsn, NULL, err) : NULL;
+    if (conn == NULL)
+        goto done;
+    snprintf(slot, sizeof(slot), "walcast_rebuild_%d", (int)getpid());
+    snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT \"%s\" TEMPORARY LOGICAL wal2json (SNAPSHOT 'export')", slot);
+    res = PQexec(repl, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || wc_lsn_parse(PQgetvalue(res, 0, 1), &point) < 0) {
+        wc_err_set(err, WC_ERR_IO, "could not create a snapshot slot for rebuilding sink \"%s\": %s", k->name,
+                   PQresultErrorMessage(res));
+        goto done;
+    }
+    char snapshot[128];
+    snprintf(snapshot, sizeof(snapshot), "%s", PQgetvalue(res, 0, 2));
+    PQclear(res);
+    res = NULL;
+    for (int c = 0; c < WC_COL_COUNT; c++) {
+        char *id = PQescapeIdentifier(conn, s->cfg->columns[c], strlen(s->cfg->columns[c]));
+        snprintf(q[c], sizeof(q[c]), "%s", id);
+        PQfreemem(id);
+    }
+    char *schema = PQescapeIdentifier(conn, s->cfg->outbox_schema, strlen(s->cfg->outbox_schema));
+    char *table = PQescapeIdentifier(conn, s->cfg->outbox_table, strlen(s->cfg->outbox_table));
+    char *lit = PQescapeLiteral(conn, snapshot, strlen(snapshot));
+    char query[2048];
+    snprintf(query, sizeof(query),
+             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT %s; "
+             "DECLARE walcast_rebuild NO SCROLL CURSOR FOR SELECT %s, %s, %s, %s, %s, %s FROM %s.%s ORDER BY %s",
+             lit, q[0], q[1], q[2], q[3], q[4], q[5], schema, table, q[0]);
+    PQfreemem(schema);
+    PQfreemem(table);
+    PQfreemem(lit);
+    res = PQexec(conn, query);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        wc_err_set(err, WC_ERR_IO, "could not read the outbox to rebuild sink \"%s\": %s", k->name,
+                   PQresultErrorMessage(res));
+        goto done;
+    }
+    wc_warning("sink \"%s\": rebuilding its projections from the outbox table up to " WC_LSN_FMT, k->name,
+               WC_LSN_ARGS(point));
+    for (;;) {
+        PQclear(res);
+        res = PQexec(conn, "FETCH FORWARD 1000 FROM walcast_rebuild");
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            wc_err_set(err, WC_ERR_IO, "could not read the outbox to rebuild sink \"%s\": %s", k->name,
+                       PQresultErrorMessage(res));
+            goto done;
+        }
+        int rows = PQntuples(res);
+        if (rows == 0)
+            break;
+        for (int r = 0; r < rows; r++) {
+            struct wc_event ev;
+            row_event(res, r, n++, iso, &ev);
+            if (ev.col[WC_COL_EVENT_TYPE].kind == WC_VAL_NULL)
+                continue;
+            int known = event_known(s, &ev);
+            int rr = route_one(s, k, &ev, known, err);
+            json_decref(ev.payload_json);
+            if (rr < 0)
+                goto done;
+            if (++pending >= s->cfg->batch_max_events) {
+                /* Not a stream position: a crash here makes the next start rebuild again. */
+                if (k->ops->commit(k, (struct wc_pos){0, n}, err) < 0)
+                    goto done;
+                pending = 0;
+            }
+        }
+    }
+    if (k->ops->commit(k, (struct wc_pos){point, -1}, err) < 0)
+        goto done;
+    k->cursor = (struct wc_pos){point, -1};
+    k->has_cursor = 1;
+    wc_warning("sink \"%s\": rebuilt from %lld outbox rows", k->name, (long long)n);
+    rc = 0;
+done:
+    PQclear(res);
+    if (conn)
+        PQfinish(conn);
+    if (repl)
+        PQfinish(repl); /* drops the temporary slot */
+    return rc;
+}
+
+/*
+ * Open every sink and read its cursor; returns the LSN to stream from. A sink whose cursor is behind
+ * the slot's confirmed position, or that has none while others do, lost writes the slot will not send
+ * again (Redis restarted without persistence, a restored backup): it is rebuilt, or the engine stops.
+ */
 static int open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
 {
+    struct wc_slot_status st;
+    int found = 0, any_cursor = 0;
+    char p[40], c[WC_LSN_STRLEN];
+
     *start = 0;
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];
-        int found = 0;
         if (k->ops->open(k, err) < 0 || k->ops->read_cursor(k, &k->cursor, &found, err) < 0)
             return -1;
         k->has_cursor = found;
         if (!found)
             k->cursor = WC_POS_NONE;
-        char p[40];
+        any_cursor |= found;
         wc_debug("sink \"%s\": cursor %s", k->name, found ? wc_pos_format(k->cursor, p) : "none");
-        if (i == 0 || k->cursor.lsn < *start)
-            *start = k->cursor.lsn;
     }
+    if (wc_slot_status(s->cfg->source_dsn, s->cfg->slot, &st, &found, err) < 0) {
+        if (err->code != WC_ERR_IO)
+            err->code = WC_ERR_IO;
+        return -1;
+    }
+    if (!found) {
+        wc_err_set(err, WC_ERR_SLOT,
+                   "replication slot \"%s\" does not exist: create it with \"walcast slot create\"", s->cfg->slot);
+        return -1;
+    }
+    for (int i = 0; i < s->nsink; i++) {
+        struct wc_sink *k = s->sinks[i];
+        int lost = k->has_cursor ? k->cursor.lsn < st.confirmed_flush_lsn : any_cursor;
+        if (lost && k->conf == NULL) {
+            /* tail: someone else consumed the slot since; say so and go on from the slot. */
+            wc_warning("cursor %s is behind replication slot \"%s\": events in between were consumed elsewhere",
+                       wc_pos_format(k->cursor, p), s->cfg->slot);
+        } else if (lost) {
+            wc_lsn_format(st.confirmed_flush_lsn, c);
+            if (k->conf == NULL || k->conf->rebuild == NULL) {
+                wc_err_set(err, WC_ERR_DATA,
+                           "sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s); "
+                           "set sinks.%s.rebuild to rebuild it from the outbox table, or restore it",
+                           k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c, k->name);
+                return -1;
+            }
+            wc_warning("sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s)",
+                       k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c);
+            if (rebuild_sink(s, k, err) < 0)
+                return -1;
+        }
+    }
+    for (int i = 0; i < s->nsink; i++)
+        if (i == 0 || s->sinks[i]->cursor.lsn < *start)
+            *start = s->sinks[i]->cursor.lsn;
     return 0;
 }
 

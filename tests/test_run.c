@@ -55,6 +55,7 @@ static const char *config_yaml =
     "    type: postgres\n"
     "  cache:\n"
     "    type: redis\n"
+    "%s"
     "projections:\n"
     "  orders_pg:\n"
     "    sink: readdb\n"
@@ -69,7 +70,14 @@ static const char *config_yaml =
     "        - [HSET, \"order:{payload.order_id}\", total, \"{payload.total}\"]\n"
     "        - [ZINCRBY, totals, \"{payload.total}\", all]\n";
 
+static void setup_env_rebuild(struct env *e, int heartbeat_ms, const char *cache_extra);
+
 static void setup_env(struct env *e, int heartbeat_ms)
+{
+    setup_env_rebuild(e, heartbeat_ms, "");
+}
+
+static void setup_env_rebuild(struct env *e, int heartbeat_ms, const char *cache_extra)
 {
     e->slot = wct_unique("run");
     e->src = wct_create_db("runsrc");
@@ -86,7 +94,7 @@ static void setup_env(struct env *e, int heartbeat_ms)
     e->config = fmt("%s/walcast.yaml", e->dir);
     e->log = fmt("%s/walcast.log", e->dir);
     FILE *f = fopen(e->config, "w");
-    fprintf(f, config_yaml, heartbeat_ms);
+    fprintf(f, config_yaml, heartbeat_ms, cache_extra);
     fclose(f);
     setenv("WALCAST_SOURCE_DSN", e->src, 1);
     setenv("WALCAST_SOURCE_SLOT", e->slot, 1);
@@ -436,4 +444,83 @@ Test(run, check_config_names_file_line_and_key)
     cr_assert_eq(st, 0, "the example configuration is valid: %s", out);
     free(out);
     free(cmd);
+}
+
+static char *redis_str(struct env *e, const char *cmd)
+{
+    redisContext *r = wct_redis(e->redis_db);
+    redisReply *x = redisCommand(r, cmd);
+    char *v = x && x->type == REDIS_REPLY_STRING ? strdup(x->str) : NULL;
+    freeReplyObject(x);
+    redisFree(r);
+    return v;
+}
+
+Test(run, redis_that_lost_its_data_is_rebuilt_from_the_outbox, .timeout = 120)
+{
+    struct env e;
+    setup_env_rebuild(&e, 0, "    rebuild: flushdb\n");
+    pid_t pid = start_run(&e, NULL);
+    for (int i = 1; i <= 50; i++) {
+        char *p = fmt("{\"order_id\": %d, \"total\": 2}", i);
+        insert_event(&e, "OrderPlaced", p);
+        free(p);
+    }
+    cr_assert(wait_applied(&e, 20000));
+    cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
+    char *v = redis_str(&e, "ZSCORE totals all");
+    cr_assert_str_eq(v, "100");
+    free(v);
+
+    /* Redis loses everything (a restart without persistence), and events keep coming meanwhile. */
+    redisContext *r = wct_redis(e.redis_db);
+    freeReplyObject(redisCommand(r, "FLUSHDB"));
+    freeReplyObject(redisCommand(r, "SET stale junk"));
+    redisFree(r);
+    for (int i = 51; i <= 60; i++) {
+        char *p = fmt("{\"order_id\": %d, \"total\": 2}", i);
+        insert_event(&e, "OrderPlaced", p);
+        free(p);
+    }
+    pid = start_run(&e, NULL);
+    cr_assert(wait_applied(&e, 20000));
+    insert_event(&e, "OrderPlaced", "{\"order_id\": 61, \"total\": 2}");
+    cr_assert(wait_applied(&e, 20000));
+    usleep(200000);
+    v = redis_str(&e, "ZSCORE totals all");
+    cr_assert_str_eq(v, "122", "61 events of 2 each, every one applied exactly once after the rebuild");
+    free(v);
+    v = redis_str(&e, "HGET order:1 total");
+    cr_assert_str_eq(v, "2", "history before the loss is back");
+    free(v);
+    v = redis_str(&e, "GET stale");
+    cr_assert_null(v, "the rebuild started from an empty database");
+    char *n = wct_sql_value(e.read, "SELECT count(*) FROM orders_seen");
+    cr_assert_str_eq(n, "61", "the PostgreSQL sink was not touched and applied nothing twice");
+    free(n);
+    cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
+    char *log = log_text(&e);
+    cr_assert(strstr(log, "sink \"cache\" has lost data") && strstr(log, "rebuilt from 60 outbox rows"), "%s", log);
+    free(log);
+    drop_slot(&e);
+}
+
+Test(run, lost_data_without_a_rebuild_action_stops_with_a_clear_error, .timeout = 120)
+{
+    struct env e;
+    setup_env(&e, 0);
+    pid_t pid = start_run(&e, NULL);
+    insert_event(&e, "OrderPlaced", "{\"order_id\": 1, \"total\": 2}");
+    cr_assert(wait_applied(&e, 20000));
+    cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
+    redisContext *r = wct_redis(e.redis_db);
+    freeReplyObject(redisCommand(r, "FLUSHDB"));
+    redisFree(r);
+    char *cmd = fmt("%s run -c %s 2>&1", wct_walcast(), e.config), *out;
+    int st = wct_run(cmd, &out);
+    free(cmd);
+    cr_assert_eq(st, 1, "%s", out);
+    cr_assert(strstr(out, "sink \"cache\" has lost data") && strstr(out, "sinks.cache.rebuild"), "%s", out);
+    free(out);
+    drop_slot(&e);
 }

@@ -37,6 +37,12 @@ struct wc_sink_ops {
      */
     int (*commit)(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err);
     void (*close)(struct wc_sink *s);
+    /*
+     * Wipe the projections with the sink's configured rebuild action and remove its cursor, in one
+     * atomic unit, before a rebuild from the outbox table. NULL or no rebuild configured: -1 with
+     * WC_ERR_DATA.
+     */
+    int (*reset)(struct wc_sink *s, struct wc_err *err);
 };
 
 struct wc_sink {
