@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "walcast/buf.h"
 #include "walcast/log.h"
 #include "walcast/sink.h"
 
@@ -50,6 +51,10 @@ int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, con
     const char *type = ev->col[WC_COL_EVENT_TYPE].text ? ev->col[WC_COL_EVENT_TYPE].text : "";
 
     wc_lsn_format(ev->pos.lsn, lsn);
+    if (s->retrying) {
+        wc_err_set(err, WC_ERR_DATA, "%s", error);
+        return -1;
+    }
     switch (policy) {
     case WC_POLICY_SKIP:
         wc_warning("sink \"%s\": skipping event \"%s\" at %s:%lld: %s", s->name, type, lsn,
@@ -67,5 +72,61 @@ int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, con
             return -1;
         s->dead_lettered++;
         return 0;
+    }
+}
+
+void wc_dlq_print(const struct wc_sink *s, int json, const char *id, const char *lsn, const char *idx,
+                  const char *const *cols, const char *error, const char *created)
+{
+    /* cols: event_id, event_type, aggregate_type, aggregate_id, payload (any may be NULL). */
+    static const char *const names[] = {"event_id", "event_type", "aggregate_type", "aggregate_id", "payload"};
+    struct wc_buf b = WC_BUF_INIT;
+
+    if (json) {
+        wc_buf_puts(&b, "{\"sink\":");
+        wc_buf_json_string(&b, s->name, strlen(s->name));
+        wc_buf_puts(&b, ",\"id\":");
+        wc_buf_json_string(&b, id, strlen(id));
+        wc_buf_printf(&b, ",\"lsn\":\"%s\",\"idx\":%s", lsn ? lsn : "", idx && *idx ? idx : "null");
+        for (int i = 0; i < 5; i++) {
+            wc_buf_printf(&b, ",\"%s\":", names[i]);
+            if (cols[i])
+                wc_buf_json_string(&b, cols[i], strlen(cols[i]));
+            else
+                wc_buf_puts(&b, "null");
+        }
+        wc_buf_puts(&b, ",\"error\":");
+        wc_buf_json_string(&b, error ? error : "", error ? strlen(error) : 0);
+        if (created) {
+            wc_buf_puts(&b, ",\"created_at\":");
+            wc_buf_json_string(&b, created, strlen(created));
+        }
+        wc_buf_puts(&b, "}\n");
+    } else {
+        wc_buf_printf(&b, "%s\t%s\t%s:%s\t%s\tevent_id=%s\t%s\n", s->name, id, lsn ? lsn : "", idx ? idx : "",
+                      cols[1] ? cols[1] : "", cols[0] ? cols[0] : "", error ? error : "");
+    }
+    fwrite(b.data, 1, b.len, stdout);
+    wc_buf_free(&b);
+}
+
+void wc_dlq_event(struct wc_event *ev, const char *lsn, const char *idx, const char *const *cols)
+{
+    memset(ev, 0, sizeof(*ev));
+    if (lsn)
+        wc_lsn_parse(lsn, &ev->pos.lsn);
+    ev->pos.index = idx ? strtoll(idx, NULL, 10) : 0;
+    ev->commit_time = "";
+    static const int map[] = {WC_COL_EVENT_ID, WC_COL_EVENT_TYPE, WC_COL_AGGREGATE_TYPE, WC_COL_AGGREGATE_ID,
+                              WC_COL_PAYLOAD};
+    for (int i = 0; i < 5; i++) {
+        const char *t = cols[i];
+        struct wc_val *v = &ev->col[map[i]];
+        if (t == NULL) {
+            *v = (struct wc_val){WC_VAL_NULL, NULL, 0};
+            continue;
+        }
+        int number = map[i] == WC_COL_EVENT_ID && *t && strspn(t, "-0123456789") == strlen(t);
+        *v = (struct wc_val){number ? WC_VAL_NUMBER : WC_VAL_STRING, t, strlen(t)};
     }
 }

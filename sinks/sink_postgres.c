@@ -26,7 +26,7 @@
 #define NO_OFF SIZE_MAX /* a parameter offset meaning SQL NULL */
 
 /* Prepared statements: walcast's own two first, then every configured statement. */
-enum { PREP_CURSOR, PREP_DEAD, PREP_FIRST_RULE };
+enum { PREP_CURSOR, PREP_DEAD, PREP_DL_DELETE, PREP_FIRST_RULE };
 
 #define CURSOR_SQL                                                                                         \
     "INSERT INTO walcast_cursor (slot, sink, lsn, idx, updated_at) VALUES ($1, $2, $3::pg_lsn, $4::bigint, " \
@@ -353,9 +353,12 @@ static int prepare_all(struct wc_sink *s, struct wc_err *err)
     p->nprep = n;
     snprintf(p->prep[PREP_CURSOR].name, sizeof(p->prep[0].name), "wc_cursor");
     snprintf(p->prep[PREP_DEAD].name, sizeof(p->prep[0].name), "wc_dead_letter");
+    snprintf(p->prep[PREP_DL_DELETE].name, sizeof(p->prep[0].name), "wc_dl_delete");
     if (prepare_one(s, "wc_cursor", CURSOR_SQL, 4, "could not prepare the cursor statement", err) < 0 ||
         prepare_one(s, "wc_dead_letter", DEAD_SQL, DEAD_NPARAMS, "could not prepare the dead-letter statement",
-                    err) < 0)
+                    err) < 0 ||
+        prepare_one(s, "wc_dl_delete", "DELETE FROM walcast_dead_letters WHERE id = $1::bigint", 1,
+                    "could not prepare the dead-letter removal", err) < 0)
         return -1;
     n = PREP_FIRST_RULE;
     for (int r = 0; r < conf->nrule; r++) {
@@ -971,7 +974,102 @@ static int pg_reset(struct wc_sink *s, struct wc_err *err)
     return exec_simple(s, "COMMIT", "could not commit the rebuild", err);
 }
 
+#define DLQ_SELECT                                                                                         \
+    "SELECT id::text, lsn::text, idx::text, event_id, event_type, aggregate_type, aggregate_id, payload, "     \
+    "error, created_at::text FROM walcast_dead_letters WHERE slot = $1 AND sink = $2 "                        \
+    "AND ($3::bigint IS NULL OR id = $3::bigint) ORDER BY id"
+
+static PGresult *dlq_select(struct wc_sink *s, const char *id, struct wc_err *err)
+{
+    struct pg *p = s->priv;
+    const char *params[3] = {slot_name(s), s->name, id};
+    PGresult *r = PQexecParams(p->conn, DLQ_SELECT, 3, NULL, params, NULL, NULL, 0);
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fail_result(s, r, WC_ERR_DATA, "could not read the dead letters", err);
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void dlq_cols(PGresult *r, int row, const char **cols)
+{
+    for (int c = 0; c < 5; c++)
+        cols[c] = PQgetisnull(r, row, 3 + c) ? NULL : PQgetvalue(r, row, 3 + c);
+}
+
+static int pg_dlq_list(struct wc_sink *s, const char *id, int json, struct wc_err *err)
+{
+    PGresult *r = dlq_select(s, id, err);
+    const char *cols[5];
+
+    if (r == NULL)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        dlq_cols(r, i, cols);
+        wc_dlq_print(s, json, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), cols,
+                     PQgetvalue(r, i, 8), PQgetvalue(r, i, 9));
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int pg_dlq_retry(struct wc_sink *s, const char *id, int *retried, int *failed, struct wc_err *err)
+{
+    struct pg *p = s->priv;
+    PGresult *r = dlq_select(s, id, err);
+    const char *cols[5];
+    int rc = 0;
+
+    if (r == NULL)
+        return -1;
+    s->retrying = 1;
+    for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
+        struct wc_event ev;
+        struct wc_err e2 = {0};
+        const char *dl_id = PQgetvalue(r, i, 0);
+        int n = 0;
+
+        dlq_cols(r, i, cols);
+        wc_dlq_event(&ev, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), cols);
+        batch_reset(p);
+        if (ev.col[WC_COL_EVENT_TYPE].kind == WC_VAL_NULL || !wc_config_rules(s->conf, ev.col[WC_COL_EVENT_TYPE].text, &n) ||
+            n == 0) {
+            wc_err_set(&e2, WC_ERR_DATA, "no projection of sink \"%s\" handles event type \"%s\"", s->name,
+                       cols[1] ? cols[1] : "");
+        } else if (pg_apply(s, &ev, &e2) == 0 && p->nevs > 0) {
+            struct pg_op *op = op_add(p, p->nevs - 1, PREP_DL_DELETE, 1);
+            p->offs[op->first] = arena_put(p, dl_id, strlen(dl_id));
+            if (pg_commit(s, s->cursor, &e2) == 0) {
+                (*retried)++;
+                json_decref(ev.payload_json);
+                continue;
+            }
+        }
+        json_decref(ev.payload_json);
+        batch_reset(p);
+        rollback_quietly(p);
+        if (e2.code != WC_ERR_DATA) {
+            *err = e2;
+            rc = -1;
+            break;
+        }
+        (*failed)++;
+        const char *up[2] = {e2.msg, dl_id};
+        PGresult *u = PQexecParams(p->conn, "UPDATE walcast_dead_letters SET error = $1 WHERE id = $2::bigint", 2,
+                                   NULL, up, NULL, NULL, 0);
+        PQclear(u);
+        wc_warning("sink \"%s\": dead letter %s still fails: %s", s->name, dl_id, e2.msg);
+    }
+    s->retrying = 0;
+    PQclear(r);
+    return rc;
+}
+
 const struct wc_sink_ops wc_sink_postgres_ops = {
+    .dlq_list = pg_dlq_list,
+    .dlq_retry = pg_dlq_retry,
     .reset = pg_reset,
     .type = "postgres",
     .open = pg_open,

@@ -1157,6 +1157,119 @@ static void redis_close(struct wc_sink *s)
     s->priv = NULL;
 }
 
+/* The sink's dead letters: XRANGE of the slot's stream, entries of this sink (id NULL = all). */
+static redisReply *dlq_range(struct wc_sink *s, struct redis_sink *p, const char *id, struct wc_err *err)
+{
+    const char *argv[] = {"XRANGE", p->dead_key, id ? id : "-", id ? id : "+"};
+    redisReply *r = command(s, p, 4, argv, NULL, err);
+
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        reply_error(s, p, r, WC_ERR_DATA, "could not read the dead letters", err);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Fields of one XRANGE entry: sink, lsn, idx, cols (event_id ... payload) and error; 0 when it is ours. */
+static int dlq_fields(struct wc_sink *s, redisReply *entry, const char **lsn, const char **idx, const char **cols,
+                      const char **error)
+{
+    static const char *const names[] = {"event_id", "event_type", "aggregate_type", "aggregate_id", "payload"};
+    const char *sink = NULL;
+
+    *lsn = *idx = *error = NULL;
+    for (int c = 0; c < 5; c++)
+        cols[c] = NULL;
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || entry->element[1]->type != REDIS_REPLY_ARRAY)
+        return -1;
+    redisReply *f = entry->element[1];
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        const char *k = f->element[i]->str, *v = f->element[i + 1]->str;
+        if (k == NULL || v == NULL)
+            continue;
+        if (strcmp(k, "sink") == 0)
+            sink = v;
+        else if (strcmp(k, "lsn") == 0)
+            *lsn = v;
+        else if (strcmp(k, "idx") == 0)
+            *idx = v;
+        else if (strcmp(k, "error") == 0)
+            *error = v;
+        else
+            for (int c = 0; c < 5; c++)
+                if (strcmp(k, names[c]) == 0)
+                    cols[c] = *v ? v : NULL;
+    }
+    return sink && strcmp(sink, s->name) == 0 ? 0 : -1;
+}
+
+static int redis_dlq_list(struct wc_sink *s, const char *id, int json, struct wc_err *err)
+{
+    struct redis_sink *p = s->priv;
+    const char *lsn, *idx, *cols[5], *error;
+
+    if (p == NULL)
+        return not_open(s, err);
+    redisReply *r = dlq_range(s, p, id, err);
+    if (r == NULL)
+        return -1;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        if (dlq_fields(s, r->element[i], &lsn, &idx, cols, &error) == 0)
+            wc_dlq_print(s, json, r->element[i]->element[0]->str, lsn, idx, cols, error, NULL);
+    freeReplyObject(r);
+    return 0;
+}
+
+static int redis_dlq_retry(struct wc_sink *s, const char *id, int *retried, int *failed, struct wc_err *err)
+{
+    struct redis_sink *p = s->priv;
+    const char *lsn, *idx, *cols[5], *error;
+    int rc = 0;
+
+    if (p == NULL)
+        return not_open(s, err);
+    redisReply *r = dlq_range(s, p, id, err);
+    if (r == NULL)
+        return -1;
+    s->retrying = 1;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements && rc == 0; i++) {
+        struct wc_event ev;
+        struct wc_err e2 = {0};
+        int n = 0;
+        if (dlq_fields(s, r->element[i], &lsn, &idx, cols, &error) < 0)
+            continue;
+        const char *dl_id = r->element[i]->element[0]->str;
+        wc_dlq_event(&ev, lsn, idx, cols);
+        batch_reset(&p->b);
+        if (cols[1] == NULL || !wc_config_rules(s->conf, cols[1], &n) || n == 0) {
+            wc_err_set(&e2, WC_ERR_DATA, "no projection of sink \"%s\" handles event type \"%s\"", s->name,
+                       cols[1] ? cols[1] : "");
+        } else if (redis_apply(s, &ev, &e2) == 0 && p->b.nrec > 0) {
+            /* The removal rides in the event's own MULTI/EXEC. */
+            const char *argv[] = {"XDEL", p->dead_key, dl_id};
+            queue_argv(&p->b, &p->b.recs[p->b.nrec - 1], 3, argv, NULL);
+            if (redis_commit(s, s->cursor, &e2) == 0) {
+                (*retried)++;
+                json_decref(ev.payload_json);
+                continue;
+            }
+        }
+        json_decref(ev.payload_json);
+        batch_reset(&p->b);
+        if (e2.code != WC_ERR_DATA) {
+            *err = e2;
+            rc = -1;
+            break;
+        }
+        (*failed)++;
+        wc_warning("sink \"%s\": dead letter %s still fails: %s", s->name, dl_id, e2.msg);
+    }
+    s->retrying = 0;
+    freeReplyObject(r);
+    return rc;
+}
+
 /* FLUSHDB: the projections and the cursor hash live in the sink's database, so both go at once. */
 static int redis_reset(struct wc_sink *s, struct wc_err *err)
 {
@@ -1184,6 +1297,8 @@ static int redis_reset(struct wc_sink *s, struct wc_err *err)
 }
 
 const struct wc_sink_ops wc_sink_redis_ops = {
+    .dlq_list = redis_dlq_list,
+    .dlq_retry = redis_dlq_retry,
     .reset = redis_reset,
     .type = "redis",
     .open = redis_open,

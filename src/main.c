@@ -30,6 +30,7 @@ static void usage(FILE *f)
             "  %s tail [CONNECTION] [OPTIONS]      print each outbox event as one JSON line\n"
             "  %s slot create|status|drop|check [CONNECTION] [--json] [--force]\n"
             "  %s check-config -c FILE\n"
+            "  %s dlq list|retry -c FILE [--sink NAME] [--id ID] [--json]\n"
             "  %s version\n"
             "\n"
             "Connection (any command):\n"
@@ -54,7 +55,7 @@ static void usage(FILE *f)
             "\n"
             "Exit codes: 0 ok, 1 runtime error, 2 configuration or usage error, 3 replication slot missing or\n"
             "lost, 4 replication slot in use by another process.\n",
-            progname, progname, progname, progname, progname);
+            progname, progname, progname, progname, progname, progname);
 }
 
 static void on_signal(int sig)
@@ -98,6 +99,8 @@ struct options {
     int json;
     int force;
     int standby;
+    const char *sink;
+    const char *id;
 };
 
 static void replace(char **field, const char *value)
@@ -379,6 +382,51 @@ static int cmd_slot(const char *action, const struct options *o)
     return rc;
 }
 
+/* walcast dlq list|retry: the dead letters of every sink (or --sink NAME), or one (--id ID). */
+static int cmd_dlq(const char *action, const struct options *o)
+{
+    struct wc_err err = {0};
+    struct wc_config *cfg;
+    int rc = EXIT_OK, matched = 0;
+    int retry = strcmp(action, "retry") == 0;
+
+    if (!retry && strcmp(action, "list") != 0) {
+        fprintf(stderr, "%s: error: unknown dlq action \"%s\": use list or retry\n", progname, action);
+        return EXIT_CONFIG;
+    }
+    cfg = load_config(o, &err);
+    if (cfg == NULL)
+        return fail(&err);
+    for (int i = 0; i < cfg->nsink && rc == EXIT_OK; i++) {
+        if (o->sink && strcmp(o->sink, cfg->sinks[i].name) != 0)
+            continue;
+        matched++;
+        struct wc_sink *k = wc_sink_new(cfg, &cfg->sinks[i], &err);
+        int found = 0, retried = 0, failed = 0;
+        if (k == NULL || k->ops->open(k, &err) < 0 || k->ops->read_cursor(k, &k->cursor, &found, &err) < 0) {
+            rc = fail(&err);
+        } else if (!retry) {
+            if (k->ops->dlq_list(k, o->id, o->json, &err) < 0)
+                rc = fail(&err);
+        } else if (!found) {
+            fprintf(stderr, "%s: sink \"%s\" has not run yet: no dead letters to retry\n", progname, k->name);
+        } else if (k->ops->dlq_retry(k, o->id, &retried, &failed, &err) < 0) {
+            rc = fail(&err);
+        } else {
+            printf("sink \"%s\": %d dead letters applied and removed, %d still failing\n", k->name, retried, failed);
+            if (failed)
+                rc = EXIT_ERROR;
+        }
+        wc_sink_free(k);
+    }
+    if (o->sink && matched == 0) {
+        fprintf(stderr, "%s: error: no sink \"%s\" in the configuration\n", progname, o->sink);
+        rc = EXIT_CONFIG;
+    }
+    wc_config_free(cfg);
+    return rc;
+}
+
 static int cmd_check_config(const struct options *o)
 {
     struct wc_err err = {0};
@@ -409,7 +457,8 @@ int main(int argc, char **argv)
         {"no-cursor", no_argument, NULL, 3},        {"endpos", required_argument, NULL, 'E'},
         {"from-file", required_argument, NULL, 4},  {"log-level", required_argument, NULL, 'v'},
         {"json", no_argument, NULL, 5},             {"force", no_argument, NULL, 6},
-        {"standby", no_argument, NULL, 7},          {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"standby", no_argument, NULL, 7},          {"sink", required_argument, NULL, 8},
+        {"id", required_argument, NULL, 9},          {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     struct options o = {0};
     const char *cmd;
@@ -430,9 +479,10 @@ int main(int argc, char **argv)
     }
     const char *action = NULL;
     int first = 2;
-    if (strcmp(cmd, "slot") == 0) {
+    if (strcmp(cmd, "slot") == 0 || strcmp(cmd, "dlq") == 0) {
         if (argc < 3 || argv[2][0] == '-') {
-            fprintf(stderr, "%s: error: slot needs an action: create, status, drop or check\n", progname);
+            fprintf(stderr, "%s: error: %s needs an action: %s\n", progname, cmd,
+                    cmd[0] == 's' ? "create, status, drop or check" : "list or retry");
             return EXIT_CONFIG;
         }
         action = argv[2];
@@ -454,6 +504,8 @@ int main(int argc, char **argv)
         case 5: o.json = 1; break;
         case 6: o.force = 1; break;
         case 7: o.standby = 1; break;
+        case 8: o.sink = optarg; break;
+        case 9: o.id = optarg; break;
         case 'h': usage(stdout); return EXIT_OK;
         default:
             fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
@@ -472,6 +524,8 @@ int main(int argc, char **argv)
         return cmd_slot(action, &o);
     if (strcmp(cmd, "check-config") == 0)
         return cmd_check_config(&o);
+    if (strcmp(cmd, "dlq") == 0)
+        return cmd_dlq(action, &o);
     fprintf(stderr, "%s: error: unknown command \"%s\"\n", progname, cmd);
     usage(stderr);
     return EXIT_CONFIG;

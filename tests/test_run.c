@@ -524,3 +524,56 @@ Test(run, lost_data_without_a_rebuild_action_stops_with_a_clear_error, .timeout 
     free(out);
     drop_slot(&e);
 }
+
+Test(run, dlq_list_and_retry, .timeout = 120)
+{
+    struct env e;
+    setup_env(&e, 0);
+    pid_t pid = start_run(&e, NULL);
+    insert_event(&e, "OrderPlaced", "{\"order_id\": 1, \"total\": 10}");
+    insert_event(&e, "OrderPlaced", "{\"order_id\": 1, \"total\": 20}"); /* duplicate key in PostgreSQL */
+    insert_event(&e, "OrderPlaced", "{\"total\": 3}");                   /* missing field in both sinks */
+    cr_assert(wait_applied(&e, 20000));
+    cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
+
+    char *cmd = fmt("%s dlq list -c %s --json 2>/dev/null", wct_walcast(), e.config), *out;
+    int st = wct_run(cmd, &out);
+    free(cmd);
+    cr_assert_eq(st, 0, "%s", out);
+    int lines = 0;
+    for (char *p = out; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    cr_assert_eq(lines, 3, "two dead letters in readdb, one in cache:\n%s", out);
+    cr_assert(strstr(out, "\"sink\":\"readdb\"") && strstr(out, "\"sink\":\"cache\"") &&
+                  strstr(out, "duplicate key value") && strstr(out, "\"event_type\":\"OrderPlaced\""),
+              "%s", out);
+    free(out);
+
+    /* The operator fixes the cause of the duplicate, then retries: it applies and leaves the store. */
+    wct_sql(e.read, "DELETE FROM orders_seen WHERE order_id = 1");
+    cmd = fmt("%s dlq retry -c %s --sink readdb 2>&1", wct_walcast(), e.config);
+    st = wct_run(cmd, &out);
+    free(cmd);
+    cr_assert_eq(st, 1, "one dead letter still fails: %s", out);
+    cr_assert(strstr(out, "1 dead letters applied and removed, 1 still failing"), "%s", out);
+    free(out);
+    char *t = wct_sql_value(e.read, "SELECT total::text FROM orders_seen WHERE order_id = 1");
+    cr_assert_str_eq(t, "20", "the retried event was applied");
+    free(t);
+    char *n = wct_sql_value(e.read, "SELECT count(*) FROM walcast_dead_letters");
+    cr_assert_str_eq(n, "1", "the applied dead letter was removed, the failing one kept");
+    free(n);
+    char *cur1 = wct_sql_value(e.read, "SELECT lsn::text || ':' || idx FROM walcast_cursor WHERE sink = 'readdb'");
+
+    cmd = fmt("%s dlq retry -c %s --sink cache 2>&1", wct_walcast(), e.config);
+    st = wct_run(cmd, &out);
+    free(cmd);
+    cr_assert_eq(st, 1, "%s", out);
+    cr_assert(strstr(out, "0 dead letters applied and removed, 1 still failing"), "%s", out);
+    free(out);
+    char *cur2 = wct_sql_value(e.read, "SELECT lsn::text || ':' || idx FROM walcast_cursor WHERE sink = 'readdb'");
+    cr_assert_str_eq(cur1, cur2, "retry does not move the cursor");
+    free(cur1);
+    free(cur2);
+    drop_slot(&e);
+}

@@ -43,6 +43,14 @@ struct wc_sink_ops {
      * WC_ERR_DATA.
      */
     int (*reset)(struct wc_sink *s, struct wc_err *err);
+    /* Print the sink's dead letters (id NULL = all), one line each, or one JSON object each. */
+    int (*dlq_list)(struct wc_sink *s, const char *id, int json, struct wc_err *err);
+    /*
+     * Apply dead letters again with the current configuration (id NULL = all). Each one that applies is
+     * removed in the same atomic unit as its projection writes; one that still fails stays, with its
+     * error updated. Counts go to *retried and *failed. The cursor is not moved.
+     */
+    int (*dlq_retry)(struct wc_sink *s, const char *id, int *retried, int *failed, struct wc_err *err);
 };
 
 struct wc_sink {
@@ -57,6 +65,7 @@ struct wc_sink {
     uint64_t applied;       /* events that ran at least one projection action */
     uint64_t dead_lettered; /* events sent to the dead-letter store */
     uint64_t skipped;       /* events dropped by the skip policy */
+    int retrying;           /* dlq retry: a failing event is an error, never a new dead letter */
 };
 
 extern const struct wc_sink_ops wc_sink_postgres_ops;
@@ -74,5 +83,11 @@ void wc_sink_free(struct wc_sink *s); /* closes it first; NULL is fine */
  * skipped (counters updated), -1 with err when the policy is halt or the dead-letter queueing failed.
  */
 int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, const char *error, struct wc_err *err);
+
+/* Shared by the sinks' dlq ops: print one dead letter; rebuild an event from a stored one (texts
+ * borrowed; cols = event_id, event_type, aggregate_type, aggregate_id, payload, each may be NULL). */
+void wc_dlq_print(const struct wc_sink *s, int json, const char *id, const char *lsn, const char *idx,
+                  const char *const *cols, const char *error, const char *created);
+void wc_dlq_event(struct wc_event *ev, const char *lsn, const char *idx, const char *const *cols);
 
 #endif
