@@ -358,7 +358,7 @@ Test(config, more_errors)
     expect_error("source:\n  outbox:\n    columns:\n      payload: \"\"\n",
                  "4: key \"source.outbox.columns.payload\": must not be empty");
     expect_error("sinks:\n  c:\n    type: redis\n    extra: 1\n",
-                 "4: key \"sinks.c.extra\": unknown key (expected type or dsn)");
+                 "4: key \"sinks.c.extra\": unknown key (expected type, dsn or rebuild)");
     expect_error("sinks: [a]\n", "1: key \"sinks\": expected a mapping of sink names, got a list");
     expect_error(
         "sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n        - x\n",
