@@ -285,6 +285,7 @@ int wc_stream_next(struct wc_stream *s, int timeout_ms, const char **msg, size_t
                    struct wc_err *err)
 {
     int64_t deadline = now_us() + (int64_t)timeout_ms * 1000;
+    int read_socket = 0; /* the socket was read at least once in this call */
 
     for (;;) {
         if (s->copybuf) {
@@ -297,10 +298,12 @@ int wc_stream_next(struct wc_stream *s, int timeout_ms, const char **msg, size_t
             int64_t status_due = s->last_status_us + (int64_t)s->status_interval_ms * 1000;
             if (now >= status_due && send_status(s, 0, err) < 0)
                 return -1;
-            if (now >= deadline)
+            /* Past the deadline, still read what the socket already holds once: a zero timeout means
+             * "whatever has arrived", not "nothing". */
+            if (now >= deadline && read_socket)
                 return 0;
             int64_t until = deadline < status_due ? deadline : status_due;
-            int wait_ms = (int)((until - now + 999) / 1000);
+            int wait_ms = now >= deadline ? 0 : (int)((until - now + 999) / 1000);
             struct pollfd pfd = {.fd = PQsocket(s->conn), .events = POLLIN};
             if (pfd.fd < 0) {
                 wc_err_set(err, WC_ERR_IO, "replication connection lost: invalid socket");
@@ -314,8 +317,7 @@ int wc_stream_next(struct wc_stream *s, int timeout_ms, const char **msg, size_t
                 wc_err_set(err, WC_ERR_IO, "replication connection lost: %s", PQerrorMessage(s->conn));
                 return -1;
             }
-            if (errno == EINTR && now_us() < deadline)
-                errno = 0;
+            read_socket = 1;
             continue;
         }
         if (r == -1)

@@ -447,17 +447,18 @@ static int run_session(struct session *s, struct wc_err *err)
         wc_lsn wal_start;
         int timeout = 100;
 
-        if (s->pending > 0) {
-            int64_t left = s->batch_start_ms + s->cfg->batch_max_delay_ms - now_ms();
-            timeout = left < 0 ? 0 : (int)left;
-        }
+        /* With events queued, take only what has already arrived: when the stream is drained the batch
+         * commits at once (latency at low load), and while it keeps coming the batch grows up to its
+         * count, bytes or delay bound (throughput under load). */
+        if (s->pending > 0)
+            timeout = 0;
         int r = wc_stream_next(s->stream, timeout, &msg, &len, &wal_start, err);
         if (r < 0)
             return -1;
         if (r > 0 && handle_message(s, msg, len, wal_start, &done, err) < 0)
             return -1;
         int64_t now = now_ms();
-        if (s->pending > 0 && (done || now - s->batch_start_ms >= s->cfg->batch_max_delay_ms) &&
+        if (s->pending > 0 && (done || r == 0 || now - s->batch_start_ms >= s->cfg->batch_max_delay_ms) &&
             commit_all(s, s->pos, err) < 0)
             return -1;
         heartbeat(s);
