@@ -509,7 +509,7 @@ static int redis_open(struct wc_sink *s, struct wc_err *err)
 
     if (s->conf && load_scripts(s, p, err) < 0)
         goto fail;
-    wc_info("sink \"%s\": connected to redis at %s:%d, database %d", s->name, p->host, p->port, p->db);
+    wc_debug("sink \"%s\": connected to redis at %s:%d, database %d", s->name, p->host, p->port, p->db);
     return 0;
 
 fail:

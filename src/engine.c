@@ -42,6 +42,8 @@ struct session {
     int64_t batch_start_ms;
     int64_t last_idle_commit_ms;
 
+    int outage;          /* a transient failure is being retried: logged once, cleared when streaming again */
+    int attempt;         /* reconnect attempts in this outage */
     PGconn *hb_conn;     /* plain connection to the source for heartbeats */
     int64_t last_hb_ms;
     int64_t hb_pending_since_us; /* a heartbeat was sent and has not come back (0 = none) */
@@ -433,8 +435,14 @@ static int run_session(struct session *s, struct wc_err *err)
     s->stream = wc_stream_open(&so, err);
     if (s->stream == NULL)
         return -1;
-    wc_info("streaming slot \"%s\" from " WC_LSN_FMT " (walsender pid %d)", s->cfg->slot, WC_LSN_ARGS(start),
-            wc_stream_backend_pid(s->stream));
+    if (s->outage)
+        wc_info("reconnected after %d attempts: streaming slot \"%s\" from " WC_LSN_FMT, s->attempt, s->cfg->slot,
+                WC_LSN_ARGS(start));
+    else
+        wc_info("streaming slot \"%s\" from " WC_LSN_FMT " (walsender pid %d)", s->cfg->slot, WC_LSN_ARGS(start),
+                wc_stream_backend_pid(s->stream));
+    s->outage = 0;
+    s->attempt = 0;
     s->in_txn = 0;
     s->pending = 0;
     s->pending_bytes = 0;
@@ -504,9 +512,6 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
     struct session s = {.cfg = cfg, .opts = opts, .sinks = sinks, .nsink = nsink};
     int base = opts->retry_base_ms > 0 ? opts->retry_base_ms : 100;
     int ceiling = opts->retry_max_ms > 0 ? opts->retry_max_ms : 10000;
-    int attempt = 0;
-    int outage = 0;
-
     memset(&local, 0, sizeof(local));
     s.stats = stats ? stats : &local;
     s.stats->lag_ms = -1;
@@ -517,19 +522,15 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
     srand((unsigned)getpid() ^ (unsigned)now_ms());
 
     for (;;) {
-        uint64_t before = s.stats->events + s.stats->commits;
         int rc = run_session(&s, err);
         close_session(&s);
-        if (rc == 0) {
-            if (outage)
-                wc_info("recovered");
+        if (rc == 0)
             return 0;
-        }
         if (err->code == WC_ERR_SLOT_ACTIVE && opts->standby && !wc_engine_stop) {
             /* Another engine streams this slot: wait for the server to release it, then take over. */
-            if (!outage)
+            if (!s.outage)
                 wc_info("standby: %s; waiting to take over", err->msg);
-            outage = 1;
+            s.outage = 1;
             sleep_ms(500);
             if (wc_engine_stop)
                 return 0;
@@ -538,22 +539,22 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
         if (err->code != WC_ERR_IO || wc_engine_stop)
             return wc_engine_stop && err->code == WC_ERR_IO ? 0 : -1;
         /* Transient: log once per outage, back off exponentially with jitter, resume from the cursors. */
-        if (s.stats->events + s.stats->commits != before)
-            attempt = 0;
-        if (!outage || attempt == 0)
+        if (!s.outage)
             wc_warning("%s; reconnecting", err->msg);
-        outage = 1;
-        attempt++;
-        if (opts->max_retries > 0 && attempt > opts->max_retries)
+        else
+            wc_debug("%s", err->msg);
+        s.outage = 1;
+        s.attempt++;
+        if (opts->max_retries > 0 && s.attempt > opts->max_retries)
             return -1;
         s.stats->reconnects++;
         int delay = base;
-        for (int i = 1; i < attempt && delay < ceiling; i++)
+        for (int i = 1; i < s.attempt && delay < ceiling; i++)
             delay *= 2;
         if (delay > ceiling)
             delay = ceiling;
         delay = delay / 2 + rand() % (delay / 2 + 1);
-        wc_debug("reconnect attempt %d in %d ms", attempt, delay);
+        wc_debug("reconnect attempt %d in %d ms", s.attempt, delay);
         sleep_ms(delay);
         if (wc_engine_stop)
             return 0;
