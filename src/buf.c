@@ -22,6 +22,7 @@ void wc_buf_reserve(struct wc_buf *b, size_t extra)
     }
     b->data = p;
     b->cap = cap;
+    b->data[b->len] = '\0'; /* the promise of buf.h: NUL-terminated whenever data is set */
 }
 
 void wc_buf_append(struct wc_buf *b, const void *data, size_t len)
