@@ -1,0 +1,393 @@
+/* bench/probe.c - commit-to-visible latency of walcast's projections under a steady load (scripts/bench.sh).
+ *
+ *   probe --write DSN --read DSN --redis HOST:PORT --rate N --seconds S --first-id ID [--threads T]
+ *         [--label L]
+ *
+ * Load: N OrderPlaced events per second for S seconds, each its own transaction (an autocommit INSERT
+ * into public.domain_events with the order example's payload; order ids from ID up, so every event is a
+ * new order), spread over T inserter connections on a fixed schedule (event k is due at t0 + k/N).
+ * The commit time of an event is the clock when its INSERT returns (synchronous_commit = on: the commit
+ * is durable and visible then).
+ *
+ * Two measurements of "commit to visible", reported separately:
+ *  - probe: separate clients poll the projections for the committed events not seen yet, every
+ *    0.2 ms: Redis with one pipelined EXISTS order:<id> per pending event, PostgreSQL with
+ *    SELECT order_id FROM order_summary WHERE order_id = ANY(...). Latency = time of the reply that first
+ *    shows the event - commit time (client clocks; resolution one poll round, ~0.3 ms).
+ *  - commit_ts: the server's commit timestamps (track_commit_timestamp = on):
+ *    PostgreSQL: pg_xact_commit_timestamp of the order_summary row (walcast's sink transaction, i.e. when
+ *    it became visible) - pg_xact_commit_timestamp of the outbox row. Both from the same server clock,
+ *    independent of polling. Redis has no commit timestamp: time first seen by the poller (wall clock)
+ *    - the outbox row's commit timestamp.
+ * Prints key=value lines: <label>_<series>_{p50,p95,p99,max}_ms for series redis_probe, pg_probe,
+ * redis_commit_ts, pg_commit_ts, plus the achieved rate and how late the inserter was behind schedule.
+ */
+#define _GNU_SOURCE
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct sample {
+    int64_t id;
+    double commit_mono, commit_wall; /* when the INSERT returned */
+    double redis_mono, redis_wall;   /* first poll reply that showed it */
+    double pg_mono;
+    double ts_event, ts_read;        /* server commit timestamps (epoch s) */
+    atomic_int committed;
+    int redis_seen, pg_seen;
+};
+
+static struct sample *S;
+static long total;
+static double rate, t_start;
+static int nthreads = 8;
+static int64_t first_id;
+static const char *write_dsn, *read_dsn;
+static char redis_host[256];
+static int redis_port;
+static atomic_long scheduled; /* events whose due time has passed */
+static atomic_int inserters_done;
+static double max_behind;
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_until(double t)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)t;
+    ts.tv_nsec = (long)((t - ts.tv_sec) * 1e9);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0)
+        ;
+}
+
+static PGconn *pg_connect(const char *dsn)
+{
+    PGconn *c = PQconnectdb(dsn);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "probe: %s", PQerrorMessage(c));
+        exit(2);
+    }
+    return c;
+}
+
+static void *inserter(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    PGconn *c = pg_connect(write_dsn);
+    PGresult *r = PQprepare(c, "ins",
+                            "INSERT INTO public.domain_events (aggregate_type, aggregate_id, event_type, payload, occurred_at) "
+                            "VALUES ('order', $1, 'OrderPlaced', $2::jsonb, $3::timestamptz)",
+                            3, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "probe: prepare: %s", PQerrorMessage(c));
+        exit(2);
+    }
+    PQclear(r);
+    unsigned seed = 12345u + (unsigned)t;
+    for (long k = t; k < total; k += nthreads) {
+        double due = t_start + k / rate;
+        double now = mono();
+        if (now < due)
+            sleep_until(due);
+        else if (now - due > max_behind)
+            max_behind = now - due; /* racy max, good enough for a report */
+        long sc = atomic_load(&scheduled);
+        while (sc < k + 1 && !atomic_compare_exchange_weak(&scheduled, &sc, k + 1))
+            ;
+        struct sample *s = &S[k];
+        s->id = first_id + k;
+        char id[32], payload[512], at[40];
+        time_t sec = time(NULL);
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(at + strlen(at), sizeof(at) - strlen(at), ".%03ldZ", ts.tv_nsec / 1000000);
+        int qty = 1 + rand_r(&seed) % 5;
+        int cents = 50 + rand_r(&seed) % 19950;
+        snprintf(id, sizeof(id), "%" PRId64, s->id);
+        snprintf(payload, sizeof(payload),
+                 "{\"order_id\": %s, \"customer_id\": %d, \"total\": %d.%02d, \"placed_at\": \"%s\", "
+                 "\"items\": [{\"sku\": \"SKU-%04d\", \"qty\": %d, \"unit_price\": %d.%02d}]}",
+                 id, 1 + rand_r(&seed) % 200, qty * cents / 100, qty * cents % 100, at, 1 + rand_r(&seed) % 500, qty,
+                 cents / 100, cents % 100);
+        const char *params[3] = {id, payload, at};
+        r = PQexecPrepared(c, "ins", 3, params, NULL, NULL, 0);
+        double cm = mono(), cw = wall();
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "probe: insert: %s", PQerrorMessage(c));
+            exit(1);
+        }
+        PQclear(r);
+        s->commit_mono = cm;
+        s->commit_wall = cw;
+        atomic_store(&s->committed, 1);
+    }
+    PQfinish(c);
+    atomic_fetch_add(&inserters_done, 1);
+    return NULL;
+}
+
+/* Committed events not yet seen by this watcher, from *lo up; advances *lo past seen ones. */
+static int pending(long *lo, int which, long *out, int max)
+{
+    long hi = atomic_load(&scheduled);
+    int n = 0;
+    while (*lo < hi && (which ? S[*lo].pg_seen : S[*lo].redis_seen))
+        (*lo)++;
+    for (long k = *lo; k < hi && n < max; k++)
+        if (atomic_load(&S[k].committed) && !(which ? S[k].pg_seen : S[k].redis_seen))
+            out[n++] = k;
+    return n;
+}
+
+static int done_watching(long lo, double deadline)
+{
+    return (lo >= total && atomic_load(&inserters_done) == nthreads) || mono() > deadline;
+}
+
+static double deadline;
+static const struct timespec poll_nap = {0, 200000};
+
+static void *redis_watcher(void *arg)
+{
+    (void)arg;
+    redisContext *c = redisConnect(redis_host, redis_port);
+    if (!c || c->err) {
+        fprintf(stderr, "probe: redis connect failed\n");
+        exit(2);
+    }
+    long lo = 0, *ks = malloc(sizeof(long) * 100000);
+    while (!done_watching(lo, deadline)) {
+        int n = pending(&lo, 0, ks, 100000);
+        for (int i = 0; i < n; i++)
+            redisAppendCommand(c, "EXISTS order:%lld", (long long)S[ks[i]].id);
+        for (int i = 0; i < n; i++) {
+            redisReply *r;
+            if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+                fprintf(stderr, "probe: redis: %s\n", c->errstr);
+                exit(1);
+            }
+            if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+                S[ks[i]].redis_mono = mono();
+                S[ks[i]].redis_wall = wall();
+                S[ks[i]].redis_seen = 1;
+            }
+            freeReplyObject(r);
+        }
+        nanosleep(&poll_nap, NULL);
+    }
+    free(ks);
+    redisFree(c);
+    return NULL;
+}
+
+static void *pg_watcher(void *arg)
+{
+    (void)arg;
+    PGconn *c = pg_connect(read_dsn);
+    PGresult *r = PQprepare(c, "q", "SELECT order_id FROM order_summary WHERE order_id = ANY($1::bigint[])", 1, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "probe: prepare: %s", PQerrorMessage(c));
+        exit(2);
+    }
+    PQclear(r);
+    long lo = 0, *ks = malloc(sizeof(long) * 100000);
+    size_t cap = 64;
+    char *arr = malloc(cap);
+    while (!done_watching(lo, deadline)) {
+        int n = pending(&lo, 1, ks, 20000);
+        if (n > 0) {
+            size_t len = 0;
+            for (int i = 0; i < n; i++) {
+                if (len + 32 > cap) {
+                    cap = cap * 2 + 64;
+                    arr = realloc(arr, cap);
+                }
+                len += (size_t)sprintf(arr + len, "%c%lld", i ? ',' : '{', (long long)S[ks[i]].id);
+            }
+            arr[len++] = '}';
+            arr[len] = 0;
+            const char *p[1] = {arr};
+            r = PQexecPrepared(c, "q", 1, p, NULL, NULL, 0);
+            double m = mono();
+            if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+                fprintf(stderr, "probe: poll: %s", PQerrorMessage(c));
+                exit(1);
+            }
+            for (int j = 0; j < PQntuples(r); j++) {
+                long k = atol(PQgetvalue(r, j, 0)) - (long)first_id;
+                if (k >= 0 && k < total && !S[k].pg_seen) {
+                    S[k].pg_mono = m;
+                    S[k].pg_seen = 1;
+                }
+            }
+            PQclear(r);
+        }
+        nanosleep(&poll_nap, NULL);
+    }
+    free(arr);
+    free(ks);
+    PQfinish(c);
+    return NULL;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void report(const char *label, const char *series, double *v, long n, long expected)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_d);
+    printf("%s_%s_n=%ld\n", label, series, n);
+    if (n == 0) {
+        printf("%s_%s_p50_ms=nan\n%s_%s_p95_ms=nan\n%s_%s_p99_ms=nan\n%s_%s_max_ms=nan\n", label, series, label, series,
+               label, series, label, series);
+        return;
+    }
+    double pct[3] = {0.50, 0.95, 0.99};
+    const char *name[3] = {"p50", "p95", "p99"};
+    for (int i = 0; i < 3; i++) {
+        long idx = (long)(pct[i] * n + 0.999999) - 1; /* nearest rank */
+        if (idx < 0)
+            idx = 0;
+        printf("%s_%s_%s_ms=%.2f\n", label, series, name[i], v[idx] * 1000);
+    }
+    printf("%s_%s_max_ms=%.2f\n", label, series, v[n - 1] * 1000);
+    if (n < expected)
+        printf("%s_%s_missing=%ld\n", label, series, expected - n);
+}
+
+int main(int argc, char **argv)
+{
+    const char *redis = NULL, *label = "lat";
+    double seconds = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--write")) write_dsn = v;
+        else if (!strcmp(k, "--read")) read_dsn = v;
+        else if (!strcmp(k, "--redis")) redis = v;
+        else if (!strcmp(k, "--rate")) rate = atof(v);
+        else if (!strcmp(k, "--seconds")) seconds = atof(v);
+        else if (!strcmp(k, "--first-id")) first_id = atoll(v);
+        else if (!strcmp(k, "--threads")) nthreads = atoi(v);
+        else if (!strcmp(k, "--label")) label = v;
+        else {
+            fprintf(stderr, "probe: unknown option %s\n", k);
+            return 2;
+        }
+    }
+    if (!write_dsn || !read_dsn || !redis || rate <= 0 || seconds <= 0 || first_id <= 0 || nthreads < 1 ||
+        sscanf(redis, "%255[^:]:%d", redis_host, &redis_port) != 2) {
+        fprintf(stderr, "usage: probe --write DSN --read DSN --redis HOST:PORT --rate N --seconds S --first-id ID "
+                        "[--threads T] [--label L]\n");
+        return 2;
+    }
+    total = (long)(rate * seconds);
+    S = calloc((size_t)total, sizeof(*S));
+
+    PGconn *w = pg_connect(write_dsn);
+    PGresult *r = PQexec(w, "SELECT coalesce(max(event_id), 0) FROM public.domain_events");
+    long long first_event = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+
+    pthread_t ins[256], rw, pw;
+    if (nthreads > 256)
+        nthreads = 256;
+    t_start = mono() + 0.2;
+    deadline = t_start + seconds + 30;
+    pthread_create(&rw, NULL, redis_watcher, NULL);
+    pthread_create(&pw, NULL, pg_watcher, NULL);
+    for (int t = 0; t < nthreads; t++)
+        pthread_create(&ins[t], NULL, inserter, (void *)(intptr_t)t);
+    for (int t = 0; t < nthreads; t++)
+        pthread_join(ins[t], NULL);
+    double t_end = mono();
+    pthread_join(rw, NULL);
+    pthread_join(pw, NULL);
+
+    /* Server commit timestamps of the outbox rows and of the projection rows. */
+    char q[256];
+    snprintf(q, sizeof(q),
+             "SELECT aggregate_id::bigint, extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM public.domain_events "
+             "WHERE event_id > %lld",
+             first_event);
+    r = PQexec(w, q);
+    int have_ts = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!have_ts)
+        fprintf(stderr, "probe: commit timestamps: %s", PQerrorMessage(w));
+    for (int j = 0; have_ts && j < PQntuples(r); j++) {
+        long k = atol(PQgetvalue(r, j, 0)) - (long)first_id;
+        if (k >= 0 && k < total && !PQgetisnull(r, j, 1))
+            S[k].ts_event = atof(PQgetvalue(r, j, 1));
+    }
+    PQclear(r);
+    PGconn *rd = pg_connect(read_dsn);
+    snprintf(q, sizeof(q),
+             "SELECT order_id, extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM order_summary "
+             "WHERE order_id >= %lld AND order_id < %lld",
+             (long long)first_id, (long long)(first_id + total));
+    r = PQexec(rd, q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "probe: commit timestamps: %s", PQerrorMessage(rd));
+        have_ts = 0;
+    }
+    for (int j = 0; have_ts && j < PQntuples(r); j++) {
+        long k = atol(PQgetvalue(r, j, 0)) - (long)first_id;
+        if (k >= 0 && k < total && !PQgetisnull(r, j, 1))
+            S[k].ts_read = atof(PQgetvalue(r, j, 1));
+    }
+    PQclear(r);
+    PQfinish(rd);
+    PQfinish(w);
+
+    double *v = malloc(sizeof(double) * (size_t)total);
+    long n;
+    printf("%s_events=%ld\n%s_rate_achieved=%.0f\n%s_max_behind_schedule_ms=%.1f\n", label, total, label,
+           total / (t_end - t_start), label, max_behind * 1000);
+    n = 0;
+    for (long k = 0; k < total; k++)
+        if (S[k].redis_seen)
+            v[n++] = S[k].redis_mono - S[k].commit_mono;
+    report(label, "redis_probe", v, n, total);
+    n = 0;
+    for (long k = 0; k < total; k++)
+        if (S[k].pg_seen)
+            v[n++] = S[k].pg_mono - S[k].commit_mono;
+    report(label, "pg_probe", v, n, total);
+    n = 0;
+    for (long k = 0; k < total; k++)
+        if (S[k].redis_seen && S[k].ts_event > 0)
+            v[n++] = S[k].redis_wall - S[k].ts_event;
+    report(label, "redis_commit_ts", v, n, total);
+    n = 0;
+    for (long k = 0; k < total; k++)
+        if (S[k].ts_read > 0 && S[k].ts_event > 0)
+            v[n++] = S[k].ts_read - S[k].ts_event;
+    report(label, "pg_commit_ts", v, n, total);
+    free(v);
+    free(S);
+    return 0;
+}
