@@ -1002,7 +1002,11 @@ static int runtime_errors(struct wc_sink *s, struct redis_sink *p, const struct 
                    p->cursor_key, exec->element[exec->elements - 1]->str);
         return -1;
     }
-    for (int i = 0; i < nrec; i++) {
+    /* The common case: no command failed, and describing each one would cost more than the batch. */
+    int any = 0;
+    for (size_t i = 0; i < exec->elements && !any; i++)
+        any = exec->element[i]->type == REDIS_REPLY_ERROR;
+    for (int i = 0; i < nrec && any; i++) {
         char first[1024] = "";
         char lsn[WC_LSN_STRLEN];
         const char *type;

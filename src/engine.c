@@ -1,5 +1,6 @@
 /* engine.c - the loop: stream, decode, route to the sinks, batch, commit with cursors, confirm. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,18 +116,68 @@ static wc_lsn safe_confirm_lsn(struct session *s)
     return lsn;
 }
 
-/* Commit every sink that is behind pos, then confirm what all of them have made durable. */
+/* One sink's commit, run on its own thread when several sinks commit at once. */
+struct commit_job {
+    struct wc_sink *sink;
+    struct wc_pos pos;
+    int rc;
+    struct wc_err err;
+};
+
+static void *commit_job_run(void *arg)
+{
+    struct commit_job *j = arg;
+    j->rc = j->sink->ops->commit(j->sink, j->pos, &j->err);
+    return NULL;
+}
+
+/*
+ * Commit every sink that is behind pos, then confirm what all of them have made durable. Sinks share
+ * nothing, so several commit side by side: a batch costs the slowest sink's round trip and fsync, not
+ * their sum.
+ */
 static int commit_all(struct session *s, struct wc_pos pos, struct wc_err *err)
 {
+    struct commit_job jobs[16];
+    pthread_t threads[16];
+    int started[16] = {0};
+    int n = 0, rc = 0;
+
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];
         if (wc_pos_cmp(k->cursor, pos) >= 0)
             continue;
-        if (k->ops->commit(k, pos, err) < 0)
-            return -1; /* sinks name themselves in their messages */
-        k->cursor = pos;
-        k->has_cursor = 1;
+        if (n == 16 || s->nsink == 1) {
+            if (k->ops->commit(k, pos, err) < 0)
+                return -1; /* sinks name themselves in their messages */
+            k->cursor = pos;
+            k->has_cursor = 1;
+            continue;
+        }
+        jobs[n] = (struct commit_job){.sink = k, .pos = pos};
+        n++;
     }
+    /* The first job runs here, the others on threads (inline too if a thread cannot start). */
+    for (int i = 1; i < n; i++)
+        started[i] = pthread_create(&threads[i], NULL, commit_job_run, &jobs[i]) == 0;
+    for (int i = 0; i < n; i++)
+        if (i == 0 || !started[i])
+            commit_job_run(&jobs[i]);
+    for (int i = 1; i < n; i++)
+        if (started[i])
+            pthread_join(threads[i], NULL);
+    for (int i = 0; i < n; i++) {
+        if (jobs[i].rc < 0) {
+            if (rc == 0 || jobs[i].err.code != WC_ERR_IO)
+                *err = jobs[i].err;
+            rc = -1;
+            continue;
+        }
+        jobs[i].sink->cursor = pos;
+        jobs[i].sink->has_cursor = 1;
+    }
+    if (rc < 0)
+        return -1;
     s->pending = 0;
     s->pending_bytes = 0;
     s->stats->commits++;
