@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "walcast/buf.h"
 #include "walcast/decode.h"
 
 const char *const wc_col_names[WC_COL_COUNT] = {
@@ -27,7 +28,14 @@ struct wc_decoder {
 
     char numtext[WC_COL_COUNT][48]; /* numbers rendered as text */
     char occurred_iso[WC_COL_COUNT][48];
+    struct wc_buf scratch; /* column values of the fast path, unescaped and NUL-terminated */
+    int no_fast;           /* tests: always take the full parse */
 };
+
+void wc_decoder_set_fast(struct wc_decoder *d, int on)
+{
+    d->no_fast = !on;
+}
 
 struct wc_decoder *wc_decoder_new(const char *schema, const char *table, const char *const *colnames,
                                   const char *msg_prefix)
@@ -54,6 +62,7 @@ void wc_decoder_free(struct wc_decoder *d)
         return;
     json_decref(d->msg);
     json_decref(d->payload);
+    wc_buf_free(&d->scratch);
     free(d->schema);
     free(d->table);
     free(d->prefix);
@@ -257,6 +266,287 @@ static int decode_frame(struct wc_decoder *d, const char *msg, size_t len, struc
     return 1;
 }
 
+/* ---- the insert fast path ----
+ *
+ * jansson builds a tree from every message, byte by byte; for the one message that carries each event,
+ * that parse was most of walcast's CPU. wal2json writes inserts in one fixed shape:
+ *   {"action":"I","timestamp":"..","lsn":"..","schema":"..","table":"..","columns":[{"name":"..",
+ *    "type":"..","value":V},...]}
+ * The scanner below reads exactly that shape, copying values into one scratch buffer (strings
+ * unescaped, numbers as their text). Anything else it meets -- another key order it does not know, a
+ * nested value, a malformed escape -- makes it give up, and the message takes the full jansson parse,
+ * which also produces every error message. tests/test_decode.c checks both paths agree.
+ */
+struct scan {
+    const char *p, *end;
+};
+
+static int scan_lit(struct scan *sc, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, lit, n) != 0)
+        return -1;
+    sc->p += n;
+    return 0;
+}
+
+static void put_utf8(struct wc_buf *b, unsigned cp)
+{
+    char u[4];
+    size_t n;
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xC0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xE0 | (cp >> 12));
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[2] = (char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        u[0] = (char)(0xF0 | (cp >> 18));
+        u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[3] = (char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    wc_buf_append(b, u, n);
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A JSON string at sc->p, unescaped onto b with a NUL; its offset in *off and length in *len. */
+static int scan_string(struct scan *sc, struct wc_buf *b, size_t *off, size_t *len)
+{
+    if (sc->p >= sc->end || *sc->p != '"')
+        return -1;
+    sc->p++;
+    *off = b->len;
+    for (;;) {
+        const char *q = sc->p;
+        while (q < sc->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+            q++;
+        wc_buf_append(b, sc->p, (size_t)(q - sc->p));
+        sc->p = q;
+        if (q >= sc->end || (unsigned char)*q < 0x20)
+            return -1;
+        if (*q == '"')
+            break;
+        if (sc->end - q < 2)
+            return -1;
+        char c = q[1];
+        const char *simple = strchr("\"\\/bfnrt", c);
+        if (c != '\0' && simple) {
+            static const char map[] = "\"\\/\b\f\n\r\t";
+            wc_buf_append(b, &map[simple - "\"\\/bfnrt"], 1);
+            sc->p = q + 2;
+        } else if (c == 'u' && sc->end - q >= 6) {
+            unsigned cp, lo;
+            if (hex4(q + 2, &cp) < 0)
+                return -1;
+            sc->p = q + 6;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (sc->end - sc->p < 6 || sc->p[0] != '\\' || sc->p[1] != 'u' || hex4(sc->p + 2, &lo) < 0 ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return -1;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                sc->p += 6;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return -1;
+            }
+            if (cp == 0)
+                return -1; /* a NUL inside a value: let jansson decide */
+            put_utf8(b, cp);
+        } else {
+            return -1;
+        }
+    }
+    sc->p++;
+    *len = b->len - *off;
+    wc_buf_append(b, "", 1);
+    return 0;
+}
+
+/* A JSON number's text (kept verbatim), or null/true/false. kind: WC_VAL_NUMBER, WC_VAL_NULL, or
+ * WC_VAL_STRING for a boolean (rendered "true"/"false" as the full parse does). */
+static int scan_scalar(struct scan *sc, struct wc_buf *b, int *kind, size_t *off, size_t *len)
+{
+    const char *q = sc->p;
+    if (scan_lit(sc, "null") == 0) {
+        *kind = WC_VAL_NULL;
+        return 0;
+    }
+    if (scan_lit(sc, "true") == 0 || scan_lit(sc, "false") == 0) {
+        *kind = WC_VAL_STRING;
+        *off = b->len;
+        *len = (size_t)(sc->p - q);
+        wc_buf_append(b, q, *len);
+        wc_buf_append(b, "", 1);
+        return 0;
+    }
+    if (q < sc->end && *q == '-')
+        q++;
+    if (q >= sc->end || *q < '0' || *q > '9')
+        return -1;
+    while (q < sc->end && ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' || *q == '+' ||
+                           *q == '-'))
+        q++;
+    *kind = WC_VAL_NUMBER;
+    *off = b->len;
+    *len = (size_t)(q - sc->p);
+    if (*len >= 40)
+        return -1; /* jansson would refuse or round an integer this long; keep its behaviour */
+    wc_buf_append(b, sc->p, *len);
+    wc_buf_append(b, "", 1);
+    sc->p = q;
+    return 0;
+}
+
+/* Returns 1 when the insert was decoded into out, 0 to take the full parse. */
+static int decode_insert_fast(struct wc_decoder *d, const char *msg, size_t len, wc_lsn wal_lsn,
+                              struct wc_decoded *out)
+{
+    struct scan sc = {msg, msg + len};
+    struct wc_buf *b = &d->scratch;
+    size_t off, l, schema_off = 0, table_off = 0, lsn_off = 0, ts_off = 0;
+    size_t coff[WC_COL_COUNT];
+    int ckind[WC_COL_COUNT], have_schema = 0, have_table = 0, have_lsn = 0, have_ts = 0;
+    struct wc_event *ev = &out->event;
+
+    if (d->no_fast || scan_lit(&sc, "{\"action\":\"I\"") < 0)
+        return 0;
+    wc_buf_reset(b);
+    for (int k = 0; k < WC_COL_COUNT; k++)
+        ckind[k] = WC_VAL_NULL;
+    while (scan_lit(&sc, ",\"") == 0) {
+        const char *key = sc.p;
+        const char *q = memchr(sc.p, '"', (size_t)(sc.end - sc.p));
+        if (q == NULL)
+            return 0;
+        size_t klen = (size_t)(q - key);
+        sc.p = q + 1;
+        if (scan_lit(&sc, ":") < 0)
+            return 0;
+        if (klen == 7 && memcmp(key, "columns", 7) == 0) {
+            if (scan_lit(&sc, "[") < 0)
+                return 0;
+            if (scan_lit(&sc, "]") == 0)
+                continue;
+            do {
+                size_t noff, nlen, toff, tlen, voff = 0, vlen = 0;
+                int vkind;
+                if (scan_lit(&sc, "{\"name\":") < 0 || scan_string(&sc, b, &noff, &nlen) < 0 ||
+                    scan_lit(&sc, ",\"type\":") < 0 || scan_string(&sc, b, &toff, &tlen) < 0 ||
+                    scan_lit(&sc, ",\"value\":") < 0)
+                    return 0;
+                if (sc.p < sc.end && *sc.p == '"') {
+                    vkind = WC_VAL_STRING;
+                    if (scan_string(&sc, b, &voff, &vlen) < 0)
+                        return 0;
+                } else if (scan_scalar(&sc, b, &vkind, &voff, &vlen) < 0) {
+                    return 0;
+                }
+                if (scan_lit(&sc, "}") < 0)
+                    return 0;
+                for (int k = 0; k < WC_COL_COUNT; k++) {
+                    if (strcmp(b->data + noff, d->colnames[k]) != 0)
+                        continue;
+                    ckind[k] = vkind;
+                    coff[k] = voff;
+                    /* occurred_at: the timestamp types are rewritten to ISO 8601 below. */
+                    if (k == WC_COL_OCCURRED_AT && vkind == WC_VAL_STRING &&
+                        strncmp(b->data + toff, "timestamp", 9) == 0)
+                        ckind[k] = -1;
+                    break;
+                }
+            } while (scan_lit(&sc, ",") == 0);
+            if (scan_lit(&sc, "]") < 0)
+                return 0;
+            continue;
+        }
+        if (sc.p < sc.end && *sc.p == '"') {
+            if (scan_string(&sc, b, &off, &l) < 0)
+                return 0;
+        } else {
+            int kind;
+            if (scan_scalar(&sc, b, &kind, &off, &l) < 0)
+                return 0;
+            continue;
+        }
+        if (klen == 3 && memcmp(key, "lsn", 3) == 0)
+            lsn_off = off, have_lsn = 1;
+        else if (klen == 6 && memcmp(key, "schema", 6) == 0)
+            schema_off = off, have_schema = 1;
+        else if (klen == 5 && memcmp(key, "table", 5) == 0)
+            table_off = off, have_table = 1;
+        else if (klen == 9 && memcmp(key, "timestamp", 9) == 0)
+            ts_off = off, have_ts = 1;
+    }
+    if (scan_lit(&sc, "}") < 0 || sc.p != sc.end || !have_schema || !have_table)
+        return 0;
+    /* Pointers only now: the scratch buffer may have moved while it grew. */
+    const char *base = b->data;
+    wc_lsn lsn = 0;
+    if (have_lsn && wc_lsn_parse(base + lsn_off, &lsn) < 0)
+        return 0;
+    if (lsn == 0)
+        lsn = wal_lsn;
+    if (strcmp(base + schema_off, d->schema) != 0 || strcmp(base + table_off, d->table) != 0) {
+        out->kind = WC_DECODED_IGNORED;
+        return 1;
+    }
+    if (ckind[WC_COL_EVENT_TYPE] != WC_VAL_STRING)
+        return 0; /* the full parse words the error */
+    for (int k = 0; k < WC_COL_COUNT; k++) {
+        struct wc_val *v = &ev->col[k];
+        if (ckind[k] == WC_VAL_NULL) {
+            *v = (struct wc_val){WC_VAL_NULL, NULL, 0};
+        } else if (ckind[k] == -1) {
+            wc_timestamp_iso(base + coff[k], d->occurred_iso[k], sizeof(d->occurred_iso[k]));
+            *v = (struct wc_val){WC_VAL_STRING, d->occurred_iso[k], strlen(d->occurred_iso[k])};
+        } else {
+            *v = (struct wc_val){ckind[k], base + coff[k], strlen(base + coff[k])};
+        }
+    }
+    if (d->in_txn) {
+        ev->pos = (struct wc_pos){d->commit_lsn, d->next_index++};
+        ev->end_lsn = d->end_lsn;
+        ev->commit_time = d->commit_time;
+    } else {
+        if (have_ts)
+            wc_timestamp_iso(base + ts_off, d->commit_time, sizeof(d->commit_time));
+        else
+            d->commit_time[0] = '\0';
+        ev->pos = (struct wc_pos){lsn, 0};
+        ev->end_lsn = 0;
+        ev->commit_time = d->commit_time;
+    }
+    ev->size = len;
+    ev->owner = d;
+    out->kind = WC_DECODED_EVENT;
+    return 1;
+}
+
 int wc_decode_message(struct wc_decoder *d, const char *msg, size_t len, wc_lsn wal_lsn,
                       struct wc_decoded *out, struct wc_err *err)
 {
@@ -270,7 +560,7 @@ int wc_decode_message(struct wc_decoder *d, const char *msg, size_t len, wc_lsn 
     d->payload = NULL;
     memset(out, 0, sizeof(*out));
     out->kind = WC_DECODED_IGNORED;
-    if (decode_frame(d, msg, len, out))
+    if (decode_frame(d, msg, len, out) || decode_insert_fast(d, msg, len, wal_lsn, out))
         return 0;
 
     d->msg = json_loadb(msg, len, JSON_ALLOW_NUL, &jerr);

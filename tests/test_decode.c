@@ -234,3 +234,78 @@ Test(decode, fixtures_through_tail_from_file)
         free(want);
     }
 }
+
+/* Decode every line with the fast insert scanner and with jansson's full parse: same events. */
+static void compare_paths(const char *const *lines, size_t n)
+{
+    struct wc_decoder *fast = wc_decoder_new("public", "domain_events", NULL, "walcast");
+    struct wc_decoder *full = wc_decoder_new("public", "domain_events", NULL, "walcast");
+    wc_decoder_set_fast(full, 0);
+    for (size_t i = 0; i < n; i++) {
+        struct wc_decoded a, b;
+        struct wc_err ea = {0}, eb = {0};
+        int ra = wc_decode_message(fast, lines[i], strlen(lines[i]), 0x99, &a, &ea);
+        int rb = wc_decode_message(full, lines[i], strlen(lines[i]), 0x99, &b, &eb);
+        cr_assert_eq(ra, rb, "line %zu: %s / %s", i, ea.msg, eb.msg);
+        if (ra < 0) {
+            cr_assert_str_eq(ea.msg, eb.msg);
+            continue;
+        }
+        cr_assert_eq(a.kind, b.kind, "line %zu", i);
+        if (a.kind != WC_DECODED_EVENT)
+            continue;
+        cr_assert_eq(a.event.pos.lsn, b.event.pos.lsn);
+        cr_assert_eq(a.event.pos.index, b.event.pos.index);
+        cr_assert_eq(a.event.end_lsn, b.event.end_lsn);
+        cr_assert_str_eq(a.event.commit_time, b.event.commit_time);
+        for (int k = 0; k < WC_COL_COUNT; k++) {
+            cr_assert_eq(a.event.col[k].kind, b.event.col[k].kind, "line %zu column %d", i, k);
+            if (a.event.col[k].kind == WC_VAL_NULL)
+                continue;
+            cr_assert_eq(a.event.col[k].len, b.event.col[k].len, "line %zu column %d", i, k);
+            cr_assert(memcmp(a.event.col[k].text, b.event.col[k].text, a.event.col[k].len) == 0,
+                      "line %zu column %d: \"%s\" vs \"%s\"", i, k, a.event.col[k].text, b.event.col[k].text);
+        }
+    }
+    wc_decoder_free(fast);
+    wc_decoder_free(full);
+}
+
+Test(decode, fast_insert_path_agrees_with_full_parse)
+{
+    const char *fixtures[] = {"capture_v2", "mixed"};
+    for (size_t f = 0; f < 2; f++) {
+        char *path, *text;
+        if (asprintf(&path, "cat %s/tests/fixtures/decode/%s.jsonl", wct_source_dir(), fixtures[f]) < 0)
+            abort();
+        cr_assert_eq(wct_run(path, &text), 0);
+        const char *lines[64];
+        size_t n = 0;
+        for (char *save = NULL, *l = strtok_r(text, "\n", &save); l && n < 64; l = strtok_r(NULL, "\n", &save))
+            lines[n++] = l;
+        compare_paths(lines, n);
+        free(text);
+        free(path);
+    }
+    const char *edge[] = {
+        BEGIN_MSG,
+        /* escapes of every kind, a surrogate pair, a control character escape */
+        "{\"action\":\"I\",\"lsn\":\"0/1\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":["
+        "{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\\u0001\"},"
+        "{\"name\":\"payload\",\"type\":\"jsonb\",\"value\":\"{\\\"k\\\": [1, 2.5, null]}\"},"
+        "{\"name\":\"event_id\",\"type\":\"bigint\",\"value\":-42},"
+        "{\"name\":\"aggregate_id\",\"type\":\"boolean\",\"value\":true},"
+        "{\"name\":\"occurred_at\",\"type\":\"timestamp without time zone\",\"value\":\"2026-01-01 00:00:00\"}]}",
+        /* no columns, other table, unknown key order: fall back or ignore alike */
+        "{\"action\":\"I\",\"lsn\":\"0/2\",\"schema\":\"public\",\"table\":\"other\",\"columns\":[]}",
+        "{\"action\":\"I\",\"table\":\"domain_events\",\"schema\":\"public\",\"columns\":[{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"X\"}]}",
+        /* malformed: a lone surrogate, a bad escape, a raw newline, truncated */
+        "{\"action\":\"I\",\"lsn\":\"0/3\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"\\ud800\"}]}",
+        "{\"action\":\"I\",\"lsn\":\"0/3\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"\\x\"}]}",
+        "{\"action\":\"I\",\"lsn\":\"0/3\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"a\nb\"}]}",
+        "{\"action\":\"I\",\"lsn\":\"0/3\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"event_type\"",
+        "{\"action\":\"I\",\"lsn\":\"0/4\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"kind\",\"type\":\"text\",\"value\":\"X\"}]}",
+        COMMIT_MSG,
+    };
+    compare_paths(edge, sizeof(edge) / sizeof(edge[0]));
+}
