@@ -328,6 +328,35 @@ static void put_real(struct wc_buf *out, double d)
 {
     char tmp[40];
 
+    /* Amounts with at most two decimals (prices, totals: most reals in payloads) without printf: the
+     * digits of the cents, which read back as d exactly when that is the shortest form. */
+    if (d > -1e13 && d < 1e13) {
+        long long c = llround(d * 100.0);
+        if ((double)c / 100.0 == d) {
+            unsigned long long a = (unsigned long long)(c < 0 ? -c : c);
+            char *p = tmp + sizeof(tmp);
+            unsigned long long whole = a / 100, frac = a % 100;
+            *--p = '\0';
+            if (frac == 0) {
+                *--p = '0';
+            } else if (frac % 10 == 0) {
+                *--p = (char)('0' + frac / 10);
+            } else {
+                *--p = (char)('0' + frac % 10);
+                *--p = (char)('0' + frac / 10);
+            }
+            *--p = '.';
+            do {
+                *--p = (char)('0' + whole % 10);
+                whole /= 10;
+            } while (whole);
+            if (c < 0 || (c == 0 && signbit(d)))
+                *--p = '-';
+            wc_buf_puts(out, p);
+            return;
+        }
+    }
+
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
         if (strtod(tmp, NULL) == d)
