@@ -606,13 +606,18 @@ static void rec_event(const struct batch *b, const struct rec *r, struct wc_even
 /* Format argv as one RESP command at the end of the batch. */
 static void queue_argv(struct batch *b, struct rec *r, int argc, const char **argv, const size_t *len)
 {
-    char *cmd = NULL;
-    int n = redisFormatCommandArgv(&cmd, argc, argv, len);
-
-    if (n < 0)
-        abort(); /* only out of memory */
-    wc_buf_append(&b->pending, cmd, (size_t)n);
-    redisFreeCommand(cmd);
+    /* RESP written straight into the batch: hiredis' formatter allocates and sprintf()s every length. */
+    wc_buf_append(&b->pending, "*", 1);
+    wc_buf_put_int(&b->pending, argc);
+    wc_buf_append(&b->pending, "\r\n", 2);
+    for (int i = 0; i < argc; i++) {
+        size_t n = len ? len[i] : strlen(argv[i]);
+        wc_buf_append(&b->pending, "$", 1);
+        wc_buf_put_int(&b->pending, (long long)n);
+        wc_buf_append(&b->pending, "\r\n", 2);
+        wc_buf_append(&b->pending, argv[i], n);
+        wc_buf_append(&b->pending, "\r\n", 2);
+    }
     r->ncmd++;
     b->ncmd++;
 }

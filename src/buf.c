@@ -95,3 +95,17 @@ void wc_buf_free(struct wc_buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+void wc_buf_put_int(struct wc_buf *b, long long v)
+{
+    char tmp[24], *p = tmp + sizeof(tmp);
+    unsigned long long a = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        *--p = (char)('0' + a % 10);
+        a /= 10;
+    } while (a);
+    if (v < 0)
+        *--p = '-';
+    wc_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}

@@ -405,7 +405,7 @@ static void put_json(struct wc_buf *out, json_t *v)
         wc_buf_json_string(out, json_string_value(v), json_string_length(v));
         break;
     case JSON_INTEGER:
-        wc_buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        wc_buf_put_int(out, (long long)json_integer_value(v));
         break;
     case JSON_REAL:
         put_real(out, json_real_value(v));
@@ -450,7 +450,7 @@ static void materialize(struct val *v, struct wc_buf *out)
         numeric = 1;
         break;
     case V_INT:
-        wc_buf_printf(out, "%lld", v->i);
+        wc_buf_put_int(out, v->i);
         numeric = 1;
         break;
     }
@@ -717,7 +717,7 @@ static void filter_json(struct val *v, struct wc_buf *out)
         wc_buf_append(out, v->s, v->len);
         break;
     case V_INT:
-        wc_buf_printf(out, "%lld", v->i);
+        wc_buf_put_int(out, v->i);
         break;
     case V_OUT: {
         /* Quote the text in place: escape it after itself, then move it down. */

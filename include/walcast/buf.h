@@ -16,6 +16,8 @@ void wc_buf_reserve(struct wc_buf *b, size_t extra); /* aborts on out of memory,
 void wc_buf_append(struct wc_buf *b, const void *data, size_t len);
 void wc_buf_puts(struct wc_buf *b, const char *s);
 void wc_buf_printf(struct wc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append the decimal text of v (no printf: this is on the per-event path). */
+void wc_buf_put_int(struct wc_buf *b, long long v);
 /* Append s as a JSON string literal, quotes included. */
 void wc_buf_json_string(struct wc_buf *b, const char *s, size_t len);
 static inline void wc_buf_reset(struct wc_buf *b) { b->len = 0; if (b->data) b->data[0] = '\0'; }
