@@ -200,6 +200,56 @@ static int decode_columns(struct wc_decoder *d, json_t *cols, struct wc_event *e
     return 0;
 }
 
+/* A transaction begins: B carries its commit LSN and end (nextlsn). ts may be NULL. */
+static void begin_txn(struct wc_decoder *d, wc_lsn lsn, wc_lsn nextlsn, const char *ts, struct wc_decoded *out)
+{
+    d->in_txn = 1;
+    d->commit_lsn = lsn;
+    d->end_lsn = nextlsn;
+    d->next_index = 0;
+    if (ts && *ts)
+        wc_timestamp_iso(ts, d->commit_time, sizeof(d->commit_time));
+    else
+        d->commit_time[0] = '\0';
+    out->kind = WC_DECODED_BEGIN;
+    out->event.pos = (struct wc_pos){lsn, -1};
+    out->event.end_lsn = nextlsn;
+    out->event.commit_time = d->commit_time;
+}
+
+/* The transaction is complete; the caller checked that one was open. */
+static void commit_txn(struct wc_decoder *d, wc_lsn nextlsn, struct wc_decoded *out)
+{
+    d->in_txn = 0;
+    out->kind = WC_DECODED_COMMIT;
+    out->event.pos = (struct wc_pos){d->commit_lsn, d->next_index - 1};
+    out->event.end_lsn = nextlsn ? nextlsn : d->end_lsn;
+    out->event.commit_time = d->commit_time;
+}
+
+/* Give a decoded outbox row its position: the next index in the open transaction, or, without
+ * include-transaction, a transaction of its own at its change LSN. ts: the message's timestamp. */
+static void place_event(struct wc_decoder *d, struct wc_decoded *out, wc_lsn lsn, const char *ts, size_t len)
+{
+    struct wc_event *ev = &out->event;
+
+    if (d->in_txn) {
+        ev->pos = (struct wc_pos){d->commit_lsn, d->next_index++};
+        ev->end_lsn = d->end_lsn;
+    } else {
+        if (ts && *ts)
+            wc_timestamp_iso(ts, d->commit_time, sizeof(d->commit_time));
+        else
+            d->commit_time[0] = '\0';
+        ev->pos = (struct wc_pos){lsn, 0};
+        ev->end_lsn = 0;
+    }
+    ev->commit_time = d->commit_time;
+    ev->size = len;
+    ev->owner = d;
+    out->kind = WC_DECODED_EVENT;
+}
+
 /*
  * The value of "key":"..." in a short flat message without escapes, copied into buf; -1 when absent or
  * not of that simple form (the caller then parses the message in full).
@@ -243,26 +293,12 @@ static int decode_frame(struct wc_decoder *d, const char *msg, size_t len, struc
     if (action == 'B') {
         if (flat_string(msg, len, "\"timestamp\":\"", ts, sizeof(ts)) < 0)
             ts[0] = '\0';
-        d->in_txn = 1;
-        d->commit_lsn = lsn;
-        d->end_lsn = nextlsn;
-        d->next_index = 0;
-        if (ts[0])
-            wc_timestamp_iso(ts, d->commit_time, sizeof(d->commit_time));
-        else
-            d->commit_time[0] = '\0';
-        out->kind = WC_DECODED_BEGIN;
-        out->event.pos = (struct wc_pos){lsn, -1};
-        out->event.end_lsn = nextlsn;
+        begin_txn(d, lsn, nextlsn, ts, out);
     } else {
         if (!d->in_txn)
             return 0; /* the full parse reports it */
-        d->in_txn = 0;
-        out->kind = WC_DECODED_COMMIT;
-        out->event.pos = (struct wc_pos){d->commit_lsn, d->next_index - 1};
-        out->event.end_lsn = nextlsn ? nextlsn : d->end_lsn;
+        commit_txn(d, nextlsn, out);
     }
-    out->event.commit_time = d->commit_time;
     return 1;
 }
 
@@ -528,22 +564,7 @@ static int decode_insert_fast(struct wc_decoder *d, const char *msg, size_t len,
             *v = (struct wc_val){ckind[k], base + coff[k], strlen(base + coff[k])};
         }
     }
-    if (d->in_txn) {
-        ev->pos = (struct wc_pos){d->commit_lsn, d->next_index++};
-        ev->end_lsn = d->end_lsn;
-        ev->commit_time = d->commit_time;
-    } else {
-        if (have_ts)
-            wc_timestamp_iso(base + ts_off, d->commit_time, sizeof(d->commit_time));
-        else
-            d->commit_time[0] = '\0';
-        ev->pos = (struct wc_pos){lsn, 0};
-        ev->end_lsn = 0;
-        ev->commit_time = d->commit_time;
-    }
-    ev->size = len;
-    ev->owner = d;
-    out->kind = WC_DECODED_EVENT;
+    place_event(d, out, lsn, have_ts ? base + ts_off : NULL, len);
     return 1;
 }
 
@@ -580,30 +601,13 @@ int wc_decode_message(struct wc_decoder *d, const char *msg, size_t len, wc_lsn 
         lsn = wal_lsn;
 
     switch (action[0]) {
-    case 'B': {
-        const char *ts = json_string_value(json_object_get(d->msg, "timestamp"));
-        d->in_txn = 1;
-        d->commit_lsn = lsn;
-        d->end_lsn = nextlsn;
-        d->next_index = 0;
-        if (ts)
-            wc_timestamp_iso(ts, d->commit_time, sizeof(d->commit_time));
-        else
-            d->commit_time[0] = '\0';
-        out->kind = WC_DECODED_BEGIN;
-        out->event.pos = (struct wc_pos){lsn, -1};
-        out->event.end_lsn = nextlsn;
-        out->event.commit_time = d->commit_time;
+    case 'B':
+        begin_txn(d, lsn, nextlsn, json_string_value(json_object_get(d->msg, "timestamp")), out);
         return 0;
-    }
     case 'C':
         if (!d->in_txn)
             return protocol_error(err, wal_lsn, "commit without begin");
-        d->in_txn = 0;
-        out->kind = WC_DECODED_COMMIT;
-        out->event.pos = (struct wc_pos){d->commit_lsn, d->next_index - 1};
-        out->event.end_lsn = nextlsn ? nextlsn : d->end_lsn;
-        out->event.commit_time = d->commit_time;
+        commit_txn(d, nextlsn, out);
         return 0;
     case 'M': {
         const char *prefix = json_string_value(json_object_get(d->msg, "prefix"));
@@ -629,24 +633,7 @@ int wc_decode_message(struct wc_decoder *d, const char *msg, size_t len, wc_lsn 
         struct wc_event *ev = &out->event;
         if (decode_columns(d, json_object_get(d->msg, "columns"), ev, lsn, err) < 0)
             return -1;
-        if (d->in_txn) {
-            ev->pos = (struct wc_pos){d->commit_lsn, d->next_index++};
-            ev->end_lsn = d->end_lsn;
-            ev->commit_time = d->commit_time;
-        } else {
-            /* Without include-transaction each change stands alone at its own LSN. */
-            const char *ts = json_string_value(json_object_get(d->msg, "timestamp"));
-            if (ts)
-                wc_timestamp_iso(ts, d->commit_time, sizeof(d->commit_time));
-            else
-                d->commit_time[0] = '\0';
-            ev->pos = (struct wc_pos){lsn, 0};
-            ev->end_lsn = 0;
-            ev->commit_time = d->commit_time;
-        }
-        ev->size = len;
-        ev->owner = d;
-        out->kind = WC_DECODED_EVENT;
+        place_event(d, out, lsn, json_string_value(json_object_get(d->msg, "timestamp")), len);
         return 0;
     }
     default:
