@@ -186,6 +186,20 @@ static int stop_run(pid_t pid, int sig, int timeout_ms)
     return -1;
 }
 
+/* Wait for walcast to exit by itself: its exit code, or -1 (then it is killed) after timeout_ms. */
+static int wait_exit(pid_t pid, int timeout_ms)
+{
+    int status;
+    long long deadline = now_ms() + timeout_ms;
+    while (now_ms() < deadline) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        usleep(50000);
+    }
+    stop_run(pid, SIGKILL, 1000);
+    return -1;
+}
+
 static char *log_text(struct env *e)
 {
     char *cmd = fmt("cat %s", e->log), *out;
@@ -341,18 +355,7 @@ Test(run, dropped_slot_is_a_clear_error_with_exit_3, .timeout = 120)
               e.slot);
     wct_sql(e.src, sql);
     free(sql);
-    int status;
-    long long deadline = now_ms() + 15000;
-    int rc = -1;
-    while (now_ms() < deadline) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-            break;
-        }
-        usleep(50000);
-    }
-    if (rc == -1)
-        stop_run(pid, SIGKILL, 1000);
+    int rc = wait_exit(pid, 15000);
     char *log = log_text(&e);
     cr_assert_eq(rc, 3, "exit 3 when the slot is gone:\n%s", log);
     cr_assert(strstr(log, e.slot) && strstr(log, "does not exist") && strstr(log, "walcast slot create"),
@@ -588,17 +591,7 @@ Test(run, renamed_outbox_column_is_a_clear_error, .timeout = 60)
     wct_sql(e.src, "ALTER TABLE domain_events RENAME COLUMN event_type TO kind");
     wct_sql(e.src, "INSERT INTO domain_events (aggregate_type, aggregate_id, kind, payload) "
                    "VALUES ('order', '2', 'OrderPlaced', '{\"order_id\": 2, \"total\": 1}')");
-    int status, rc = -1;
-    long long deadline = now_ms() + 15000;
-    while (now_ms() < deadline) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-            break;
-        }
-        usleep(50000);
-    }
-    if (rc == -1)
-        stop_run(pid, SIGKILL, 1000);
+    int rc = wait_exit(pid, 15000);
     char *log = log_text(&e);
     cr_assert_eq(rc, 1, "walcast stops rather than skipping events it cannot route:\n%s", log);
     cr_assert(strstr(log, "no value in column \"event_type\"") && strstr(log, "source.outbox.columns.event_type"),
