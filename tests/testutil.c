@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -21,7 +22,10 @@ const char *wct_pg_dsn(void)
 char *wct_unique(const char *prefix)
 {
     char *s;
-    if (asprintf(&s, "%s_%d_%d", prefix, (int)getpid(), ++counter) < 0)
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    /* pid and counter alone repeat across runs (pids are reused): add the time. */
+    if (asprintf(&s, "%s_%d_%d_%ld", prefix, (int)getpid(), ++counter, (long)(ts.tv_nsec / 1000) % 1000000) < 0)
         abort();
     return s;
 }
