@@ -183,6 +183,10 @@ static int compile_expr(const char *s, size_t len, struct expr *e, struct wc_err
                 return -1;
             }
             st->name = xstrndup(b, (size_t)(q - b));
+        } else if (*q != '[') {
+            /* After "]" only "." or "[" may follow ("items[0]x" is not a path). */
+            wc_err_set(err, WC_ERR_CONFIG, "unknown field \"%.*s\"", (int)(pend - pstart), pstart);
+            return -1;
         } else {
             b = ++q;
             while (q < pend && isdigit((unsigned char)*q))

@@ -363,3 +363,16 @@ Test(template, render_appends_and_reuses_buffer)
     wc_tmpl_free(t);
     done(&ev);
 }
+
+/* Found by fuzz_config: text after "]" other than "." or "[" overran the step array. */
+Test(template, junk_after_an_index_is_rejected)
+{
+    const char *bad[] = {"payload[0]x0]", "payload.items[1]y", "payload[0][", "payload[0]]"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct wc_err err = {0};
+        struct wc_tmpl *t = wc_tmpl_compile(bad[i], 1, &err);
+        cr_assert_null(t, "\"%s\" must be rejected", bad[i]);
+        cr_assert_eq(err.code, WC_ERR_CONFIG);
+        cr_assert(strstr(err.msg, bad[i]) != NULL, "the message names the expression: %s", err.msg);
+    }
+}
