@@ -211,6 +211,11 @@ static int compile_expr(const char *s, size_t len, struct expr *e, struct wc_err
     for (const char *c = pend; c < end; c++)
         if (*c == '|')
             nf++;
+    /* Each "json" can double the text: a chain of them is a memory bomb, and no projection needs many. */
+    if (nf > 8) {
+        wc_err_set(err, WC_ERR_CONFIG, "too many filters in \"%.*s\" (at most 8)", (int)len, s);
+        return -1;
+    }
     e->filters = xcalloc((size_t)nf, sizeof(int));
     skip_space(&p, end);
     while (p < end) {

@@ -376,3 +376,15 @@ Test(template, junk_after_an_index_is_rejected)
         cr_assert(strstr(err.msg, bad[i]) != NULL, "the message names the expression: %s", err.msg);
     }
 }
+
+/* Found by fuzz_template: a long chain of |json grew the output exponentially. */
+Test(template, filter_chains_are_bounded)
+{
+    struct wc_err err = {0};
+    struct wc_tmpl *t = wc_tmpl_compile("payload|json|json|json|json|json|json|json|json|json", 1, &err);
+    cr_assert_null(t);
+    cr_assert(strstr(err.msg, "too many filters"), "%s", err.msg);
+    t = wc_tmpl_compile("payload.a|json|json", 1, &err);
+    cr_assert_not_null(t, "%s", err.msg);
+    wc_tmpl_free(t);
+}
