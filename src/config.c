@@ -5,7 +5,10 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <libfyaml.h>
 
@@ -1063,6 +1066,45 @@ void wc_config_free(struct wc_config *cfg)
 static void quiet_diag(struct fy_diag *diag, void *user, const char *buf, size_t len) {}
 
 /*
+ * libfyaml 0.7.12 (Debian bookworm) dies with SIGSEGV on some malformed input (found by fuzz_config,
+ * e.g. "? e:<TAB>?": fy_parse_cleanup -> fy_indent_vacuum_internal). A configuration file with a typo
+ * must get an error, not a crash: the file is parsed once in a child process first, and a child that
+ * does not come back normally means the parser cannot be trusted with this file.
+ */
+static int parse_preflight(struct ctx *c, const char *path)
+{
+    pid_t pid;
+    int status;
+
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0)
+        return 0; /* no child to spare: parse directly */
+    if (pid == 0) {
+        alarm(10); /* and some inputs make it spin: a configuration file parses in milliseconds */
+        struct fy_parse_cfg pcfg;
+        struct fy_diag_cfg dcfg;
+        fy_diag_cfg_default(&dcfg);
+        dcfg.fp = NULL;
+        dcfg.output_fn = quiet_diag;
+        memset(&pcfg, 0, sizeof(pcfg));
+        pcfg.flags = FYPCF_QUIET | FYPCF_RESOLVE_DOCUMENT | FYPCF_JSON_NONE;
+        pcfg.diag = fy_diag_create(&dcfg);
+        fy_document_build_from_file(&pcfg, path);
+        _exit(0);
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    wc_err_set(c->err, WC_ERR_CONFIG,
+               "%s: the YAML parser failed on this file (libfyaml %s): check its syntax, e.g. stray "
+               "\"?\" or tabs in indentation",
+               path, WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM ? "did not finish" : "crashed");
+    return -1;
+}
+
+/*
  * Parse path into a document. Returns 0 with *doc (NULL for an empty file) or -1 with err naming the
  * file and line of the first YAML error.
  */
@@ -1078,6 +1120,10 @@ static int parse_yaml(struct ctx *c, const char *path, struct fy_document **doc)
     if (fp == NULL) {
         wc_err_set(c->err, WC_ERR_CONFIG, "could not open configuration file \"%s\": %s", path,
                    strerror(errno));
+        return -1;
+    }
+    if (parse_preflight(c, path) < 0) {
+        fclose(fp);
         return -1;
     }
     fy_diag_cfg_default(&dcfg);

@@ -595,3 +595,19 @@ Test(config, policy_names)
     cr_expect_str_eq(wc_policy_name(WC_POLICY_HALT), "halt");
     cr_expect_str_eq(wc_policy_name(17), "unknown");
 }
+
+/* Found by fuzz_config: libfyaml 0.7.12 dies on this input; walcast reports it instead of crashing. */
+Test(config, yaml_the_parser_crashes_on_is_an_error)
+{
+    char path[] = "/tmp/walcast_test_config_crashXXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "? e:\t?\n", 7), 7);
+    close(fd);
+    struct wc_err err = {0};
+    struct wc_config *cfg = wc_config_load(path, &err);
+    cr_assert_null(cfg);
+    cr_assert_eq(err.code, WC_ERR_CONFIG);
+    cr_assert(strstr(err.msg, path) && strstr(err.msg, "YAML parser failed"), "%s", err.msg);
+    unlink(path);
+}
