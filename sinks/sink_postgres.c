@@ -701,6 +701,9 @@ static int pipe_cursor(struct wc_sink *s, struct wc_pos cursor, struct wc_err *e
     char lsn[WC_LSN_STRLEN], idx[24];
     const char *v[4] = {slot_name(s), s->name, wc_lsn_format(cursor.lsn, lsn), idx};
 
+    /* dlq retry applies old events while an engine may be moving the cursor: it must not write it. */
+    if (s->retrying)
+        return pipe_sql(s, "SELECT 1", err);
     snprintf(idx, sizeof(idx), "%" PRId64, cursor.index);
     return pipe_sent(s, PQsendQueryPrepared(p->conn, p->prep[PREP_CURSOR].name, 4, v, NULL, NULL, 0), err);
 }
@@ -962,8 +965,18 @@ static int pg_reset(struct wc_sink *s, struct wc_err *err)
         rollback_quietly(p);
         return -1;
     }
+    /* The dead letters go too: the rebuild meets the same bad events again and stores them anew. */
+    PGresult *r = PQexecParams(p->conn, "DELETE FROM walcast_dead_letters WHERE slot = $1 AND sink = $2", 2, NULL,
+                               params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fail_result(s, r, WC_ERR_DATA, "could not remove the dead letters", err);
+        PQclear(r);
+        rollback_quietly(p);
+        return -1;
+    }
+    PQclear(r);
     snprintf(sql, sizeof(sql), "DELETE FROM walcast_cursor WHERE slot = $1 AND sink = $2");
-    PGresult *r = PQexecParams(p->conn, sql, 2, NULL, params, NULL, NULL, 0);
+    r = PQexecParams(p->conn, sql, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         fail_result(s, r, WC_ERR_DATA, "could not remove the cursor", err);
         PQclear(r);
@@ -1038,7 +1051,9 @@ static int pg_dlq_retry(struct wc_sink *s, const char *id, int *retried, int *fa
             n == 0) {
             wc_err_set(&e2, WC_ERR_DATA, "no projection of sink \"%s\" handles event type \"%s\"", s->name,
                        cols[1] ? cols[1] : "");
-        } else if (pg_apply(s, &ev, &e2) == 0 && p->nevs > 0) {
+        } else if (pg_apply(s, &ev, &e2) == 0 && p->nevs == 0) {
+            wc_err_set(&e2, WC_ERR_DATA, "no statement of sink \"%s\" applies to this event", s->name);
+        } else if (e2.code == 0 && p->nevs > 0) {
             struct pg_op *op = op_add(p, p->nevs - 1, PREP_DL_DELETE, 1);
             p->offs[op->first] = arena_put(p, dl_id, strlen(dl_id));
             if (pg_commit(s, s->cursor, &e2) == 0) {

@@ -859,8 +859,9 @@ static int send_unit(struct wc_sink *s, struct redis_sink *p, const char *cmds, 
                      struct wc_pos cursor, struct unit *u, struct wc_err *err)
 {
     char pos[40];
-    const char *hset[4] = {"HSET", p->cursor_key, s->name, pos};
-    size_t hlen[4] = {4, strlen(p->cursor_key), strlen(s->name), 0};
+    /* dlq retry must not move the cursor a running engine owns: HSETNX leaves an existing one alone. */
+    const char *hset[4] = {s->retrying ? "HSETNX" : "HSET", p->cursor_key, s->name, pos};
+    size_t hlen[4] = {s->retrying ? 6u : 4u, strlen(p->cursor_key), strlen(s->name), 0};
     int nload = 0, nreply, rc = 0;
     char *f;
     int n;
@@ -1254,7 +1255,9 @@ static int redis_dlq_retry(struct wc_sink *s, const char *id, int *retried, int 
         if (cols[1] == NULL || !wc_config_rules(s->conf, cols[1], &n) || n == 0) {
             wc_err_set(&e2, WC_ERR_DATA, "no projection of sink \"%s\" handles event type \"%s\"", s->name,
                        cols[1] ? cols[1] : "");
-        } else if (redis_apply(s, &ev, &e2) == 0 && p->b.nrec > 0) {
+        } else if (redis_apply(s, &ev, &e2) == 0 && p->b.nrec == 0) {
+            wc_err_set(&e2, WC_ERR_DATA, "no command of sink \"%s\" applies to this event", s->name);
+        } else if (e2.code == 0 && p->b.nrec > 0) {
             /* The removal rides in the event's own MULTI/EXEC. */
             const char *argv[] = {"XDEL", p->dead_key, dl_id};
             queue_argv(&p->b, &p->b.recs[p->b.nrec - 1], 3, argv, NULL);
@@ -1273,6 +1276,28 @@ static int redis_dlq_retry(struct wc_sink *s, const char *id, int *retried, int 
         }
         (*failed)++;
         wc_warning("sink \"%s\": dead letter %s still fails: %s", s->name, dl_id, e2.msg);
+        /* An error while EXEC ran does not undo the unit's XDEL: put the dead letter back. */
+        const char *chk[] = {"XRANGE", p->dead_key, dl_id, dl_id};
+        redisReply *c = command(s, p, 4, chk, NULL, err);
+        if (c == NULL) {
+            rc = -1;
+            break;
+        }
+        int gone = c->type == REDIS_REPLY_ARRAY && c->elements == 0;
+        freeReplyObject(c);
+        if (gone) {
+            const char *add[] = {"XADD", p->dead_key, "*", "sink", s->name, "lsn", lsn ? lsn : "", "idx",
+                                 idx ? idx : "", "event_id", cols[0] ? cols[0] : "", "event_type",
+                                 cols[1] ? cols[1] : "", "aggregate_type", cols[2] ? cols[2] : "",
+                                 "aggregate_id", cols[3] ? cols[3] : "", "payload", cols[4] ? cols[4] : "",
+                                 "error", e2.msg};
+            c = command(s, p, (int)(sizeof(add) / sizeof(add[0])), add, NULL, err);
+            if (c == NULL) {
+                rc = -1;
+                break;
+            }
+            freeReplyObject(c);
+        }
     }
     s->retrying = 0;
     freeReplyObject(r);

@@ -45,6 +45,7 @@ struct session {
 
     int outage;          /* a transient failure is being retried: logged once, cleared when streaming again */
     int attempt;         /* reconnect attempts in this outage */
+    int last_walsender;  /* PID of the walsender of our last session */
     PGconn *hb_conn;     /* plain connection to the source for heartbeats */
     int64_t last_hb_ms;
     int64_t hb_pending_since_us; /* a heartbeat was sent and has not come back (0 = none) */
@@ -303,8 +304,6 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err
         wc_err_set(err, WC_ERR_DATA, "sink \"%s\" cannot be rebuilt", k->name);
         return -1;
     }
-    if (k->ops->reset(k, err) < 0)
-        return -1;
     repl = wc_pg_connect(s->cfg->source_dsn, "database", err);
     conn = repl ? wc_pg_connect(s->cfg->source_dsn, NULL, err) : NULL;
     if (conn == NULL)
@@ -321,6 +320,10 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err
     snprintf(snapshot, sizeof(snapshot), "%s", PQgetvalue(res, 0, 2));
     PQclear(res);
     res = NULL;
+    /* Wipe only once the snapshot exists. From here until the final cursor, the sink has no cursor or
+     * one at 0/0: a start after a crash finds it and rebuilds again. */
+    if (k->ops->reset(k, err) < 0)
+        goto done;
     for (int c = 0; c < WC_COL_COUNT; c++) {
         char *id = PQescapeIdentifier(conn, s->cfg->columns[c], strlen(s->cfg->columns[c]));
         snprintf(q[c], sizeof(q[c]), "%s", id);
@@ -401,6 +404,26 @@ static int open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
     char p[40], c[WC_LSN_STRLEN];
 
     *start = 0;
+    /* The slot first: its confirmed position only ever trails the sinks' cursors, so read before them it
+     * cannot make a cursor look lost; and a slot another engine streams must not have its sinks touched
+     * (a standby waits here). */
+    if (wc_slot_status(s->cfg->source_dsn, s->cfg->slot, &st, &found, err) < 0) {
+        if (err->code == WC_ERR_SLOT && strstr(err->msg, "permission denied"))
+            return -1;
+        err->code = WC_ERR_IO;
+        return -1;
+    }
+    if (!found) {
+        wc_err_set(err, WC_ERR_SLOT,
+                   "replication slot \"%s\" does not exist: create it with \"walcast slot create\"", s->cfg->slot);
+        return -1;
+    }
+    if (st.active && st.active_pid != 0) {
+        /* Our own previous walsender may take a moment to exit after a reconnect: that is transient. */
+        wc_err_set(err, st.active_pid == s->last_walsender ? WC_ERR_IO : WC_ERR_SLOT_ACTIVE,
+                   "replication slot \"%s\" is active for PID %d", s->cfg->slot, st.active_pid);
+        return -1;
+    }
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];
         if (k->ops->open(k, err) < 0 || k->ops->read_cursor(k, &k->cursor, &found, err) < 0)
@@ -411,34 +434,30 @@ static int open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
         any_cursor |= found;
         wc_debug("sink \"%s\": cursor %s", k->name, found ? wc_pos_format(k->cursor, p) : "none");
     }
-    if (wc_slot_status(s->cfg->source_dsn, s->cfg->slot, &st, &found, err) < 0) {
-        if (err->code != WC_ERR_IO)
-            err->code = WC_ERR_IO;
-        return -1;
-    }
-    if (!found) {
-        wc_err_set(err, WC_ERR_SLOT,
-                   "replication slot \"%s\" does not exist: create it with \"walcast slot create\"", s->cfg->slot);
-        return -1;
-    }
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];
+        int rebuildable = k->conf != NULL && k->conf->rebuild != NULL;
+        /* Lost: a cursor behind the slot, or none while other sinks have one. A sink that can be rebuilt
+         * and has no cursor is built from the outbox either way: on a first start that is its initial
+         * snapshot, after a loss (Redis restarted empty) it is the only way to know it is whole. */
         int lost = k->has_cursor ? k->cursor.lsn < st.confirmed_flush_lsn : any_cursor;
+        wc_lsn_format(st.confirmed_flush_lsn, c);
         if (lost && k->conf == NULL) {
             /* tail: someone else consumed the slot since; say so and go on from the slot. */
             wc_warning("cursor %s is behind replication slot \"%s\": events in between were consumed elsewhere",
                        wc_pos_format(k->cursor, p), s->cfg->slot);
-        } else if (lost) {
-            wc_lsn_format(st.confirmed_flush_lsn, c);
-            if (k->conf == NULL || k->conf->rebuild == NULL) {
-                wc_err_set(err, WC_ERR_DATA,
-                           "sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s); "
-                           "set sinks.%s.rebuild to rebuild it from the outbox table, or restore it",
-                           k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c, k->name);
-                return -1;
-            }
-            wc_warning("sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s)",
-                       k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c);
+        } else if (lost && !rebuildable) {
+            wc_err_set(err, WC_ERR_DATA,
+                       "sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s); "
+                       "set sinks.%s.rebuild to rebuild it from the outbox table, or restore it",
+                       k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c, k->name);
+            return -1;
+        } else if (lost || (!k->has_cursor && rebuildable)) {
+            if (lost)
+                wc_warning("sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s)",
+                           k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c);
+            else
+                wc_info("sink \"%s\" has no cursor: building it from the outbox table", k->name);
             if (rebuild_sink(s, k, err) < 0)
                 return -1;
         }
@@ -494,6 +513,7 @@ static int run_session(struct session *s, struct wc_err *err)
                 wc_stream_backend_pid(s->stream));
     s->outage = 0;
     s->attempt = 0;
+    s->last_walsender = wc_stream_backend_pid(s->stream);
     s->in_txn = 0;
     s->pending = 0;
     s->pending_bytes = 0;

@@ -554,6 +554,7 @@ Test(run, dlq_list_and_retry, .timeout = 120)
 
     /* The operator fixes the cause of the duplicate, then retries: it applies and leaves the store. */
     wct_sql(e.read, "DELETE FROM orders_seen WHERE order_id = 1");
+    char *touched = wct_sql_value(e.read, "SELECT updated_at FROM walcast_cursor WHERE sink = 'readdb'");
     cmd = fmt("%s dlq retry -c %s --sink readdb 2>&1", wct_walcast(), e.config);
     st = wct_run(cmd, &out);
     free(cmd);
@@ -566,6 +567,10 @@ Test(run, dlq_list_and_retry, .timeout = 120)
     char *n = wct_sql_value(e.read, "SELECT count(*) FROM walcast_dead_letters");
     cr_assert_str_eq(n, "1", "the applied dead letter was removed, the failing one kept");
     free(n);
+    char *touched2 = wct_sql_value(e.read, "SELECT updated_at FROM walcast_cursor WHERE sink = 'readdb'");
+    cr_assert_str_eq(touched, touched2, "a retry never writes the cursor (a running engine owns it)");
+    free(touched);
+    free(touched2);
     char *cur1 = wct_sql_value(e.read, "SELECT lsn::text || ':' || idx FROM walcast_cursor WHERE sink = 'readdb'");
 
     cmd = fmt("%s dlq retry -c %s --sink cache 2>&1", wct_walcast(), e.config);
@@ -600,5 +605,57 @@ Test(run, renamed_outbox_column_is_a_clear_error, .timeout = 60)
     char *n = wct_sql_value(e.read, "SELECT count(*) FROM orders_seen");
     cr_assert_str_eq(n, "1", "what was committed before stays");
     free(n);
+    drop_slot(&e);
+}
+
+/* A single Redis sink that comes back empty has no other sink to compare with: with a rebuild action,
+ * no cursor means "build from the outbox", so the loss cannot go unnoticed. */
+Test(run, single_redis_sink_rebuilt_after_a_flush, .timeout = 120)
+{
+    struct env e;
+    setup_env(&e, 0);
+    FILE *f = fopen(e.config, "w");
+    fprintf(f, "source:\n  slot: placeholder\nsinks:\n  cache:\n    type: redis\n    rebuild: flushdb\n"
+               "projections:\n  p:\n    sink: cache\n    on:\n      Hit:\n        - [INCRBY, hits, \"{payload.n}\"]\n");
+    fclose(f);
+    for (int i = 0; i < 3; i++)
+        insert_event(&e, "Hit", "{\"n\": 1}"); /* before the first start: the initial build picks them up */
+    pid_t pid = start_run(&e, NULL);
+    for (int i = 0; i < 7; i++)
+        insert_event(&e, "Hit", "{\"n\": 1}");
+    usleep(300000);
+    long long deadline = now_ms() + 10000;
+    char *v = NULL;
+    while (now_ms() < deadline) {
+        free(v);
+        v = redis_str(&e, "GET hits");
+        if (v && strcmp(v, "10") == 0)
+            break;
+        usleep(50000);
+    }
+    cr_assert_str_eq(v, "10", "events from before the first start and after it");
+    free(v);
+    cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
+    redisContext *r = wct_redis(e.redis_db);
+    freeReplyObject(redisCommand(r, "FLUSHDB"));
+    redisFree(r);
+    for (int i = 0; i < 5; i++)
+        insert_event(&e, "Hit", "{\"n\": 1}");
+    pid = start_run(&e, NULL);
+    deadline = now_ms() + 10000;
+    v = NULL;
+    while (now_ms() < deadline) {
+        free(v);
+        v = redis_str(&e, "GET hits");
+        if (v && strcmp(v, "15") == 0)
+            break;
+        usleep(50000);
+    }
+    usleep(300000);
+    free(v);
+    v = redis_str(&e, "GET hits");
+    cr_assert_str_eq(v, "15", "rebuilt from the outbox after the flush, nothing doubled");
+    free(v);
+    cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
     drop_slot(&e);
 }
