@@ -450,8 +450,8 @@ static int scan_scalar(struct scan *sc, struct wc_buf *b, int *kind, size_t *off
     *kind = WC_VAL_NUMBER;
     *off = b->len;
     *len = (size_t)(q - sc->p);
-    if (*len >= 40)
-        return -1; /* jansson would refuse or round an integer this long; keep its behaviour */
+    /* Kept as text whatever its length: a numeric(45) column must not stop the stream (jansson refuses
+     * integers beyond 64 bits). */
     wc_buf_append(b, sc->p, *len);
     wc_buf_append(b, "", 1);
     sc->p = q;

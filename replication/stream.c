@@ -53,16 +53,19 @@ static uint64_t get64(const char *p)
 PGconn *wc_pg_connect(const char *dsn, const char *replication, struct wc_err *err)
 {
     /* Values are rendered by the walsender's session: pin what changes their text. */
-    const char *keys[] = {"dbname", "replication", "options", "fallback_application_name", NULL};
-    const char *vals[] = {dsn && *dsn ? dsn : NULL, replication,
+    /* Timeouts and TCP keepalives come first so that the DSN can override them: a black-holed server
+     * must not hang the engine until the kernel gives up on the connection. */
+    const char *keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                          "dbname", "replication", "options", "fallback_application_name", NULL};
+    const char *vals[] = {"10", "10", "5", "3", dsn && *dsn ? dsn : NULL, replication,
                           "-c datestyle=ISO -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 "
                           "-c bytea_output=hex",
                           "walcast", NULL};
     PGconn *conn;
 
-    if (vals[0] == NULL) {
+    if (vals[4] == NULL) {
         /* No DSN: let PG* variables decide, but keep the keyword list intact. */
-        vals[0] = "";
+        vals[4] = "";
     }
     conn = PQconnectdbParams(keys, vals, 1);
     if (conn == NULL) {

@@ -1212,6 +1212,22 @@ struct wc_config *wc_config_load(const char *path, struct wc_err *err)
     n = lookup(root, "sinks", &line, 1);
     if (load_sinks(&c, n, line) < 0)
         goto error;
+    /* "rebuild: flushdb" empties the whole database: a second sink there would silently lose its data. */
+    for (int i = 0; i < c.cfg->nsink; i++) {
+        const struct wc_sink_conf *a = &c.cfg->sinks[i];
+        if (a->type != WC_SINK_REDIS || a->rebuild == NULL)
+            continue;
+        for (int j = 0; j < c.cfg->nsink; j++) {
+            const struct wc_sink_conf *b = &c.cfg->sinks[j];
+            char key[KEYLEN];
+            if (j == i || b->type != WC_SINK_REDIS || strcmp(a->dsn, b->dsn) != 0)
+                continue;
+            mkkey(key, "sinks.%s.rebuild", a->name);
+            fail(&c, a->line, key, "sink \"%s\" shares its redis database with sink \"%s\": give it a database of "
+                 "its own (flushdb wipes the whole database)", a->name, b->name);
+            goto error;
+        }
+    }
     n = lookup(root, "projections", &line, 1);
     if (load_projections(&c, n, line) < 0)
         goto error;
