@@ -170,10 +170,18 @@ static int jsonl_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *er
 
     for (int k = 0; k < WC_COL_COUNT; k++) {
         wc_buf_puts(b, keys[k]);
-        if (k == WC_COL_PAYLOAD && ev->col[k].kind == WC_VAL_STRING && wc_event_payload(ev, &perr) != NULL)
-            /* jsonb text from the server is JSON already: keep it verbatim (numbers keep their digits). */
-            wc_buf_append(b, ev->col[k].text, ev->col[k].len);
-        else
+        if (k == WC_COL_PAYLOAD && ev->col[k].kind == WC_VAL_STRING && wc_event_payload(ev, &perr) != NULL) {
+            /* jsonb text from the server is JSON already: keep it verbatim (numbers keep their digits).
+             * A json (not jsonb) column keeps its author's line breaks: those would split the line. */
+            if (memchr(ev->col[k].text, '\n', ev->col[k].len) == NULL &&
+                memchr(ev->col[k].text, '\r', ev->col[k].len) == NULL) {
+                wc_buf_append(b, ev->col[k].text, ev->col[k].len);
+            } else {
+                char *compact = json_dumps(ev->payload_json, JSON_COMPACT | JSON_ENCODE_ANY);
+                wc_buf_puts(b, compact ? compact : "null");
+                free(compact);
+            }
+        } else
             put_val(b, &ev->col[k]);
     }
     wc_buf_printf(b, ",\"lsn\":\"%s\",\"commit_time\":", wc_lsn_format(ev->pos.lsn, lsn));
