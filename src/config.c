@@ -1081,6 +1081,7 @@ static int parse_preflight(struct ctx *c, const char *path)
     if (pid < 0)
         return 0; /* no child to spare: parse directly */
     if (pid == 0) {
+        signal(SIGALRM, SIG_DFL); /* an inherited handler (a fuzzer's, say) must not keep it alive */
         alarm(10); /* and some inputs make it spin: a configuration file parses in milliseconds */
         struct fy_parse_cfg pcfg;
         struct fy_diag_cfg dcfg;
