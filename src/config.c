@@ -1091,7 +1091,8 @@ static int parse_preflight(struct ctx *c, const char *path)
         memset(&pcfg, 0, sizeof(pcfg));
         pcfg.flags = FYPCF_QUIET | FYPCF_RESOLVE_DOCUMENT | FYPCF_JSON_NONE;
         pcfg.diag = fy_diag_create(&dcfg);
-        fy_document_build_from_file(&pcfg, path);
+        fy_document_destroy(fy_document_build_from_file(&pcfg, path));
+        fy_diag_destroy(pcfg.diag);
         _exit(0);
     }
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
