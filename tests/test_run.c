@@ -608,6 +608,21 @@ Test(run, renamed_outbox_column_is_a_clear_error, .timeout = 60)
     drop_slot(&e);
 }
 
+/* Poll cmd until it returns want (or timeout_ms passes); returns the last value (caller frees). */
+static char *wait_redis(struct env *e, const char *cmd, const char *want, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    char *v = NULL;
+    while (now_ms() < deadline) {
+        free(v);
+        v = redis_str(e, cmd);
+        if (v && strcmp(v, want) == 0)
+            break;
+        usleep(50000);
+    }
+    return v;
+}
+
 /* A single Redis sink that comes back empty has no other sink to compare with: with a rebuild action,
  * no cursor means "build from the outbox", so the loss cannot go unnoticed. */
 Test(run, single_redis_sink_rebuilt_after_a_flush, .timeout = 120)
@@ -623,16 +638,7 @@ Test(run, single_redis_sink_rebuilt_after_a_flush, .timeout = 120)
     pid_t pid = start_run(&e, NULL);
     for (int i = 0; i < 7; i++)
         insert_event(&e, "Hit", "{\"n\": 1}");
-    usleep(300000);
-    long long deadline = now_ms() + 10000;
-    char *v = NULL;
-    while (now_ms() < deadline) {
-        free(v);
-        v = redis_str(&e, "GET hits");
-        if (v && strcmp(v, "10") == 0)
-            break;
-        usleep(50000);
-    }
+    char *v = wait_redis(&e, "GET hits", "10", 10000);
     cr_assert_str_eq(v, "10", "events from before the first start and after it");
     free(v);
     cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
@@ -642,17 +648,8 @@ Test(run, single_redis_sink_rebuilt_after_a_flush, .timeout = 120)
     for (int i = 0; i < 5; i++)
         insert_event(&e, "Hit", "{\"n\": 1}");
     pid = start_run(&e, NULL);
-    deadline = now_ms() + 10000;
-    v = NULL;
-    while (now_ms() < deadline) {
-        free(v);
-        v = redis_str(&e, "GET hits");
-        if (v && strcmp(v, "15") == 0)
-            break;
-        usleep(50000);
-    }
-    usleep(300000);
-    free(v);
+    free(wait_redis(&e, "GET hits", "15", 10000));
+    usleep(300000); /* and nothing more arrives after it */
     v = redis_str(&e, "GET hits");
     cr_assert_str_eq(v, "15", "rebuilt from the outbox after the flush, nothing doubled");
     free(v);
