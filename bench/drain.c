@@ -55,11 +55,12 @@ static int covers(uint64_t lsn, long long idx)
 static int pg_done(PGconn *c, const char *slot, const char *sink)
 {
     const char *p[2] = {slot, sink};
-    PGresult *r = PQexecParams(c, "SELECT lsn::text, idx FROM walcast_cursor WHERE slot = $1 AND sink = $2", 2, NULL,
-                               p, NULL, NULL, 0);
+    PGresult *r = PQexecParams(c, "SELECT lsn::text, idx FROM walcast_cursor WHERE slot = $1 AND sink = $2",
+                               2, NULL, p, NULL, NULL, 0);
     int done = 0;
     uint64_t lsn;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && parse_lsn(PQgetvalue(r, 0, 0), &lsn) == 0)
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+        parse_lsn(PQgetvalue(r, 0, 0), &lsn) == 0)
         done = covers(lsn, atoll(PQgetvalue(r, 0, 1)));
     PQclear(r);
     return done;
@@ -114,7 +115,8 @@ static long proc_cpu_ms(pid_t pid)
 
 int main(int argc, char **argv)
 {
-    const char *slot = NULL, *pg = NULL, *pg_sink = "readdb", *redis = NULL, *redis_sink = "cache", *log = NULL;
+    const char *slot = NULL, *pg = NULL, *pg_sink = "readdb", *redis = NULL, *redis_sink = "cache",
+               *log = NULL;
     const char *after_s = NULL;
     double timeout = 900;
     int i;
@@ -126,16 +128,26 @@ int main(int argc, char **argv)
         if (i + 1 >= argc)
             goto usage;
         const char *k = argv[i], *v = argv[++i];
-        if (!strcmp(k, "--slot")) slot = v;
-        else if (!strcmp(k, "--after")) after_s = v;
-        else if (!strcmp(k, "--last-idx")) last_idx = atoll(v);
-        else if (!strcmp(k, "--pg")) pg = v;
-        else if (!strcmp(k, "--pg-sink")) pg_sink = v;
-        else if (!strcmp(k, "--redis")) redis = v;
-        else if (!strcmp(k, "--redis-sink")) redis_sink = v;
-        else if (!strcmp(k, "--timeout")) timeout = atof(v);
-        else if (!strcmp(k, "--log")) log = v;
-        else goto usage;
+        if (!strcmp(k, "--slot"))
+            slot = v;
+        else if (!strcmp(k, "--after"))
+            after_s = v;
+        else if (!strcmp(k, "--last-idx"))
+            last_idx = atoll(v);
+        else if (!strcmp(k, "--pg"))
+            pg = v;
+        else if (!strcmp(k, "--pg-sink"))
+            pg_sink = v;
+        else if (!strcmp(k, "--redis"))
+            redis = v;
+        else if (!strcmp(k, "--redis-sink"))
+            redis_sink = v;
+        else if (!strcmp(k, "--timeout"))
+            timeout = atof(v);
+        else if (!strcmp(k, "--log"))
+            log = v;
+        else
+            goto usage;
     }
     if (i >= argc || !slot || parse_lsn(after_s, &after) < 0 || (!pg && !redis))
         goto usage;
@@ -215,7 +227,8 @@ int main(int argc, char **argv)
         redisFree(rc);
     return ok ? 0 : 1;
 usage:
-    fprintf(stderr, "usage: drain --slot S --after LSN --last-idx K [--pg DSN] [--pg-sink NAME] [--redis HOST:PORT] "
-                    "[--redis-sink NAME] [--timeout SEC] [--log FILE] -- COMMAND ARGS...\n");
+    fprintf(stderr,
+            "usage: drain --slot S --after LSN --last-idx K [--pg DSN] [--pg-sink NAME] [--redis HOST:PORT] "
+            "[--redis-sink NAME] [--timeout SEC] [--log FILE] -- COMMAND ARGS...\n");
     return 2;
 }

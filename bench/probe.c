@@ -39,7 +39,7 @@ struct sample {
     double commit_mono, commit_wall; /* when the INSERT returned */
     double redis_mono, redis_wall;   /* first poll reply that showed it */
     double pg_mono;
-    double ts_event, ts_read;        /* server commit timestamps (epoch s) */
+    double ts_event, ts_read; /* server commit timestamps (epoch s) */
     atomic_int committed;
     int redis_seen, pg_seen;
 };
@@ -93,10 +93,11 @@ static void *inserter(void *arg)
 {
     int t = (int)(intptr_t)arg;
     PGconn *c = pg_connect(write_dsn);
-    PGresult *r = PQprepare(c, "ins",
-                            "INSERT INTO public.domain_events (aggregate_type, aggregate_id, event_type, payload, occurred_at) "
-                            "VALUES ('order', $1, 'OrderPlaced', $2::jsonb, $3::timestamptz)",
-                            3, NULL);
+    PGresult *r = PQprepare(
+        c, "ins",
+        "INSERT INTO public.domain_events (aggregate_type, aggregate_id, event_type, payload, occurred_at) "
+        "VALUES ('order', $1, 'OrderPlaced', $2::jsonb, $3::timestamptz)",
+        3, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         fprintf(stderr, "probe: prepare: %s", PQerrorMessage(c));
         exit(2);
@@ -129,8 +130,8 @@ static void *inserter(void *arg)
         snprintf(payload, sizeof(payload),
                  "{\"order_id\": %s, \"customer_id\": %d, \"total\": %d.%02d, \"placed_at\": \"%s\", "
                  "\"items\": [{\"sku\": \"SKU-%04d\", \"qty\": %d, \"unit_price\": %d.%02d}]}",
-                 id, 1 + rand_r(&seed) % 200, qty * cents / 100, qty * cents % 100, at, 1 + rand_r(&seed) % 500, qty,
-                 cents / 100, cents % 100);
+                 id, 1 + rand_r(&seed) % 200, qty * cents / 100, qty * cents % 100, at,
+                 1 + rand_r(&seed) % 500, qty, cents / 100, cents % 100);
         const char *params[3] = {id, payload, at};
         r = PQexecPrepared(c, "ins", 3, params, NULL, NULL, 0);
         double cm = mono(), cw = wall();
@@ -206,7 +207,8 @@ static void *pg_watcher(void *arg)
 {
     (void)arg;
     PGconn *c = pg_connect(read_dsn);
-    PGresult *r = PQprepare(c, "q", "SELECT order_id FROM order_summary WHERE order_id = ANY($1::bigint[])", 1, NULL);
+    PGresult *r =
+        PQprepare(c, "q", "SELECT order_id FROM order_summary WHERE order_id = ANY($1::bigint[])", 1, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         fprintf(stderr, "probe: prepare: %s", PQerrorMessage(c));
         exit(2);
@@ -263,8 +265,8 @@ static void report(const char *label, const char *series, double *v, long n, lon
     qsort(v, (size_t)n, sizeof(double), cmp_d);
     printf("%s_%s_n=%ld\n", label, series, n);
     if (n == 0) {
-        printf("%s_%s_p50_ms=nan\n%s_%s_p95_ms=nan\n%s_%s_p99_ms=nan\n%s_%s_max_ms=nan\n", label, series, label, series,
-               label, series, label, series);
+        printf("%s_%s_p50_ms=nan\n%s_%s_p95_ms=nan\n%s_%s_p99_ms=nan\n%s_%s_max_ms=nan\n", label, series,
+               label, series, label, series, label, series);
         return;
     }
     double pct[3] = {0.50, 0.95, 0.99};
@@ -286,14 +288,22 @@ int main(int argc, char **argv)
     double seconds = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--write")) write_dsn = v;
-        else if (!strcmp(k, "--read")) read_dsn = v;
-        else if (!strcmp(k, "--redis")) redis = v;
-        else if (!strcmp(k, "--rate")) rate = atof(v);
-        else if (!strcmp(k, "--seconds")) seconds = atof(v);
-        else if (!strcmp(k, "--first-id")) first_id = atoll(v);
-        else if (!strcmp(k, "--threads")) nthreads = atoi(v);
-        else if (!strcmp(k, "--label")) label = v;
+        if (!strcmp(k, "--write"))
+            write_dsn = v;
+        else if (!strcmp(k, "--read"))
+            read_dsn = v;
+        else if (!strcmp(k, "--redis"))
+            redis = v;
+        else if (!strcmp(k, "--rate"))
+            rate = atof(v);
+        else if (!strcmp(k, "--seconds"))
+            seconds = atof(v);
+        else if (!strcmp(k, "--first-id"))
+            first_id = atoll(v);
+        else if (!strcmp(k, "--threads"))
+            nthreads = atoi(v);
+        else if (!strcmp(k, "--label"))
+            label = v;
         else {
             fprintf(stderr, "probe: unknown option %s\n", k);
             return 2;
@@ -301,8 +311,9 @@ int main(int argc, char **argv)
     }
     if (!write_dsn || !read_dsn || !redis || rate <= 0 || seconds <= 0 || first_id <= 0 || nthreads < 1 ||
         sscanf(redis, "%255[^:]:%d", redis_host, &redis_port) != 2) {
-        fprintf(stderr, "usage: probe --write DSN --read DSN --redis HOST:PORT --rate N --seconds S --first-id ID "
-                        "[--threads T] [--label L]\n");
+        fprintf(stderr,
+                "usage: probe --write DSN --read DSN --redis HOST:PORT --rate N --seconds S --first-id ID "
+                "[--threads T] [--label L]\n");
         return 2;
     }
     total = (long)(rate * seconds);
@@ -331,7 +342,8 @@ int main(int argc, char **argv)
     /* Server commit timestamps of the outbox rows and of the projection rows. */
     char q[256];
     snprintf(q, sizeof(q),
-             "SELECT aggregate_id::bigint, extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM public.domain_events "
+             "SELECT aggregate_id::bigint, extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM "
+             "public.domain_events "
              "WHERE event_id > %lld",
              first_event);
     r = PQexec(w, q);

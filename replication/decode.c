@@ -16,7 +16,7 @@ struct wc_decoder {
     const char *colnames[WC_COL_COUNT];
     char *prefix;
 
-    json_t *msg;          /* the message being handed out; freed at the next call */
+    json_t *msg;     /* the message being handed out; freed at the next call */
     json_t *payload; /* the parsed payload of the event handed out last: it dies at the next call */
 
     /* The transaction in progress (between B and C). */
@@ -118,7 +118,8 @@ json_t *wc_event_payload(struct wc_event *ev, struct wc_err *err)
         ev->owner->payload = ev->payload_json;
     }
     if (ev->payload_json == NULL)
-        wc_err_set(err, WC_ERR_DATA, "payload is not valid JSON: %s at position %d", jerr.text, jerr.position);
+        wc_err_set(err, WC_ERR_DATA, "payload is not valid JSON: %s at position %d", jerr.text,
+                   jerr.position);
     return ev->payload_json;
 }
 
@@ -201,7 +202,8 @@ static int decode_columns(struct wc_decoder *d, json_t *cols, struct wc_event *e
 }
 
 /* A transaction begins: B carries its commit LSN and end (nextlsn). ts may be NULL. */
-static void begin_txn(struct wc_decoder *d, wc_lsn lsn, wc_lsn nextlsn, const char *ts, struct wc_decoded *out)
+static void begin_txn(struct wc_decoder *d, wc_lsn lsn, wc_lsn nextlsn, const char *ts,
+                      struct wc_decoded *out)
 {
     d->in_txn = 1;
     d->commit_lsn = lsn;
@@ -444,8 +446,8 @@ static int scan_scalar(struct scan *sc, struct wc_buf *b, int *kind, size_t *off
         q++;
     if (q >= sc->end || *q < '0' || *q > '9')
         return -1;
-    while (q < sc->end && ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' || *q == '+' ||
-                           *q == '-'))
+    while (q < sc->end &&
+           ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' || *q == '+' || *q == '-'))
         q++;
     *kind = WC_VAL_NUMBER;
     *off = b->len;

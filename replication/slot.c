@@ -73,7 +73,8 @@ static int status_on(PGconn *c, const char *slot, struct wc_slot_status *st, int
     return 0;
 }
 
-int wc_slot_status(const char *dsn, const char *slot, struct wc_slot_status *st, int *found, struct wc_err *err)
+int wc_slot_status(const char *dsn, const char *slot, struct wc_slot_status *st, int *found,
+                   struct wc_err *err)
 {
     PGconn *c = wc_pg_connect(dsn, NULL, err);
     if (c == NULL)
@@ -98,10 +99,11 @@ int wc_slot_create(const char *dsn, const char *slot, int *existed, wc_lsn *lsn,
         goto done;
     if (found) {
         if (strcmp(st.plugin, "wal2json") != 0) {
-            wc_err_set(err, WC_ERR_SLOT,
-                       "replication slot \"%s\" exists with plugin \"%s\", not \"wal2json\": drop it or choose "
-                       "another slot name",
-                       slot, st.plugin[0] ? st.plugin : "(physical)");
+            wc_err_set(
+                err, WC_ERR_SLOT,
+                "replication slot \"%s\" exists with plugin \"%s\", not \"wal2json\": drop it or choose "
+                "another slot name",
+                slot, st.plugin[0] ? st.plugin : "(physical)");
             goto done;
         }
         *existed = 1;
@@ -227,8 +229,8 @@ int wc_slot_check(const char *dsn, struct wc_check_item *items, int max, struct 
         char name[64];
         const char *p[] = {name};
         snprintf(name, sizeof(name), "walcast_check_%d", (int)getpid());
-        r = PQexecParams(c, "SELECT pg_create_logical_replication_slot($1, 'wal2json', true)", 1, NULL, p, NULL,
-                         NULL, 0);
+        r = PQexecParams(c, "SELECT pg_create_logical_replication_slot($1, 'wal2json', true)", 1, NULL, p,
+                         NULL, NULL, 0);
         int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
         item(items, max, &n, "wal2json", ok, "%s",
              ok ? "installed" : "not loadable (install postgresql-15-wal2json on the server)");

@@ -55,12 +55,26 @@ PGconn *wc_pg_connect(const char *dsn, const char *replication, struct wc_err *e
     /* Values are rendered by the walsender's session: pin what changes their text. */
     /* Timeouts and TCP keepalives come first so that the DSN can override them: a black-holed server
      * must not hang the engine until the kernel gives up on the connection. */
-    const char *keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
-                          "dbname", "replication", "options", "fallback_application_name", NULL};
-    const char *vals[] = {"10", "10", "5", "3", dsn && *dsn ? dsn : NULL, replication,
-                          "-c datestyle=ISO -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 "
-                          "-c bytea_output=hex",
-                          "walcast", NULL};
+    const char *keys[] = {"connect_timeout",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "dbname",
+                          "replication",
+                          "options",
+                          "fallback_application_name",
+                          NULL};
+    const char *vals[] = {
+        "10",
+        "10",
+        "5",
+        "3",
+        dsn && *dsn ? dsn : NULL,
+        replication,
+        "-c datestyle=ISO -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 "
+        "-c bytea_output=hex",
+        "walcast",
+        NULL};
     PGconn *conn;
 
     if (vals[4] == NULL) {
@@ -127,16 +141,18 @@ static int start_error_code(const PGresult *res)
 static void slot_error(struct wc_err *err, int code, const char *slot, const char *server_msg)
 {
     if (code == WC_ERR_SLOT && strstr(server_msg, "does not exist"))
-        wc_err_set(err, code,
-                   "replication slot \"%s\" does not exist (dropped?): create it with \"walcast slot create\"; "
-                   "events committed while it was missing are not in it, so rebuild the projections",
-                   slot);
+        wc_err_set(
+            err, code,
+            "replication slot \"%s\" does not exist (dropped?): create it with \"walcast slot create\"; "
+            "events committed while it was missing are not in it, so rebuild the projections",
+            slot);
     else if (code == WC_ERR_SLOT && (strstr(server_msg, "no longer") || strstr(server_msg, "invalidated")))
-        wc_err_set(err, code,
-                   "replication slot \"%s\" is lost: the server removed WAL it still needed "
-                   "(max_slot_wal_keep_size); recover with \"walcast slot drop\" and \"walcast slot create\", "
-                   "then rebuild the projections: %s",
-                   slot, server_msg);
+        wc_err_set(
+            err, code,
+            "replication slot \"%s\" is lost: the server removed WAL it still needed "
+            "(max_slot_wal_keep_size); recover with \"walcast slot drop\" and \"walcast slot create\", "
+            "then rebuild the projections: %s",
+            slot, server_msg);
     else if (code == WC_ERR_SLOT_ACTIVE)
         wc_err_set(err, code, "replication slot \"%s\" is in use by another process: %s", slot, server_msg);
     else

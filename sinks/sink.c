@@ -45,7 +45,8 @@ void wc_sink_free(struct wc_sink *s)
     free(s);
 }
 
-int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, const char *error, struct wc_err *err)
+int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, const char *error,
+                         struct wc_err *err)
 {
     char lsn[WC_LSN_STRLEN];
     const char *type = ev->col[WC_COL_EVENT_TYPE].text ? ev->col[WC_COL_EVENT_TYPE].text : "";
@@ -79,7 +80,8 @@ void wc_dlq_print(const struct wc_sink *s, int json, const char *id, const char 
                   const char *const *cols, const char *error, const char *created)
 {
     /* cols: event_id, event_type, aggregate_type, aggregate_id, payload (any may be NULL). */
-    static const char *const names[] = {"event_id", "event_type", "aggregate_type", "aggregate_id", "payload"};
+    static const char *const names[] = {"event_id", "event_type", "aggregate_type", "aggregate_id",
+                                        "payload"};
     struct wc_buf b = WC_BUF_INIT;
 
     if (json) {

@@ -78,7 +78,8 @@ static int write_cursor_file(struct jsonl *j, struct wc_pos pos, struct wc_err *
     int fd, n;
 
     snprintf(tmp, sizeof(tmp), "%s.tmp", j->cursor_path);
-    n = snprintf(line, sizeof(line), "%s %" PRId64 "\n", wc_pos_format(pos, p), j->regular ? j->size : (int64_t)-1);
+    n = snprintf(line, sizeof(line), "%s %" PRId64 "\n", wc_pos_format(pos, p),
+                 j->regular ? j->size : (int64_t)-1);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0 || write_all(fd, line, (size_t)n) < 0 || fsync(fd) < 0) {
         wc_err_set(err, WC_ERR_IO, "could not write cursor file \"%s\": %s", tmp, strerror(errno));
@@ -88,7 +89,8 @@ static int write_cursor_file(struct jsonl *j, struct wc_pos pos, struct wc_err *
     }
     close(fd);
     if (rename(tmp, j->cursor_path) < 0) {
-        wc_err_set(err, WC_ERR_IO, "could not rename \"%s\" to \"%s\": %s", tmp, j->cursor_path, strerror(errno));
+        wc_err_set(err, WC_ERR_IO, "could not rename \"%s\" to \"%s\": %s", tmp, j->cursor_path,
+                   strerror(errno));
         return -1;
     }
     /* The rename itself is durable once the directory is synced. */
@@ -164,8 +166,8 @@ static int jsonl_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *er
     struct wc_err perr;
     char lsn[WC_LSN_STRLEN];
     static const char *const keys[WC_COL_COUNT] = {
-        "{\"event_id\":", ",\"aggregate_type\":", ",\"aggregate_id\":", ",\"event_type\":", ",\"payload\":",
-        ",\"occurred_at\":",
+        "{\"event_id\":",   ",\"aggregate_type\":", ",\"aggregate_id\":",
+        ",\"event_type\":", ",\"payload\":",        ",\"occurred_at\":",
     };
 
     for (int k = 0; k < WC_COL_COUNT; k++) {

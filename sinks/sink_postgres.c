@@ -28,12 +28,12 @@
 /* Prepared statements: walcast's own two first, then every configured statement. */
 enum { PREP_CURSOR, PREP_DEAD, PREP_DL_DELETE, PREP_FIRST_RULE };
 
-#define CURSOR_SQL                                                                                         \
+#define CURSOR_SQL                                                                                           \
     "INSERT INTO walcast_cursor (slot, sink, lsn, idx, updated_at) VALUES ($1, $2, $3::pg_lsn, $4::bigint, " \
-    "now()) ON CONFLICT (slot, sink) DO UPDATE SET lsn = EXCLUDED.lsn, idx = EXCLUDED.idx, "              \
+    "now()) ON CONFLICT (slot, sink) DO UPDATE SET lsn = EXCLUDED.lsn, idx = EXCLUDED.idx, "                 \
     "updated_at = now()"
-#define DEAD_SQL                                                                                           \
-    "INSERT INTO walcast_dead_letters (slot, sink, lsn, idx, event_id, event_type, aggregate_type, "      \
+#define DEAD_SQL                                                                                             \
+    "INSERT INTO walcast_dead_letters (slot, sink, lsn, idx, event_id, event_type, aggregate_type, "         \
     "aggregate_id, payload, error) VALUES ($1, $2, $3::pg_lsn, $4::bigint, $5, $6, $7, $8, $9, $10)"
 #define DEAD_NPARAMS 10
 #define DEAD_NSTORED 8 /* all but slot and sink, which are the same for every dead letter */
@@ -53,8 +53,8 @@ static const char setup_sql[] =
     "COMMIT";
 
 /* The event columns kept for dead letters, in DEAD_SQL's order ($5..$8), then the payload ($9). */
-static const int dead_cols[] = {WC_COL_EVENT_ID, WC_COL_EVENT_TYPE, WC_COL_AGGREGATE_TYPE, WC_COL_AGGREGATE_ID,
-                                WC_COL_PAYLOAD};
+static const int dead_cols[] = {WC_COL_EVENT_ID, WC_COL_EVENT_TYPE, WC_COL_AGGREGATE_TYPE,
+                                WC_COL_AGGREGATE_ID, WC_COL_PAYLOAD};
 
 struct pg_prep {
     char name[32];
@@ -64,9 +64,9 @@ struct pg_prep {
 
 /* One queued execution of a prepared statement. */
 struct pg_op {
-    int prep;      /* index into pg->prep */
-    int nparams;   /* parameters stored in pg->offs (DEAD_NSTORED for a dead letter) */
-    size_t first;  /* index of the first in pg->offs */
+    int prep;     /* index into pg->prep */
+    int nparams;  /* parameters stored in pg->offs (DEAD_NSTORED for a dead letter) */
+    size_t first; /* index of the first in pg->offs */
 };
 
 /* One queued event: its identity (arena offsets) and its operations. */
@@ -99,7 +99,7 @@ struct pg {
 
 /* The outcome of a pipeline. */
 struct pipe_res {
-    int failed_at;  /* index of the first failed command, or -1 */
+    int failed_at; /* index of the first failed command, or -1 */
     char sqlstate[6];
     char msg[512];
 };
@@ -263,7 +263,8 @@ static void result_msg(PGresult *r, char *dst, size_t size)
         copy_msg(dst, size, PQresultErrorMessage(r));
         return;
     }
-    snprintf(dst, size, "%s (SQLSTATE %s)%s%s", primary, st ? st : "?????", detail ? ": " : "", detail ? detail : "");
+    snprintf(dst, size, "%s (SQLSTATE %s)%s%s", primary, st ? st : "?????", detail ? ": " : "",
+             detail ? detail : "");
     tidy(dst);
 }
 
@@ -355,8 +356,8 @@ static int prepare_all(struct wc_sink *s, struct wc_err *err)
     snprintf(p->prep[PREP_DEAD].name, sizeof(p->prep[0].name), "wc_dead_letter");
     snprintf(p->prep[PREP_DL_DELETE].name, sizeof(p->prep[0].name), "wc_dl_delete");
     if (prepare_one(s, "wc_cursor", CURSOR_SQL, 4, "could not prepare the cursor statement", err) < 0 ||
-        prepare_one(s, "wc_dead_letter", DEAD_SQL, DEAD_NPARAMS, "could not prepare the dead-letter statement",
-                    err) < 0 ||
+        prepare_one(s, "wc_dead_letter", DEAD_SQL, DEAD_NPARAMS,
+                    "could not prepare the dead-letter statement", err) < 0 ||
         prepare_one(s, "wc_dl_delete", "DELETE FROM walcast_dead_letters WHERE id = $1::bigint", 1,
                     "could not prepare the dead-letter removal", err) < 0)
         return -1;
@@ -370,9 +371,10 @@ static int prepare_all(struct wc_sink *s, struct wc_err *err)
             snprintf(pp->name, sizeof(pp->name), "wc_%d_%d", r, k);
             pp->projection = rule->projection;
             pp->line = st->line;
-            snprintf(what, sizeof(what), "projection \"%s\", event \"%s\", statement %d (line %d): could not prepare",
-                     rule->projection ? rule->projection : "", rule->event_type ? rule->event_type : "", k + 1,
-                     st->line);
+            snprintf(what, sizeof(what),
+                     "projection \"%s\", event \"%s\", statement %d (line %d): could not prepare",
+                     rule->projection ? rule->projection : "", rule->event_type ? rule->event_type : "",
+                     k + 1, st->line);
             if (prepare_one(s, pp->name, st->sql, st->nparams, what, err) < 0)
                 return -1;
         }
@@ -455,8 +457,8 @@ static int pg_read_cursor(struct wc_sink *s, struct wc_pos *out, int *found, str
 
     *out = WC_POS_NONE;
     *found = 0;
-    r = PQexecParams(p->conn, "SELECT lsn::text, idx FROM walcast_cursor WHERE slot = $1 AND sink = $2", 2, NULL,
-                     params, NULL, NULL, 0);
+    r = PQexecParams(p->conn, "SELECT lsn::text, idx FROM walcast_cursor WHERE slot = $1 AND sink = $2", 2,
+                     NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fail_result(s, r, WC_ERR_DATA, "could not read the cursor", err);
         PQclear(r);
@@ -467,8 +469,8 @@ static int pg_read_cursor(struct wc_sink *s, struct wc_pos *out, int *found, str
         char *end;
         long long i = strtoll(idx, &end, 10);
         if (wc_lsn_parse(lsn, &out->lsn) < 0 || end == idx || *end != '\0') {
-            wc_err_set(err, WC_ERR_PROTOCOL, "sink \"%s\": invalid cursor \"%s:%s\" in walcast_cursor", s->name, lsn,
-                       idx);
+            wc_err_set(err, WC_ERR_PROTOCOL, "sink \"%s\": invalid cursor \"%s:%s\" in walcast_cursor",
+                       s->name, lsn, idx);
             PQclear(r);
             return -1;
         }
@@ -507,8 +509,8 @@ static int pg_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
         ptrdiff_t r = rule - s->conf->rules;
         if (r < 0 || r >= s->conf->nrule) {
             batch_truncate(p, nevs, nops, noffs, arena_len);
-            wc_err_set(err, WC_ERR_INTERNAL, "sink \"%s\": rule for event \"%s\" is not one of the sink's", s->name,
-                       type);
+            wc_err_set(err, WC_ERR_INTERNAL, "sink \"%s\": rule for event \"%s\" is not one of the sink's",
+                       s->name, type);
             return -1;
         }
         for (int k = 0; k < rule->nstmt; k++) {
@@ -525,8 +527,8 @@ static int pg_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
                     off = p->arena.len;
                     rc = wc_tmpl_render(t, ev, &p->arena, &rerr);
                     if (rc < 0) {
-                        snprintf(why, sizeof(why), "projection \"%s\": %s", rule->projection ? rule->projection : "",
-                                 rerr.msg);
+                        snprintf(why, sizeof(why), "projection \"%s\": %s",
+                                 rule->projection ? rule->projection : "", rerr.msg);
                         goto render_failed;
                     }
                     if (rc == 1)
@@ -966,8 +968,8 @@ static int pg_reset(struct wc_sink *s, struct wc_err *err)
         return -1;
     }
     /* The dead letters go too: the rebuild meets the same bad events again and stores them anew. */
-    PGresult *r = PQexecParams(p->conn, "DELETE FROM walcast_dead_letters WHERE slot = $1 AND sink = $2", 2, NULL,
-                               params, NULL, NULL, 0);
+    PGresult *r = PQexecParams(p->conn, "DELETE FROM walcast_dead_letters WHERE slot = $1 AND sink = $2", 2,
+                               NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         fail_result(s, r, WC_ERR_DATA, "could not remove the dead letters", err);
         PQclear(r);
@@ -987,9 +989,9 @@ static int pg_reset(struct wc_sink *s, struct wc_err *err)
     return exec_simple(s, "COMMIT", "could not commit the rebuild", err);
 }
 
-#define DLQ_SELECT                                                                                         \
-    "SELECT id::text, lsn::text, idx::text, event_id, event_type, aggregate_type, aggregate_id, payload, "     \
-    "error, created_at::text FROM walcast_dead_letters WHERE slot = $1 AND sink = $2 "                        \
+#define DLQ_SELECT                                                                                           \
+    "SELECT id::text, lsn::text, idx::text, event_id, event_type, aggregate_type, aggregate_id, payload, "   \
+    "error, created_at::text FROM walcast_dead_letters WHERE slot = $1 AND sink = $2 "                       \
     "AND ($3::bigint IS NULL OR id = $3::bigint) ORDER BY id"
 
 static PGresult *dlq_select(struct wc_sink *s, const char *id, struct wc_err *err)
@@ -1047,8 +1049,8 @@ static int pg_dlq_retry(struct wc_sink *s, const char *id, int *retried, int *fa
         dlq_cols(r, i, cols);
         wc_dlq_event(&ev, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), cols);
         batch_reset(p);
-        if (ev.col[WC_COL_EVENT_TYPE].kind == WC_VAL_NULL || !wc_config_rules(s->conf, ev.col[WC_COL_EVENT_TYPE].text, &n) ||
-            n == 0) {
+        if (ev.col[WC_COL_EVENT_TYPE].kind == WC_VAL_NULL ||
+            !wc_config_rules(s->conf, ev.col[WC_COL_EVENT_TYPE].text, &n) || n == 0) {
             wc_err_set(&e2, WC_ERR_DATA, "no projection of sink \"%s\" handles event type \"%s\"", s->name,
                        cols[1] ? cols[1] : "");
         } else if (pg_apply(s, &ev, &e2) == 0 && p->nevs == 0) {
@@ -1072,8 +1074,9 @@ static int pg_dlq_retry(struct wc_sink *s, const char *id, int *retried, int *fa
         }
         (*failed)++;
         const char *up[2] = {e2.msg, dl_id};
-        PGresult *u = PQexecParams(p->conn, "UPDATE walcast_dead_letters SET error = $1 WHERE id = $2::bigint", 2,
-                                   NULL, up, NULL, NULL, 0);
+        PGresult *u =
+            PQexecParams(p->conn, "UPDATE walcast_dead_letters SET error = $1 WHERE id = $2::bigint", 2, NULL,
+                         up, NULL, NULL, 0);
         PQclear(u);
         wc_warning("sink \"%s\": dead letter %s still fails: %s", s->name, dl_id, e2.msg);
     }

@@ -1182,16 +1182,18 @@ static redisReply *dlq_range(struct wc_sink *s, struct redis_sink *p, const char
 }
 
 /* Fields of one XRANGE entry: sink, lsn, idx, cols (event_id ... payload) and error; 0 when it is ours. */
-static int dlq_fields(struct wc_sink *s, redisReply *entry, const char **lsn, const char **idx, const char **cols,
-                      const char **error)
+static int dlq_fields(struct wc_sink *s, redisReply *entry, const char **lsn, const char **idx,
+                      const char **cols, const char **error)
 {
-    static const char *const names[] = {"event_id", "event_type", "aggregate_type", "aggregate_id", "payload"};
+    static const char *const names[] = {"event_id", "event_type", "aggregate_type", "aggregate_id",
+                                        "payload"};
     const char *sink = NULL;
 
     *lsn = *idx = *error = NULL;
     for (int c = 0; c < 5; c++)
         cols[c] = NULL;
-    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || entry->element[1]->type != REDIS_REPLY_ARRAY)
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+        entry->element[1]->type != REDIS_REPLY_ARRAY)
         return -1;
     redisReply *f = entry->element[1];
     for (size_t i = 0; i + 1 < f->elements; i += 2) {
@@ -1286,11 +1288,27 @@ static int redis_dlq_retry(struct wc_sink *s, const char *id, int *retried, int 
         int gone = c->type == REDIS_REPLY_ARRAY && c->elements == 0;
         freeReplyObject(c);
         if (gone) {
-            const char *add[] = {"XADD", p->dead_key, "*", "sink", s->name, "lsn", lsn ? lsn : "", "idx",
-                                 idx ? idx : "", "event_id", cols[0] ? cols[0] : "", "event_type",
-                                 cols[1] ? cols[1] : "", "aggregate_type", cols[2] ? cols[2] : "",
-                                 "aggregate_id", cols[3] ? cols[3] : "", "payload", cols[4] ? cols[4] : "",
-                                 "error", e2.msg};
+            const char *add[] = {"XADD",
+                                 p->dead_key,
+                                 "*",
+                                 "sink",
+                                 s->name,
+                                 "lsn",
+                                 lsn ? lsn : "",
+                                 "idx",
+                                 idx ? idx : "",
+                                 "event_id",
+                                 cols[0] ? cols[0] : "",
+                                 "event_type",
+                                 cols[1] ? cols[1] : "",
+                                 "aggregate_type",
+                                 cols[2] ? cols[2] : "",
+                                 "aggregate_id",
+                                 cols[3] ? cols[3] : "",
+                                 "payload",
+                                 cols[4] ? cols[4] : "",
+                                 "error",
+                                 e2.msg};
             c = command(s, p, (int)(sizeof(add) / sizeof(add[0])), add, NULL, err);
             if (c == NULL) {
                 rc = -1;

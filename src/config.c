@@ -1225,8 +1225,10 @@ struct wc_config *wc_config_load(const char *path, struct wc_err *err)
             if (j == i || b->type != WC_SINK_REDIS || strcmp(a->dsn, b->dsn) != 0)
                 continue;
             mkkey(key, "sinks.%s.rebuild", a->name);
-            fail(&c, a->line, key, "sink \"%s\" shares its redis database with sink \"%s\": give it a database of "
-                 "its own (flushdb wipes the whole database)", a->name, b->name);
+            fail(&c, a->line, key,
+                 "sink \"%s\" shares its redis database with sink \"%s\": give it a database of "
+                 "its own (flushdb wipes the whole database)",
+                 a->name, b->name);
             goto error;
         }
     }

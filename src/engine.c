@@ -37,16 +37,16 @@ struct session {
     struct wc_engine_stats *stats;
 
     int in_txn;
-    struct wc_pos pos;  /* where the stream is: the last event handled, or (end, -1) between transactions */
-    int pending;        /* events queued in the sinks since the last commit */
+    struct wc_pos pos; /* where the stream is: the last event handled, or (end, -1) between transactions */
+    int pending;       /* events queued in the sinks since the last commit */
     size_t pending_bytes;
     int64_t batch_start_ms;
     int64_t last_idle_commit_ms;
 
-    int outage;          /* a transient failure is being retried: logged once, cleared when streaming again */
-    int attempt;         /* reconnect attempts in this outage */
-    int last_walsender;  /* PID of the walsender of our last session */
-    PGconn *hb_conn;     /* plain connection to the source for heartbeats */
+    int outage;         /* a transient failure is being retried: logged once, cleared when streaming again */
+    int attempt;        /* reconnect attempts in this outage */
+    int last_walsender; /* PID of the walsender of our last session */
+    PGconn *hb_conn;    /* plain connection to the source for heartbeats */
     int64_t last_hb_ms;
     int64_t hb_pending_since_us; /* a heartbeat was sent and has not come back (0 = none) */
 };
@@ -82,8 +82,8 @@ static void heartbeat(struct session *s)
     snprintf(content, sizeof(content), "{\"heartbeat_us\":%lld}", (long long)wall_us());
     snprintf(prefix_buf, sizeof(prefix_buf), "%s", s->cfg->msg_prefix ? s->cfg->msg_prefix : "walcast");
     const char *params[] = {prefix_buf, content};
-    PGresult *r = PQexecParams(s->hb_conn, "SELECT pg_logical_emit_message(true, $1, $2)", 2, NULL, params, NULL,
-                               NULL, 0);
+    PGresult *r = PQexecParams(s->hb_conn, "SELECT pg_logical_emit_message(true, $1, $2)", 2, NULL, params,
+                               NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         wc_debug("heartbeat failed: %s", PQerrorMessage(s->hb_conn));
         PQfinish(s->hb_conn);
@@ -197,7 +197,8 @@ static int route_one(struct session *s, struct wc_sink *k, struct wc_event *ev, 
     if (k != s->dead_letter_sink)
         return 0;
     char msg[256];
-    snprintf(msg, sizeof(msg), "no projection handles event type \"%.200s\"", ev->col[WC_COL_EVENT_TYPE].text);
+    snprintf(msg, sizeof(msg), "no projection handles event type \"%.200s\"",
+             ev->col[WC_COL_EVENT_TYPE].text);
     return wc_sink_handle_error(k, ev, s->cfg->on_unknown_event, msg, err);
 }
 
@@ -309,7 +310,8 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err
     if (conn == NULL)
         goto done;
     snprintf(slot, sizeof(slot), "walcast_rebuild_%d", (int)getpid());
-    snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT \"%s\" TEMPORARY LOGICAL wal2json (SNAPSHOT 'export')", slot);
+    snprintf(sql, sizeof(sql),
+             "CREATE_REPLICATION_SLOT \"%s\" TEMPORARY LOGICAL wal2json (SNAPSHOT 'export')", slot);
     res = PQexec(repl, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || wc_lsn_parse(PQgetvalue(res, 0, 1), &point) < 0) {
         wc_err_set(err, WC_ERR_IO, "could not create a snapshot slot for rebuilding sink \"%s\": %s", k->name,
@@ -333,10 +335,11 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err
     char *table = PQescapeIdentifier(conn, s->cfg->outbox_table, strlen(s->cfg->outbox_table));
     char *lit = PQescapeLiteral(conn, snapshot, strlen(snapshot));
     char query[2048];
-    snprintf(query, sizeof(query),
-             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT %s; "
-             "DECLARE walcast_rebuild NO SCROLL CURSOR FOR SELECT %s, %s, %s, %s, %s, %s FROM %s.%s ORDER BY %s",
-             lit, q[0], q[1], q[2], q[3], q[4], q[5], schema, table, q[0]);
+    snprintf(
+        query, sizeof(query),
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT %s; "
+        "DECLARE walcast_rebuild NO SCROLL CURSOR FOR SELECT %s, %s, %s, %s, %s, %s FROM %s.%s ORDER BY %s",
+        lit, q[0], q[1], q[2], q[3], q[4], q[5], schema, table, q[0]);
     PQfreemem(schema);
     PQfreemem(table);
     PQfreemem(lit);
@@ -415,7 +418,8 @@ static int open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
     }
     if (!found) {
         wc_err_set(err, WC_ERR_SLOT,
-                   "replication slot \"%s\" does not exist: create it with \"walcast slot create\"", s->cfg->slot);
+                   "replication slot \"%s\" does not exist: create it with \"walcast slot create\"",
+                   s->cfg->slot);
         return -1;
     }
     if (st.active && st.active_pid != 0) {
@@ -444,18 +448,21 @@ static int open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
         wc_lsn_format(st.confirmed_flush_lsn, c);
         if (lost && k->conf == NULL) {
             /* tail: someone else consumed the slot since; say so and go on from the slot. */
-            wc_warning("cursor %s is behind replication slot \"%s\": events in between were consumed elsewhere",
-                       wc_pos_format(k->cursor, p), s->cfg->slot);
+            wc_warning(
+                "cursor %s is behind replication slot \"%s\": events in between were consumed elsewhere",
+                wc_pos_format(k->cursor, p), s->cfg->slot);
         } else if (lost && !rebuildable) {
             wc_err_set(err, WC_ERR_DATA,
                        "sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s); "
                        "set sinks.%s.rebuild to rebuild it from the outbox table, or restore it",
-                       k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c, k->name);
+                       k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c,
+                       k->name);
             return -1;
         } else if (lost || (!k->has_cursor && rebuildable)) {
             if (lost)
-                wc_warning("sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s)",
-                           k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c);
+                wc_warning(
+                    "sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s)",
+                    k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c);
             else
                 wc_info("sink \"%s\" has no cursor: building it from the outbox table", k->name);
             if (rebuild_sink(s, k, err) < 0)
@@ -506,11 +513,11 @@ static int run_session(struct session *s, struct wc_err *err)
     if (s->stream == NULL)
         return -1;
     if (s->outage)
-        wc_info("reconnected after %d attempts: streaming slot \"%s\" from " WC_LSN_FMT, s->attempt, s->cfg->slot,
-                WC_LSN_ARGS(start));
+        wc_info("reconnected after %d attempts: streaming slot \"%s\" from " WC_LSN_FMT, s->attempt,
+                s->cfg->slot, WC_LSN_ARGS(start));
     else
-        wc_info("streaming slot \"%s\" from " WC_LSN_FMT " (walsender pid %d)", s->cfg->slot, WC_LSN_ARGS(start),
-                wc_stream_backend_pid(s->stream));
+        wc_info("streaming slot \"%s\" from " WC_LSN_FMT " (walsender pid %d)", s->cfg->slot,
+                WC_LSN_ARGS(start), wc_stream_backend_pid(s->stream));
     s->outage = 0;
     s->attempt = 0;
     s->last_walsender = wc_stream_backend_pid(s->stream);
@@ -648,7 +655,8 @@ int wc_engine_replay_file(const struct wc_config *cfg, struct wc_sink *sink, con
         wc_err_set(err, WC_ERR_IO, "could not open file \"%s\": %s", path, strerror(errno));
         return -1;
     }
-    dec = wc_decoder_new(cfg->outbox_schema, cfg->outbox_table, (const char *const *)cfg->columns, cfg->msg_prefix);
+    dec = wc_decoder_new(cfg->outbox_schema, cfg->outbox_table, (const char *const *)cfg->columns,
+                         cfg->msg_prefix);
     if (sink->ops->open(sink, err) < 0)
         goto done;
     int pending = 0;

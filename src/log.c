@@ -34,5 +34,8 @@ void wc_log_raw(int level, const char *fmt, ...)
     va_end(ap);
     /* One write per line so that lines from several processes do not interleave. */
     fprintf(stderr, "%s.%03dZ walcast %s: %s\n", ts, (int)(tv.tv_usec / 1000),
-            level_names[level < 0 ? 0 : level > 3 ? 3 : level], line);
+            level_names[level < 0   ? 0
+                        : level > 3 ? 3
+                                    : level],
+            line);
 }

@@ -13,49 +13,50 @@
 
 /* Exit codes, documented in the README. */
 #define EXIT_OK 0
-#define EXIT_ERROR 1  /* runtime failure: connection, server, data under the halt policy */
-#define EXIT_CONFIG 2 /* bad configuration or usage */
-#define EXIT_SLOT 3   /* the replication slot is missing or lost */
+#define EXIT_ERROR 1       /* runtime failure: connection, server, data under the halt policy */
+#define EXIT_CONFIG 2      /* bad configuration or usage */
+#define EXIT_SLOT 3        /* the replication slot is missing or lost */
 #define EXIT_SLOT_ACTIVE 4 /* the replication slot is streaming to another process */
 
 static const char *progname = "walcast";
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "walcast streams a PostgreSQL outbox table through a wal2json replication slot into projections.\n"
-            "\n"
-            "Usage:\n"
-            "  %s run -c FILE [--standby]          apply every event to the configured projections\n"
-            "  %s tail [CONNECTION] [OPTIONS]      print each outbox event as one JSON line\n"
-            "  %s slot create|status|drop|check [CONNECTION] [--json] [--force]\n"
-            "  %s check-config -c FILE\n"
-            "  %s dlq list|retry -c FILE [--sink NAME] [--id ID] [--json]\n"
-            "  %s version\n"
-            "\n"
-            "Connection (any command):\n"
-            "  -c, --config FILE     configuration file (see docs/configuration.md)\n"
-            "  -d, --source DSN      source database (libpq conninfo or URI; overrides source.dsn)\n"
-            "  -S, --slot NAME       replication slot (overrides source.slot)\n"
-            "      --outbox S.T      outbox table (overrides source.outbox.table)\n"
-            "\n"
-            "tail options:\n"
-            "  -o, --output FILE     write to FILE instead of stdout (exactly once across restarts)\n"
-            "      --cursor FILE     cursor file (default: OUTPUT.cursor, or SLOT.cursor for stdout)\n"
-            "      --no-cursor       keep no cursor: start at the slot's position\n"
-            "  -E, --endpos LSN      stop once the stream reaches LSN\n"
-            "      --from-file FILE  decode a captured pg_recvlogical wal2json v2 stream, no server\n"
-            "\n"
-            "Other:\n"
-            "  -v, --log-level LVL   debug, info, warning, error\n"
-            "  -h, --help\n"
-            "\n"
-            "run options:\n"
-            "      --standby         if the slot is in use, wait and take over when it is released\n"
-            "\n"
-            "Exit codes: 0 ok, 1 runtime error, 2 configuration or usage error, 3 replication slot missing or\n"
-            "lost, 4 replication slot in use by another process.\n",
-            progname, progname, progname, progname, progname, progname);
+    fprintf(
+        f,
+        "walcast streams a PostgreSQL outbox table through a wal2json replication slot into projections.\n"
+        "\n"
+        "Usage:\n"
+        "  %s run -c FILE [--standby]          apply every event to the configured projections\n"
+        "  %s tail [CONNECTION] [OPTIONS]      print each outbox event as one JSON line\n"
+        "  %s slot create|status|drop|check [CONNECTION] [--json] [--force]\n"
+        "  %s check-config -c FILE\n"
+        "  %s dlq list|retry -c FILE [--sink NAME] [--id ID] [--json]\n"
+        "  %s version\n"
+        "\n"
+        "Connection (any command):\n"
+        "  -c, --config FILE     configuration file (see docs/configuration.md)\n"
+        "  -d, --source DSN      source database (libpq conninfo or URI; overrides source.dsn)\n"
+        "  -S, --slot NAME       replication slot (overrides source.slot)\n"
+        "      --outbox S.T      outbox table (overrides source.outbox.table)\n"
+        "\n"
+        "tail options:\n"
+        "  -o, --output FILE     write to FILE instead of stdout (exactly once across restarts)\n"
+        "      --cursor FILE     cursor file (default: OUTPUT.cursor, or SLOT.cursor for stdout)\n"
+        "      --no-cursor       keep no cursor: start at the slot's position\n"
+        "  -E, --endpos LSN      stop once the stream reaches LSN\n"
+        "      --from-file FILE  decode a captured pg_recvlogical wal2json v2 stream, no server\n"
+        "\n"
+        "Other:\n"
+        "  -v, --log-level LVL   debug, info, warning, error\n"
+        "  -h, --help\n"
+        "\n"
+        "run options:\n"
+        "      --standby         if the slot is in use, wait and take over when it is released\n"
+        "\n"
+        "Exit codes: 0 ok, 1 runtime error, 2 configuration or usage error, 3 replication slot missing or\n"
+        "lost, 4 replication slot in use by another process.\n",
+        progname, progname, progname, progname, progname, progname);
 }
 
 static void on_signal(int sig)
@@ -186,12 +187,13 @@ static int cmd_run(const struct options *o)
         .retry_max_ms = cfg->retry_max_ms,
         .max_retries = cfg->retry_max_attempts,
     };
-    wc_info("starting: slot \"%s\", outbox \"%s.%s\", %d sinks", cfg->slot, cfg->outbox_schema, cfg->outbox_table,
-            cfg->nsink);
+    wc_info("starting: slot \"%s\", outbox \"%s.%s\", %d sinks", cfg->slot, cfg->outbox_schema,
+            cfg->outbox_table, cfg->nsink);
     if (wc_engine_run(cfg, sinks, cfg->nsink, &eo, &stats, &err) < 0)
         rc = fail(&err);
-    wc_info("stopped: %llu events in %llu transactions, confirmed " WC_LSN_FMT, (unsigned long long)stats.events,
-            (unsigned long long)stats.transactions, WC_LSN_ARGS(stats.confirmed));
+    wc_info("stopped: %llu events in %llu transactions, confirmed " WC_LSN_FMT,
+            (unsigned long long)stats.events, (unsigned long long)stats.transactions,
+            WC_LSN_ARGS(stats.confirmed));
 done:
     for (int i = 0; i < cfg->nsink; i++)
         wc_sink_free(sinks[i]);
@@ -291,8 +293,8 @@ static int cmd_slot(const char *action, const struct options *o)
         if (wc_slot_create(cfg->source_dsn, cfg->slot, &existed, &lsn, &err) < 0)
             rc = slot_fail(&err);
         else if (existed)
-            printf("replication slot \"%s\" already exists with plugin \"wal2json\" (confirmed at %s)\n", cfg->slot,
-                   wc_lsn_format(lsn, l));
+            printf("replication slot \"%s\" already exists with plugin \"wal2json\" (confirmed at %s)\n",
+                   cfg->slot, wc_lsn_format(lsn, l));
         else
             printf("replication slot \"%s\" created with plugin \"wal2json\" at %s\n", cfg->slot,
                    wc_lsn_format(lsn, l));
@@ -303,7 +305,8 @@ static int cmd_slot(const char *action, const struct options *o)
         if (wc_slot_status(cfg->source_dsn, cfg->slot, &st, &found, &err) < 0) {
             rc = slot_fail(&err);
         } else if (!found) {
-            wc_err_set(&err, WC_ERR_SLOT, "replication slot \"%s\" does not exist: create it with \"walcast slot create\"",
+            wc_err_set(&err, WC_ERR_SLOT,
+                       "replication slot \"%s\" does not exist: create it with \"walcast slot create\"",
                        cfg->slot);
             if (o->json)
                 printf("{\"slot\":\"%s\",\"exists\":false}\n", cfg->slot);
@@ -313,8 +316,9 @@ static int cmd_slot(const char *action, const struct options *o)
             fmt_lsn(st.confirmed_flush_lsn, cf);
             fmt_lsn(st.current_wal_lsn, cur);
             if (o->json) {
-                printf("{\"slot\":\"%s\",\"exists\":true,\"plugin\":\"%s\",\"database\":\"%s\",\"active\":%s,",
-                       st.name, st.plugin, st.database, st.active ? "true" : "false");
+                printf(
+                    "{\"slot\":\"%s\",\"exists\":true,\"plugin\":\"%s\",\"database\":\"%s\",\"active\":%s,",
+                    st.name, st.plugin, st.database, st.active ? "true" : "false");
                 json_int_or_null("active_pid", st.active_pid ? st.active_pid : -1, 0);
                 json_str_or_null("restart_lsn", rl, 0);
                 json_str_or_null("confirmed_flush_lsn", cf, 0);
@@ -344,10 +348,11 @@ static int cmd_slot(const char *action, const struct options *o)
                     printf("safe_wal_size:        unlimited (max_slot_wal_keep_size = -1)\n");
             }
             if (strcmp(st.wal_status, "lost") == 0) {
-                wc_err_set(&err, WC_ERR_SLOT,
-                           "replication slot \"%s\" is lost: the server removed WAL it needed; drop and recreate "
-                           "it (walcast slot drop, walcast slot create) and rebuild the projections",
-                           cfg->slot);
+                wc_err_set(
+                    &err, WC_ERR_SLOT,
+                    "replication slot \"%s\" is lost: the server removed WAL it needed; drop and recreate "
+                    "it (walcast slot drop, walcast slot create) and rebuild the projections",
+                    cfg->slot);
                 rc = slot_fail(&err);
             }
         }
@@ -374,8 +379,8 @@ static int cmd_slot(const char *action, const struct options *o)
             }
         }
     } else {
-        fprintf(stderr, "%s: error: unknown slot action \"%s\": use create, status, drop or check\n", progname,
-                action);
+        fprintf(stderr, "%s: error: unknown slot action \"%s\": use create, status, drop or check\n",
+                progname, action);
         rc = EXIT_CONFIG;
     }
     wc_config_free(cfg);
@@ -413,7 +418,8 @@ static int cmd_dlq(const char *action, const struct options *o)
         } else if (k->ops->dlq_retry(k, o->id, &retried, &failed, &err) < 0) {
             rc = fail(&err);
         } else {
-            printf("sink \"%s\": %d dead letters applied and removed, %d still failing\n", k->name, retried, failed);
+            printf("sink \"%s\": %d dead letters applied and removed, %d still failing\n", k->name, retried,
+                   failed);
             if (failed)
                 rc = EXIT_ERROR;
         }
@@ -442,8 +448,8 @@ static int cmd_check_config(const struct options *o)
     int nrule = 0;
     for (int i = 0; i < cfg->nsink; i++)
         nrule += cfg->sinks[i].nrule;
-    printf("%s: ok (slot \"%s\", outbox \"%s.%s\", %d sinks, %d rules)\n", o->config, cfg->slot, cfg->outbox_schema,
-           cfg->outbox_table, cfg->nsink, nrule);
+    printf("%s: ok (slot \"%s\", outbox \"%s.%s\", %d sinks, %d rules)\n", o->config, cfg->slot,
+           cfg->outbox_schema, cfg->outbox_table, cfg->nsink, nrule);
     wc_config_free(cfg);
     return EXIT_OK;
 }
@@ -451,14 +457,23 @@ static int cmd_check_config(const struct options *o)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},   {"source", required_argument, NULL, 'd'},
-        {"slot", required_argument, NULL, 'S'},     {"outbox", required_argument, NULL, 1},
-        {"output", required_argument, NULL, 'o'},   {"cursor", required_argument, NULL, 2},
-        {"no-cursor", no_argument, NULL, 3},        {"endpos", required_argument, NULL, 'E'},
-        {"from-file", required_argument, NULL, 4},  {"log-level", required_argument, NULL, 'v'},
-        {"json", no_argument, NULL, 5},             {"force", no_argument, NULL, 6},
-        {"standby", no_argument, NULL, 7},          {"sink", required_argument, NULL, 8},
-        {"id", required_argument, NULL, 9},          {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"source", required_argument, NULL, 'd'},
+        {"slot", required_argument, NULL, 'S'},
+        {"outbox", required_argument, NULL, 1},
+        {"output", required_argument, NULL, 'o'},
+        {"cursor", required_argument, NULL, 2},
+        {"no-cursor", no_argument, NULL, 3},
+        {"endpos", required_argument, NULL, 'E'},
+        {"from-file", required_argument, NULL, 4},
+        {"log-level", required_argument, NULL, 'v'},
+        {"json", no_argument, NULL, 5},
+        {"force", no_argument, NULL, 6},
+        {"standby", no_argument, NULL, 7},
+        {"sink", required_argument, NULL, 8},
+        {"id", required_argument, NULL, 9},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     struct options o = {0};
     const char *cmd;
@@ -491,22 +506,54 @@ int main(int argc, char **argv)
     optind = first;
     while ((c = getopt_long(argc, argv, "c:d:S:o:E:v:h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'c': o.config = optarg; break;
-        case 'd': o.source = optarg; break;
-        case 'S': o.slot = optarg; break;
-        case 1: o.outbox = optarg; break;
-        case 'o': o.output = optarg; break;
-        case 2: o.cursor = optarg; break;
-        case 3: o.no_cursor = 1; break;
-        case 'E': o.endpos = optarg; break;
-        case 4: o.from_file = optarg; break;
-        case 'v': o.log_level = optarg; break;
-        case 5: o.json = 1; break;
-        case 6: o.force = 1; break;
-        case 7: o.standby = 1; break;
-        case 8: o.sink = optarg; break;
-        case 9: o.id = optarg; break;
-        case 'h': usage(stdout); return EXIT_OK;
+        case 'c':
+            o.config = optarg;
+            break;
+        case 'd':
+            o.source = optarg;
+            break;
+        case 'S':
+            o.slot = optarg;
+            break;
+        case 1:
+            o.outbox = optarg;
+            break;
+        case 'o':
+            o.output = optarg;
+            break;
+        case 2:
+            o.cursor = optarg;
+            break;
+        case 3:
+            o.no_cursor = 1;
+            break;
+        case 'E':
+            o.endpos = optarg;
+            break;
+        case 4:
+            o.from_file = optarg;
+            break;
+        case 'v':
+            o.log_level = optarg;
+            break;
+        case 5:
+            o.json = 1;
+            break;
+        case 6:
+            o.force = 1;
+            break;
+        case 7:
+            o.standby = 1;
+            break;
+        case 8:
+            o.sink = optarg;
+            break;
+        case 9:
+            o.id = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
         default:
             fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
             return EXIT_CONFIG;

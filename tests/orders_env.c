@@ -157,9 +157,7 @@ void ensure_running(struct orders_env *e)
 
 /* Server notices on the test's own connections ("terminating connection due to immediate shutdown"
  * when a test restarts a server) are expected: keep them out of the test output. */
-static void ignore_notice(void *arg, const char *message)
-{
-}
+static void ignore_notice(void *arg, const char *message) {}
 
 static void quiet(PGconn *c)
 {
@@ -249,10 +247,11 @@ void teardown_env(struct orders_env *e)
     stop_walcast(e, SIGTERM);
     /* Drop the slot so it does not pin WAL; the walsender may take a moment to let go of it. */
     for (int i = 0; i < 100; i++) {
-        char *left = qv(e->w,
-                        "SELECT count(*) FROM (SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                        " WHERE slot_name = '%s' AND NOT active) d",
-                        e->slot);
+        char *left =
+            qv(e->w,
+               "SELECT count(*) FROM (SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+               " WHERE slot_name = '%s' AND NOT active) d",
+               e->slot);
         char *still = qv(e->w, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '%s'", e->slot);
         int gone = still && strcmp(still, "0") == 0;
         free(left);
@@ -285,8 +284,9 @@ void wait_order(struct orders_env *e, long long id, const char *status, int time
         int ok = pg && rs && strcmp(pg, status) == 0 && strcmp(rs, status) == 0;
         if (!ok && now_ms() > deadline) {
             dump_log(e);
-            cr_assert_fail("order %lld did not become %s in both sinks within %d ms (order_summary: %s, redis: %s)",
-                           id, status, timeout_ms, pg ? pg : "none", rs ? rs : "none");
+            cr_assert_fail(
+                "order %lld did not become %s in both sinks within %d ms (order_summary: %s, redis: %s)", id,
+                status, timeout_ms, pg ? pg : "none", rs ? rs : "none");
         }
         free(pg);
         free(rs);
@@ -309,8 +309,8 @@ long long place(struct orders_env *e, long long customer, const char *items)
 void command(struct orders_env *e, const char *sql)
 {
     PGresult *res = PQexec(e->w, sql);
-    cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK,
-              "%s: %s", sql, PQerrorMessage(e->w));
+    cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s",
+              sql, PQerrorMessage(e->w));
     PQclear(res);
 }
 
@@ -352,7 +352,8 @@ char *w_iso(struct orders_env *e, long long id, const char *col)
 
 char *w_ms(struct orders_env *e, long long id, const char *col)
 {
-    return qv(e->w, "SELECT (extract(epoch FROM %s) * 1000)::bigint FROM shop.orders WHERE id = %lld", col, id);
+    return qv(e->w, "SELECT (extract(epoch FROM %s) * 1000)::bigint FROM shop.orders WHERE id = %lld", col,
+              id);
 }
 
 char *r_iso(struct orders_env *e, long long id, const char *col)
@@ -413,8 +414,8 @@ void expect_ltv(struct orders_env *e, long long customer, const char *value, con
 {
     expect_str("customer_ltv.lifetime_value",
                qv(e->r, "SELECT lifetime_value FROM customer_ltv WHERE customer_id = %lld", customer), value);
-    expect_str("customer_ltv.orders", qv(e->r, "SELECT orders FROM customer_ltv WHERE customer_id = %lld", customer),
-               orders);
+    expect_str("customer_ltv.orders",
+               qv(e->r, "SELECT orders FROM customer_ltv WHERE customer_id = %lld", customer), orders);
     expect_num("ltv:leaderboard score", rv(e, "ZSCORE ltv:leaderboard %lld", customer), strtod(value, NULL));
 }
 
@@ -451,7 +452,8 @@ pid_t start_workload(struct orders_env *e, int n, double seed)
     cr_assert(pid >= 0);
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execlp("psql", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", e->write_dsn, "-c", call, (char *)NULL);
+        execlp("psql", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", e->write_dsn, "-c", call,
+               (char *)NULL);
         _exit(127);
     }
     free(call);
@@ -474,7 +476,6 @@ void finish_workload(struct orders_env *e, pid_t wl, int timeout_ms)
     }
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "workload failed (status 0x%x)", st);
 }
-
 
 /* Connect, retrying until timeout_ms has passed (a server that is restarting); NULL then. */
 static PGconn *connect_retry(const char *dsn, int timeout_ms)

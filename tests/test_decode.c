@@ -30,22 +30,28 @@ static int feed(const char *msg)
     return wc_decode_message(dec, msg, strlen(msg), 0x1000, &out, &err);
 }
 
-#define BEGIN_MSG "{\"action\":\"B\",\"timestamp\":\"2026-11-27 10:39:53.655523+00\",\"lsn\":\"0/152AC20\",\"nextlsn\":\"0/152AC50\"}"
-#define COMMIT_MSG "{\"action\":\"C\",\"timestamp\":\"2026-11-27 10:39:53.655523+00\",\"lsn\":\"0/152AC20\",\"nextlsn\":\"0/152AC50\"}"
+#define BEGIN_MSG                                                                                            \
+    "{\"action\":\"B\",\"timestamp\":\"2026-11-27 "                                                          \
+    "10:39:53.655523+00\",\"lsn\":\"0/152AC20\",\"nextlsn\":\"0/152AC50\"}"
+#define COMMIT_MSG                                                                                           \
+    "{\"action\":\"C\",\"timestamp\":\"2026-11-27 "                                                          \
+    "10:39:53.655523+00\",\"lsn\":\"0/152AC20\",\"nextlsn\":\"0/152AC50\"}"
 
 /* An outbox insert with the given payload (a JSON string literal, quotes included) and event type. */
 static char *insert_msg(const char *table, const char *type, const char *payload_literal)
 {
     char *s;
-    if (asprintf(&s,
-                 "{\"action\":\"I\",\"lsn\":\"0/152A8F0\",\"schema\":\"public\",\"table\":\"%s\",\"columns\":["
-                 "{\"name\":\"event_id\",\"type\":\"bigint\",\"value\":9223372036854775807},"
-                 "{\"name\":\"aggregate_type\",\"type\":\"text\",\"value\":\"order\"},"
-                 "{\"name\":\"aggregate_id\",\"type\":\"text\",\"value\":\"42\"},"
-                 "{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"%s\"},"
-                 "{\"name\":\"payload\",\"type\":\"jsonb\",\"value\":%s},"
-                 "{\"name\":\"occurred_at\",\"type\":\"timestamp with time zone\",\"value\":\"2026-11-27 10:39:53.654629+00\"}]}",
-                 table, type, payload_literal) < 0)
+    if (asprintf(
+            &s,
+            "{\"action\":\"I\",\"lsn\":\"0/152A8F0\",\"schema\":\"public\",\"table\":\"%s\",\"columns\":["
+            "{\"name\":\"event_id\",\"type\":\"bigint\",\"value\":9223372036854775807},"
+            "{\"name\":\"aggregate_type\",\"type\":\"text\",\"value\":\"order\"},"
+            "{\"name\":\"aggregate_id\",\"type\":\"text\",\"value\":\"42\"},"
+            "{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"%s\"},"
+            "{\"name\":\"payload\",\"type\":\"jsonb\",\"value\":%s},"
+            "{\"name\":\"occurred_at\",\"type\":\"timestamp with time zone\",\"value\":\"2026-11-27 "
+            "10:39:53.654629+00\"}]}",
+            table, type, payload_literal) < 0)
         abort();
     return s;
 }
@@ -95,8 +101,10 @@ Test(decode, renamed_columns)
     const char *names[WC_COL_COUNT] = {"id", "agg_type", "agg_id", "type", "body", "at"};
     struct wc_decoder *d2 = wc_decoder_new("app", "outbox", names, NULL);
     const char *m = "{\"action\":\"I\",\"lsn\":\"0/1\",\"schema\":\"app\",\"table\":\"outbox\",\"columns\":["
-                    "{\"name\":\"id\",\"type\":\"uuid\",\"value\":\"3f1c\"},{\"name\":\"type\",\"type\":\"text\",\"value\":\"T\"},"
-                    "{\"name\":\"body\",\"type\":\"json\",\"value\":\"[1,2]\"},{\"name\":\"extra\",\"type\":\"int\",\"value\":5}]}";
+                    "{\"name\":\"id\",\"type\":\"uuid\",\"value\":\"3f1c\"},{\"name\":\"type\",\"type\":"
+                    "\"text\",\"value\":\"T\"},"
+                    "{\"name\":\"body\",\"type\":\"json\",\"value\":\"[1,2]\"},{\"name\":\"extra\",\"type\":"
+                    "\"int\",\"value\":5}]}";
     cr_assert_eq(wc_decode_message(d2, m, strlen(m), 0, &out, &err), 0, "%s", err.msg);
     cr_assert_eq(out.kind, WC_DECODED_EVENT);
     cr_assert_str_eq(out.event.col[WC_COL_EVENT_ID].text, "3f1c");
@@ -109,28 +117,35 @@ Test(decode, renamed_columns)
 Test(decode, unicode_and_escapes)
 {
     /* payload {"s":"hé\"\n\u0001 ☃ 😀"} as jsonb text inside a JSON string */
-    char *m = insert_msg("domain_events", "T",
-                         "\"{\\\"s\\\": \\\"h\\u00e9\\\\\\\"\\\\n\\\\u0001 \xe2\x98\x83 \xf0\x9f\x98\x80\\\"}\"");
+    char *m =
+        insert_msg("domain_events", "T",
+                   "\"{\\\"s\\\": \\\"h\\u00e9\\\\\\\"\\\\n\\\\u0001 \xe2\x98\x83 \xf0\x9f\x98\x80\\\"}\"");
     cr_assert_eq(feed(m), 0, "%s", err.msg);
     free(m);
     json_t *p = wc_event_payload(&out.event, &err);
     cr_assert_not_null(p, "%s", err.msg);
-    cr_assert_str_eq(json_string_value(json_object_get(p, "s")), "h\xc3\xa9\"\n\x01 \xe2\x98\x83 \xf0\x9f\x98\x80");
+    cr_assert_str_eq(json_string_value(json_object_get(p, "s")),
+                     "h\xc3\xa9\"\n\x01 \xe2\x98\x83 \xf0\x9f\x98\x80");
 }
 
 Test(decode, nulls_and_numbers)
 {
-    char *m = insert_msg("domain_events", "T", "\"{\\\"n\\\": null, \\\"big\\\": 12345678901234567, \\\"amt\\\": 19.99, \\\"neg\\\": -1e3}\"");
+    char *m = insert_msg(
+        "domain_events", "T",
+        "\"{\\\"n\\\": null, \\\"big\\\": 12345678901234567, \\\"amt\\\": 19.99, \\\"neg\\\": -1e3}\"");
     cr_assert_eq(feed(m), 0, "%s", err.msg);
     free(m);
     json_t *p = wc_event_payload(&out.event, &err);
     cr_assert(json_is_null(json_object_get(p, "n")));
     cr_assert_eq(json_integer_value(json_object_get(p, "big")), 12345678901234567LL);
     cr_assert_float_eq(json_real_value(json_object_get(p, "amt")), 19.99, 1e-9);
-    cr_assert(strstr(out.event.col[WC_COL_PAYLOAD].text, "19.99") != NULL, "the raw payload text is kept verbatim");
+    cr_assert(strstr(out.event.col[WC_COL_PAYLOAD].text, "19.99") != NULL,
+              "the raw payload text is kept verbatim");
 
-    const char *nullpayload = "{\"action\":\"I\",\"lsn\":\"0/1\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":["
-                              "{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"T\"},{\"name\":\"payload\",\"type\":\"jsonb\",\"value\":null}]}";
+    const char *nullpayload =
+        "{\"action\":\"I\",\"lsn\":\"0/1\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":["
+        "{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"T\"},{\"name\":\"payload\",\"type\":"
+        "\"jsonb\",\"value\":null}]}";
     cr_assert_eq(feed(nullpayload), 0);
     cr_assert_eq(out.event.col[WC_COL_PAYLOAD].kind, WC_VAL_NULL);
     cr_assert_null(wc_event_payload(&out.event, &err));
@@ -158,8 +173,9 @@ Test(decode, one_mib_payload)
 
 Test(decode, malformed_json_names_the_lsn)
 {
-    const char *bad[] = {"{\"action\":\"I\",", "[1,2]", "{\"no_action\":1}", "{\"action\":\"B\",\"lsn\":\"zz\"}",
-                         "{\"action\":\"I\",\"lsn\":\"0/5\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":7}"};
+    const char *bad[] = {
+        "{\"action\":\"I\",", "[1,2]", "{\"no_action\":1}", "{\"action\":\"B\",\"lsn\":\"zz\"}",
+        "{\"action\":\"I\",\"lsn\":\"0/5\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":7}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         memset(&err, 0, sizeof(err));
         cr_assert_eq(wc_decode_message(dec, bad[i], strlen(bad[i]), 0x16B3748, &out, &err), -1, "%s", bad[i]);
@@ -176,26 +192,33 @@ Test(decode, other_table_and_actions_are_ignored)
     cr_assert_eq(feed(m), 0);
     cr_assert_eq(out.kind, WC_DECODED_IGNORED);
     free(m);
-    cr_assert_eq(feed("{\"action\":\"U\",\"lsn\":\"0/1\",\"schema\":\"public\",\"table\":\"domain_events\"}"), 0);
+    cr_assert_eq(feed("{\"action\":\"U\",\"lsn\":\"0/1\",\"schema\":\"public\",\"table\":\"domain_events\"}"),
+                 0);
     cr_assert_eq(out.kind, WC_DECODED_IGNORED);
-    cr_assert_eq(feed("{\"action\":\"D\",\"lsn\":\"0/1\",\"schema\":\"public\",\"table\":\"domain_events\"}"), 0);
+    cr_assert_eq(feed("{\"action\":\"D\",\"lsn\":\"0/1\",\"schema\":\"public\",\"table\":\"domain_events\"}"),
+                 0);
     cr_assert_eq(out.kind, WC_DECODED_IGNORED);
 }
 
 Test(decode, logical_messages_filtered_by_prefix)
 {
-    cr_assert_eq(feed("{\"action\":\"M\",\"lsn\":\"0/9\",\"transactional\":true,\"prefix\":\"walcast\",\"content\":\"hb 1\"}"), 0);
+    cr_assert_eq(feed("{\"action\":\"M\",\"lsn\":\"0/"
+                      "9\",\"transactional\":true,\"prefix\":\"walcast\",\"content\":\"hb 1\"}"),
+                 0);
     cr_assert_eq(out.kind, WC_DECODED_MESSAGE);
     cr_assert_str_eq(out.content, "hb 1");
     cr_assert(out.transactional);
-    cr_assert_eq(feed("{\"action\":\"M\",\"lsn\":\"0/9\",\"transactional\":false,\"prefix\":\"other\",\"content\":\"x\"}"), 0);
+    cr_assert_eq(feed("{\"action\":\"M\",\"lsn\":\"0/"
+                      "9\",\"transactional\":false,\"prefix\":\"other\",\"content\":\"x\"}"),
+                 0);
     cr_assert_eq(out.kind, WC_DECODED_IGNORED);
 }
 
 Test(decode, missing_event_type_column)
 {
-    const char *m = "{\"action\":\"I\",\"lsn\":\"0/AB\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":["
-                    "{\"name\":\"kind\",\"type\":\"text\",\"value\":\"T\"}]}";
+    const char *m =
+        "{\"action\":\"I\",\"lsn\":\"0/AB\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":["
+        "{\"name\":\"kind\",\"type\":\"text\",\"value\":\"T\"}]}";
     cr_assert_eq(feed(m), -1);
     cr_assert_eq(err.code, WC_ERR_DATA);
     cr_assert(strstr(err.msg, "\"event_type\"") && strstr(err.msg, "0/AB"), "%s", err.msg);
@@ -220,8 +243,8 @@ Test(decode, fixtures_through_tail_from_file)
     const char *names[] = {"capture_v2", "mixed"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char *cmd, *got, *want;
-        if (asprintf(&cmd, "%s tail --from-file %s/tests/fixtures/decode/%s.jsonl", wct_walcast(), wct_source_dir(),
-                     names[i]) < 0)
+        if (asprintf(&cmd, "%s tail --from-file %s/tests/fixtures/decode/%s.jsonl", wct_walcast(),
+                     wct_source_dir(), names[i]) < 0)
             abort();
         cr_assert_eq(wct_run(cmd, &got), 0, "%s", cmd);
         free(cmd);
@@ -281,7 +304,8 @@ Test(decode, fast_insert_path_agrees_with_full_parse)
         cr_assert_eq(wct_run(path, &text), 0);
         const char *lines[64];
         size_t n = 0;
-        for (char *save = NULL, *l = strtok_r(text, "\n", &save); l && n < 64; l = strtok_r(NULL, "\n", &save))
+        for (char *save = NULL, *l = strtok_r(text, "\n", &save); l && n < 64;
+             l = strtok_r(NULL, "\n", &save))
             lines[n++] = l;
         compare_paths(lines, n);
         free(text);
@@ -291,20 +315,32 @@ Test(decode, fast_insert_path_agrees_with_full_parse)
         BEGIN_MSG,
         /* escapes of every kind, a surrogate pair, a control character escape */
         "{\"action\":\"I\",\"lsn\":\"0/1\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":["
-        "{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\\u0001\"},"
+        "{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"a\\\"b\\\\c\\/"
+        "d\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\\u0001\"},"
         "{\"name\":\"payload\",\"type\":\"jsonb\",\"value\":\"{\\\"k\\\": [1, 2.5, null]}\"},"
         "{\"name\":\"event_id\",\"type\":\"bigint\",\"value\":-42},"
         "{\"name\":\"aggregate_id\",\"type\":\"boolean\",\"value\":true},"
-        "{\"name\":\"occurred_at\",\"type\":\"timestamp without time zone\",\"value\":\"2026-01-01 00:00:00\"}]}",
+        "{\"name\":\"occurred_at\",\"type\":\"timestamp without time zone\",\"value\":\"2026-01-01 "
+        "00:00:00\"}]}",
         /* no columns, other table, unknown key order: fall back or ignore alike */
         "{\"action\":\"I\",\"lsn\":\"0/2\",\"schema\":\"public\",\"table\":\"other\",\"columns\":[]}",
-        "{\"action\":\"I\",\"table\":\"domain_events\",\"schema\":\"public\",\"columns\":[{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"X\"}]}",
+        "{\"action\":\"I\",\"table\":\"domain_events\",\"schema\":\"public\",\"columns\":[{\"name\":\"event_"
+        "type\",\"type\":\"text\",\"value\":\"X\"}]}",
         /* malformed: a lone surrogate, a bad escape, a raw newline, truncated */
-        "{\"action\":\"I\",\"lsn\":\"0/3\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"\\ud800\"}]}",
-        "{\"action\":\"I\",\"lsn\":\"0/3\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"\\x\"}]}",
-        "{\"action\":\"I\",\"lsn\":\"0/3\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"a\nb\"}]}",
-        "{\"action\":\"I\",\"lsn\":\"0/3\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"event_type\"",
-        "{\"action\":\"I\",\"lsn\":\"0/4\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"kind\",\"type\":\"text\",\"value\":\"X\"}]}",
+        "{\"action\":\"I\",\"lsn\":\"0/"
+        "3\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"event_type\","
+        "\"type\":\"text\",\"value\":\"\\ud800\"}]}",
+        "{\"action\":\"I\",\"lsn\":\"0/"
+        "3\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"event_type\","
+        "\"type\":\"text\",\"value\":\"\\x\"}]}",
+        "{\"action\":\"I\",\"lsn\":\"0/"
+        "3\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"event_type\","
+        "\"type\":\"text\",\"value\":\"a\nb\"}]}",
+        "{\"action\":\"I\",\"lsn\":\"0/"
+        "3\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"event_type\"",
+        "{\"action\":\"I\",\"lsn\":\"0/"
+        "4\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":[{\"name\":\"kind\",\"type\":"
+        "\"text\",\"value\":\"X\"}]}",
         COMMIT_MSG,
     };
     compare_paths(edge, sizeof(edge) / sizeof(edge[0]));

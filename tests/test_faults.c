@@ -30,7 +30,8 @@ static long long services(const char *cmd, const char *arg)
 {
     const char *dir = getenv("WALCAST_TEST_DIR");
     cr_assert(dir != NULL && *dir, "WALCAST_TEST_DIR is not set: start the servers with scripts/services.sh");
-    char *sh = xprintf("'%s/scripts/services.sh' %s '%s' %s 2>&1", wct_source_dir(), cmd, dir, arg ? arg : ""),
+    char *sh =
+             xprintf("'%s/scripts/services.sh' %s '%s' %s 2>&1", wct_source_dir(), cmd, dir, arg ? arg : ""),
          *out = NULL;
     long long t0 = now_ms();
     int rc = wct_run(sh, &out);
@@ -69,7 +70,8 @@ static void workload_alive(pid_t wl, int *done)
     if (*done || waitpid(wl, &st, WNOHANG) != wl)
         return;
     *done = 1;
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the workload failed (status 0x%x): see workload.log", st);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the workload failed (status 0x%x): see workload.log",
+              st);
 }
 
 typedef void (*inject_fn)(struct orders_env *e, int i);
@@ -149,8 +151,9 @@ static void expect_redis_config(struct orders_env *e, const char *name, const ch
 {
     redisReply *rep = redisCommand(e->redis, "CONFIG GET %s", name);
     cr_assert(rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2, "CONFIG GET %s", name);
-    cr_assert_str_eq(rep->element[1]->str, want, "redis %s is %s: the Redis sink is exactly once only with %s",
-                     name, rep->element[1]->str, want);
+    cr_assert_str_eq(rep->element[1]->str, want,
+                     "redis %s is %s: the Redis sink is exactly once only with %s", name,
+                     rep->element[1]->str, want);
     freeReplyObject(rep);
 }
 

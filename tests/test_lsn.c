@@ -56,5 +56,6 @@ Test(pos, round_trip_and_order)
     cr_assert(!wc_pos_covered(cur, (struct wc_pos){101, 0}), "a later transaction is not");
     struct wc_pos done = {200, -1};
     cr_assert(wc_pos_covered(done, (struct wc_pos){199, 1000}));
-    cr_assert(!wc_pos_covered(done, (struct wc_pos){200, 0}), "a transaction committing at the end LSN is new");
+    cr_assert(!wc_pos_covered(done, (struct wc_pos){200, 0}),
+              "a transaction committing at the end LSN is new");
 }

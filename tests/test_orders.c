@@ -34,10 +34,12 @@ Test(orders, commands_enforce_transitions)
     long long id = place(&e, 1, "[{\"sku\": \"A\", \"qty\": 3, \"unit_price\": 0.10}]");
     char *payload = qv(c, "SELECT payload::text FROM domain_events WHERE event_type = 'OrderPlaced'");
     cr_log_info("OrderPlaced payload: %s", payload);
-    char *total = qv(c, "SELECT jsonb_typeof(payload->'total') || ' ' || (payload->'total')::text FROM domain_events");
+    char *total =
+        qv(c, "SELECT jsonb_typeof(payload->'total') || ' ' || (payload->'total')::text FROM domain_events");
     expect_str("total is a JSON number with 2 decimals", total, "number 0.30");
-    char *iso = qv(c, "SELECT payload->>'placed_at' ~ '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z$' "
-                      "FROM domain_events");
+    char *iso =
+        qv(c, "SELECT payload->>'placed_at' ~ '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z$' "
+              "FROM domain_events");
     expect_str("placed_at is ISO 8601 UTC with ms", iso, "t");
     free(payload);
 
@@ -60,7 +62,8 @@ Test(orders, commands_enforce_transitions)
     err = command_error(&e, "SELECT shop.place_order(1, '[]')");
     cr_expect(strstr(err, "non-empty") != NULL, "%s", err);
     free(err);
-    err = command_error(&e, "SELECT shop.place_order(1, '[{\"sku\": \"A\", \"qty\": 0, \"unit_price\": 1}]')");
+    err =
+        command_error(&e, "SELECT shop.place_order(1, '[{\"sku\": \"A\", \"qty\": 0, \"unit_price\": 1}]')");
     free(err);
     err = command_error(&e, "SELECT shop.confirm_order(424242)");
     cr_expect(strstr(err, "does not exist") != NULL, "%s", err);
@@ -80,8 +83,9 @@ Test(orders, each_event_updates_both_sinks)
     long long cust = qll(e.w, "SELECT id FROM shop.customers WHERE email = 'ada@example.com'");
 
     /* Order 1: placed -> confirmed -> shipped. 2 x 10.25 + 1 x 5.55 = 26.05 */
-    long long o1 = place(&e, cust, "[{\"sku\": \"A-1\", \"qty\": 2, \"unit_price\": 10.25},"
-                                   " {\"sku\": \"B-2\", \"qty\": 1, \"unit_price\": 5.55}]");
+    long long o1 = place(&e, cust,
+                         "[{\"sku\": \"A-1\", \"qty\": 2, \"unit_price\": 10.25},"
+                         " {\"sku\": \"B-2\", \"qty\": 1, \"unit_price\": 5.55}]");
     wait_order(&e, o1, "placed", 30000);
     expect_order(&e, o1);
     expect_str("item_count", qv(e.r, "SELECT item_count FROM order_summary WHERE order_id = %lld", o1), "2");
@@ -121,8 +125,10 @@ Test(orders, each_event_updates_both_sinks)
     /* The newest-first read both sinks serve. */
     char *newest = xprintf("%lld", o2);
     expect_str("newest order (PostgreSQL)",
-               qv(e.r, "SELECT order_id FROM order_summary WHERE customer_id = %lld"
-                       " ORDER BY placed_at DESC, order_id DESC LIMIT 1", cust),
+               qv(e.r,
+                  "SELECT order_id FROM order_summary WHERE customer_id = %lld"
+                  " ORDER BY placed_at DESC, order_id DESC LIMIT 1",
+                  cust),
                newest);
     free(newest);
     redisReply *rep = redisCommand(e.redis, "ZREVRANGE customer:%lld:orders 0 0", cust);
@@ -175,7 +181,8 @@ Test(orders, kill_9_during_workload_then_check)
             at[j] = at[j - 1];
             at[j - 1] = t;
         }
-    cr_log_info("kill -9 seed %u at outbox events %lld %lld %lld %lld %lld", seed, at[0], at[1], at[2], at[3], at[4]);
+    cr_log_info("kill -9 seed %u at outbox events %lld %lld %lld %lld %lld", seed, at[0], at[1], at[2], at[3],
+                at[4]);
 
     pid_t wl = start_workload(&e, WORKLOAD, -0.5);
     int kills = 0, st, done = 0;
@@ -200,8 +207,8 @@ Test(orders, kill_9_during_workload_then_check)
                 e.pid = 0;
             }
             long long applied = qll(e.r, "SELECT count(*) FROM order_summary");
-            cr_log_info("kill -9 #%d at outbox event %lld (order_summary rows %lld)%s", kills + 1, events, applied,
-                        done ? " after the workload" : "");
+            cr_log_info("kill -9 #%d at outbox event %lld (order_summary rows %lld)%s", kills + 1, events,
+                        applied, done ? " after the workload" : "");
             kills++;
             sleep_ms(rand() % 300);
             start_walcast(&e);

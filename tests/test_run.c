@@ -12,8 +12,8 @@
 #include "walcast/lsn.h"
 
 struct env {
-    char *src;   /* source DSN */
-    char *read;  /* read database DSN */
+    char *src;  /* source DSN */
+    char *read; /* read database DSN */
     char *slot;
     int redis_db;
     char *dir;
@@ -84,9 +84,10 @@ static void setup_env_rebuild(struct env *e, int heartbeat_ms, const char *cache
     e->read = wct_create_db("runread");
     e->redis_db = 12;
     e->dir = wct_tmpdir();
-    wct_sql(e->src, "CREATE TABLE domain_events (event_id bigserial PRIMARY KEY, aggregate_type text NOT NULL, "
-                    "aggregate_id text NOT NULL, event_type text NOT NULL, payload jsonb NOT NULL, "
-                    "occurred_at timestamptz NOT NULL DEFAULT now()); CREATE TABLE other (x int)");
+    wct_sql(e->src,
+            "CREATE TABLE domain_events (event_id bigserial PRIMARY KEY, aggregate_type text NOT NULL, "
+            "aggregate_id text NOT NULL, event_type text NOT NULL, payload jsonb NOT NULL, "
+            "occurred_at timestamptz NOT NULL DEFAULT now()); CREATE TABLE other (x int)");
     wct_sql(e->read, "CREATE TABLE orders_seen (order_id bigint PRIMARY KEY, total numeric NOT NULL)");
     char *sql = fmt("SELECT pg_create_logical_replication_slot('%s', 'wal2json')", e->slot);
     wct_sql(e->src, sql);
@@ -110,9 +111,10 @@ static void setup_env_rebuild(struct env *e, int heartbeat_ms, const char *cache
 /* Drop the test's slot (if any is left), so slots do not pile up across tests. */
 static void drop_slot(struct env *e)
 {
-    char *sql = fmt("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '%s' "
-                    "AND active_pid IS NOT NULL",
-                    e->slot);
+    char *sql =
+        fmt("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '%s' "
+            "AND active_pid IS NOT NULL",
+            e->slot);
     wct_sql(e->src, sql);
     free(sql);
     sql = fmt("DO $$ BEGIN FOR i IN 1..100 LOOP BEGIN PERFORM pg_drop_replication_slot(slot_name) "
@@ -214,9 +216,9 @@ Test(run, bad_events_are_dead_lettered_and_the_stream_keeps_flowing, .timeout = 
     setup_env(&e, 0);
     pid_t pid = start_run(&e, NULL);
     insert_event(&e, "OrderPlaced", "{\"order_id\": 1, \"total\": 10.5}");
-    insert_event(&e, "Mystery", "{\"order_id\": 2}");                     /* unknown event type */
+    insert_event(&e, "Mystery", "{\"order_id\": 2}");                      /* unknown event type */
     insert_event(&e, "OrderPlaced", "{\"total\": 3}");                     /* missing payload field */
-    insert_event(&e, "OrderPlaced", "{\"order_id\": 1, \"total\": 99}");  /* primary key violation */
+    insert_event(&e, "OrderPlaced", "{\"order_id\": 1, \"total\": 99}");   /* primary key violation */
     insert_event(&e, "OrderPlaced", "{\"order_id\": 3, \"total\": 0.25}"); /* good again */
     cr_assert(wait_applied(&e, 20000), "walcast caught up:\n%s", log_text(&e));
 
@@ -227,21 +229,24 @@ Test(run, bad_events_are_dead_lettered_and_the_stream_keeps_flowing, .timeout = 
     cr_assert_str_eq(t, "10.5", "the duplicate did not overwrite the first");
     free(t);
 
-    char *dl = wct_sql_value(e.read, "SELECT string_agg(event_type || ':' || error, E'\\n' ORDER BY lsn, idx) "
-                                     "FROM walcast_dead_letters");
+    char *dl =
+        wct_sql_value(e.read, "SELECT string_agg(event_type || ':' || error, E'\\n' ORDER BY lsn, idx) "
+                              "FROM walcast_dead_letters");
     cr_assert_not_null(dl);
     cr_assert(strstr(dl, "Mystery:") && strstr(dl, "no projection handles event type \"Mystery\""), "%s", dl);
     cr_assert(strstr(dl, "\"order_id\" is missing"), "missing field dead-lettered in PostgreSQL: %s", dl);
     cr_assert(strstr(dl, "duplicate key value violates unique constraint"), "constraint failure: %s", dl);
     free(dl);
-    char *lsn = wct_sql_value(e.read, "SELECT count(*) FROM walcast_dead_letters WHERE lsn IS NULL OR idx IS NULL");
+    char *lsn =
+        wct_sql_value(e.read, "SELECT count(*) FROM walcast_dead_letters WHERE lsn IS NULL OR idx IS NULL");
     cr_assert_str_eq(lsn, "0", "every dead letter has its position");
     free(lsn);
 
     redisContext *r = wct_redis(e.redis_db);
     redisReply *x = redisCommand(r, "XRANGE walcast:dead_letters:%s - +", e.slot);
     cr_assert_eq(x->type, REDIS_REPLY_ARRAY);
-    cr_assert_eq(x->elements, 1, "Redis dead-lettered only the event missing a field (the unknown type went to readdb)");
+    cr_assert_eq(x->elements, 1,
+                 "Redis dead-lettered only the event missing a field (the unknown type went to readdb)");
     freeReplyObject(x);
     x = redisCommand(r, "ZSCORE totals all");
     cr_assert_str_eq(x->str, "109.75", "10.5 + 99 + 0.25: Redis applied the event PostgreSQL refused");
@@ -288,7 +293,8 @@ Test(run, sigterm_commits_and_exits_quickly, .timeout = 120)
 
 static int wait_slot_pid(struct env *e, int not_pid, int timeout_ms)
 {
-    char *sql = fmt("SELECT coalesce(active_pid, 0) FROM pg_replication_slots WHERE slot_name = '%s'", e->slot);
+    char *sql =
+        fmt("SELECT coalesce(active_pid, 0) FROM pg_replication_slots WHERE slot_name = '%s'", e->slot);
     long long deadline = now_ms() + timeout_ms;
     int pid = 0;
     while (now_ms() < deadline) {
@@ -375,7 +381,8 @@ Test(run, lost_slot_is_a_clear_error_with_exit_3, .timeout = 180)
     char *ws = NULL;
     for (int i = 0; i < 10; i++) {
         wct_sql(e.src, "INSERT INTO other SELECT generate_series(1, 1000); SELECT pg_switch_wal()");
-        wct_sql(e.src, "INSERT INTO other SELECT generate_series(1, 1000); SELECT pg_switch_wal(); CHECKPOINT");
+        wct_sql(e.src,
+                "INSERT INTO other SELECT generate_series(1, 1000); SELECT pg_switch_wal(); CHECKPOINT");
         free(ws);
         ws = wct_sql_value(e.src, sql);
         if (ws && strcmp(ws, "lost") == 0)
@@ -421,7 +428,8 @@ Test(run, check_config_names_file_line_and_key)
     char *dir = wct_tmpdir();
     char *path = fmt("%s/bad.yaml", dir);
     FILE *f = fopen(path, "w");
-    fprintf(f, "sinks:\n  readdb:\n    type: postgres\nprojections:\n  p:\n    sink: nosuch\n    on:\n      X: []\n");
+    fprintf(f, "sinks:\n  readdb:\n    type: postgres\nprojections:\n  p:\n    sink: nosuch\n    on:\n      "
+               "X: []\n");
     fclose(f);
     char *cmd = fmt("%s check-config -c %s 2>&1", wct_walcast(), path), *out;
     int st = wct_run(cmd, &out);
@@ -439,7 +447,8 @@ Test(run, check_config_names_file_line_and_key)
     cr_assert_eq(st, 2, "%s", out);
     free(want);
     want = fmt("%s:9:", path);
-    cr_assert(strstr(out, want) && strstr(out, "evnt_type"), "unknown field named with file and line: %s", out);
+    cr_assert(strstr(out, want) && strstr(out, "evnt_type"), "unknown field named with file and line: %s",
+              out);
     free(out);
     free(cmd);
     cmd = fmt("%s check-config -c %s/examples/orders/walcast.yaml 2>&1", wct_walcast(), wct_source_dir());
@@ -503,7 +512,8 @@ Test(run, redis_that_lost_its_data_is_rebuilt_from_the_outbox, .timeout = 120)
     free(n);
     cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
     char *log = log_text(&e);
-    cr_assert(strstr(log, "sink \"cache\" has lost data") && strstr(log, "rebuilt from 60 outbox rows"), "%s", log);
+    cr_assert(strstr(log, "sink \"cache\" has lost data") && strstr(log, "rebuilt from 60 outbox rows"), "%s",
+              log);
     free(log);
     drop_slot(&e);
 }
@@ -571,7 +581,8 @@ Test(run, dlq_list_and_retry, .timeout = 120)
     cr_assert_str_eq(touched, touched2, "a retry never writes the cursor (a running engine owns it)");
     free(touched);
     free(touched2);
-    char *cur1 = wct_sql_value(e.read, "SELECT lsn::text || ':' || idx FROM walcast_cursor WHERE sink = 'readdb'");
+    char *cur1 =
+        wct_sql_value(e.read, "SELECT lsn::text || ':' || idx FROM walcast_cursor WHERE sink = 'readdb'");
 
     cmd = fmt("%s dlq retry -c %s --sink cache 2>&1", wct_walcast(), e.config);
     st = wct_run(cmd, &out);
@@ -579,7 +590,8 @@ Test(run, dlq_list_and_retry, .timeout = 120)
     cr_assert_eq(st, 1, "%s", out);
     cr_assert(strstr(out, "0 dead letters applied and removed, 1 still failing"), "%s", out);
     free(out);
-    char *cur2 = wct_sql_value(e.read, "SELECT lsn::text || ':' || idx FROM walcast_cursor WHERE sink = 'readdb'");
+    char *cur2 =
+        wct_sql_value(e.read, "SELECT lsn::text || ':' || idx FROM walcast_cursor WHERE sink = 'readdb'");
     cr_assert_str_eq(cur1, cur2, "retry does not move the cursor");
     free(cur1);
     free(cur2);
@@ -599,7 +611,8 @@ Test(run, renamed_outbox_column_is_a_clear_error, .timeout = 60)
     int rc = wait_exit(pid, 15000);
     char *log = log_text(&e);
     cr_assert_eq(rc, 1, "walcast stops rather than skipping events it cannot route:\n%s", log);
-    cr_assert(strstr(log, "no value in column \"event_type\"") && strstr(log, "source.outbox.columns.event_type"),
+    cr_assert(strstr(log, "no value in column \"event_type\"") &&
+                  strstr(log, "source.outbox.columns.event_type"),
               "the error names the column and the setting:\n%s", log);
     free(log);
     char *n = wct_sql_value(e.read, "SELECT count(*) FROM orders_seen");
@@ -631,7 +644,8 @@ Test(run, single_redis_sink_rebuilt_after_a_flush, .timeout = 120)
     setup_env(&e, 0);
     FILE *f = fopen(e.config, "w");
     fprintf(f, "source:\n  slot: placeholder\nsinks:\n  cache:\n    type: redis\n    rebuild: flushdb\n"
-               "projections:\n  p:\n    sink: cache\n    on:\n      Hit:\n        - [INCRBY, hits, \"{payload.n}\"]\n");
+               "projections:\n  p:\n    sink: cache\n    on:\n      Hit:\n        - [INCRBY, hits, "
+               "\"{payload.n}\"]\n");
     fclose(f);
     for (int i = 0; i < 3; i++)
         insert_event(&e, "Hit", "{\"n\": 1}"); /* before the first start: the initial build picks them up */

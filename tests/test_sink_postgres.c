@@ -29,7 +29,8 @@ static const char orders_yaml[] =
     "        - sql: >-\n"
     "            INSERT INTO orders (order_id, customer_id, total, placed_at, note)\n"
     "            VALUES ($1::bigint, $2::bigint, $3::numeric, $4::timestamptz, $5)\n"
-    "          params: [payload.order_id, payload.customer_id, payload.total, payload.placed_at, payload.note]\n"
+    "          params: [payload.order_id, payload.customer_id, payload.total, payload.placed_at, "
+    "payload.note]\n"
     "      OrderShipped:\n"
     "        - sql: \"UPDATE orders SET shipped = true WHERE order_id = $1::bigint\"\n"
     "          params: [payload.order_id]\n"
@@ -45,7 +46,8 @@ static const char orders_sql[] =
     " placed_at timestamptz, note text, shipped boolean NOT NULL DEFAULT false);"
     "CREATE TABLE docs (event_id text PRIMARY KEY, body jsonb NOT NULL, lsn text)";
 
-static struct wc_config *load_yaml(const char *dir, const char *dsn, const char *on_error, const char *projections)
+static struct wc_config *load_yaml(const char *dir, const char *dsn, const char *on_error,
+                                   const char *projections)
 {
     char path[512];
     struct wc_err err = {0};
@@ -187,10 +189,12 @@ static void assert_value(const char *dsn, const char *sql, const char *expected)
 static char *order_payload(long id, long customer)
 {
     char *p;
-    cr_assert(asprintf(&p,
-                       "{\"order_id\": %ld, \"customer_id\": %ld, \"total\": 1234567890.25,"
-                       " \"placed_at\": \"2026-11-27T10:39:50.5Z\", \"note\": \"n%ld\", \"items\": [{\"sku\": \"a\"}]}",
-                       id, customer, id) > 0);
+    cr_assert(
+        asprintf(
+            &p,
+            "{\"order_id\": %ld, \"customer_id\": %ld, \"total\": 1234567890.25,"
+            " \"placed_at\": \"2026-11-27T10:39:50.5Z\", \"note\": \"n%ld\", \"items\": [{\"sku\": \"a\"}]}",
+            id, customer, id) > 0);
     return p;
 }
 
@@ -220,8 +224,10 @@ Test(sink_postgres, creates_tables_and_has_no_cursor)
     /* Opening again (a reconnect) finds the tables and prepares again on the new connection. */
     f.s->ops->close(f.s);
     cr_assert_eq(f.s->ops->open(f.s, &err), 0, "%s", err.msg);
-    assert_value(f.dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'walcast'"
-                        " AND datname = current_database()", "1");
+    assert_value(f.dsn,
+                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'walcast'"
+                 " AND datname = current_database()",
+                 "1");
     fx_fini(&f);
 }
 
@@ -233,8 +239,10 @@ Test(sink_postgres, insert_with_typed_casts)
     apply_order(f.s, 0x16B374D848ULL, 0, 42, 7);
     cr_assert_eq(f.s->applied, 1);
     commit_ok(f.s, 0x16B374D848ULL, 0);
-    assert_value(f.dsn, "SELECT customer_id || '|' || total || '|' || note || '|' || shipped FROM orders"
-                        " WHERE order_id = 42", "7|1234567890.25|n42|false");
+    assert_value(f.dsn,
+                 "SELECT customer_id || '|' || total || '|' || note || '|' || shipped FROM orders"
+                 " WHERE order_id = 42",
+                 "7|1234567890.25|n42|false");
     assert_value(f.dsn, "SELECT placed_at = '2026-11-27 10:39:50.5+00' FROM orders", "t");
     /* Several rules for one type run in configuration order, all in the same commit. */
     assert_value(f.dsn, "SELECT lsn FROM docs WHERE event_id = 'ev-16B374D848-0'", "16/B374D848");
@@ -268,8 +276,10 @@ Test(sink_postgres, null_params)
     apply_ok(f.s, 0x200, 0, "OrderPlaced",
              "{\"order_id\": 5, \"customer_id\": 6, \"total\": null, \"placed_at\": null, \"note\": null}");
     commit_ok(f.s, 0x200, 0);
-    assert_value(f.dsn, "SELECT count(*) FROM orders WHERE order_id = 5 AND total IS NULL AND placed_at IS NULL"
-                        " AND note IS NULL", "1");
+    assert_value(f.dsn,
+                 "SELECT count(*) FROM orders WHERE order_id = 5 AND total IS NULL AND placed_at IS NULL"
+                 " AND note IS NULL",
+                 "1");
     assert_value(f.dsn, "SELECT count(*) FROM walcast_dead_letters", "0");
     fx_fini(&f);
 }
@@ -335,15 +345,20 @@ Test(sink_postgres, unique_violation_goes_to_dead_letters)
     apply_ok(f.s, 0x5100, 1, "OrderShipped", "{\"order_id\": 2}");
     cr_assert_eq(f.s->applied, 5);
     commit_ok(f.s, 0x5100, 1);
-    assert_value(f.dsn, "SELECT string_agg(order_id || ':' || customer_id || ':' || shipped, ',' ORDER BY order_id)"
-                        " FROM orders", "1:10:false,2:10:true,3:10:false");
+    assert_value(f.dsn,
+                 "SELECT string_agg(order_id || ':' || customer_id || ':' || shipped, ',' ORDER BY order_id)"
+                 " FROM orders",
+                 "1:10:false,2:10:true,3:10:false");
     assert_value(f.dsn, "SELECT count(*) FROM walcast_dead_letters", "1");
-    assert_value(f.dsn, "SELECT slot || ' ' || sink || ' ' || lsn || ' ' || idx || ' ' || event_id || ' ' ||"
-                        " event_type || ' ' || aggregate_type || ' ' || aggregate_id FROM walcast_dead_letters",
+    assert_value(f.dsn,
+                 "SELECT slot || ' ' || sink || ' ' || lsn || ' ' || idx || ' ' || event_id || ' ' ||"
+                 " event_type || ' ' || aggregate_type || ' ' || aggregate_id FROM walcast_dead_letters",
                  "testslot readdb 0/5000 2 ev-5000-2 OrderPlaced order 2");
     assert_value(f.dsn, "SELECT (payload::jsonb)->>'customer_id' FROM walcast_dead_letters", "11");
-    assert_value(f.dsn, "SELECT error LIKE '%projection \"orders\"%duplicate key value violates unique"
-                        " constraint \"orders_pkey\"%' FROM walcast_dead_letters", "t");
+    assert_value(f.dsn,
+                 "SELECT error LIKE '%projection \"orders\"%duplicate key value violates unique"
+                 " constraint \"orders_pkey\"%' FROM walcast_dead_letters",
+                 "t");
     /* The bad event's docs row went with it: an event is applied whole or not at all. */
     assert_value(f.dsn, "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM docs",
                  "ev-5000-0,ev-5000-1,ev-5100-0");
@@ -393,9 +408,10 @@ Test(sink_postgres, engine_dead_letter_for_unknown_event)
     cr_assert_eq(f.s->ops->dead_letter(f.s, &ev, "no projection for event type \"Mystery\"", &err), 0, "%s",
                  err.msg);
     commit_ok(f.s, 0x7000, 4);
-    assert_value(f.dsn, "SELECT lsn || ' ' || idx || ' ' || event_id || ' ' || event_type || ' ' || aggregate_id"
-                        " || ' ' || (aggregate_type IS NULL) || ' ' || (payload IS NULL) || ' ' || error"
-                        " FROM walcast_dead_letters",
+    assert_value(f.dsn,
+                 "SELECT lsn || ' ' || idx || ' ' || event_id || ' ' || event_type || ' ' || aggregate_id"
+                 " || ' ' || (aggregate_type IS NULL) || ' ' || (payload IS NULL) || ' ' || error"
+                 " FROM walcast_dead_letters",
                  "0/7000 4 e1 Mystery 99 true true no projection for event type \"Mystery\"");
     fx_fini(&f);
 }
@@ -407,7 +423,7 @@ Test(sink_postgres, skip_policy)
     fx_init(&f, "skip", orders_yaml, orders_sql);
     apply_order(f.s, 0x8000, 0, 1, 10);
     apply_ok(f.s, 0x8000, 1, "OrderPlaced", "{\"order_id\": 2}"); /* render failure */
-    apply_order(f.s, 0x8000, 2, 1, 10);                          /* SQL failure */
+    apply_order(f.s, 0x8000, 2, 1, 10);                           /* SQL failure */
     apply_order(f.s, 0x8000, 3, 4, 10);
     commit_ok(f.s, 0x8000, 3);
     cr_assert_eq(f.s->skipped, 2);
@@ -567,7 +583,8 @@ Test(sink_postgres, deferred_constraint_fails_inside_the_event)
             "  keys:\n    sink: readdb\n    on:\n      KeySet:\n"
             "        - sql: \"INSERT INTO keys (k, event_id) VALUES ($1::int, $2)\"\n"
             "          params: [payload.k, event_id]\n",
-            "CREATE TABLE keys (k int, event_id text, CONSTRAINT keys_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED)");
+            "CREATE TABLE keys (k int, event_id text, CONSTRAINT keys_k UNIQUE (k) DEFERRABLE INITIALLY "
+            "DEFERRED)");
     apply_ok(f.s, 0xD000, 0, "KeySet", "{\"k\": 1}");
     apply_ok(f.s, 0xD000, 1, "KeySet", "{\"k\": 2}");
     apply_ok(f.s, 0xD000, 2, "KeySet", "{\"k\": 1}");
@@ -586,8 +603,10 @@ Test(sink_postgres, every_event_bad)
     apply_ok(f.s, 0xE000, 0, "OrderShipped", "{\"order_id\": \"not a number\"}");
     apply_ok(f.s, 0xE000, 1, "OrderShipped", "{\"order_id\": [1]}");
     commit_ok(f.s, 0xE000, 1);
-    assert_value(f.dsn, "SELECT string_agg(idx || ':' || (error LIKE 'projection \"orders\"%: invalid input syntax"
-                        " for type bigint%22P02%'), ',' ORDER BY idx) FROM walcast_dead_letters", "0:true,1:true");
+    assert_value(f.dsn,
+                 "SELECT string_agg(idx || ':' || (error LIKE 'projection \"orders\"%: invalid input syntax"
+                 " for type bigint%22P02%'), ',' ORDER BY idx) FROM walcast_dead_letters",
+                 "0:true,1:true");
     cr_assert_eq(f.s->applied, 0);
     cr_assert_eq(f.s->dead_lettered, 2);
     assert_cursor(f.s, 0xE000, 1);

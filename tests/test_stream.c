@@ -11,9 +11,9 @@
 #include "testutil.h"
 #include "walcast/lsn.h"
 
-#define OUTBOX_DDL                                                                                         \
-    "CREATE TABLE domain_events (event_id bigserial PRIMARY KEY, aggregate_type text NOT NULL, "        \
-    "aggregate_id text NOT NULL, event_type text NOT NULL, payload jsonb NOT NULL, "                     \
+#define OUTBOX_DDL                                                                                           \
+    "CREATE TABLE domain_events (event_id bigserial PRIMARY KEY, aggregate_type text NOT NULL, "             \
+    "aggregate_id text NOT NULL, event_type text NOT NULL, payload jsonb NOT NULL, "                         \
     "occurred_at timestamptz NOT NULL DEFAULT now()); CREATE TABLE other (x int);"
 
 static char *run_walcast(const char *dsn, const char *slot, const char *args, int *status)
@@ -47,9 +47,10 @@ static char *outbox_db(const char *slot)
 static void drop_slot(const char *dsn, const char *slot)
 {
     char *sql;
-    if (asprintf(&sql, "DO $$ BEGIN FOR i IN 1..100 LOOP BEGIN PERFORM pg_drop_replication_slot(slot_name) "
-                       "FROM pg_replication_slots WHERE slot_name = '%s'; RETURN; "
-                       "EXCEPTION WHEN object_in_use THEN PERFORM pg_sleep(0.05); END; END LOOP; END $$",
+    if (asprintf(&sql,
+                 "DO $$ BEGIN FOR i IN 1..100 LOOP BEGIN PERFORM pg_drop_replication_slot(slot_name) "
+                 "FROM pg_replication_slots WHERE slot_name = '%s'; RETURN; "
+                 "EXCEPTION WHEN object_in_use THEN PERFORM pg_sleep(0.05); END; END LOOP; END $$",
                  slot) < 0)
         abort();
     wct_sql(dsn, sql);
@@ -84,13 +85,15 @@ Test(slot, create_status_drop)
     cr_assert(json_integer_value(json_object_get(j, "retained_wal_bytes")) >= 0);
     cr_assert(json_integer_value(json_object_get(j, "lag_bytes")) >= 0);
     cr_assert_str_eq(json_string_value(json_object_get(j, "wal_status")), "reserved");
-    cr_assert(json_is_integer(json_object_get(j, "safe_wal_size")), "max_slot_wal_keep_size is set by services.sh");
+    cr_assert(json_is_integer(json_object_get(j, "safe_wal_size")),
+              "max_slot_wal_keep_size is set by services.sh");
     json_decref(j);
     free(out);
 
     out = run_walcast(dsn, slot, "slot status", &st);
     cr_assert_eq(st, 0);
-    cr_assert(strstr(out, "restart_lsn:") && strstr(out, "wal_status:") && strstr(out, "retained WAL:"), "%s", out);
+    cr_assert(strstr(out, "restart_lsn:") && strstr(out, "wal_status:") && strstr(out, "retained WAL:"), "%s",
+              out);
     free(out);
 
     out = run_walcast(dsn, slot, "slot drop", &st);
@@ -113,7 +116,8 @@ Test(slot, other_plugin_is_refused)
     int st;
     char *out = run_walcast(dsn, slot, "slot create", &st);
     cr_assert_eq(st, 1, "exit 1 for a slot with another plugin: %s", out);
-    cr_assert(strstr(out, "\"test_decoding\"") && strstr(out, slot), "the error names slot and plugin: %s", out);
+    cr_assert(strstr(out, "\"test_decoding\"") && strstr(out, slot), "the error names slot and plugin: %s",
+              out);
     free(out);
     if (asprintf(&sql, "SELECT pg_drop_replication_slot('%s')", slot) < 0)
         abort();
@@ -155,8 +159,8 @@ static int wait_active(const char *dsn, const char *slot, int want)
 Test(slot, drop_refuses_active_unless_forced)
 {
     char *slot = wct_unique("s"), *dsn = outbox_db(slot), *cmd, *dir = wct_tmpdir();
-    if (asprintf(&cmd, "exec %s tail --source '%s' --slot %s -o %s/out.jsonl 2>/dev/null", wct_walcast(), dsn, slot,
-                 dir) < 0)
+    if (asprintf(&cmd, "exec %s tail --source '%s' --slot %s -o %s/out.jsonl 2>/dev/null", wct_walcast(), dsn,
+                 slot, dir) < 0)
         abort();
     pid_t pid = spawn(cmd);
     cr_assert(wait_active(dsn, slot, 1), "tail made the slot active");
@@ -189,12 +193,14 @@ static long check_tail_output(const char *path, long expect_first_id)
         json_t *j = json_loads(line, 0, &jerr);
         cr_assert_not_null(j, "line %ld is JSON: %s", n + 1, jerr.text);
         long id = (long)json_integer_value(json_object_get(j, "event_id"));
-        cr_assert_eq(id, last_id + 1, "line %ld: event_id %ld follows %ld: no gap, no duplicate, commit order", n + 1,
-                     id, last_id);
+        cr_assert_eq(id, last_id + 1,
+                     "line %ld: event_id %ld follows %ld: no gap, no duplicate, commit order", n + 1, id,
+                     last_id);
         wc_lsn lsn;
         cr_assert_eq(wc_lsn_parse(json_string_value(json_object_get(j, "lsn")), &lsn), 0);
         cr_assert_geq(lsn, last_lsn, "commit LSNs never go back");
-        cr_assert(json_is_object(json_object_get(j, "payload")) || json_is_array(json_object_get(j, "payload")),
+        cr_assert(json_is_object(json_object_get(j, "payload")) ||
+                      json_is_array(json_object_get(j, "payload")),
                   "payload is JSON, not a string");
         cr_assert(json_is_string(json_object_get(j, "commit_time")));
         cr_assert(json_is_string(json_object_get(j, "event_type")));
@@ -212,17 +218,22 @@ Test(tail, events_exactly_once_in_commit_order, .timeout = 300)
 {
     char *slot = wct_unique("t"), *dsn = outbox_db(slot), *dir = wct_tmpdir();
     /* 500 single-event transactions, 50 of 20 events, one of 100,000, interleaved with other tables. */
-    wct_sql(dsn, "CREATE PROCEDURE load() LANGUAGE plpgsql AS $$ BEGIN "
-                 "FOR i IN 1..500 LOOP INSERT INTO domain_events (aggregate_type, aggregate_id, event_type, payload) "
-                 "VALUES ('order', i::text, 'OrderPlaced', jsonb_build_object('order_id', i, 'total', 10.5)); "
-                 "INSERT INTO other VALUES (i); COMMIT; END LOOP; "
-                 "FOR t IN 1..50 LOOP INSERT INTO domain_events (aggregate_type, aggregate_id, event_type, payload) "
-                 "SELECT 'order', g::text, 'OrderConfirmed', jsonb_build_object('order_id', g) FROM generate_series(1, 20) g; "
-                 "COMMIT; END LOOP; END $$");
+    wct_sql(
+        dsn,
+        "CREATE PROCEDURE load() LANGUAGE plpgsql AS $$ BEGIN "
+        "FOR i IN 1..500 LOOP INSERT INTO domain_events (aggregate_type, aggregate_id, event_type, payload) "
+        "VALUES ('order', i::text, 'OrderPlaced', jsonb_build_object('order_id', i, 'total', 10.5)); "
+        "INSERT INTO other VALUES (i); COMMIT; END LOOP; "
+        "FOR t IN 1..50 LOOP INSERT INTO domain_events (aggregate_type, aggregate_id, event_type, payload) "
+        "SELECT 'order', g::text, 'OrderConfirmed', jsonb_build_object('order_id', g) FROM "
+        "generate_series(1, 20) g; "
+        "COMMIT; END LOOP; END $$");
     wct_sql(dsn, "CALL load()");
-    wct_sql(dsn, "INSERT INTO domain_events (aggregate_type, aggregate_id, event_type, payload) "
-                 "SELECT 'order', g::text, 'OrderShipped', jsonb_build_object('order_id', g, 's', repeat('x', 50)) "
-                 "FROM generate_series(1, 100000) g");
+    wct_sql(
+        dsn,
+        "INSERT INTO domain_events (aggregate_type, aggregate_id, event_type, payload) "
+        "SELECT 'order', g::text, 'OrderShipped', jsonb_build_object('order_id', g, 's', repeat('x', 50)) "
+        "FROM generate_series(1, 100000) g");
     char *end = current_lsn(dsn), *args;
     if (asprintf(&args, "tail --endpos %s -o %s/out.jsonl", end, dir) < 0)
         abort();
@@ -246,15 +257,17 @@ Test(tail, events_exactly_once_in_commit_order, .timeout = 300)
 Test(tail, kill_9_and_restart_loses_and_repeats_nothing, .timeout = 300)
 {
     char *slot = wct_unique("k"), *dsn = outbox_db(slot), *dir = wct_tmpdir();
-    wct_sql(dsn, "CREATE PROCEDURE load() LANGUAGE plpgsql AS $$ BEGIN "
-                 "FOR t IN 1..3000 LOOP INSERT INTO domain_events (aggregate_type, aggregate_id, event_type, payload) "
-                 "SELECT 'order', g::text, 'OrderPlaced', jsonb_build_object('order_id', g, 'pad', repeat('p', 200)) "
-                 "FROM generate_series(1, 1 + t % 50) g; COMMIT; END LOOP; END $$");
+    wct_sql(
+        dsn,
+        "CREATE PROCEDURE load() LANGUAGE plpgsql AS $$ BEGIN "
+        "FOR t IN 1..3000 LOOP INSERT INTO domain_events (aggregate_type, aggregate_id, event_type, payload) "
+        "SELECT 'order', g::text, 'OrderPlaced', jsonb_build_object('order_id', g, 'pad', repeat('p', 200)) "
+        "FROM generate_series(1, 1 + t % 50) g; COMMIT; END LOOP; END $$");
     wct_sql(dsn, "CALL load()");
     char *total = wct_sql_value(dsn, "SELECT count(*) FROM domain_events");
     char *end = current_lsn(dsn), *cmd;
-    if (asprintf(&cmd, "exec %s tail --source '%s' --slot %s --endpos %s -o %s/out.jsonl 2>>%s/log", wct_walcast(),
-                 dsn, slot, end, dir, dir) < 0)
+    if (asprintf(&cmd, "exec %s tail --source '%s' --slot %s --endpos %s -o %s/out.jsonl 2>>%s/log",
+                 wct_walcast(), dsn, slot, end, dir, dir) < 0)
         abort();
     srand((unsigned)getpid());
     int kills = 0;
@@ -292,15 +305,16 @@ Test(tail, kill_9_and_restart_loses_and_repeats_nothing, .timeout = 300)
 Test(tail, idle_outbox_does_not_pin_wal, .timeout = 300)
 {
     char *slot = wct_unique("i"), *dsn = outbox_db(slot), *dir = wct_tmpdir(), *cmd;
-    if (asprintf(&cmd, "exec %s tail --source '%s' --slot %s -o %s/out.jsonl 2>/dev/null", wct_walcast(), dsn, slot,
-                 dir) < 0)
+    if (asprintf(&cmd, "exec %s tail --source '%s' --slot %s -o %s/out.jsonl 2>/dev/null", wct_walcast(), dsn,
+                 slot, dir) < 0)
         abort();
     pid_t pid = spawn(cmd);
     cr_assert(wait_active(dsn, slot, 1));
     char *sql;
-    if (asprintf(&sql, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, "
-                       "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, confirmed_flush_lsn "
-                       "FROM pg_replication_slots WHERE slot_name = '%s'",
+    if (asprintf(&sql,
+                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, "
+                 "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, confirmed_flush_lsn "
+                 "FROM pg_replication_slots WHERE slot_name = '%s'",
                  slot) < 0)
         abort();
     char *before = wct_sql_value(dsn, "SELECT confirmed_flush_lsn FROM pg_replication_slots LIMIT 0");

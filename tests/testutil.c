@@ -25,7 +25,8 @@ char *wct_unique(const char *prefix)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     /* pid and counter alone repeat across runs (pids are reused): add the time. */
-    if (asprintf(&s, "%s_%d_%d_%ld", prefix, (int)getpid(), ++counter, (long)(ts.tv_nsec / 1000) % 1000000) < 0)
+    if (asprintf(&s, "%s_%d_%d_%ld", prefix, (int)getpid(), ++counter, (long)(ts.tv_nsec / 1000) % 1000000) <
+        0)
         abort();
     return s;
 }

@@ -10,7 +10,10 @@ struct wc_buf {
     size_t cap;
 };
 
-#define WC_BUF_INIT {NULL, 0, 0}
+#define WC_BUF_INIT                                                                                          \
+    {                                                                                                        \
+        NULL, 0, 0                                                                                           \
+    }
 
 void wc_buf_reserve(struct wc_buf *b, size_t extra); /* aborts on out of memory, like sds */
 void wc_buf_append(struct wc_buf *b, const void *data, size_t len);
@@ -20,7 +23,12 @@ void wc_buf_printf(struct wc_buf *b, const char *fmt, ...) __attribute__((format
 void wc_buf_put_int(struct wc_buf *b, long long v);
 /* Append s as a JSON string literal, quotes included. */
 void wc_buf_json_string(struct wc_buf *b, const char *s, size_t len);
-static inline void wc_buf_reset(struct wc_buf *b) { b->len = 0; if (b->data) b->data[0] = '\0'; }
+static inline void wc_buf_reset(struct wc_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
 void wc_buf_free(struct wc_buf *b);
 
 #endif

@@ -41,8 +41,8 @@ struct wc_rule {
 
 struct wc_sink_conf {
     char *name;
-    int type;  /* enum wc_sink_type */
-    char *dsn; /* postgres: conninfo or URI; redis: redis://[:password@]host:port[/db] */
+    int type;      /* enum wc_sink_type */
+    char *dsn;     /* postgres: conninfo or URI; redis: redis://[:password@]host:port[/db] */
     char *rebuild; /* how to wipe the projections before a rebuild: SQL (postgres), "flushdb" (redis);
                       NULL = a sink that lost data stops the engine instead */
     int nrule;

@@ -20,9 +20,9 @@ enum wc_decoded_kind {
 struct wc_decoded {
     int kind;
     struct wc_event event;
-    const char *prefix;   /* WC_DECODED_MESSAGE only */
-    const char *content;  /* WC_DECODED_MESSAGE only */
-    int transactional;    /* WC_DECODED_MESSAGE only */
+    const char *prefix;  /* WC_DECODED_MESSAGE only */
+    const char *content; /* WC_DECODED_MESSAGE only */
+    int transactional;   /* WC_DECODED_MESSAGE only */
 };
 
 /*

@@ -14,13 +14,13 @@
 extern volatile sig_atomic_t wc_engine_stop;
 
 struct wc_engine_opts {
-    wc_lsn endpos;      /* stop once the stream reaches this LSN (0 = run until stopped) */
-    int unknown_ok;     /* events no projection names are not "unknown" (tail prints everything) */
-    int max_retries;    /* reconnect attempts per outage before giving up (0 = forever) */
-    int retry_base_ms;  /* first backoff (default 100) */
-    int retry_max_ms;   /* backoff ceiling (default 10000) */
-    int standby;        /* the slot is in use elsewhere: wait and take over when it is released */
-    int heartbeat_ms;   /* emit a transactional logical message this often (0 = off) */
+    wc_lsn endpos;     /* stop once the stream reaches this LSN (0 = run until stopped) */
+    int unknown_ok;    /* events no projection names are not "unknown" (tail prints everything) */
+    int max_retries;   /* reconnect attempts per outage before giving up (0 = forever) */
+    int retry_base_ms; /* first backoff (default 100) */
+    int retry_max_ms;  /* backoff ceiling (default 10000) */
+    int standby;       /* the slot is in use elsewhere: wait and take over when it is released */
+    int heartbeat_ms;  /* emit a transactional logical message this often (0 = off) */
 };
 
 struct wc_engine_stats {
@@ -28,8 +28,8 @@ struct wc_engine_stats {
     uint64_t transactions; /* B..C pairs seen */
     uint64_t commits;      /* sink commit rounds */
     uint64_t reconnects;
-    wc_lsn confirmed;      /* the last flush LSN confirmed to the slot */
-    int64_t lag_ms;        /* commit-to-applied of the last heartbeat (or -1) */
+    wc_lsn confirmed; /* the last flush LSN confirmed to the slot */
+    int64_t lag_ms;   /* commit-to-applied of the last heartbeat (or -1) */
 };
 
 /*

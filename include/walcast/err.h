@@ -4,11 +4,11 @@
 
 enum wc_err_code {
     WC_OK = 0,
-    WC_ERR_IO,       /* connection or file trouble: retryable */
-    WC_ERR_PROTOCOL, /* the server sent something we do not understand */
-    WC_ERR_CONFIG,   /* bad configuration: fix the file */
-    WC_ERR_DATA,     /* an event that cannot be applied (goes to the dead-letter store) */
-    WC_ERR_SLOT,     /* slot missing, wrong plugin, invalidated */
+    WC_ERR_IO,          /* connection or file trouble: retryable */
+    WC_ERR_PROTOCOL,    /* the server sent something we do not understand */
+    WC_ERR_CONFIG,      /* bad configuration: fix the file */
+    WC_ERR_DATA,        /* an event that cannot be applied (goes to the dead-letter store) */
+    WC_ERR_SLOT,        /* slot missing, wrong plugin, invalidated */
     WC_ERR_SLOT_ACTIVE, /* the slot is streaming to another process */
     WC_ERR_USAGE,
     WC_ERR_INTERNAL,

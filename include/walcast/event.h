@@ -34,14 +34,14 @@ struct wc_val {
  * wc_decoder_free(). payload_json is parsed lazily by wc_event_payload().
  */
 struct wc_event {
-    struct wc_pos pos;           /* (commit LSN, index in the transaction) */
-    wc_lsn end_lsn;              /* end of the commit record (the transaction's nextlsn) */
-    const char *commit_time;     /* ISO 8601, UTC ("2026-11-27T10:39:53.655523Z") */
+    struct wc_pos pos;       /* (commit LSN, index in the transaction) */
+    wc_lsn end_lsn;          /* end of the commit record (the transaction's nextlsn) */
+    const char *commit_time; /* ISO 8601, UTC ("2026-11-27T10:39:53.655523Z") */
     struct wc_val col[WC_COL_COUNT];
-    json_t *payload_json;        /* NULL until parsed; the decoder frees it at its next message (events built by
-                                    hand: the caller json_decref()s it) */
-    size_t size;                 /* bytes of the wal2json message, for batch accounting */
-    struct wc_decoder *owner;    /* the decoder that frees payload_json (NULL: built by hand) */
+    json_t *payload_json;     /* NULL until parsed; the decoder frees it at its next message (events built by
+                                 hand: the caller json_decref()s it) */
+    size_t size;              /* bytes of the wal2json message, for batch accounting */
+    struct wc_decoder *owner; /* the decoder that frees payload_json (NULL: built by hand) */
 };
 
 /*

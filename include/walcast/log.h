@@ -10,10 +10,10 @@ void wc_log_raw(int level, const char *fmt, ...) __attribute__((format(printf, 2
 /* Parse "debug", "info", "warning", "error"; -1 if unknown. */
 int wc_log_level_parse(const char *s);
 
-#define wc_log(level, ...)                                                                                 \
-    do {                                                                                                   \
-        if ((level) >= wc_log_level)                                                                       \
-            wc_log_raw((level), __VA_ARGS__);                                                              \
+#define wc_log(level, ...)                                                                                   \
+    do {                                                                                                     \
+        if ((level) >= wc_log_level)                                                                         \
+            wc_log_raw((level), __VA_ARGS__);                                                                \
     } while (0)
 
 #define wc_debug(...) wc_log(WC_LOG_DEBUG, __VA_ARGS__)

@@ -82,7 +82,8 @@ void wc_sink_free(struct wc_sink *s); /* closes it first; NULL is fine */
  * Shared by sinks: apply the policy for a failed event. Returns 0 when the event was dead-lettered or
  * skipped (counters updated), -1 with err when the policy is halt or the dead-letter queueing failed.
  */
-int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, const char *error, struct wc_err *err);
+int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, const char *error,
+                         struct wc_err *err);
 
 /* Shared by the sinks' dlq ops: print one dead letter; rebuild an event from a stored one (texts
  * borrowed; cols = event_id, event_type, aggregate_type, aggregate_id, payload, each may be NULL). */

@@ -13,21 +13,22 @@ struct wc_slot_status {
     char slot_type[16];
     char database[64];
     int active;
-    int active_pid;           /* 0 when none */
-    wc_lsn restart_lsn;       /* 0 when invalid */
+    int active_pid;     /* 0 when none */
+    wc_lsn restart_lsn; /* 0 when invalid */
     wc_lsn confirmed_flush_lsn;
     wc_lsn current_wal_lsn;
-    int64_t retained_bytes;   /* WAL held back by the slot: current - restart_lsn; -1 when unknown */
-    int64_t lag_bytes;        /* current - confirmed_flush_lsn; -1 when unknown */
-    char wal_status[16];      /* reserved, extended, unreserved, lost */
-    int64_t safe_wal_size;    /* -1 when NULL (no max_slot_wal_keep_size) */
+    int64_t retained_bytes; /* WAL held back by the slot: current - restart_lsn; -1 when unknown */
+    int64_t lag_bytes;      /* current - confirmed_flush_lsn; -1 when unknown */
+    char wal_status[16];    /* reserved, extended, unreserved, lost */
+    int64_t safe_wal_size;  /* -1 when NULL (no max_slot_wal_keep_size) */
 };
 
 /* Create a wal2json logical slot. *existed = 1 when a wal2json slot of that name was already there.
  * A slot with another plugin: -1 with WC_ERR_SLOT. */
 int wc_slot_create(const char *dsn, const char *slot, int *existed, wc_lsn *lsn, struct wc_err *err);
 /* *found = 0 when there is no such slot. */
-int wc_slot_status(const char *dsn, const char *slot, struct wc_slot_status *st, int *found, struct wc_err *err);
+int wc_slot_status(const char *dsn, const char *slot, struct wc_slot_status *st, int *found,
+                   struct wc_err *err);
 /* Drop; an active slot is refused (WC_ERR_SLOT) unless force, which terminates its walsender first.
  * A missing slot: -1 with WC_ERR_SLOT. */
 int wc_slot_drop(const char *dsn, const char *slot, int force, struct wc_err *err);

@@ -10,10 +10,10 @@
 struct wc_stream;
 
 struct wc_stream_opts {
-    const char *dsn;        /* conninfo or URI; "" = the PG environment variables */
+    const char *dsn; /* conninfo or URI; "" = the PG environment variables */
     const char *slot;
-    wc_lsn start;           /* passed to START_REPLICATION (the server takes the larger of it and the slot's) */
-    const char *schema;     /* outbox schema.table for add-tables */
+    wc_lsn start;       /* passed to START_REPLICATION (the server takes the larger of it and the slot's) */
+    const char *schema; /* outbox schema.table for add-tables */
     const char *table;
     const char *msg_prefix; /* add-msg-prefixes; NULL = none */
     int status_interval_ms; /* send a standby status update at least this often */

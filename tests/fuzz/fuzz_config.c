@@ -59,7 +59,7 @@ pid_t fork(void)
         return -1;
     }
     if (real_fork == NULL)
-        real_fork = (pid_t (*)(void))dlsym(RTLD_NEXT, "fork");
+        real_fork = (pid_t(*)(void))dlsym(RTLD_NEXT, "fork");
     if (real_fork == NULL) {
         errno = ENOSYS;
         return -1;

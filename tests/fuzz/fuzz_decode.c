@@ -78,8 +78,9 @@ static int valid_utf8(const unsigned char *s, size_t n)
 
 static void differ(const char *what, const char *msg, size_t len, const char *a, const char *b)
 {
-    fprintf(stderr, "fuzz_decode: fast and full parse differ in %s\n  message: %.*s\n  fast: %s\n  full: %s\n",
-            what, (int)(len < 2000 ? len : 2000), msg, a ? a : "(null)", b ? b : "(null)");
+    fprintf(stderr,
+            "fuzz_decode: fast and full parse differ in %s\n  message: %.*s\n  fast: %s\n  full: %s\n", what,
+            (int)(len < 2000 ? len : 2000), msg, a ? a : "(null)", b ? b : "(null)");
     abort();
 }
 
