@@ -670,3 +670,28 @@ Test(run, single_redis_sink_rebuilt_after_a_flush, .timeout = 120)
     cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
     drop_slot(&e);
 }
+
+Test(run, payloads_of_the_wrong_shape_or_type_are_dead_lettered, .timeout = 120)
+{
+    struct env e;
+    setup_env(&e, 0);
+    pid_t pid = start_run(&e, NULL);
+    insert_event(&e, "OrderPlaced", "[1, 2]");                                   /* not an object */
+    insert_event(&e, "OrderPlaced", "\"just a string\"");                        /* not an object */
+    insert_event(&e, "OrderPlaced", "{\"order_id\": \"seven\", \"total\": 1}");  /* not a bigint */
+    insert_event(&e, "OrderPlaced", "{\"order_id\": 8, \"total\": {\"a\": 1}}"); /* not a number */
+    insert_event(&e, "OrderPlaced", "{\"order_id\": 9, \"total\": 2}");          /* good */
+    cr_assert(wait_applied(&e, 20000), "walcast caught up:\n%s", log_text(&e));
+    char *n = wct_sql_value(e.read, "SELECT string_agg(order_id::text, ',') FROM orders_seen");
+    cr_assert_str_eq(n, "9", "only the good event is projected");
+    free(n);
+    char *dl = wct_sql_value(e.read, "SELECT count(*) FROM walcast_dead_letters");
+    cr_assert_str_eq(dl, "4", "each bad one is a dead letter in PostgreSQL, and the stream went on");
+    free(dl);
+    char *why =
+        wct_sql_value(e.read, "SELECT string_agg(error, E'\\n' ORDER BY id) FROM walcast_dead_letters");
+    cr_assert(strstr(why, "invalid input syntax for type bigint") && strstr(why, "is missing"), "%s", why);
+    free(why);
+    cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
+    drop_slot(&e);
+}
