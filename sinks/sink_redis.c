@@ -100,22 +100,6 @@ struct unit {
     redisReply *exec; /* the EXEC array (owned) when not aborted */
 };
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static void *xrealloc(void *p, size_t size)
-{
-    p = realloc(p, size);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
 static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *xasprintf(const char *fmt, ...)
 {
@@ -175,7 +159,7 @@ static int hexval(int ch)
 /* A new string: s[0..len) with %XX decoded; NULL when an escape is malformed. */
 static char *percent_decode(const char *s, size_t len)
 {
-    char *out = xcalloc(1, len + 1), *o = out;
+    char *out = wc_xcalloc(1, len + 1), *o = out;
 
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '%') {
@@ -283,14 +267,14 @@ static int parse_dsn(struct wc_sink *s, struct redis_sink *p, const char *dsn, s
             why = "unterminated [ in the host";
             goto bad;
         }
-        p->host = xcalloc(1, (size_t)(hend - rest));
+        p->host = wc_xcalloc(1, (size_t)(hend - rest));
         memcpy(p->host, rest + 1, (size_t)(hend - rest - 1));
         q = hend + 1;
     } else {
         hend = rest;
         while (hend < slash && *hend != ':')
             hend++;
-        p->host = xcalloc(1, (size_t)(hend - rest) + 1);
+        p->host = wc_xcalloc(1, (size_t)(hend - rest) + 1);
         memcpy(p->host, rest, (size_t)(hend - rest));
         q = hend;
     }
@@ -393,7 +377,7 @@ static int load_scripts(struct wc_sink *s, struct redis_sink *p, struct wc_err *
             if (conf->rules[i].cmds[j].script != NULL)
                 n++;
     free(p->scripts);
-    p->scripts = n ? xcalloc((size_t)n, sizeof(*p->scripts)) : NULL;
+    p->scripts = n ? wc_xcalloc((size_t)n, sizeof(*p->scripts)) : NULL;
     p->nscript = 0;
     for (int i = 0; i < conf->nrule; i++) {
         const struct wc_rule *rule = &conf->rules[i];
@@ -447,7 +431,7 @@ static int redis_open(struct wc_sink *s, struct wc_err *err)
 
     if (s->priv != NULL)
         redis_close(s);
-    p = xcalloc(1, sizeof(*p));
+    p = wc_xcalloc(1, sizeof(*p));
     s->priv = p;
     if (parse_dsn(s, p, s->conf ? s->conf->dsn : NULL, err) < 0)
         goto fail;
@@ -573,7 +557,7 @@ static struct rec *rec_for(struct batch *b, const struct wc_event *ev)
         return &b->recs[b->nrec - 1];
     if (b->nrec == b->caprec) {
         b->caprec = b->caprec ? b->caprec * 2 : 64;
-        b->recs = xrealloc(b->recs, (size_t)b->caprec * sizeof(*b->recs));
+        b->recs = wc_xrealloc(b->recs, (size_t)b->caprec * sizeof(*b->recs));
     }
     r = &b->recs[b->nrec++];
     memset(r, 0, sizeof(*r));
@@ -627,9 +611,9 @@ static void arg_reserve(struct redis_sink *p, int n)
     if (n <= p->argcap)
         return;
     p->argcap = n + 8;
-    p->argoff = xrealloc(p->argoff, (size_t)p->argcap * sizeof(*p->argoff));
-    p->arglen = xrealloc(p->arglen, (size_t)p->argcap * sizeof(*p->arglen));
-    p->argv = xrealloc(p->argv, (size_t)p->argcap * sizeof(*p->argv));
+    p->argoff = wc_xrealloc(p->argoff, (size_t)p->argcap * sizeof(*p->argoff));
+    p->arglen = wc_xrealloc(p->arglen, (size_t)p->argcap * sizeof(*p->arglen));
+    p->argv = wc_xrealloc(p->argv, (size_t)p->argcap * sizeof(*p->argv));
 }
 
 static void arg_push(struct redis_sink *p, int i, const char *s, size_t len)

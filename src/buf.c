@@ -6,6 +6,40 @@
 
 #include "walcast/buf.h"
 
+static void out_of_memory(void)
+{
+    fprintf(stderr, "walcast: out of memory\n");
+    abort();
+}
+
+void *wc_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p == NULL)
+        out_of_memory();
+    return p;
+}
+
+void *wc_xrealloc(void *p, size_t size)
+{
+    p = realloc(p, size ? size : 1);
+    if (p == NULL)
+        out_of_memory();
+    return p;
+}
+
+char *wc_xstrndup(const char *s, size_t n)
+{
+    char *p = wc_xcalloc(n + 1, 1);
+    memcpy(p, s, n);
+    return p;
+}
+
+char *wc_xstrdup(const char *s)
+{
+    return wc_xstrndup(s, strlen(s));
+}
+
 void wc_buf_reserve(struct wc_buf *b, size_t extra)
 {
     size_t need = b->len + extra + 1;
@@ -16,10 +50,8 @@ void wc_buf_reserve(struct wc_buf *b, size_t extra)
     while (cap < need)
         cap *= 2;
     char *p = realloc(b->data, cap);
-    if (p == NULL) {
-        fprintf(stderr, "walcast: out of memory\n");
-        abort();
-    }
+    if (p == NULL)
+        out_of_memory();
     b->data = p;
     b->cap = cap;
     b->data[b->len] = '\0'; /* the promise of buf.h: NUL-terminated whenever data is set */

@@ -12,6 +12,7 @@
 
 #include <libfyaml.h>
 
+#include "walcast/buf.h"
 #include "walcast/config.h"
 
 #define KEYLEN 512
@@ -98,36 +99,6 @@ struct ctx {
     struct wc_config *cfg;
     struct wc_err *err;
 };
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-
-    if (p == NULL) {
-        fprintf(stderr, "walcast: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static void *xrealloc(void *p, size_t size)
-{
-    p = realloc(p, size ? size : 1);
-    if (p == NULL) {
-        fprintf(stderr, "walcast: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    size_t n = strlen(s);
-    char *p = xcalloc(n + 1, 1);
-
-    memcpy(p, s, n);
-    return p;
-}
 
 const char *wc_policy_name(int policy)
 {
@@ -442,7 +413,7 @@ static int store_opt(struct ctx *c, const struct opt *o, const char *val, const 
         if (o->type == O_NONEMPTY && val[0] == '\0')
             return fail_at(c, w, key, "must not be empty");
         free(*(char **)field);
-        *(char **)field = xstrdup(val);
+        *(char **)field = wc_xstrdup(val);
         return 0;
     case O_INT:
     case O_SIZE:
@@ -467,7 +438,7 @@ static int store_opt(struct ctx *c, const struct opt *o, const char *val, const 
             *(int *)field = i;
         } else {
             free(*(char **)field);
-            *(char **)field = xstrdup(val);
+            *(char **)field = wc_xstrdup(val);
         }
         return 0;
     }
@@ -475,7 +446,7 @@ static int store_opt(struct ctx *c, const struct opt *o, const char *val, const 
         if (!valid_name(val, 63))
             return fail_at(c, w, key, "invalid slot name \"%s\" (use 1 to 63 of a-z, 0-9 and _)", val);
         free(*(char **)field);
-        *(char **)field = xstrdup(val);
+        *(char **)field = wc_xstrdup(val);
         return 0;
     case O_TABLE: {
         const char *dot = strchr(val, '.');
@@ -484,8 +455,8 @@ static int store_opt(struct ctx *c, const struct opt *o, const char *val, const 
             return fail_at(c, w, key, "invalid table \"%s\" (expected table or schema.table)", val);
         free(c->cfg->outbox_schema);
         free(c->cfg->outbox_table);
-        c->cfg->outbox_schema = dot ? strndup(val, (size_t)(dot - val)) : xstrdup("public");
-        c->cfg->outbox_table = xstrdup(tab);
+        c->cfg->outbox_schema = dot ? strndup(val, (size_t)(dot - val)) : wc_xstrdup("public");
+        c->cfg->outbox_table = wc_xstrdup(tab);
         if (c->cfg->outbox_schema == NULL)
             abort();
         return 0;
@@ -541,7 +512,7 @@ static int load_sinks(struct ctx *c, struct fy_node *node, int line)
     if (fy_node_get_type(node) != FYNT_MAPPING)
         return fail(c, value_line(node, line), "sinks", "expected a mapping of sink names, got %s",
                     kind_name(node));
-    c->cfg->sinks = xcalloc((size_t)fy_node_mapping_item_count(node), sizeof(struct wc_sink_conf));
+    c->cfg->sinks = wc_xcalloc((size_t)fy_node_mapping_item_count(node), sizeof(struct wc_sink_conf));
     while ((p = fy_node_mapping_iterate(node, &it)) != NULL) {
         struct fy_node *k = fy_node_pair_key(p), *v = fy_node_pair_value(p);
         const char *name = scalar_text(k) ? scalar_text(k) : "?";
@@ -557,7 +528,7 @@ static int load_sinks(struct ctx *c, struct fy_node *node, int line)
             return fail(c, kline, key, "missing value (expected a mapping with type and dsn)");
         if (check_keys(c, v, kline, key, sink_keys, NULL) < 0)
             return -1;
-        s->name = xstrdup(name);
+        s->name = wc_xstrdup(name);
         s->line = kline;
         c->cfg->nsink++;
 
@@ -582,7 +553,7 @@ static int load_sinks(struct ctx *c, struct fy_node *node, int line)
         if (s->type == WC_SINK_REDIS && strncmp(val, "redis://", 8) != 0)
             return fail_at(c, &w, key,
                            "invalid redis address (expected redis://[:password@]host[:port][/db])");
-        s->dsn = xstrdup(val);
+        s->dsn = wc_xstrdup(val);
 
         /* What wipes this sink's projections before a rebuild from the outbox table. */
         mkkey(key, "sinks.%s.rebuild", name);
@@ -591,7 +562,7 @@ static int load_sinks(struct ctx *c, struct fy_node *node, int line)
         if (val != NULL && *val != '\0') {
             if (s->type == WC_SINK_REDIS && strcmp(val, "flushdb") != 0)
                 return fail_at(c, &w, key, "invalid rebuild \"%s\" for a redis sink (expected flushdb)", val);
-            s->rebuild = xstrdup(val);
+            s->rebuild = wc_xstrdup(val);
         }
     }
     return 0;
@@ -721,13 +692,13 @@ static int load_pg_stmt(struct ctx *c, struct fy_node *m, int line, const char *
         return fail(c, value_line(sql, kline), key, "expected an SQL statement, got %s",
                     is_null(sql) || fy_node_get_type(sql) != FYNT_SCALAR ? kind_name(sql)
                                                                          : "an empty string");
-    st->sql = xstrdup(fy_node_get_scalar0(sql));
+    st->sql = wc_xstrdup(fy_node_get_scalar0(sql));
 
     mkkey(key, "%s.params", akey);
     if (want_list(c, params, pline, key) < 0)
         return -1;
     int n = params ? fy_node_sequence_item_count(params) : 0;
-    st->params = xcalloc((size_t)n, sizeof(struct wc_tmpl *));
+    st->params = wc_xcalloc((size_t)n, sizeof(struct wc_tmpl *));
     if (params && compile_list(c, params, pline, key, 1, st->params, &st->nparams) < 0)
         return -1;
 
@@ -766,7 +737,7 @@ static int load_redis_script(struct ctx *c, struct fy_node *m, int line, const c
         return fail(c, value_line(script, sline), key, "expected a Lua script, got %s",
                     is_null(script) || fy_node_get_type(script) != FYNT_SCALAR ? kind_name(script)
                                                                                : "an empty string");
-    cmd->script = xstrdup(fy_node_get_scalar0(script));
+    cmd->script = wc_xstrdup(fy_node_get_scalar0(script));
     mkkey(key, "%s.keys", akey);
     if (want_list(c, keys, kline, key) < 0)
         return -1;
@@ -774,7 +745,7 @@ static int load_redis_script(struct ctx *c, struct fy_node *m, int line, const c
     if (want_list(c, args, aline, key) < 0)
         return -1;
     int nk = keys ? fy_node_sequence_item_count(keys) : 0, na = args ? fy_node_sequence_item_count(args) : 0;
-    cmd->argv = xcalloc((size_t)(nk + na), sizeof(struct wc_tmpl *));
+    cmd->argv = wc_xcalloc((size_t)(nk + na), sizeof(struct wc_tmpl *));
     mkkey(key, "%s.keys", akey);
     if (keys && compile_list(c, keys, kline, key, 0, cmd->argv, &cmd->argc) < 0)
         return -1;
@@ -794,7 +765,7 @@ static int load_redis_cmd(struct ctx *c, struct fy_node *seq, int line, const ch
     cmd->line = line;
     if (n == 0)
         return fail(c, line, akey, "redis command is empty");
-    cmd->argv = xcalloc((size_t)n, sizeof(struct wc_tmpl *));
+    cmd->argv = wc_xcalloc((size_t)n, sizeof(struct wc_tmpl *));
     if (compile_list(c, seq, line, akey, 0, cmd->argv, &cmd->argc) < 0)
         return -1;
     if (wc_tmpl_source(cmd->argv[0])[0] == '\0')
@@ -830,11 +801,11 @@ static int load_action(struct ctx *c, struct fy_node *a, int line, const char *a
                         redis ? "script, keys or args" : "sql or params");
         }
         if (redis) {
-            r->cmds = xrealloc(r->cmds, (size_t)(r->ncmd + 1) * sizeof(*r->cmds));
+            r->cmds = wc_xrealloc(r->cmds, (size_t)(r->ncmd + 1) * sizeof(*r->cmds));
             memset(&r->cmds[r->ncmd], 0, sizeof(*r->cmds));
             return load_redis_script(c, a, line, akey, &r->cmds[r->ncmd++]);
         }
-        r->stmts = xrealloc(r->stmts, (size_t)(r->nstmt + 1) * sizeof(*r->stmts));
+        r->stmts = wc_xrealloc(r->stmts, (size_t)(r->nstmt + 1) * sizeof(*r->stmts));
         memset(&r->stmts[r->nstmt], 0, sizeof(*r->stmts));
         return load_pg_stmt(c, a, line, akey, &r->stmts[r->nstmt++]);
     }
@@ -842,7 +813,7 @@ static int load_action(struct ctx *c, struct fy_node *a, int line, const char *a
         if (!redis)
             return fail(c, line, akey, "a command list needs a redis sink, but sink \"%s\" is postgres",
                         sink->name);
-        r->cmds = xrealloc(r->cmds, (size_t)(r->ncmd + 1) * sizeof(*r->cmds));
+        r->cmds = wc_xrealloc(r->cmds, (size_t)(r->ncmd + 1) * sizeof(*r->cmds));
         memset(&r->cmds[r->ncmd], 0, sizeof(*r->cmds));
         return load_redis_cmd(c, a, line, akey, &r->cmds[r->ncmd++]);
     }
@@ -857,7 +828,7 @@ static int load_action(struct ctx *c, struct fy_node *a, int line, const char *a
 /* Append a new, zeroed rule to sink. */
 static struct wc_rule *add_rule(struct wc_sink_conf *s)
 {
-    s->rules = xrealloc(s->rules, (size_t)(s->nrule + 1) * sizeof(*s->rules));
+    s->rules = wc_xrealloc(s->rules, (size_t)(s->nrule + 1) * sizeof(*s->rules));
     memset(&s->rules[s->nrule], 0, sizeof(*s->rules));
     return &s->rules[s->nrule++];
 }
@@ -909,8 +880,8 @@ static int load_projection(struct ctx *c, const char *name, struct fy_node *v, i
                         kind_name(acts));
 
         struct wc_rule *r = add_rule(sink);
-        r->projection = xstrdup(name);
-        r->event_type = xstrdup(type);
+        r->projection = wc_xstrdup(name);
+        r->event_type = wc_xstrdup(type);
         r->line = kline;
         struct fy_node *a;
         void *ait = NULL;
@@ -963,9 +934,9 @@ static void build_index(struct wc_config *cfg)
 {
     for (int i = 0; i < cfg->nsink; i++) {
         struct wc_sink_conf *s = &cfg->sinks[i];
-        struct rule_index *idx = xcalloc(1, sizeof(*idx));
+        struct rule_index *idx = wc_xcalloc(1, sizeof(*idx));
         idx->n = s->nrule;
-        idx->rules = xcalloc((size_t)s->nrule, sizeof(*idx->rules));
+        idx->rules = wc_xcalloc((size_t)s->nrule, sizeof(*idx->rules));
         for (int j = 0; j < s->nrule; j++)
             idx->rules[j] = &s->rules[j];
         qsort(idx->rules, (size_t)idx->n, sizeof(*idx->rules), cmp_rule);
@@ -1184,14 +1155,14 @@ static int fail_engine_key(struct ctx *c, struct fy_node *root, const char *name
  */
 struct wc_config *wc_config_load(const char *path, struct wc_err *err)
 {
-    struct wc_config *cfg = xcalloc(1, sizeof(*cfg));
+    struct wc_config *cfg = wc_xcalloc(1, sizeof(*cfg));
     struct fy_document *doc = NULL;
     struct fy_node *root = NULL;
     struct ctx c = {path, cfg, err};
     int line;
 
     if (path != NULL) {
-        cfg->path = xstrdup(path);
+        cfg->path = wc_xstrdup(path);
         if (parse_yaml(&c, path, &doc) < 0)
             goto error;
         root = doc ? fy_document_root(doc) : NULL;
@@ -1247,7 +1218,7 @@ struct wc_config *wc_config_load(const char *path, struct wc_err *err)
         goto error;
     }
     if (cfg->dead_letter_sink == NULL && cfg->nsink > 0)
-        cfg->dead_letter_sink = xstrdup(cfg->sinks[0].name);
+        cfg->dead_letter_sink = wc_xstrdup(cfg->sinks[0].name);
 
     build_index(cfg);
     if (doc)

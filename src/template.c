@@ -63,25 +63,6 @@ struct val {
     int numeric;  /* V_OUT: the text is a number */
 };
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-
-    if (p == NULL) {
-        fprintf(stderr, "walcast: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *p = xcalloc(n + 1, 1);
-
-    memcpy(p, s, n);
-    return p;
-}
-
 static void expr_free(struct expr *e)
 {
     for (int i = 0; i < e->nstep; i++)
@@ -170,7 +151,7 @@ static int compile_expr(const char *s, size_t len, struct expr *e, struct wc_err
     for (const char *c = q; c < pend; c++)
         if (*c == '.' || *c == '[')
             nstep++;
-    e->steps = xcalloc((size_t)nstep, sizeof(*e->steps));
+    e->steps = wc_xcalloc((size_t)nstep, sizeof(*e->steps));
     while (q < pend) {
         struct step *st = &e->steps[e->nstep];
         const char *b;
@@ -182,7 +163,7 @@ static int compile_expr(const char *s, size_t len, struct expr *e, struct wc_err
                 wc_err_set(err, WC_ERR_CONFIG, "unknown field \"%.*s\"", (int)(pend - pstart), pstart);
                 return -1;
             }
-            st->name = xstrndup(b, (size_t)(q - b));
+            st->name = wc_xstrndup(b, (size_t)(q - b));
         } else if (*q != '[') {
             /* After "]" only "." or "[" may follow ("items[0]x" is not a path). */
             wc_err_set(err, WC_ERR_CONFIG, "unknown field \"%.*s\"", (int)(pend - pstart), pstart);
@@ -202,9 +183,10 @@ static int compile_expr(const char *s, size_t len, struct expr *e, struct wc_err
     }
     /* Messages name payload fields without the "payload." prefix, like "payload field \"a.b\"". */
     if (e->root == WC_COL_PAYLOAD && e->nstep > 0)
-        e->path = xstrndup(pstart + 7 + (pstart[7] == '.'), (size_t)(pend - pstart) - 7 - (pstart[7] == '.'));
+        e->path =
+            wc_xstrndup(pstart + 7 + (pstart[7] == '.'), (size_t)(pend - pstart) - 7 - (pstart[7] == '.'));
     else
-        e->path = xstrndup(pstart, (size_t)(pend - pstart));
+        e->path = wc_xstrndup(pstart, (size_t)(pend - pstart));
 
     /* Filters. */
     int nf = 0;
@@ -216,7 +198,7 @@ static int compile_expr(const char *s, size_t len, struct expr *e, struct wc_err
         wc_err_set(err, WC_ERR_CONFIG, "too many filters in \"%.*s\" (at most 8)", (int)len, s);
         return -1;
     }
-    e->filters = xcalloc((size_t)nf, sizeof(int));
+    e->filters = wc_xcalloc((size_t)nf, sizeof(int));
     skip_space(&p, end);
     while (p < end) {
         if (*p != '|') {
@@ -266,11 +248,11 @@ static struct part *add_part(struct wc_tmpl *t, int *cap)
  */
 struct wc_tmpl *wc_tmpl_compile(const char *src, int bare, struct wc_err *err)
 {
-    struct wc_tmpl *t = xcalloc(1, sizeof(*t));
+    struct wc_tmpl *t = wc_xcalloc(1, sizeof(*t));
     struct wc_buf lit = WC_BUF_INIT;
     int cap = 0;
 
-    t->src = xstrndup(src, strlen(src));
+    t->src = wc_xstrndup(src, strlen(src));
     t->bare = bare;
     if (bare) {
         struct part *p = add_part(t, &cap);
@@ -299,7 +281,7 @@ struct wc_tmpl *wc_tmpl_compile(const char *src, int bare, struct wc_err *err)
             }
             if (lit.len) {
                 struct part *lp = add_part(t, &cap);
-                lp->lit = xstrndup(lit.data, lit.len);
+                lp->lit = wc_xstrndup(lit.data, lit.len);
                 lp->litlen = lit.len;
                 wc_buf_reset(&lit);
             }
@@ -318,7 +300,7 @@ struct wc_tmpl *wc_tmpl_compile(const char *src, int bare, struct wc_err *err)
     }
     if (lit.len || t->npart == 0) {
         struct part *lp = add_part(t, &cap);
-        lp->lit = xstrndup(lit.data ? lit.data : "", lit.len);
+        lp->lit = wc_xstrndup(lit.data ? lit.data : "", lit.len);
         lp->litlen = lit.len;
     }
     wc_buf_free(&lit);

@@ -31,4 +31,11 @@ static inline void wc_buf_reset(struct wc_buf *b)
 }
 void wc_buf_free(struct wc_buf *b);
 
+/* Allocation that aborts on out of memory (as wc_buf_reserve does): for configuration and batch
+ * bookkeeping, where there is nothing sensible to do without memory. Zero sizes allocate one byte. */
+void *wc_xcalloc(size_t n, size_t size);
+void *wc_xrealloc(void *p, size_t size);
+char *wc_xstrndup(const char *s, size_t n);
+char *wc_xstrdup(const char *s);
+
 #endif
