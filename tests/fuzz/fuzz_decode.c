@@ -27,6 +27,8 @@
 
 #include "walcast/decode.h"
 
+#include "fuzz_util.h"
+
 static volatile size_t sink;
 static int diff_mode;
 
@@ -35,45 +37,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     const char *v = getenv("FUZZ_DECODE_DIFF");
     diff_mode = v != NULL && (v[0] == '1' || v[0] == '2') ? v[0] - '0' : 0;
     return 0;
-}
-
-/* Nonzero when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF). */
-static int valid_utf8(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t len;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        } else {
-            return 0;
-        }
-        if (i + len > n || s[i + 1] < lo || s[i + 1] > hi)
-            return 0;
-        for (size_t k = 2; k < len; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-                return 0;
-        i += len;
-    }
-    return 1;
 }
 
 static void differ(const char *what, const char *msg, size_t len, const char *a, const char *b)

@@ -13,6 +13,8 @@
 
 #include "walcast/template.h"
 
+#include "fuzz_util.h"
+
 static volatile size_t sink;
 
 /*
@@ -32,35 +34,10 @@ static volatile size_t sink;
  */
 static int skip_known;
 
-/* template-3's trigger: more than 10 "json" in the text (each json filter can double the output). */
-static int has_known_template_3(const char *s, size_t n)
-{
-    int k = 0;
-    for (size_t i = 0; i + 4 <= n; i++)
-        if (memcmp(s + i, "json", 4) == 0 && ++k > 10)
-            return 1;
-    return 0;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *v = getenv("FUZZ_TEMPLATE_SKIP_KNOWN");
     skip_known = v != NULL && v[0] == '1';
-    return 0;
-}
-
-/* template-2's trigger: "]" c digits "]" with c not '.' or '['. */
-static int has_known_template_2(const char *s, size_t n)
-{
-    for (size_t i = 0; i + 3 < n; i++) {
-        if (s[i] != ']' || s[i + 1] == '.' || s[i + 1] == '[')
-            continue;
-        size_t j = i + 2;
-        while (j < n && s[j] >= '0' && s[j] <= '9')
-            j++;
-        if (j > i + 2 && j < n && s[j] == ']')
-            return 1;
-    }
     return 0;
 }
 
