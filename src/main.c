@@ -191,9 +191,9 @@ static int cmd_run(const struct options *o)
             cfg->outbox_table, cfg->nsink);
     if (wc_engine_run(cfg, sinks, cfg->nsink, &eo, &stats, &err) < 0)
         rc = fail(&err);
-    wc_info("stopped: %llu events in %llu transactions, confirmed " WC_LSN_FMT,
+    wc_info("stopped: %llu events in %llu transactions, %llu sink commits, confirmed " WC_LSN_FMT,
             (unsigned long long)stats.events, (unsigned long long)stats.transactions,
-            WC_LSN_ARGS(stats.confirmed));
+            (unsigned long long)stats.commits, WC_LSN_ARGS(stats.confirmed));
 done:
     for (int i = 0; i < cfg->nsink; i++)
         wc_sink_free(sinks[i]);
