@@ -60,7 +60,7 @@ int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, con
     case WC_POLICY_SKIP:
         wc_warning("sink \"%s\": skipping event \"%s\" at %s:%lld: %s", s->name, type, lsn,
                    (long long)ev->pos.index, error);
-        s->skipped++;
+        WC_COUNT_ADD(s->skipped, 1);
         return 0;
     case WC_POLICY_HALT:
         wc_err_set(err, WC_ERR_DATA, "sink \"%s\": event \"%s\" at %s:%lld: %s", s->name, type, lsn,
@@ -71,7 +71,7 @@ int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, con
                    (long long)ev->pos.index, error);
         if (s->ops->dead_letter(s, ev, error, err) < 0)
             return -1;
-        s->dead_lettered++;
+        WC_COUNT_ADD(s->dead_lettered, 1);
         return 0;
     }
 }

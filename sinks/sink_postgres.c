@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +22,11 @@
  * the events (identity, range of operations), the operations (one prepared statement execution each)
  * and the parameter offsets of all operations. After a commit the arrays and the arena are reset and
  * keep their capacity, so a steady stream of batches allocates nothing.
+ *
+ * There are two batches. detach() sets the queued one aside and commit_detached() sends it, on the
+ * engine's commit thread, while apply() queues the next one into the other: the server executes a batch
+ * while walcast decodes the next. The two sides share only the connection's read-only state (prepared
+ * statement names), never a batch.
  */
 
 #define NO_OFF SIZE_MAX /* a parameter offset meaning SQL NULL */
@@ -78,11 +84,7 @@ struct pg_ev {
     int applied; /* counted in s->applied */
 };
 
-struct pg {
-    PGconn *conn;
-    struct pg_prep *prep;
-    int nprep;
-    int *rule_base; /* per configured rule: its first statement's index in prep */
+struct pg_batch {
     struct wc_buf arena;
     struct pg_op *ops;
     int nops, capops;
@@ -90,12 +92,25 @@ struct pg {
     size_t noffs, capoffs;
     struct pg_ev *evs;
     int nevs, capevs;
-    const char **values; /* scratch: parameter values of one execution */
-    int capvalues;
-    int open_ev;   /* the event apply() is queueing, or -1: dead_letter() attaches to it */
-    int replaying; /* inside the slow path of commit: dead letters are written at once */
-    int nsent;     /* commands sent in the current pipeline */
+    int open_ev; /* the event apply() is queueing, or -1: dead_letter() attaches to it */
 };
+
+struct pg {
+    PGconn *conn;
+    struct pg_prep *prep;
+    int nprep;
+    int *rule_base; /* per configured rule: its first statement's index in prep */
+    struct pg_batch bufs[2];
+    struct pg_batch *b;  /* what apply() queues into */
+    struct pg_batch *cb; /* set aside by detach(), sent by commit_detached() */
+    const char **values; /* scratch of the committing side: parameter values of one execution */
+    int capvalues;
+    int nsent; /* commands sent in the current pipeline */
+};
+
+/* The sink whose slow commit path runs on this thread: its dead letters are written at once, in the
+ * open transaction, while apply() on the engine's thread keeps queueing them. */
+static __thread const struct pg *replaying;
 
 /* The outcome of a pipeline. */
 struct pipe_res {
@@ -120,7 +135,7 @@ static void *grow(void *p, int *cap, int need, size_t size)
     return p;
 }
 
-static size_t *grow_offs(struct pg *p, size_t extra)
+static size_t *grow_offs(struct pg_batch *p, size_t extra)
 {
     if (p->noffs + extra > p->capoffs) {
         size_t n = p->capoffs ? p->capoffs : 256;
@@ -138,7 +153,7 @@ static size_t *grow_offs(struct pg *p, size_t extra)
 }
 
 /* Copy len bytes of text into the arena as a NUL-terminated string; returns its offset. */
-static size_t arena_put(struct pg *p, const char *text, size_t len)
+static size_t arena_put(struct pg_batch *p, const char *text, size_t len)
 {
     size_t off = p->arena.len;
 
@@ -147,12 +162,12 @@ static size_t arena_put(struct pg *p, const char *text, size_t len)
     return off;
 }
 
-static const char *arena_str(const struct pg *p, size_t off)
+static const char *arena_str(const struct pg_batch *p, size_t off)
 {
     return off == NO_OFF ? NULL : p->arena.data + off;
 }
 
-static void batch_reset(struct pg *p)
+static void batch_reset(struct pg_batch *p)
 {
     wc_buf_reset(&p->arena);
     p->nops = 0;
@@ -162,7 +177,7 @@ static void batch_reset(struct pg *p)
 }
 
 /* Drop everything queued after the given marks (an event that could not be queued). */
-static void batch_truncate(struct pg *p, int nevs, int nops, size_t noffs, size_t arena_len)
+static void batch_truncate(struct pg_batch *p, int nevs, int nops, size_t noffs, size_t arena_len)
 {
     p->nevs = nevs;
     p->nops = nops;
@@ -173,7 +188,7 @@ static void batch_truncate(struct pg *p, int nevs, int nops, size_t noffs, size_
 }
 
 /* Queue a new event record holding ev's identity; returns its index. */
-static int ev_begin(struct pg *p, const struct wc_event *ev)
+static int ev_begin(struct pg_batch *p, const struct wc_event *ev)
 {
     struct pg_ev *e;
 
@@ -195,7 +210,7 @@ static int ev_begin(struct pg *p, const struct wc_event *ev)
 }
 
 /* Queue an operation for event ei; its nparams offsets are to be filled by the caller. */
-static struct pg_op *op_add(struct pg *p, int ei, int prep, int nparams)
+static struct pg_op *op_add(struct pg_batch *p, int ei, int prep, int nparams)
 {
     struct pg_op *op;
 
@@ -393,10 +408,12 @@ static void pg_close(struct wc_sink *s)
         PQfinish(p->conn);
     free(p->prep);
     free(p->rule_base);
-    wc_buf_free(&p->arena);
-    free(p->ops);
-    free(p->offs);
-    free(p->evs);
+    for (int i = 0; i < 2; i++) {
+        wc_buf_free(&p->bufs[i].arena);
+        free(p->bufs[i].ops);
+        free(p->bufs[i].offs);
+        free(p->bufs[i].evs);
+    }
     free(p->values);
     free(p);
     s->priv = NULL;
@@ -419,7 +436,9 @@ static int pg_open(struct wc_sink *s, struct wc_err *err)
         wc_err_set(err, WC_ERR_INTERNAL, "out of memory");
         return -1;
     }
-    p->open_ev = -1;
+    p->b = &p->bufs[0];
+    p->cb = &p->bufs[1];
+    p->b->open_ev = p->cb->open_ev = -1;
     s->priv = p;
     /* The DSN is expanded as a conninfo or URI; application_name after it wins over one inside it. */
     p->conn = PQconnectdbParams(keys, vals, 1);
@@ -488,7 +507,8 @@ static int pg_read_cursor(struct wc_sink *s, struct wc_pos *out, int *found, str
  */
 static int pg_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
 {
-    struct pg *p = s->priv;
+    struct pg *pg = s->priv;
+    struct pg_batch *p = pg->b;
     const char *type = ev->col[WC_COL_EVENT_TYPE].text;
     struct wc_rule *const *rules;
     int n = 0, ei, nevs = p->nevs, nops = p->nops, rc;
@@ -515,7 +535,7 @@ static int pg_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
         }
         for (int k = 0; k < rule->nstmt; k++) {
             const struct wc_pg_stmt *st = &rule->stmts[k];
-            struct pg_op *op = op_add(p, ei, p->rule_base[r] + k, st->nparams);
+            struct pg_op *op = op_add(p, ei, pg->rule_base[r] + k, st->nparams);
             size_t first = op->first;
             for (int j = 0; j < st->nparams; j++) {
                 const struct wc_tmpl *t = st->params[j];
@@ -545,7 +565,7 @@ static int pg_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
         return 0;
     }
     p->evs[ei].applied = 1;
-    s->applied++;
+    WC_COUNT_ADD(s->applied, 1);
     return 0;
 
 render_failed:
@@ -579,17 +599,18 @@ static void dead_values(const struct wc_event *ev, const char *error, char *lsn,
  */
 static int pg_dead_letter(struct wc_sink *s, struct wc_event *ev, const char *error, struct wc_err *err)
 {
-    struct pg *p = s->priv;
+    struct pg *pg = s->priv;
+    struct pg_batch *p = pg->b;
     char lsn[WC_LSN_STRLEN], idx[24];
     const char *v[DEAD_NPARAMS];
     int ei;
 
-    if (p->replaying) {
+    if (replaying == pg) {
         PGresult *r;
         v[0] = slot_name(s);
         v[1] = s->name;
         dead_values(ev, error, lsn, idx, v + 2);
-        r = PQexecPrepared(p->conn, p->prep[PREP_DEAD].name, DEAD_NPARAMS, v, NULL, NULL, 0);
+        r = PQexecPrepared(pg->conn, pg->prep[PREP_DEAD].name, DEAD_NPARAMS, v, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             fail_result(s, r, WC_ERR_DATA, "could not store a dead letter", err);
             PQclear(r);
@@ -672,7 +693,8 @@ static int pipe_sql(struct wc_sink *s, const char *sql, struct wc_err *err)
 }
 
 /* Parameter values of op, pointing into the arena. */
-static const char **op_values(struct wc_sink *s, const struct pg_op *op, int *nvalues)
+static const char **op_values(struct wc_sink *s, const struct pg_batch *b, const struct pg_op *op,
+                              int *nvalues)
 {
     struct pg *p = s->priv;
     int n = 0;
@@ -683,16 +705,16 @@ static const char **op_values(struct wc_sink *s, const struct pg_op *op, int *nv
         p->values[n++] = s->name;
     }
     for (int j = 0; j < op->nparams; j++)
-        p->values[n++] = arena_str(p, p->offs[op->first + (size_t)j]);
+        p->values[n++] = arena_str(b, b->offs[op->first + (size_t)j]);
     *nvalues = n;
     return p->values;
 }
 
-static int pipe_op(struct wc_sink *s, const struct pg_op *op, struct wc_err *err)
+static int pipe_op(struct wc_sink *s, const struct pg_batch *b, const struct pg_op *op, struct wc_err *err)
 {
     struct pg *p = s->priv;
     int n;
-    const char **v = op_values(s, op, &n);
+    const char **v = op_values(s, b, op, &n);
 
     return pipe_sent(s, PQsendQueryPrepared(p->conn, p->prep[op->prep].name, n, v, NULL, NULL, 0), err);
 }
@@ -782,8 +804,8 @@ bad:
 
 /* The fast path: the whole batch and the cursor in one pipelined transaction. *rejected is set when a
  * statement failed for a reason the slow path can sort out. */
-static int commit_fast(struct wc_sink *s, struct wc_pos cursor, int *rejected, struct pipe_res *res,
-                       struct wc_err *err)
+static int commit_fast(struct wc_sink *s, const struct pg_batch *b, struct wc_pos cursor, int *rejected,
+                       struct pipe_res *res, struct wc_err *err)
 {
     struct pg *p = s->priv;
 
@@ -792,8 +814,8 @@ static int commit_fast(struct wc_sink *s, struct wc_pos cursor, int *rejected, s
         return -1;
     if (pipe_sql(s, "BEGIN", err) < 0)
         goto send_failed;
-    for (int i = 0; i < p->nops; i++)
-        if (pipe_op(s, &p->ops[i], err) < 0)
+    for (int i = 0; i < b->nops; i++)
+        if (pipe_op(s, b, &b->ops[i], err) < 0)
             goto send_failed;
     if (pipe_cursor(s, cursor, err) < 0 || pipe_sql(s, "COMMIT", err) < 0)
         goto send_failed;
@@ -813,7 +835,7 @@ send_failed:
 }
 
 /* Rebuild a borrowed event from a queued record (for the error policy). */
-static void ev_from_record(const struct pg *p, const struct pg_ev *e, struct wc_event *ev)
+static void ev_from_record(const struct pg_batch *p, const struct pg_ev *e, struct wc_event *ev)
 {
     memset(ev, 0, sizeof(*ev));
     ev->pos = e->pos;
@@ -831,7 +853,7 @@ static void ev_from_record(const struct pg *p, const struct pg_ev *e, struct wc_
  * to the on_error policy; its dead letter is written in the same transaction. Deferred constraints are
  * made immediate so that they, too, fail inside the event's savepoint rather than at COMMIT.
  */
-static int commit_slow(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
+static int commit_slow(struct wc_sink *s, const struct pg_batch *b, struct wc_pos cursor, struct wc_err *err)
 {
     struct pg *p = s->priv;
     struct pipe_res res;
@@ -841,16 +863,16 @@ static int commit_slow(struct wc_sink *s, struct wc_pos cursor, struct wc_err *e
 
     if (exec_simple(s, "BEGIN; SET CONSTRAINTS ALL IMMEDIATE", "could not begin", err) < 0)
         goto failed;
-    p->replaying = 1;
-    for (i = 0; i < p->nevs; i++) {
-        const struct pg_ev *e = &p->evs[i];
+    replaying = p;
+    for (i = 0; i < b->nevs; i++) {
+        const struct pg_ev *e = &b->evs[i];
         if (e->nop == 0)
             continue;
         if (pipe_begin(s, err) < 0)
             goto failed;
         int ok = pipe_sql(s, "SAVEPOINT walcast_event", err) == 0;
         for (int k = 0; ok && k < e->nop; k++)
-            ok = pipe_op(s, &p->ops[e->first_op + k], err) == 0;
+            ok = pipe_op(s, b, &b->ops[e->first_op + k], err) == 0;
         ok = ok && pipe_sql(s, "RELEASE SAVEPOINT walcast_event", err) == 0;
         if (pipe_end(s, &res, err) < 0 || !ok) {
             err->code = WC_ERR_IO;
@@ -866,18 +888,18 @@ static int commit_slow(struct wc_sink *s, struct wc_pos cursor, struct wc_err *e
         if (exec_simple(s, "ROLLBACK TO SAVEPOINT walcast_event; RELEASE SAVEPOINT walcast_event",
                         "could not roll back to savepoint", err) < 0)
             goto failed;
-        const struct pg_prep *pp = &p->prep[p->ops[e->first_op + res.failed_at - 1].prep];
+        const struct pg_prep *pp = &p->prep[b->ops[e->first_op + res.failed_at - 1].prep];
         if (pp->projection)
             snprintf(why, sizeof(why), "projection \"%s\" (line %d): %s", pp->projection, pp->line, res.msg);
         else
             snprintf(why, sizeof(why), "%s", res.msg);
-        if (e->applied && s->applied > 0)
-            s->applied--;
-        ev_from_record(p, e, &ev);
+        if (e->applied)
+            WC_COUNT_ADD(s->applied, -1);
+        ev_from_record(b, e, &ev);
         if (wc_sink_handle_error(s, &ev, s->cfg->on_error, why, err) < 0)
             goto failed;
     }
-    p->replaying = 0;
+    replaying = NULL;
     if (pipe_begin(s, err) < 0)
         goto failed;
     if (pipe_cursor(s, cursor, err) < 0 || pipe_sql(s, "COMMIT", err) < 0) {
@@ -894,19 +916,34 @@ static int commit_slow(struct wc_sink *s, struct wc_pos cursor, struct wc_err *e
     return 0;
 
 failed:
-    p->replaying = 0;
+    replaying = NULL;
     if (PQstatus(p->conn) == CONNECTION_BAD)
         err->code = WC_ERR_IO;
     rollback_quietly(p);
     return -1;
 }
 
+/* Set the queued batch aside for commit_detached(); apply() queues into the other one meanwhile. A batch
+ * still set aside after a failed commit is dropped: the engine starts again from the durable cursor. */
+static void pg_detach(struct wc_sink *s)
+{
+    struct pg *p = s->priv;
+    struct pg_batch *t;
+
+    if (p == NULL)
+        return;
+    batch_reset(p->cb);
+    t = p->cb;
+    p->cb = p->b;
+    p->b = t;
+}
+
 /*
- * Apply the batch and the cursor in one transaction: pipelined in one round trip, and only when the
- * server rejects something, again event by event. The batch is cleared once it is committed; after a
- * failure it stays (the transaction was rolled back), so committing again would redo exactly it.
+ * Apply the batch set aside and the cursor in one transaction: pipelined in one round trip, and only
+ * when the server rejects something, again event by event. The batch is cleared once it is committed;
+ * after a failure it stays set aside (the transaction was rolled back).
  */
-static int pg_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
+static int pg_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
 {
     struct pg *p = s->priv;
     struct pipe_res res;
@@ -918,7 +955,7 @@ static int pg_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err
     }
     if (PQstatus(p->conn) != CONNECTION_OK)
         return fail_result(s, NULL, WC_ERR_IO, "connection lost", err);
-    if (p->nops == 0) {
+    if (p->cb->nops == 0) {
         /* Nothing queued: the upsert alone is its own transaction. */
         if (pipe_begin(s, err) < 0)
             return -1;
@@ -933,19 +970,36 @@ static int pg_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err
             wc_err_set(err, WC_ERR_DATA, "sink \"%s\": could not store the cursor: %s", s->name, res.msg);
             return -1;
         }
-        batch_reset(p);
+        batch_reset(p->cb);
         return 0;
     }
-    if (commit_fast(s, cursor, &rejected, &res, err) < 0)
+    if (commit_fast(s, p->cb, cursor, &rejected, &res, err) < 0)
         return -1;
     if (rejected) {
-        wc_debug("sink \"%s\": batch of %d events rejected (%s), applying event by event", s->name, p->nevs,
-                 res.msg);
-        if (commit_slow(s, cursor, err) < 0)
+        wc_debug("sink \"%s\": batch of %d events rejected (%s), applying event by event", s->name,
+                 p->cb->nevs, res.msg);
+        if (commit_slow(s, p->cb, cursor, err) < 0)
             return -1;
     }
-    batch_reset(p);
+    batch_reset(p->cb);
     return 0;
+}
+
+/* Commit what is queued, here and now. After a failure the batch stays queued: committing again redoes
+ * exactly it. */
+static int pg_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
+{
+    struct pg *p = s->priv;
+
+    pg_detach(s);
+    if (pg_commit_detached(s, cursor, err) == 0)
+        return 0;
+    if (p != NULL && p->b->nevs == 0 && p->b->nops == 0) {
+        struct pg_batch *t = p->b;
+        p->b = p->cb;
+        p->cb = t;
+    }
+    return -1;
 }
 
 /* Wipe the projections with the configured SQL and drop the cursor, in one transaction. */
@@ -960,7 +1014,8 @@ static int pg_reset(struct wc_sink *s, struct wc_err *err)
                    s->name);
         return -1;
     }
-    batch_reset(p);
+    batch_reset(p->b);
+    batch_reset(p->cb);
     if (exec_simple(s, "BEGIN", "could not begin the rebuild", err) < 0)
         return -1;
     if (exec_simple(s, s->conf->rebuild, "rebuild statement failed", err) < 0) {
@@ -1048,16 +1103,16 @@ static int pg_dlq_retry(struct wc_sink *s, const char *id, int *retried, int *fa
 
         dlq_cols(r, i, cols);
         wc_dlq_event(&ev, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), cols);
-        batch_reset(p);
+        batch_reset(p->b);
         if (ev.col[WC_COL_EVENT_TYPE].kind == WC_VAL_NULL ||
             !wc_config_rules(s->conf, ev.col[WC_COL_EVENT_TYPE].text, &n) || n == 0) {
             wc_err_set(&e2, WC_ERR_DATA, "no projection of sink \"%s\" handles event type \"%s\"", s->name,
                        cols[1] ? cols[1] : "");
-        } else if (pg_apply(s, &ev, &e2) == 0 && p->nevs == 0) {
+        } else if (pg_apply(s, &ev, &e2) == 0 && p->b->nevs == 0) {
             wc_err_set(&e2, WC_ERR_DATA, "no statement of sink \"%s\" applies to this event", s->name);
-        } else if (e2.code == 0 && p->nevs > 0) {
-            struct pg_op *op = op_add(p, p->nevs - 1, PREP_DL_DELETE, 1);
-            p->offs[op->first] = arena_put(p, dl_id, strlen(dl_id));
+        } else if (e2.code == 0 && p->b->nevs > 0) {
+            struct pg_op *op = op_add(p->b, p->b->nevs - 1, PREP_DL_DELETE, 1);
+            p->b->offs[op->first] = arena_put(p->b, dl_id, strlen(dl_id));
             if (pg_commit(s, s->cursor, &e2) == 0) {
                 (*retried)++;
                 json_decref(ev.payload_json);
@@ -1065,7 +1120,7 @@ static int pg_dlq_retry(struct wc_sink *s, const char *id, int *retried, int *fa
             }
         }
         json_decref(ev.payload_json);
-        batch_reset(p);
+        batch_reset(p->b);
         rollback_quietly(p);
         if (e2.code != WC_ERR_DATA) {
             *err = e2;
@@ -1095,5 +1150,7 @@ const struct wc_sink_ops wc_sink_postgres_ops = {
     .apply = pg_apply,
     .dead_letter = pg_dead_letter,
     .commit = pg_commit,
+    .detach = pg_detach,
+    .commit_detached = pg_commit_detached,
     .close = pg_close,
 };

@@ -50,7 +50,6 @@
 struct script {
     const char *src; /* borrowed from the configuration */
     char sha[41];
-    int used; /* used by the pending batch: loaded again before its MULTI */
 };
 
 /* One event of the batch: its commands are pending.data[off...] (ncmd of them). */
@@ -70,7 +69,14 @@ struct batch {
     struct rec *recs;
     int nrec, caprec;
     int ncmd;
+    uint64_t scripts; /* the scripts its commands use (script_bit): loaded again before its MULTI */
 };
+
+/* A script's bit in batch.scripts; the 64th stands for every script from there on. */
+static uint64_t script_bit(int i)
+{
+    return (uint64_t)1 << (i < 63 ? i : 63);
+}
 
 struct redis_sink {
     redisContext *c;
@@ -83,7 +89,11 @@ struct redis_sink {
     char *dead_key;
     struct script *scripts;
     int nscript;
-    struct batch b;
+    /* Two batches: apply() queues into b while commit_detached() sends cb on the engine's commit thread.
+     * Dead letters written by a commit (after the fact, outside its unit) go into loose. */
+    struct batch bufs[2];
+    struct batch *b, *cb;
+    struct batch loose;
     /* scratch for rendering one command */
     struct wc_buf arg;
     size_t *argoff;
@@ -91,6 +101,9 @@ struct redis_sink {
     const char **argv;
     int argcap;
 };
+
+/* The sink whose commit runs on this thread: its dead letters go into its loose batch. */
+static __thread struct redis_sink *committing;
 
 /* The result of one MULTI/EXEC unit. */
 struct unit {
@@ -121,6 +134,7 @@ static void batch_reset(struct batch *b)
     wc_buf_reset(&b->meta);
     b->nrec = 0;
     b->ncmd = 0;
+    b->scripts = 0;
 }
 
 /* Cut the batch back to an earlier state. */
@@ -432,6 +446,8 @@ static int redis_open(struct wc_sink *s, struct wc_err *err)
     if (s->priv != NULL)
         redis_close(s);
     p = wc_xcalloc(1, sizeof(*p));
+    p->b = &p->bufs[0];
+    p->cb = &p->bufs[1];
     s->priv = p;
     if (parse_dsn(s, p, s->conf ? s->conf->dsn : NULL, err) < 0)
         goto fail;
@@ -673,9 +689,9 @@ static int queue_cmd(struct wc_sink *s, struct redis_sink *p, const struct wc_ru
     /* pointers only now: rendering may have moved the buffer */
     for (int i = 0; i < argc; i++)
         p->argv[i] = p->arg.data + p->argoff[i];
-    queue_argv(&p->b, r, argc, p->argv, p->arglen);
+    queue_argv(p->b, r, argc, p->argv, p->arglen);
     if (sc != NULL)
-        sc->used = 1;
+        p->b->scripts |= script_bit((int)(sc - p->scripts));
     return 0;
 }
 
@@ -698,7 +714,7 @@ static int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *er
         return not_open(s, err);
     if (type == NULL)
         return 0;
-    b = &p->b;
+    b = p->b;
     pending_len = b->pending.len;
     meta_len = b->meta.len;
     nrec = b->nrec;
@@ -714,7 +730,7 @@ static int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *er
         }
     }
     if (r->ncmd > 0) {
-        s->applied++;
+        WC_COUNT_ADD(s->applied, 1);
         r->counted = 1;
     } else
         batch_truncate(b, nrec, meta_len, pending_len, ncmd); /* nothing to remember */
@@ -737,6 +753,7 @@ failed:
 static int redis_dead_letter(struct wc_sink *s, struct wc_event *ev, const char *error, struct wc_err *err)
 {
     struct redis_sink *p = s->priv;
+    struct batch *into;
     struct rec *r;
     char lsn[WC_LSN_STRLEN], idx[24];
     const char *argv[21];
@@ -745,7 +762,8 @@ static int redis_dead_letter(struct wc_sink *s, struct wc_event *ev, const char 
 
     if (p == NULL)
         return not_open(s, err);
-    r = rec_for(&p->b, ev);
+    into = committing == p ? &p->loose : p->b;
+    r = rec_for(into, ev);
 
     wc_lsn_format(ev->pos.lsn, lsn);
     snprintf(idx, sizeof(idx), "%" PRId64, ev->pos.index);
@@ -776,7 +794,7 @@ static int redis_dead_letter(struct wc_sink *s, struct wc_event *ev, const char 
 #undef ARGC
 #undef ARGS
 #undef ARG
-    queue_argv(&p->b, r, argc, argv, len);
+    queue_argv(into, r, argc, argv, len);
     return 0;
 }
 
@@ -835,12 +853,12 @@ static void describe_cmd(const char *buf, size_t *off, char *out, size_t outsize
 }
 
 /*
- * Write one atomic unit: SCRIPT LOAD of the used scripts, MULTI, cmds[0..len) (ncmd commands), HSET of
- * the cursor, EXEC; then read every reply. Returns 0 with u filled (u->exec owned by the caller when
+ * Write one atomic unit: SCRIPT LOAD of the scripts in the scripts mask, MULTI, cmds[0..len) (ncmd commands),
+ * HSET of the cursor, EXEC; then read every reply. Returns 0 with u filled (u->exec owned by the caller when
  * not aborted), or -1 with err: WC_ERR_IO when the connection is gone or the server is busy.
  */
 static int send_unit(struct wc_sink *s, struct redis_sink *p, const char *cmds, size_t len, int ncmd,
-                     struct wc_pos cursor, struct unit *u, struct wc_err *err)
+                     uint64_t scripts, struct wc_pos cursor, struct unit *u, struct wc_err *err)
 {
     char pos[40];
     /* dlq retry must not move the cursor a running engine owns: HSETNX leaves an existing one alone. */
@@ -854,7 +872,7 @@ static int send_unit(struct wc_sink *s, struct redis_sink *p, const char *cmds, 
     if (p->c == NULL || p->c->err)
         return io_error(s, p, err);
     for (int i = 0; i < p->nscript; i++) {
-        if (!p->scripts[i].used)
+        if (!(scripts & script_bit(i)))
             continue;
         const char *argv[3] = {"SCRIPT", "LOAD", p->scripts[i].src};
         size_t alen[3] = {6, 4, strlen(p->scripts[i].src)};
@@ -946,10 +964,10 @@ static int send_unit(struct wc_sink *s, struct redis_sink *p, const char *cmds, 
     return rc;
 }
 
-/* Send what p->b holds (dead letters written after the fact) without MULTI or cursor, best effort. */
+/* Send what p->loose holds (dead letters written after the fact) without MULTI or cursor, best effort. */
 static int send_loose(struct wc_sink *s, struct redis_sink *p, struct wc_err *err)
 {
-    struct batch *b = &p->b;
+    struct batch *b = &p->loose;
     int rc = 0;
 
     if (b->ncmd == 0)
@@ -1049,7 +1067,7 @@ static int commit_slow(struct wc_sink *s, struct redis_sink *p, struct batch *b,
 
         if (i + 1 < b->nrec && wc_pos_cmp(at, cursor) > 0)
             at = cursor;
-        if (send_unit(s, p, b->pending.data + r->off, end - r->off, r->ncmd, at, &u, err) < 0)
+        if (send_unit(s, p, b->pending.data + r->off, end - r->off, r->ncmd, b->scripts, at, &u, err) < 0)
             return -1;
         if (!u.aborted) {
             int rc = runtime_errors(s, p, b, r, 1, b->pending.data + r->off, u.exec, 1, err);
@@ -1065,22 +1083,22 @@ static int commit_slow(struct wc_sink *s, struct redis_sink *p, struct batch *b,
         }
         /* This event cannot be queued: its dead letter (or nothing) with the cursor at it. */
         snprintf(msg, sizeof(msg), "%s", u.why);
-        if (r->counted && s->applied > 0)
-            s->applied--;
+        if (r->counted)
+            WC_COUNT_ADD(s->applied, -1);
         rec_event(b, r, &ev);
-        batch_reset(&p->b);
+        batch_reset(&p->loose);
         if (wc_sink_handle_error(s, &ev, s->cfg->on_error, msg, err) < 0)
             return -1;
-        if (send_unit(s, p, p->b.pending.data, p->b.pending.len, p->b.ncmd, at, &u, err) < 0)
+        if (send_unit(s, p, p->loose.pending.data, p->loose.pending.len, p->loose.ncmd, 0, at, &u, err) < 0)
             return -1;
         if (u.aborted) {
             wc_err_set(err, WC_ERR_DATA, "sink \"%s\": could not write the dead letter to \"%s\": %s",
                        s->name, p->dead_key, u.why);
             return -1;
         }
-        runtime_errors(s, p, &p->b, p->b.recs, p->b.nrec, p->b.pending.data, u.exec, 0, err);
+        runtime_errors(s, p, &p->loose, p->loose.recs, p->loose.nrec, p->loose.pending.data, u.exec, 0, err);
         freeReplyObject(u.exec);
-        batch_reset(&p->b);
+        batch_reset(&p->loose);
     }
     if (b->nrec == 0) {
         wc_err_set(err, WC_ERR_DATA, "sink \"%s\": redis refused to store the cursor: %s", s->name,
@@ -1090,20 +1108,35 @@ static int commit_slow(struct wc_sink *s, struct redis_sink *p, struct batch *b,
     return 0;
 }
 
-static int redis_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
+/* Set the queued batch aside for commit_detached(); apply() queues into the other one meanwhile. */
+static void redis_detach(struct wc_sink *s)
 {
     struct redis_sink *p = s->priv;
-    struct batch b;
+    struct batch *t;
+
+    if (p == NULL)
+        return;
+    batch_reset(p->cb);
+    t = p->cb;
+    p->cb = p->b;
+    p->b = t;
+}
+
+static int redis_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
+{
+    struct redis_sink *p = s->priv;
+    struct batch *b;
     struct unit u;
     int rc;
 
     if (p == NULL)
         return not_open(s, err);
-    b = p->b; /* taken out: dead letters written during the commit go into a fresh one */
-    memset(&p->b, 0, sizeof(p->b));
-    rc = send_unit(s, p, b.pending.data, b.pending.len, b.ncmd, cursor, &u, err);
+    b = p->cb;
+    committing = p; /* dead letters of this commit go into p->loose, not the batch apply() fills */
+    batch_reset(&p->loose);
+    rc = send_unit(s, p, b->pending.data, b->pending.len, b->ncmd, b->scripts, cursor, &u, err);
     if (rc == 0 && !u.aborted) {
-        rc = runtime_errors(s, p, &b, b.recs, b.nrec, b.pending.data, u.exec, 1, err);
+        rc = runtime_errors(s, p, b, b->recs, b->nrec, b->pending.data, u.exec, 1, err);
         freeReplyObject(u.exec);
     } else if (rc == 0) {
         if (u.transient) {
@@ -1112,17 +1145,30 @@ static int redis_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *
             rc = -1;
         } else {
             wc_warning("sink \"%s\": redis refused a batch of %d events (%s), applying them one by one",
-                       s->name, b.nrec, u.why);
-            rc = commit_slow(s, p, &b, cursor, err);
+                       s->name, b->nrec, u.why);
+            rc = commit_slow(s, p, b, cursor, err);
         }
     }
-    for (int i = 0; i < p->nscript; i++)
-        p->scripts[i].used = 0;
-    /* keep the larger buffers for the next batch */
-    batch_free(&p->b);
-    batch_reset(&b);
-    p->b = b;
+    committing = NULL;
+    if (rc == 0)
+        batch_reset(b);
     return rc;
+}
+
+/* Commit what is queued, here and now. After a failure the batch stays queued. */
+static int redis_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
+{
+    struct redis_sink *p = s->priv;
+
+    redis_detach(s);
+    if (redis_commit_detached(s, cursor, err) == 0)
+        return 0;
+    if (p != NULL && p->b->nrec == 0 && p->b->ncmd == 0) {
+        struct batch *t = p->b;
+        p->b = p->cb;
+        p->cb = t;
+    }
+    return -1;
 }
 
 static void redis_close(struct wc_sink *s)
@@ -1142,7 +1188,9 @@ static void redis_close(struct wc_sink *s)
     free(p->cursor_key);
     free(p->dead_key);
     free(p->scripts);
-    batch_free(&p->b);
+    batch_free(&p->bufs[0]);
+    batch_free(&p->bufs[1]);
+    batch_free(&p->loose);
     wc_buf_free(&p->arg);
     free(p->argoff);
     free(p->arglen);
@@ -1237,16 +1285,16 @@ static int redis_dlq_retry(struct wc_sink *s, const char *id, int *retried, int 
             continue;
         const char *dl_id = r->element[i]->element[0]->str;
         wc_dlq_event(&ev, lsn, idx, cols);
-        batch_reset(&p->b);
+        batch_reset(p->b);
         if (cols[1] == NULL || !wc_config_rules(s->conf, cols[1], &n) || n == 0) {
             wc_err_set(&e2, WC_ERR_DATA, "no projection of sink \"%s\" handles event type \"%s\"", s->name,
                        cols[1] ? cols[1] : "");
-        } else if (redis_apply(s, &ev, &e2) == 0 && p->b.nrec == 0) {
+        } else if (redis_apply(s, &ev, &e2) == 0 && p->b->nrec == 0) {
             wc_err_set(&e2, WC_ERR_DATA, "no command of sink \"%s\" applies to this event", s->name);
-        } else if (e2.code == 0 && p->b.nrec > 0) {
+        } else if (e2.code == 0 && p->b->nrec > 0) {
             /* The removal rides in the event's own MULTI/EXEC. */
             const char *argv[] = {"XDEL", p->dead_key, dl_id};
-            queue_argv(&p->b, &p->b.recs[p->b.nrec - 1], 3, argv, NULL);
+            queue_argv(p->b, &p->b->recs[p->b->nrec - 1], 3, argv, NULL);
             if (redis_commit(s, s->cursor, &e2) == 0) {
                 (*retried)++;
                 json_decref(ev.payload_json);
@@ -1254,7 +1302,7 @@ static int redis_dlq_retry(struct wc_sink *s, const char *id, int *retried, int 
             }
         }
         json_decref(ev.payload_json);
-        batch_reset(&p->b);
+        batch_reset(p->b);
         if (e2.code != WC_ERR_DATA) {
             *err = e2;
             rc = -1;
@@ -1319,7 +1367,8 @@ static int redis_reset(struct wc_sink *s, struct wc_err *err)
     }
     if (p == NULL)
         return not_open(s, err);
-    batch_reset(&p->b);
+    batch_reset(p->b);
+    batch_reset(p->cb);
     redisReply *r = command(s, p, 1, argv, NULL, err);
     if (r == NULL)
         return -1;
@@ -1342,5 +1391,7 @@ const struct wc_sink_ops wc_sink_redis_ops = {
     .apply = redis_apply,
     .dead_letter = redis_dead_letter,
     .commit = redis_commit,
+    .detach = redis_detach,
+    .commit_detached = redis_commit_detached,
     .close = redis_close,
 };

@@ -25,6 +25,16 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+#define MAX_JOBS 16
+
+/* One sink's commit, run on its own thread. */
+struct commit_job {
+    struct wc_sink *sink;
+    struct wc_pos pos;
+    int rc;
+    struct wc_err err;
+};
+
 /* State of one streaming session (one replication connection). */
 struct session {
     const struct wc_config *cfg;
@@ -49,6 +59,13 @@ struct session {
     PGconn *hb_conn;    /* plain connection to the source for heartbeats */
     int64_t last_hb_ms;
     int64_t hb_pending_since_us; /* a heartbeat was sent and has not come back (0 = none) */
+
+    /* A commit in flight: its jobs run on threads while the next batch is decoded and queued. */
+    int inflight;
+    int njob;
+    struct commit_job jobs[MAX_JOBS];
+    pthread_t threads[MAX_JOBS];
+    int started[MAX_JOBS];
 };
 
 static int64_t wall_us(void)
@@ -117,76 +134,108 @@ static wc_lsn safe_confirm_lsn(struct session *s)
     return lsn;
 }
 
-/* One sink's commit, run on its own thread when several sinks commit at once. */
-struct commit_job {
-    struct wc_sink *sink;
-    struct wc_pos pos;
-    int rc;
-    struct wc_err err;
-};
-
 static void *commit_job_run(void *arg)
 {
     struct commit_job *j = arg;
-    j->rc = j->sink->ops->commit(j->sink, j->pos, &j->err);
+    const struct wc_sink_ops *ops = j->sink->ops;
+
+    j->rc = ops->commit_detached ? ops->commit_detached(j->sink, j->pos, &j->err)
+                                 : ops->commit(j->sink, j->pos, &j->err);
     return NULL;
 }
 
+/* Confirm what every sink has made durable. */
+static void confirm(struct session *s)
+{
+    wc_lsn lsn = safe_confirm_lsn(s);
+    if (lsn > s->stats->confirmed)
+        s->stats->confirmed = lsn;
+    wc_stream_confirm(s->stream, lsn);
+}
+
 /*
- * Commit every sink that is behind pos, then confirm what all of them have made durable. Sinks share
- * nothing, so several commit side by side: a batch costs the slowest sink's round trip and fsync, not
- * their sum.
+ * Wait for the commit in flight, if any: move the cursors of the sinks that committed, then confirm.
+ * Returns -1 with err when a sink failed (an I/O failure only when no sink failed otherwise).
+ */
+static int commit_wait(struct session *s, struct wc_err *err)
+{
+    int rc = 0;
+
+    if (!s->inflight)
+        return 0;
+    for (int i = 0; i < s->njob; i++)
+        if (s->started[i])
+            pthread_join(s->threads[i], NULL);
+    s->inflight = 0;
+    for (int i = 0; i < s->njob; i++) {
+        struct commit_job *j = &s->jobs[i];
+        if (j->rc < 0) {
+            if (rc == 0 || j->err.code != WC_ERR_IO)
+                *err = j->err;
+            rc = -1;
+            continue;
+        }
+        j->sink->cursor = j->pos;
+        j->sink->has_cursor = 1;
+    }
+    if (rc < 0)
+        return -1;
+    confirm(s);
+    return 0;
+}
+
+/*
+ * Commit every sink that is behind pos. A sink that can commit in two halves (detach, then
+ * commit_detached) commits on a thread of its own while this thread goes on decoding and queueing the
+ * next batch: the sink servers execute one batch while walcast prepares the next, and several sinks
+ * commit side by side. The next commit_all() or commit_wait() waits for it; the cursors move, and the
+ * slot is confirmed, only then. Other sinks commit here and now.
  */
 static int commit_all(struct session *s, struct wc_pos pos, struct wc_err *err)
 {
-    struct commit_job jobs[16];
-    pthread_t threads[16];
-    int started[16] = {0};
-    int n = 0, rc = 0;
+    int n = 0;
 
+    if (commit_wait(s, err) < 0)
+        return -1;
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];
         if (wc_pos_cmp(k->cursor, pos) >= 0)
             continue;
-        if (n == 16 || s->nsink == 1) {
-            if (k->ops->commit(k, pos, err) < 0)
-                return -1; /* sinks name themselves in their messages */
-            k->cursor = pos;
-            k->has_cursor = 1;
+        if (k->ops->detach && k->ops->commit_detached && n < MAX_JOBS) {
+            k->ops->detach(k);
+            s->jobs[n++] = (struct commit_job){.sink = k, .pos = pos};
             continue;
         }
-        jobs[n] = (struct commit_job){.sink = k, .pos = pos};
-        n++;
+        if (k->ops->commit(k, pos, err) < 0)
+            return -1; /* sinks name themselves in their messages */
+        k->cursor = pos;
+        k->has_cursor = 1;
     }
-    /* The first job runs here, the others on threads (inline too if a thread cannot start). */
-    for (int i = 1; i < n; i++)
-        started[i] = pthread_create(&threads[i], NULL, commit_job_run, &jobs[i]) == 0;
-    for (int i = 0; i < n; i++)
-        if (i == 0 || !started[i])
-            commit_job_run(&jobs[i]);
-    for (int i = 1; i < n; i++)
-        if (started[i])
-            pthread_join(threads[i], NULL);
-    for (int i = 0; i < n; i++) {
-        if (jobs[i].rc < 0) {
-            if (rc == 0 || jobs[i].err.code != WC_ERR_IO)
-                *err = jobs[i].err;
-            rc = -1;
-            continue;
-        }
-        jobs[i].sink->cursor = pos;
-        jobs[i].sink->has_cursor = 1;
-    }
-    if (rc < 0)
-        return -1;
     s->pending = 0;
     s->pending_bytes = 0;
     s->stats->commits++;
-    wc_lsn confirm = safe_confirm_lsn(s);
-    if (confirm > s->stats->confirmed)
-        s->stats->confirmed = confirm;
-    wc_stream_confirm(s->stream, confirm);
+    if (n == 0) {
+        confirm(s);
+        return 0;
+    }
+    s->njob = n;
+    s->inflight = 1;
+    for (int i = 0; i < n; i++) {
+        s->started[i] = pthread_create(&s->threads[i], NULL, commit_job_run, &s->jobs[i]) == 0;
+        if (!s->started[i])
+            commit_job_run(&s->jobs[i]); /* no thread: commit here */
+    }
     return 0;
+}
+
+/* Leave a session with a commit in flight: wait for its threads, whatever they did (the next session
+ * starts from the durable cursors). */
+static void commit_abandon(struct session *s)
+{
+    struct wc_err ignored;
+
+    if (s->inflight && commit_wait(s, &ignored) < 0)
+        wc_debug("abandoned commit: %s", ignored.msg);
 }
 
 /* Hand one event to one sink: its projections, or the unknown-event policy. */
@@ -477,6 +526,7 @@ static int open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
 
 static void close_session(struct session *s)
 {
+    commit_abandon(s);
     if (s->hb_conn) {
         PQfinish(s->hb_conn);
         s->hb_conn = NULL;
@@ -535,8 +585,9 @@ static int run_session(struct session *s, struct wc_err *err)
 
         /* With events queued, take only what has already arrived: when the stream is drained the batch
          * commits at once (latency at low load), and while it keeps coming the batch grows up to its
-         * count, bytes or delay bound (throughput under load). */
-        if (s->pending > 0)
+         * count, bytes or delay bound (throughput under load). With a commit in flight, a drained stream
+         * is the moment to wait for it. */
+        if (s->pending > 0 || s->inflight)
             timeout = 0;
         int r = wc_stream_next(s->stream, timeout, &msg, &len, &wal_start, err);
         if (r < 0)
@@ -547,8 +598,10 @@ static int run_session(struct session *s, struct wc_err *err)
         if (s->pending > 0 && (done || r == 0 || now - s->batch_start_ms >= s->cfg->batch_max_delay_ms) &&
             commit_all(s, s->pos, err) < 0)
             return -1;
+        if (r == 0 && s->pending == 0 && commit_wait(s, err) < 0)
+            return -1;
         heartbeat(s);
-        if (s->in_txn || s->pending > 0)
+        if (s->in_txn || s->pending > 0 || s->inflight)
             continue;
         /* Nothing in flight: let the slot advance over transactions that had no outbox rows, and over
          * quiet WAL the keepalives report, so that an idle outbox does not pin WAL. Sink cursors move
@@ -565,8 +618,10 @@ static int run_session(struct session *s, struct wc_err *err)
             s->last_idle_commit_ms = now;
         }
     }
+    if (commit_wait(s, err) < 0)
+        return -1;
     if (s->pending > 0 || (!s->in_txn && wc_pos_cmp(s->pos, (struct wc_pos){safe_confirm_lsn(s), -1}) > 0)) {
-        if (commit_all(s, s->pos, err) < 0)
+        if (commit_all(s, s->pos, err) < 0 || commit_wait(s, err) < 0)
             return -1;
     }
     if (wc_stream_feedback(s->stream, 1, err) < 0)

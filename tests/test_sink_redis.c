@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -612,6 +613,89 @@ Test(sink_redis, runtime_error_dead_lettered_after_exec)
     cr_assert_not_null(strstr(entry_field(dl->element[0], "error"), "ZADD on key \"str\""), "%s",
                        entry_field(dl->element[0], "error"));
     freeReplyObject(dl);
+    teardown(&f);
+}
+
+/* A detached commit on its own thread, as the engine runs it. */
+struct detached {
+    struct wc_sink *s;
+    struct wc_pos pos;
+    int rc;
+    struct wc_err err;
+};
+
+static void *detached_run(void *arg)
+{
+    struct detached *d = arg;
+    d->rc = d->s->ops->commit_detached(d->s, d->pos, &d->err);
+    return NULL;
+}
+
+/*
+ * The engine commits a batch on a thread while it queues the next one. The batch set aside commits
+ * alone: its runtime error is dead-lettered by the commit thread, right after its EXEC, and its script
+ * is loaded again (the cache was flushed); the next batch, with a dead letter of its own queued on this
+ * thread, stays queued until its own commit.
+ */
+Test(sink_redis, detached_commit_while_the_next_batch_is_queued)
+{
+    struct fixture f;
+    struct detached d;
+    pthread_t t;
+
+    setup(&f, 14, "dead_letter",
+          "  p:\n"
+          "    sink: cache\n"
+          "    on:\n"
+          "      E:\n"
+          "        - [INCR, count]\n"
+          "        - [ZADD, \"{payload.key}\", \"{payload.score}\", member]\n"
+          "      T:\n"
+          "        - script: \"return redis.call('INCRBY', KEYS[1], ARGV[1])\"\n"
+          "          keys: [\"ticks\"]\n"
+          "          args: [\"{payload.n}\"]\n");
+    struct wc_err err = {0};
+    cr_assert_not_null(f.sink->ops->detach);
+    cr_assert_not_null(f.sink->ops->commit_detached);
+    expect(f.rc, "OK", "SET str value");
+    expect(f.rc, "OK", "SCRIPT FLUSH");
+    cr_assert_eq(apply(f.sink, 0x1200, 0, "E", "{\"key\": \"z\", \"score\": 1}", &err), 0, "%s", err.msg);
+    cr_assert_eq(apply(f.sink, 0x1200, 1, "E", "{\"key\": \"str\", \"score\": 1}", &err), 0, "%s", err.msg);
+    cr_assert_eq(apply(f.sink, 0x1200, 2, "T", "{\"n\": 5}", &err), 0, "%s", err.msg);
+    f.sink->ops->detach(f.sink);
+    d = (struct detached){.s = f.sink, .pos = pos(0x1200, 2)};
+    cr_assert_eq(pthread_create(&t, NULL, detached_run, &d), 0);
+    for (int i = 0; i < 500; i++) {
+        char payload[64];
+        snprintf(payload, sizeof(payload), "{\"key\": \"y\", \"score\": %d}", i);
+        cr_assert_eq(apply(f.sink, 0x1300, i, "E", payload, &err), 0, "%s", err.msg);
+    }
+    cr_assert_eq(apply(f.sink, 0x1300, 500, "E", "{\"key\": \"y\"}", &err), 0, "%s", err.msg); /* no score */
+    pthread_join(t, NULL);
+    cr_assert_eq(d.rc, 0, "commit_detached: %s", d.err.msg);
+    expect(f.rc, "2", "GET count");
+    expect(f.rc, "1", "ZCARD z");
+    expect(f.rc, "0", "EXISTS y");
+    expect(f.rc, "5", "GET ticks");
+    expect_cursor(&f, pos(0x1200, 2));
+    redisReply *dl = dead_letters(&f);
+    cr_assert_eq(dl->elements, 1);
+    cr_assert_str_eq(entry_field(dl->element[0], "lsn"), "0/1200");
+    cr_assert_str_eq(entry_field(dl->element[0], "idx"), "1");
+    freeReplyObject(dl);
+
+    commit(&f, pos(0x1300, 500));
+    expect(f.rc, "502", "GET count");
+    expect(f.rc, "499", "ZSCORE y member"); /* the last score: applied in order */
+    expect_cursor(&f, pos(0x1300, 500));
+    dl = dead_letters(&f);
+    cr_assert_eq(dl->elements, 2);
+    cr_assert_str_eq(entry_field(dl->element[1], "lsn"), "0/1300");
+    cr_assert_str_eq(entry_field(dl->element[1], "idx"), "500");
+    cr_assert_not_null(strstr(entry_field(dl->element[1], "error"), "score"), "%s",
+                       entry_field(dl->element[1], "error"));
+    freeReplyObject(dl);
+    cr_assert_eq(f.sink->dead_lettered, 2);
     teardown(&f);
 }
 

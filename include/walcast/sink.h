@@ -36,6 +36,14 @@ struct wc_sink_ops {
      * queued to move the cursor alone. On return 0 the cursor is durable.
      */
     int (*commit)(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err);
+    /*
+     * Optional, both or neither: commit in two halves so that the next batch is queued while this one
+     * commits. detach() sets everything queued aside (no I/O); commit_detached() then commits what was set
+     * aside, with cursor, exactly as commit() would, and may run on another thread while apply() and
+     * dead_letter() queue the next batch on the engine's thread. Nothing else may run meanwhile.
+     */
+    void (*detach)(struct wc_sink *s);
+    int (*commit_detached)(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err);
     void (*close)(struct wc_sink *s);
     /*
      * Wipe the projections with the sink's configured rebuild action and remove its cursor, in one
@@ -67,6 +75,9 @@ struct wc_sink {
     uint64_t skipped;       /* events dropped by the skip policy */
     int retrying;           /* dlq retry: a failing event is an error, never a new dead letter */
 };
+
+/* The counters are updated by the engine's thread and a commit thread: atomically. */
+#define WC_COUNT_ADD(counter, n) __atomic_fetch_add(&(counter), (uint64_t)(n), __ATOMIC_RELAXED)
 
 extern const struct wc_sink_ops wc_sink_postgres_ops;
 extern const struct wc_sink_ops wc_sink_redis_ops;
