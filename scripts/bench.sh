@@ -115,6 +115,9 @@ reset_sinks() {
         -c "DROP TABLE IF EXISTS walcast_cursor, walcast_dead_letters"
     rcli FLUSHALL >/dev/null
 }
+# After writing a backlog: VACUUM ANALYZE the write side, so that autovacuum has nothing to do on it
+# during the drains (on 2 vCPUs it would take a core from whichever drain it lands in), then CHECKPOINT.
+quiesce() { wsql -c "VACUUM ANALYZE" -c "CHECKPOINT"; }
 new_slot() { wsql -c "SELECT pg_create_logical_replication_slot('$1', 'wal2json')" >/dev/null; }
 drop_slot() { wsql -c "SELECT pg_drop_replication_slot('$1')" >/dev/null; }
 # Backlog NAME: after_lsn and last_idx (see bench/bench.sql) and the flushed WAL end for pg_recvlogical.
@@ -176,7 +179,7 @@ throughput() { # KIND(single|bulk) EVENTS TXNS
     else
         wsql -c "CALL bench.bulk_txns('tp_$kind', $events, $txns)"
     fi
-    wsql -c "CHECKPOINT"
+    quiesce
     read -r after idx endpos < <(mark "tp_$kind")
     run_recv "tp_${kind}_recv" "$endpos" "$events" "recv_$kind"
     for cfg in redis pg both; do
@@ -193,13 +196,13 @@ throughput bulk "$n_bulk" "$bulk_txns"
 say "memory: one transaction of $mem_txn rows, and $mem_backlog events in $mem_backlog_txns transactions (both sinks)"
 new_slot mem_txn
 wsql -c "CALL bench.bulk_txns('mem_txn', $mem_txn, 1)"
-wsql -c "CHECKPOINT"
+quiesce
 read -r after idx _ < <(mark mem_txn)
 run_walcast mem_txn both "$after" "$idx" "$mem_txn" mem_txn
 drop_slot mem_txn
 new_slot mem_backlog
 wsql -c "CALL bench.bulk_txns('mem_backlog', $mem_backlog, $mem_backlog_txns)"
-wsql -c "CHECKPOINT"
+quiesce
 read -r after idx _ < <(mark mem_backlog)
 run_walcast mem_backlog both "$after" "$idx" "$mem_backlog" mem_backlog
 drop_slot mem_backlog
@@ -209,7 +212,7 @@ reset_sinks
 say "CPU: instructions per event, callgrind, $instr_events single-event transactions into both sinks"
 new_slot cpu
 wsql -c "CALL bench.single_event_txns('cpu', $instr_events)"
-wsql -c "CHECKPOINT"
+quiesce
 read -r after idx _ < <(mark cpu)
 if command -v valgrind >/dev/null; then
     # Full batches (1,000 events) whatever the speed: under callgrind walcast runs ~50x slower, and the
