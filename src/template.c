@@ -711,6 +711,9 @@ static void filter_json(struct val *v, struct wc_buf *out)
         wc_buf_put_int(out, v->i);
         break;
     case V_OUT: {
+        start = v->start;
+        if (v->numeric)
+            break; /* a number ("number" made it one) is its own JSON, as V_NUMTEXT is */
         /* Quote the text in place: escape it after itself, then move it down. */
         size_t n = out->len - v->start;
         wc_buf_reserve(out, n * 6 + 2);
@@ -719,7 +722,6 @@ static void filter_json(struct val *v, struct wc_buf *out)
         memmove(out->data + v->start, out->data + v->start + n, m);
         out->len = v->start + m;
         out->data[out->len] = '\0';
-        start = v->start;
         break;
     }
     }

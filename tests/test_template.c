@@ -240,6 +240,10 @@ Test(template, filter_json)
     cr_expect_str_eq(render("aggregate_id|json", 1, &ev), "12345678901234567890");
     cr_expect_str_eq(render("x={payload.customer_id|upper|json}", 0, &ev), "x=\"C-7\"");
     cr_expect_str_eq(render("payload.placed_at|epoch_s|json", 1, &ev), "1795775993");
+    /* A value "number" accepted is a JSON number, whatever filters rewrote its text before. */
+    cr_expect_str_eq(render("payload.qty|number|json", 1, &ev), "12");
+    cr_expect_str_eq(render("payload.qty|lower|number|json", 1, &ev), "12");
+    cr_expect_str_eq(render("payload.total|upper|number|json", 1, &ev), "19.99");
     done(&ev);
 }
 
