@@ -31,7 +31,8 @@ struct wc_val {
 
 /*
  * All pointers are borrowed from the decoder and valid until its next wc_decode_message() call or
- * wc_decoder_free(). payload_json is parsed lazily by wc_event_payload().
+ * wc_decoder_free(). payload_json is parsed lazily by wc_event_payload(); templates read the payload
+ * text in place instead (src/jscan.c) and only validate it once (payload_checked).
  */
 struct wc_event {
     struct wc_pos pos;       /* (commit LSN, index in the transaction) */
@@ -40,6 +41,9 @@ struct wc_event {
     struct wc_val col[WC_COL_COUNT];
     json_t *payload_json;     /* NULL until parsed; the decoder frees it at its next message (events built by
                                  hand: the caller json_decref()s it) */
+    int payload_checked;      /* templates' check of the payload text: 0 not yet, 1 valid JSON, -1 not; an
+                                 event built by hand starts at 0 (memset) and goes back to 0 when its
+                                 payload changes */
     size_t size;              /* bytes of the wal2json message, for batch accounting */
     struct wc_decoder *owner; /* the decoder that frees payload_json (NULL: built by hand) */
 };
