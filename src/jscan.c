@@ -1,4 +1,5 @@
 /* jscan.c - validate JSON text and read values out of it in place, without building a tree. */
+#include <stdint.h>
 #include <string.h>
 
 #include "walcast/jscan.h"
@@ -15,6 +16,27 @@ static const char dbl_overflow[] =
     "475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177"
     "904174497792";
 
+/*
+ * Byte classes, so the hot loops test one table bit per byte. Bytes from 0x80 are in none of them.
+ *   C_WS      JSON whitespace
+ *   C_PLAIN   stands for itself in a string: 0x20..0x7F but '"' and '\\'
+ *   C_END     ends a number or literal: whitespace, ',', '}', ']'
+ *   C_STRUCT  matters while skipping a container: '"', '{', '[', '}', ']'
+ *   C_QB      ends a run inside a string: '"', '\\'
+ */
+enum { C_WS = 1, C_PLAIN = 2, C_END = 4, C_STRUCT = 8, C_QB = 16 };
+
+static const uchar cls[256] = {
+    0, 0, 0,  0, 0, 0, 0, 0, 0, 5, 5, 0,  0,  5,  0, 0, /* 0x00: '\t' '\n' '\r' */
+    0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  0,  0, 0, /* 0x10 */
+    7, 2, 24, 2, 2, 2, 2, 2, 2, 2, 2, 2,  6,  2,  2, 2, /* 0x20: ' ' '"' ',' */
+    2, 2, 2,  2, 2, 2, 2, 2, 2, 2, 2, 2,  2,  2,  2, 2, /* 0x30 */
+    2, 2, 2,  2, 2, 2, 2, 2, 2, 2, 2, 2,  2,  2,  2, 2, /* 0x40 */
+    2, 2, 2,  2, 2, 2, 2, 2, 2, 2, 2, 10, 16, 14, 2, 2, /* 0x50: '[' '\\' ']' */
+    2, 2, 2,  2, 2, 2, 2, 2, 2, 2, 2, 2,  2,  2,  2, 2, /* 0x60 */
+    2, 2, 2,  2, 2, 2, 2, 2, 2, 2, 2, 10, 2,  14, 2, 2, /* 0x70: '{' '}' */
+};
+
 static int is_digit(uchar c)
 {
     return c >= '0' && c <= '9';
@@ -22,7 +44,7 @@ static int is_digit(uchar c)
 
 static const uchar *skip_ws(const uchar *p, const uchar *end)
 {
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    while (p < end && (cls[*p] & C_WS))
         p++;
     return p;
 }
@@ -86,8 +108,7 @@ static const uchar *check_string(const uchar *p, const uchar *end, int allow_nul
 {
     p++;
     for (;;) {
-        /* Printable ASCII stands for itself, but '"' and '\\'. */
-        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+        while (p < end && (cls[*p] & C_PLAIN))
             p++;
         if (p >= end)
             return NULL;
@@ -234,15 +255,20 @@ static const uchar *check_number(const uchar *p, const uchar *end)
     return p;
 }
 
-int wc_json_validate_flags(const char *s, size_t len, int flags)
+int wc_json_validate_index(const char *s, size_t len, int flags, struct wc_json_index *idx)
 {
     const uchar *p = (const uchar *)s, *end = p + len;
     uchar objects[WC_JSON_MAX_DEPTH / 8]; /* bit per open container: 1 for an object */
+    const uchar *k;
     size_t depth = 0;
     int in_object = 0;
 
+    if (idx != NULL)
+        idx->n = -1;
     if (s == NULL)
         return -1;
+    if (len > UINT32_MAX)
+        idx = NULL; /* offsets are 32 bits */
 
 value:
     p = skip_ws(p, end);
@@ -253,6 +279,8 @@ value:
     case '{':
     case '[': {
         int obj = *p == '{';
+        if (idx != NULL && depth == 0 && obj)
+            idx->n = 0; /* the document is an object: index its members */
         p = skip_ws(p + 1, end);
         if (p < end && *p == (obj ? '}' : ']')) {
             p++;
@@ -308,19 +336,46 @@ after:
     goto after;
 
 key:
-    /* Keys never hold a NUL, whatever the flags: jansson refuses them. */
-    if (p >= end || *p != '"' || (p = check_string(p, end, 0)) == NULL)
+    if (p >= end || *p != '"')
         return -1;
+    k = p++;
+    /* Most keys are printable ASCII without escapes: no need for check_string. */
+    while (p < end && (cls[*p] & C_PLAIN))
+        p++;
+    if (p < end && *p == '"') {
+        p++;
+    } else {
+        /* Keys never hold a NUL, whatever the flags: jansson refuses them. */
+        if ((p = check_string(k, end, 0)) == NULL)
+            return -1;
+        if (idx != NULL && memchr(k + 1, '\\', (size_t)(p - k - 2)) != NULL)
+            idx->n = -1; /* a key with an escape: no index (lookups scan the text) */
+    }
+    if (depth == 1 && idx != NULL && idx->n >= 0) {
+        if (idx->n == WC_JSON_INDEX_MAX) {
+            idx->n = -1; /* too many members: no index either */
+        } else {
+            idx->m[idx->n].key = (uint32_t)(k + 1 - (const uchar *)s);
+            idx->m[idx->n].keylen = (uint32_t)(p - k - 2);
+        }
+    }
     p = skip_ws(p, end);
     if (p >= end || *p != ':')
         return -1;
-    p++;
+    p = skip_ws(p + 1, end);
+    if (depth == 1 && idx != NULL && idx->n >= 0)
+        idx->m[idx->n++].value = (uint32_t)(p - (const uchar *)s);
     goto value;
+}
+
+int wc_json_validate_flags(const char *s, size_t len, int flags)
+{
+    return wc_json_validate_index(s, len, flags, NULL);
 }
 
 int wc_json_validate(const char *s, size_t len)
 {
-    return wc_json_validate_flags(s, len, 0);
+    return wc_json_validate_index(s, len, 0, NULL);
 }
 
 /* ---- reading validated text ---- */
@@ -328,13 +383,18 @@ int wc_json_validate(const char *s, size_t len)
 /* Past the string whose opening quote is at p. */
 static const uchar *skip_string(const uchar *p, const uchar *end)
 {
-    for (p++; p < end; p++) {
+    p++;
+    for (;;) {
+        while (p < end && !(cls[*p] & C_QB))
+            p++;
+        if (p >= end)
+            return end;
         if (*p == '"')
             return p + 1;
-        if (*p == '\\' && ++p >= end)
-            break;
+        if (end - p < 2)
+            return end;
+        p += 2; /* a backslash and the byte it escapes */
     }
-    return end;
 }
 
 /* Past the value at p. */
@@ -347,12 +407,15 @@ static const uchar *skip_value(const uchar *p, const uchar *end)
     if (*p == '"')
         return skip_string(p, end);
     if (*p != '{' && *p != '[') {
-        while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' && *p != '\r' &&
-               *p != '\t')
+        while (p < end && !(cls[*p] & C_END))
             p++;
         return p;
     }
     while (p < end) {
+        while (p < end && !(cls[*p] & C_STRUCT))
+            p++;
+        if (p >= end)
+            break;
         uchar c = *p;
         if (c == '"') {
             p = skip_string(p, end);
@@ -437,7 +500,7 @@ static int key_is(const uchar *p, const uchar *end, const char *name, size_t n, 
     int same = 1;
 
     /* Most keys hold no escape: their bytes are the key. */
-    while (r < end && *r != '"' && *r != '\\')
+    while (r < end && !(cls[*r] & C_QB))
         r++;
     if (r < end && *r == '"') {
         *next = r + 1;
@@ -520,10 +583,27 @@ static const uchar *element(const uchar *p, const uchar *end, size_t index)
 int wc_json_lookup(const char *s, size_t len, const struct wc_json_step *path, int nstep,
                    struct wc_json_span *out)
 {
+    return wc_json_lookup_index(s, len, NULL, path, nstep, out);
+}
+
+int wc_json_lookup_index(const char *s, size_t len, const struct wc_json_index *idx,
+                         const struct wc_json_step *path, int nstep, struct wc_json_span *out)
+{
     const uchar *end = (const uchar *)s + len;
     const uchar *p = skip_ws((const uchar *)s, end);
+    int i = 0;
 
-    for (int i = 0; i < nstep && p != NULL; i++) {
+    if (idx != NULL && idx->n >= 0 && nstep > 0 && path[0].name != NULL) {
+        /* The first step from the index, the last of equal keys first (it is the one that counts). */
+        const char *name = path[0].name;
+        size_t n = path[0].namelen;
+        p = NULL;
+        for (int k = idx->n - 1; k >= 0 && p == NULL; k--)
+            if (idx->m[k].keylen == n && memcmp(s + idx->m[k].key, name, n) == 0)
+                p = (const uchar *)s + idx->m[k].value;
+        i = 1;
+    }
+    for (; i < nstep && p != NULL; i++) {
         if (p >= end)
             return -1;
         if (path[i].name != NULL)
@@ -574,7 +654,7 @@ void wc_json_compact(struct wc_buf *b, const char *s, size_t len)
     while (p < end) {
         const uchar *q = p;
         /* A run to copy: anything but whitespace, strings whole. */
-        while (q < end && *q != ' ' && *q != '\n' && *q != '\r' && *q != '\t')
+        while (q < end && !(cls[*q] & C_WS))
             q = *q == '"' ? skip_string(q, end) : q + 1;
         wc_buf_append(b, p, (size_t)(q - p));
         p = skip_ws(q, end);

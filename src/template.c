@@ -660,7 +660,8 @@ static void filter_json(struct val *v, struct wc_buf *out)
 }
 
 /*
- * Whether the scanner may read the payload: checked once per event (ev->payload_checked). Returns 0, or
+ * Whether the scanner may read the payload: checked once per event (ev->payload_checked), which also
+ * indexes the members of an object payload (ev->payload_index). Returns 0, or
  * -1 with err worded as wc_event_payload() words it (jansson's message), so dead letters read as before.
  */
 static int payload_valid(struct wc_event *ev, struct wc_err *err)
@@ -669,7 +670,8 @@ static int payload_valid(struct wc_event *ev, struct wc_err *err)
 
     if (ev->payload_checked == 0) {
         /* JSON_ALLOW_NUL: wc_event_payload() let "\u0000" through, and so does the scanner. */
-        int ok = c->kind == WC_VAL_STRING && wc_json_validate_flags(c->text, c->len, WC_JSON_ALLOW_NUL) == 0;
+        int ok = c->kind == WC_VAL_STRING &&
+                 wc_json_validate_index(c->text, c->len, WC_JSON_ALLOW_NUL, &ev->payload_index) == 0;
         ev->payload_checked = ok ? 1 : -1;
     }
     if (ev->payload_checked > 0)
@@ -736,7 +738,7 @@ static int lookup(const struct expr *e, struct wc_event *ev, struct val *v, char
     /* Read the value in place: no tree of the payload is built (that was most of walcast's CPU). */
     if (payload_valid(ev, err) < 0)
         return -1;
-    if (wc_json_lookup(c->text, c->len, e->steps, e->nstep, &sp) < 0) {
+    if (wc_json_lookup_index(c->text, c->len, &ev->payload_index, e->steps, e->nstep, &sp) < 0) {
         wc_err_set(err, WC_ERR_DATA, "payload field \"%s\" is missing", e->path);
         return -1;
     }

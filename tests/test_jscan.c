@@ -233,8 +233,18 @@ static const char *find(const char *doc, const char *path, int *type)
         p += l;
         p += *p == ' ';
     }
-    if (wc_json_lookup(doc, strlen(doc), steps, n, &sp) < 0)
+    /* With and without the index of the document's members: the same answer. */
+    struct wc_json_index idx;
+    struct wc_json_span sp2;
+    cr_assert_eq(wc_json_validate_index(doc, strlen(doc), WC_JSON_ALLOW_NUL, &idx), 0, "%s", doc);
+    int rc = wc_json_lookup_index(doc, strlen(doc), &idx, steps, n, &sp2);
+    if (wc_json_lookup(doc, strlen(doc), steps, n, &sp) < 0) {
+        cr_assert_eq(rc, -1, "%s: found with the index only", path);
         return NULL;
+    }
+    cr_assert_eq(rc, 0, "%s: found without the index only", path);
+    cr_assert(sp2.s == sp.s && sp2.len == sp.len && sp2.type == sp.type, "%s: the index finds another value",
+              path);
     cr_assert(sp.s >= doc && sp.s + sp.len <= doc + strlen(doc), "the span lies inside the text");
     if (type)
         *type = sp.type;
@@ -376,6 +386,60 @@ Test(jscan, compact)
     cr_expect_null(strstr(c, ", "));
     json_decref(a);
     json_decref(b);
+}
+
+Test(jscan, index_of_members)
+{
+    struct wc_json_index idx;
+    struct wc_buf b = WC_BUF_INIT;
+
+    cr_assert_eq(wc_json_validate_index(DOC, strlen(DOC), 0, &idx), 0);
+    cr_expect_eq(idx.n, -1, "DOC has a key with an escape: no index");
+
+    static const char doc[] = "{ \"a\" : 1, \"bb\": [2], \"\": \"e\", \"a\": {\"x\": 3}, \"\xc3\xa9\": 4 }";
+    cr_assert_eq(wc_json_validate_index(doc, strlen(doc), 0, &idx), 0);
+    cr_assert_eq(idx.n, 5);
+    cr_expect_eq(idx.m[1].keylen, 2);
+    cr_expect(memcmp(doc + idx.m[1].key, "bb", 2) == 0);
+    cr_expect_eq(doc[idx.m[1].value], '[');
+    cr_expect_eq(idx.m[2].keylen, 0);
+    cr_expect_str_eq(find(doc, "a x", NULL), "3"); /* the last "a" */
+    cr_expect_str_eq(find(doc, "bb #0", NULL), "2");
+    cr_expect_str_eq(find(doc, "''", NULL), "\"e\"");
+    cr_expect_str_eq(find(doc, "\xc3\xa9", NULL), "4");
+    cr_expect_null(find(doc, "b", NULL));
+    cr_expect_null(find(doc, "#0", NULL));
+
+    /* No index for a document that is no object; none to use when the text is not valid. */
+    cr_expect_eq(wc_json_validate_index("[1]", 3, 0, &idx), 0);
+    cr_expect_eq(idx.n, -1, "an array: no index");
+    cr_expect_eq(wc_json_validate_index("{}", 2, 0, &idx), 0);
+    cr_expect_eq(idx.n, 0, "an empty object: an empty index");
+    cr_expect_eq(
+        wc_json_lookup_index("{}", 2, &idx, &(struct wc_json_step){"a", 1, 0}, 1, &(struct wc_json_span){0}),
+        -1);
+    cr_expect_eq(wc_json_validate_index("{\"a\":1", 6, 0, &idx), -1);
+
+    /* As many members as the index holds, then one more (no index, same answers). */
+    for (int extra = 0; extra < 2; extra++) {
+        wc_buf_reset(&b);
+        wc_buf_puts(&b, "{");
+        for (int i = 0; i < WC_JSON_INDEX_MAX + extra; i++)
+            wc_buf_printf(&b, "%s\"k%d\": {\"v\": %d}", i ? ", " : "", i, i);
+        wc_buf_puts(&b, "}");
+        cr_assert_eq(wc_json_validate_index(b.data, b.len, 0, &idx), 0);
+        cr_expect_eq(idx.n, extra ? -1 : WC_JSON_INDEX_MAX);
+        cr_expect_str_eq(find(b.data, "k0 v", NULL), "0");
+        cr_expect_str_eq(find(b.data, "k15 v", NULL), "15");
+        if (extra)
+            cr_expect_str_eq(find(b.data, "k16 v", NULL), "16");
+        else
+            cr_expect_null(find(b.data, "k16 v", NULL));
+    }
+    /* Nested objects are not indexed, only the document's own members. */
+    cr_assert_eq(wc_json_validate_index("{\"o\": {\"i\": 1}}", 15, 0, &idx), 0);
+    cr_expect_eq(idx.n, 1);
+    wc_buf_free(&b);
 }
 
 /* ---- randomized comparison with jansson ---- */
@@ -587,6 +651,13 @@ static int check_tree(const char *doc, size_t len, json_t *j, struct wc_json_ste
 
     cr_assert_eq(wc_json_lookup(doc, len, path, n, &sp), 0, "%s: a path the tree has", show(doc, len));
     cr_assert(sp.s >= doc && sp.s + sp.len <= doc + len);
+    struct wc_json_index idx;
+    struct wc_json_span sp2;
+    cr_assert_eq(wc_json_validate_index(doc, len, WC_JSON_ALLOW_NUL, &idx), 0);
+    cr_assert_eq(wc_json_lookup_index(doc, len, &idx, path, n, &sp2), 0, "%s: with the index",
+                 show(doc, len));
+    cr_assert(sp2.s == sp.s && sp2.len == sp.len && sp2.type == sp.type, "%s: the index finds another value",
+              show(doc, len));
     json_t *v = json_loadb(sp.s, sp.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
     cr_assert_not_null(v, "the span reads back: %s", show(sp.s, sp.len));
     cr_assert(json_equal(v, j), "%s: the span is the value", show(sp.s, sp.len));
@@ -632,6 +703,7 @@ static int check_tree(const char *doc, size_t len, json_t *j, struct wc_json_ste
             }
             path[n] = (struct wc_json_step){"no such key", 11, 0};
             cr_assert_eq(wc_json_lookup(doc, len, path, n + 1, &sp), -1);
+            cr_assert_eq(wc_json_lookup_index(doc, len, &idx, path, n + 1, &sp), -1);
         } else {
             size_t i;
             json_t *m;

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "walcast/jscan.h"
 #include "walcast/lsn.h"
 
 /* The outbox columns walcast knows, in the order of the configuration's column map. */
@@ -39,11 +40,13 @@ struct wc_event {
     wc_lsn end_lsn;          /* end of the commit record (the transaction's nextlsn) */
     const char *commit_time; /* ISO 8601, UTC ("2026-11-27T10:39:53.655523Z") */
     struct wc_val col[WC_COL_COUNT];
-    json_t *payload_json;     /* NULL until parsed; the decoder frees it at its next message (events built by
-                                 hand: the caller json_decref()s it) */
-    int payload_checked;      /* templates' check of the payload text: 0 not yet, 1 valid JSON, -1 not; an
-                                 event built by hand starts at 0 (memset) and goes back to 0 when its
-                                 payload changes */
+    json_t *payload_json; /* NULL until parsed; the decoder frees it at its next message (events built by
+                             hand: the caller json_decref()s it) */
+    int payload_checked;  /* templates' check of the payload text: 0 not yet, 1 valid JSON, -1 not; an
+                             event built by hand starts at 0 (memset) and goes back to 0 when its
+                             payload changes */
+    /* The members of an object payload, indexed when payload_checked becomes 1 (lookups skip the text). */
+    struct wc_json_index payload_index;
     size_t size;              /* bytes of the wal2json message, for batch accounting */
     struct wc_decoder *owner; /* the decoder that frees payload_json (NULL: built by hand) */
 };

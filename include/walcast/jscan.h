@@ -3,6 +3,7 @@
 #define WALCAST_JSCAN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "walcast/buf.h"
 
@@ -20,9 +21,26 @@
 /* Flags of wc_json_validate_flags. */
 #define WC_JSON_ALLOW_NUL 0x1 /* \u0000 in string values (never in keys), like jansson's JSON_ALLOW_NUL */
 
+/*
+ * The members of a document that is an object, noted while validating it, so that looking up a member
+ * does not scan the text before (and after) it again: offsets into the text, keys without the quotes.
+ * n is -1 when there is no index: the document is no object, has more than WC_JSON_INDEX_MAX members,
+ * or a key with an escape (lookups then scan the text, with the same result).
+ */
+#define WC_JSON_INDEX_MAX 16
+
+struct wc_json_index {
+    int n;
+    struct {
+        uint32_t key, keylen, value;
+    } m[WC_JSON_INDEX_MAX];
+};
+
 /* 0 when s[0..len) is exactly one valid JSON value (whitespace around it aside), -1 otherwise. */
 int wc_json_validate(const char *s, size_t len);
 int wc_json_validate_flags(const char *s, size_t len, int flags);
+/* The same, filling idx (valid only when this returns 0). */
+int wc_json_validate_index(const char *s, size_t len, int flags, struct wc_json_index *idx);
 
 enum wc_json_type {
     WC_JSON_OBJECT,
@@ -59,6 +77,9 @@ struct wc_json_span {
  */
 int wc_json_lookup(const char *s, size_t len, const struct wc_json_step *path, int nstep,
                    struct wc_json_span *out);
+/* The same with the index wc_json_validate_index() made of s (idx may be NULL). */
+int wc_json_lookup_index(const char *s, size_t len, const struct wc_json_index *idx,
+                         const struct wc_json_step *path, int nstep, struct wc_json_span *out);
 
 /* Nonzero when the string span s[0..len) (quotes included) holds a backslash escape. */
 int wc_json_str_has_escapes(const char *s, size_t len);

@@ -10,6 +10,7 @@
  *    wc_json_lookup at its path, as a span inside the text that jansson reads back as the same value;
  *    strings unescape to jansson's string, objects and arrays compact to text that reads the same; a
  *    member or index that is not there is missing.
+ *    Lookups with the index wc_json_validate_index made (the document's members) give the same spans.
  *  - On any text, valid or not, lookups, compact and unescape stay inside the buffer (ASan).
  */
 #include <jansson.h>
@@ -115,6 +116,19 @@ static void check_span(const char *s, size_t len, const struct wc_json_span *sp,
 }
 
 static int budget;
+static struct wc_json_index idx;
+
+/* A lookup with and without the index of the document's members: the same answer. */
+static int lookup2(const char *s, size_t len, const struct wc_json_step *path, int n, struct wc_json_span *sp)
+{
+    struct wc_json_span sp2;
+    int rc = wc_json_lookup(s, len, path, n, sp);
+
+    if (wc_json_lookup_index(s, len, &idx, path, n, &sp2) != rc ||
+        (rc == 0 && (sp2.s != sp->s || sp2.len != sp->len || sp2.type != sp->type)))
+        fail("the index finds another value", s, len);
+    return rc;
+}
 
 static void walk(const char *s, size_t len, json_t *j, struct wc_json_step *path, int n)
 {
@@ -122,7 +136,7 @@ static void walk(const char *s, size_t len, json_t *j, struct wc_json_step *path
 
     if (--budget < 0)
         return;
-    if (wc_json_lookup(s, len, path, n, &sp) < 0)
+    if (lookup2(s, len, path, n, &sp) < 0)
         fail("a path of the tree is missing", s, len);
     check_span(s, len, &sp, j);
     if (n >= 32)
@@ -136,10 +150,10 @@ static void walk(const char *s, size_t len, json_t *j, struct wc_json_step *path
             walk(s, len, m, path, n + 1);
         }
         path[n] = (struct wc_json_step){"\0missing", 8, 0}; /* keys never hold a NUL */
-        if (wc_json_lookup(s, len, path, n + 1, &sp) == 0)
+        if (lookup2(s, len, path, n + 1, &sp) == 0)
             fail("a missing member is found", s, len);
         path[n] = (struct wc_json_step){NULL, 0, 0};
-        if (wc_json_lookup(s, len, path, n + 1, &sp) == 0)
+        if (lookup2(s, len, path, n + 1, &sp) == 0)
             fail("an index into an object is found", s, len);
     } else if (json_is_array(j)) {
         size_t i;
@@ -150,10 +164,10 @@ static void walk(const char *s, size_t len, json_t *j, struct wc_json_step *path
             walk(s, len, m, path, n + 1);
         }
         path[n] = (struct wc_json_step){NULL, 0, json_array_size(j)};
-        if (wc_json_lookup(s, len, path, n + 1, &sp) == 0)
+        if (lookup2(s, len, path, n + 1, &sp) == 0)
             fail("an index past the end is found", s, len);
         path[n] = (struct wc_json_step){"a", 1, 0};
-        if (wc_json_lookup(s, len, path, n + 1, &sp) == 0)
+        if (lookup2(s, len, path, n + 1, &sp) == 0)
             fail("a member of an array is found", s, len);
     }
 }
@@ -187,11 +201,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     agree(s, size, 0);
     agree(s, size, WC_JSON_ALLOW_NUL);
     probe(s, size);
-    if (wc_json_validate_flags(s, size, WC_JSON_ALLOW_NUL) == 0) {
+    if (wc_json_validate_index(s, size, WC_JSON_ALLOW_NUL, &idx) == 0) {
         json_t *j = json_loadb(s, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         struct wc_json_step path[33];
         if (j == NULL)
             fail("jansson refuses a valid text", s, size);
+        if (idx.n > WC_JSON_INDEX_MAX || (idx.n >= 0 && !json_is_object(j)))
+            fail("an index of no object", s, size);
+        for (int i = 0; i < idx.n; i++)
+            if (idx.m[i].key + (size_t)idx.m[i].keylen >= size || idx.m[i].value >= size ||
+                s[idx.m[i].key - 1] != '"' || s[idx.m[i].key + idx.m[i].keylen] != '"')
+                fail("an index entry outside the text", s, size);
         budget = 2000;
         walk(s, size, j, path, 0);
         json_decref(j);
