@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [--seconds N] [--smoke] [--skip-known] [TARGET...]
 #   scripts/fuzz.sh --crashers [TARGET...]
 #
-# TARGET is decode, template or config (default: all three, one after the other). --seconds N runs
+# TARGET is decode, template, config or jscan (default: all four, one after the other). --seconds N runs
 # each target for N seconds (default 600); --smoke is --seconds 20. The seed corpora live in
 # tests/fuzz/corpus/<target>/ and are copied to build-fuzz/corpus/<target>/ (which grows; tests/ is not
 # touched). Crashes go to build-fuzz/crashes/<target>/. Per target one line is printed:
@@ -22,7 +22,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="$ROOT/build-fuzz"
 SECONDS_PER_TARGET=600
-ALL_TARGETS=(decode template config)
+ALL_TARGETS=(decode template config jscan)
 CRASHERS=0
 TARGETS=()
 
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --skip-known) export FUZZ_TEMPLATE_SKIP_KNOWN=1 FUZZ_CONFIG_SKIP_KNOWN=1; shift ;;
     --crashers) CRASHERS=1; shift ;;
     -h|--help) usage; exit 0 ;;
-    decode|template|config) TARGETS+=("$1"); shift ;;
+    decode|template|config|jscan) TARGETS+=("$1"); shift ;;
     *) echo "fuzz.sh: unknown argument \"$1\"" >&2; usage >&2; exit 2 ;;
     esac
 done

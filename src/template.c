@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "walcast/jscan.h"
 #include "walcast/template.h"
 
 /* Roots: the outbox columns keep their enum wc_col values, then the two transaction fields. */
@@ -16,17 +17,11 @@ enum filter { F_EPOCH_MS, F_EPOCH_S, F_NUMBER, F_JSON, F_LOWER, F_UPPER };
 static const char *const filter_names[] = {"epoch_ms", "epoch_s", "number", "json", "lower", "upper"};
 #define NFILTER (int)(sizeof(filter_names) / sizeof(filter_names[0]))
 
-/* One step of a payload path: an object member or an array index. */
-struct step {
-    char *name; /* NULL for an index */
-    size_t index;
-};
-
 /* One expression: a root, a payload path, filters; path is its text for messages ("items[0].name"). */
 struct expr {
     int root;
     int nstep;
-    struct step *steps;
+    struct wc_json_step *steps; /* names are allocated (and NUL-terminated) */
     int nfilter;
     int *filters;
     char *path;
@@ -50,13 +45,18 @@ struct wc_tmpl {
  * A value while filters run. Borrowed values point into the event or the payload; V_OUT is text that
  * has already been appended to the output buffer at offset start (a filter that rewrites text works
  * there, so nothing is allocated).
+ *   V_TEXT     a string (an event field, or a payload string without escapes)
+ *   V_NUMTEXT  a number's text (a numeric column, or a numeric string after "number")
+ *   V_JNUM     a payload number's source text (epoch_ms/epoch_s read integers exactly)
+ *   V_JVAL     a payload object, array, true or false by its source text: renders as compact JSON and
+ *              is no string to the filters
+ *   V_RAWJSON  the whole payload object or array, verbatim
  */
-enum vkind { V_NULL, V_JSON, V_TEXT, V_NUMTEXT, V_RAWJSON, V_INT, V_OUT };
+enum vkind { V_NULL, V_TEXT, V_NUMTEXT, V_JNUM, V_JVAL, V_RAWJSON, V_INT, V_OUT };
 
 struct val {
     int kind;
-    json_t *j;     /* V_JSON (never JSON null: that becomes V_NULL) */
-    const char *s; /* V_TEXT, V_NUMTEXT, V_RAWJSON */
+    const char *s; /* V_TEXT, V_NUMTEXT, V_JNUM, V_JVAL, V_RAWJSON */
     size_t len;
     long long i;  /* V_INT */
     size_t start; /* V_OUT */
@@ -66,7 +66,7 @@ struct val {
 static void expr_free(struct expr *e)
 {
     for (int i = 0; i < e->nstep; i++)
-        free(e->steps[i].name);
+        free((char *)e->steps[i].name);
     free(e->steps);
     free(e->filters);
     free(e->path);
@@ -153,7 +153,7 @@ static int compile_expr(const char *s, size_t len, struct expr *e, struct wc_err
             nstep++;
     e->steps = wc_xcalloc((size_t)nstep, sizeof(*e->steps));
     while (q < pend) {
-        struct step *st = &e->steps[e->nstep];
+        struct wc_json_step *st = &e->steps[e->nstep];
         const char *b;
         if (*q == '.') {
             b = ++q;
@@ -164,6 +164,7 @@ static int compile_expr(const char *s, size_t len, struct expr *e, struct wc_err
                 return -1;
             }
             st->name = wc_xstrndup(b, (size_t)(q - b));
+            st->namelen = (size_t)(q - b);
         } else if (*q != '[') {
             /* After "]" only "." or "[" may follow ("items[0]x" is not a path). */
             wc_err_set(err, WC_ERR_CONFIG, "unknown field \"%.*s\"", (int)(pend - pstart), pstart);
@@ -314,105 +315,6 @@ error:
 
 /* ---- rendering ---- */
 
-/* Append d in the shortest "%.Ng" form that reads back as the same double; integral values get ".0". */
-static void put_real(struct wc_buf *out, double d)
-{
-    char tmp[40];
-
-    /* Amounts with at most two decimals (prices, totals: most reals in payloads) without printf: the
-     * digits of the cents, which read back as d exactly when that is the shortest form. */
-    if (d > -1e13 && d < 1e13) {
-        long long c = llround(d * 100.0);
-        if ((double)c / 100.0 == d) {
-            unsigned long long a = (unsigned long long)(c < 0 ? -c : c);
-            char *p = tmp + sizeof(tmp);
-            unsigned long long whole = a / 100, frac = a % 100;
-            *--p = '\0';
-            if (frac == 0) {
-                *--p = '0';
-            } else if (frac % 10 == 0) {
-                *--p = (char)('0' + frac / 10);
-            } else {
-                *--p = (char)('0' + frac % 10);
-                *--p = (char)('0' + frac / 10);
-            }
-            *--p = '.';
-            do {
-                *--p = (char)('0' + whole % 10);
-                whole /= 10;
-            } while (whole);
-            if (c < 0 || (c == 0 && signbit(d)))
-                *--p = '-';
-            wc_buf_puts(out, p);
-            return;
-        }
-    }
-
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
-        if (strtod(tmp, NULL) == d)
-            break;
-    }
-    wc_buf_puts(out, tmp);
-    if (strpbrk(tmp, ".eEn") == NULL)
-        wc_buf_puts(out, ".0");
-}
-
-/* Append v as compact JSON (jansson's dump would print reals with 17 digits: 0.1 -> 0.10000000000000001). */
-static void put_json(struct wc_buf *out, json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        const char *key;
-        json_t *m;
-        int first = 1;
-        wc_buf_append(out, "{", 1);
-        json_object_foreach(v, key, m)
-        {
-            if (!first)
-                wc_buf_append(out, ",", 1);
-            first = 0;
-            wc_buf_json_string(out, key, strlen(key));
-            wc_buf_append(out, ":", 1);
-            put_json(out, m);
-        }
-        wc_buf_append(out, "}", 1);
-        break;
-    }
-    case JSON_ARRAY: {
-        size_t i;
-        json_t *m;
-        wc_buf_append(out, "[", 1);
-        json_array_foreach(v, i, m)
-        {
-            if (i)
-                wc_buf_append(out, ",", 1);
-            put_json(out, m);
-        }
-        wc_buf_append(out, "]", 1);
-        break;
-    }
-    case JSON_STRING:
-        wc_buf_json_string(out, json_string_value(v), json_string_length(v));
-        break;
-    case JSON_INTEGER:
-        wc_buf_put_int(out, (long long)json_integer_value(v));
-        break;
-    case JSON_REAL:
-        put_real(out, json_real_value(v));
-        break;
-    case JSON_TRUE:
-        wc_buf_puts(out, "true");
-        break;
-    case JSON_FALSE:
-        wc_buf_puts(out, "false");
-        break;
-    case JSON_NULL:
-        wc_buf_puts(out, "null");
-        break;
-    }
-}
-
 /* Turn v into text appended to out (V_OUT). Null appends nothing. */
 static void materialize(struct val *v, struct wc_buf *out)
 {
@@ -424,21 +326,17 @@ static void materialize(struct val *v, struct wc_buf *out)
         return;
     case V_NULL:
         break;
-    case V_JSON:
-        if (json_is_string(v->j)) {
-            wc_buf_append(out, json_string_value(v->j), json_string_length(v->j));
-        } else {
-            numeric = json_is_number(v->j);
-            put_json(out, v->j);
-        }
-        break;
     case V_TEXT:
     case V_RAWJSON:
         wc_buf_append(out, v->s, v->len);
         break;
     case V_NUMTEXT:
+    case V_JNUM:
         wc_buf_append(out, v->s, v->len);
         numeric = 1;
+        break;
+    case V_JVAL:
+        wc_json_compact(out, v->s, v->len);
         break;
     case V_INT:
         wc_buf_put_int(out, v->i);
@@ -568,17 +466,13 @@ static void what(const struct expr *e, char *buf, size_t size)
     snprintf(buf, size, "%sfield \"%s\"", e->root == WC_COL_PAYLOAD && e->nstep ? "payload " : "", e->path);
 }
 
-/* The text of a string-like value (not V_JSON non-strings); *len set. NULL when v is no string. */
+/* The text of a string-like value; *len set. NULL when v is no string (null, V_JVAL, V_INT). */
 static const char *text_of(const struct val *v, const struct wc_buf *out, size_t *len)
 {
     switch (v->kind) {
-    case V_JSON:
-        if (!json_is_string(v->j))
-            return NULL;
-        *len = json_string_length(v->j);
-        return json_string_value(v->j);
     case V_TEXT:
     case V_NUMTEXT:
+    case V_JNUM:
     case V_RAWJSON:
         *len = v->len;
         return v->s;
@@ -587,6 +481,40 @@ static const char *text_of(const struct val *v, const struct wc_buf *out, size_t
         return out->data + v->start;
     }
     return NULL;
+}
+
+/*
+ * A payload integer's value into *r: 0, or -1 when s[0..len) is a real ("1.5", "2e3"). The payload
+ * passed wc_json_validate, so the digits fit in a long long.
+ */
+static int jnum_int(const char *s, size_t len, long long *r)
+{
+    unsigned long long a = 0;
+    size_t i = len > 0 && s[0] == '-';
+
+    for (size_t k = i; k < len; k++) {
+        if (!isdigit((unsigned char)s[k]))
+            return -1;
+        a = a * 10 + (unsigned)(s[k] - '0');
+    }
+    *r = i ? (long long)(0ULL - a) : (long long)a;
+    return 0;
+}
+
+/* A payload real's value, read from all of its digits (as jansson did). */
+static double jnum_real(const char *s, size_t len)
+{
+    char tmp[128];
+
+    if (len < sizeof(tmp)) {
+        memcpy(tmp, s, len);
+        tmp[len] = '\0';
+        return strtod(tmp, NULL);
+    }
+    char *big = wc_xstrndup(s, len); /* a real of 128 characters or more: rare enough to allocate */
+    double d = strtod(big, NULL);
+    free(big);
+    return d;
 }
 
 /* The epoch filters: a timestamp or a number of seconds to an integer. */
@@ -598,8 +526,9 @@ static int filter_epoch(const struct expr *e, struct val *v, int ms, struct wc_b
     size_t len;
     const char *s;
 
-    if (v->kind == V_INT || (v->kind == V_JSON && json_is_integer(v->j))) {
-        r = v->kind == V_INT ? v->i : (long long)json_integer_value(v->j);
+    if (v->kind == V_INT || (v->kind == V_JNUM && jnum_int(v->s, v->len, &r) == 0)) {
+        if (v->kind == V_INT)
+            r = v->i;
         if (ms && (r > 9000000000000000LL || r < -9000000000000000LL)) {
             what(e, w, sizeof(w));
             wc_err_set(err, WC_ERR_DATA, "%s is out of range for a timestamp", w);
@@ -608,8 +537,8 @@ static int filter_epoch(const struct expr *e, struct val *v, int ms, struct wc_b
         r = ms ? r * 1000 : r;
         goto done;
     }
-    if (v->kind == V_JSON && json_is_real(v->j)) {
-        secs = json_real_value(v->j);
+    if (v->kind == V_JNUM) {
+        secs = jnum_real(v->s, v->len);
         goto real;
     }
     s = text_of(v, out, &len);
@@ -656,8 +585,7 @@ static int filter_number(const struct expr *e, struct val *v, struct wc_buf *out
     size_t len;
     const char *s;
 
-    if (v->kind == V_INT || v->kind == V_NUMTEXT || (v->kind == V_JSON && json_is_number(v->j)) ||
-        (v->kind == V_OUT && v->numeric))
+    if (v->kind == V_INT || v->kind == V_NUMTEXT || v->kind == V_JNUM || (v->kind == V_OUT && v->numeric))
         return 0;
     s = text_of(v, out, &len);
     if (s != NULL && v->kind != V_RAWJSON) {
@@ -697,13 +625,14 @@ static void filter_json(struct val *v, struct wc_buf *out)
     case V_NULL:
         wc_buf_puts(out, "null");
         break;
-    case V_JSON:
-        put_json(out, v->j);
+    case V_JVAL:
+        wc_json_compact(out, v->s, v->len);
         break;
     case V_TEXT:
         wc_buf_json_string(out, v->s, v->len);
         break;
     case V_NUMTEXT:
+    case V_JNUM:
     case V_RAWJSON:
         wc_buf_append(out, v->s, v->len);
         break;
@@ -711,6 +640,9 @@ static void filter_json(struct val *v, struct wc_buf *out)
         wc_buf_put_int(out, v->i);
         break;
     case V_OUT: {
+        start = v->start;
+        if (v->numeric)
+            break; /* a number ("number" made it one) is its own JSON, as V_NUMTEXT is */
         /* Quote the text in place: escape it after itself, then move it down. */
         size_t n = out->len - v->start;
         wc_buf_reserve(out, n * 6 + 2);
@@ -719,7 +651,6 @@ static void filter_json(struct val *v, struct wc_buf *out)
         memmove(out->data + v->start, out->data + v->start + n, m);
         out->len = v->start + m;
         out->data[out->len] = '\0';
-        start = v->start;
         break;
     }
     }
@@ -729,11 +660,38 @@ static void filter_json(struct val *v, struct wc_buf *out)
 }
 
 /*
- * Look up the expression's value in the event. Returns 0 with *v set (borrowed), or -1 with err when a
- * payload path is missing or the payload cannot be parsed.
+ * Whether the scanner may read the payload: checked once per event (ev->payload_checked), which also
+ * indexes the members of an object payload (ev->payload_index). Returns 0, or
+ * -1 with err worded as wc_event_payload() words it (jansson's message), so dead letters read as before.
  */
-static int lookup(const struct expr *e, struct wc_event *ev, struct val *v, char *lsnbuf, struct wc_err *err)
+static int payload_valid(struct wc_event *ev, struct wc_err *err)
 {
+    const struct wc_val *c = &ev->col[WC_COL_PAYLOAD];
+
+    if (ev->payload_checked == 0) {
+        /* JSON_ALLOW_NUL: wc_event_payload() let "\u0000" through, and so does the scanner. */
+        int ok = c->kind == WC_VAL_STRING &&
+                 wc_json_validate_index(c->text, c->len, WC_JSON_ALLOW_NUL, &ev->payload_index) == 0;
+        ev->payload_checked = ok ? 1 : -1;
+    }
+    if (ev->payload_checked > 0)
+        return 0;
+    /* Only jansson's quirk gets here with a parse: it takes a NUL byte right after a number ("1\0"). */
+    if (wc_event_payload(ev, err) != NULL)
+        wc_err_set(err, WC_ERR_DATA, "payload is not valid JSON: a NUL byte in the text");
+    return -1;
+}
+
+/*
+ * Look up the expression's value in the event. Returns 0 with *v set (borrowed, or V_OUT: a payload
+ * string with escapes is unescaped onto out), or -1 with err when a payload path is missing or the
+ * payload is not valid JSON.
+ */
+static int lookup(const struct expr *e, struct wc_event *ev, struct val *v, char *lsnbuf, struct wc_buf *out,
+                  struct wc_err *err)
+{
+    struct wc_json_span sp;
+
     memset(v, 0, sizeof(*v));
     if (e->root == ROOT_LSN) {
         v->kind = V_TEXT;
@@ -777,27 +735,39 @@ static int lookup(const struct expr *e, struct wc_event *ev, struct val *v, char
             return 0;
         }
     }
-    json_t *j = wc_event_payload(ev, err);
-    if (j == NULL)
+    /* Read the value in place: no tree of the payload is built (that was most of walcast's CPU). */
+    if (payload_valid(ev, err) < 0)
         return -1;
-    for (int i = 0; i < e->nstep; i++) {
-        const struct step *st = &e->steps[i];
-        json_t *next = NULL;
-        if (st->name != NULL && json_is_object(j))
-            next = json_object_get(j, st->name);
-        else if (st->name == NULL && json_is_array(j))
-            next = json_array_get(j, st->index);
-        if (next == NULL) {
-            wc_err_set(err, WC_ERR_DATA, "payload field \"%s\" is missing", e->path);
-            return -1;
-        }
-        j = next;
+    if (wc_json_lookup_index(c->text, c->len, &ev->payload_index, e->steps, e->nstep, &sp) < 0) {
+        wc_err_set(err, WC_ERR_DATA, "payload field \"%s\" is missing", e->path);
+        return -1;
     }
-    if (json_is_null(j)) {
+    switch (sp.type) {
+    case WC_JSON_NULL:
         v->kind = V_NULL;
-    } else {
-        v->kind = V_JSON;
-        v->j = j;
+        break;
+    case WC_JSON_STRING:
+        if (wc_json_str_has_escapes(sp.s, sp.len)) {
+            v->kind = V_OUT;
+            v->start = out->len;
+            wc_json_str_unescape(out, sp.s, sp.len);
+            wc_buf_reserve(out, 0); /* out->data is never NULL after this */
+        } else {
+            v->kind = V_TEXT; /* the string's bytes are its value: no copy */
+            v->s = sp.s + 1;
+            v->len = sp.len - 2;
+        }
+        break;
+    case WC_JSON_NUMBER:
+        v->kind = V_JNUM;
+        v->s = sp.s;
+        v->len = sp.len;
+        break;
+    default: /* objects, arrays, true, false */
+        v->kind = V_JVAL;
+        v->s = sp.s;
+        v->len = sp.len;
+        break;
     }
     return 0;
 }
@@ -819,7 +789,7 @@ static int render_expr(const struct expr *e, struct wc_event *ev, struct wc_buf 
     char lsnbuf[WC_LSN_STRLEN + 2];
     struct val v;
 
-    if (lookup(e, ev, &v, lsnbuf, err) < 0)
+    if (lookup(e, ev, &v, lsnbuf, out, err) < 0)
         return -1;
     for (int i = 0; i < e->nfilter; i++) {
         /* Null passes through every filter but json, as SQL NULL does through functions. */

@@ -1,5 +1,6 @@
 /* test_template.c - compiling and rendering templates against events. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "walcast/template.h"
@@ -240,6 +241,10 @@ Test(template, filter_json)
     cr_expect_str_eq(render("aggregate_id|json", 1, &ev), "12345678901234567890");
     cr_expect_str_eq(render("x={payload.customer_id|upper|json}", 0, &ev), "x=\"C-7\"");
     cr_expect_str_eq(render("payload.placed_at|epoch_s|json", 1, &ev), "1795775993");
+    /* A value "number" accepted is a JSON number, whatever filters rewrote its text before. */
+    cr_expect_str_eq(render("payload.qty|number|json", 1, &ev), "12");
+    cr_expect_str_eq(render("payload.qty|lower|number|json", 1, &ev), "12");
+    cr_expect_str_eq(render("payload.total|upper|number|json", 1, &ev), "19.99");
     done(&ev);
 }
 
@@ -302,7 +307,239 @@ Test(template, invalid_payload)
 
     render_rc("payload.x", 1, &ev, -1, &err);
     cr_expect_eq(err.code, WC_ERR_DATA);
-    cr_expect(strstr(err.msg, "payload is not valid JSON") != NULL, "%s", err.msg);
+    cr_expect_str_eq(err.msg, "payload is not valid JSON: string or '}' expected near 'not' at position 4");
+    cr_expect_eq(ev.payload_checked, -1, "the verdict is kept on the event");
+    render_rc("{payload.y}", 0, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload is not valid JSON: string or '}' expected near 'not' at position 4");
+    done(&ev);
+}
+
+/* The error of an invalid payload is jansson's, word for word, as before the scanner (dead letters keep
+ * their text). */
+Test(template, invalid_payload_errors_are_jansson_s)
+{
+    static const char *const bad[] = {
+        "{\"a\": 01}",
+        "{\"a\": 1,}",
+        "{\"a\": 12345678901234567890}",
+        "{\"a\": 1e400}",
+        "{\"a\": \"\\ud800\"}",
+        "{\"a\": \"\xc3\"}",
+        "{\"a\": \"tab\there\"}",
+        "{\"\\u0000\": 1}",
+        "{\"a\": 1} {}",
+        "",
+        "   ",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct wc_event ev = make_event(bad[i]);
+        struct wc_err err = {0};
+        json_error_t jerr;
+        char want[300];
+
+        cr_assert_null(json_loadb(bad[i], strlen(bad[i]), JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr));
+        snprintf(want, sizeof(want), "payload is not valid JSON: %s at position %d", jerr.text,
+                 jerr.position);
+        render_rc("payload.a", 1, &ev, -1, &err);
+        cr_expect_eq(err.code, WC_ERR_DATA);
+        cr_expect_str_eq(err.msg, want, "%s", bad[i]);
+        done(&ev);
+    }
+
+    /* jansson takes a NUL byte right after a number; the scanner does not. */
+    struct wc_event ev = make_event("{\"a\": 1}");
+    struct wc_err err = {0};
+    static const char nul[] = "{\"a\": 1\0}";
+    ev.col[WC_COL_PAYLOAD].text = nul;
+    ev.col[WC_COL_PAYLOAD].len = sizeof(nul) - 1;
+    render_rc("payload.a", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload is not valid JSON: a NUL byte in the text");
+    done(&ev);
+}
+
+/* Numbers render as they are written in the payload: no trip through a double. */
+Test(template, numbers_keep_their_source_text)
+{
+    struct wc_event ev =
+        make_event("{\"price\": 12.50, \"hundred\": 1e2, \"e\": -1.5E+3, \"zero\": -0,"
+                   " \"max\": 9223372036854775807, \"min\": -9223372036854775808,"
+                   " \"odd\": 9007199254740993, \"long\": 0.1000000000000000055511151231257827,"
+                   " \"huge\": 123456789012345678901234567890.5, \"tiny\": 1e-400}");
+    struct wc_err err = {0};
+
+    cr_expect_str_eq(render("{payload.price}", 0, &ev), "12.50");
+    cr_expect_str_eq(render("payload.price|number", 1, &ev), "12.50");
+    cr_expect_str_eq(render("payload.price|json", 1, &ev), "12.50");
+    cr_expect_str_eq(render("payload.hundred", 1, &ev), "1e2");
+    cr_expect_str_eq(render("payload.e", 1, &ev), "-1.5E+3");
+    cr_expect_str_eq(render("payload.e|lower", 1, &ev), "-1.5e+3");
+    cr_expect_str_eq(render("payload.zero", 1, &ev), "-0");
+    cr_expect_str_eq(render("payload.max", 1, &ev), "9223372036854775807");
+    cr_expect_str_eq(render("payload.min|number", 1, &ev), "-9223372036854775808");
+    cr_expect_str_eq(render("payload.odd", 1, &ev), "9007199254740993");
+    cr_expect_str_eq(render("payload.long", 1, &ev), "0.1000000000000000055511151231257827");
+    cr_expect_str_eq(render("payload.huge|json", 1, &ev), "123456789012345678901234567890.5");
+    cr_expect_str_eq(render("payload.tiny", 1, &ev), "1e-400");
+    /* Numbers as timestamps: integers exactly, reals from all their digits. */
+    cr_expect_str_eq(render("payload.max|epoch_s", 1, &ev), "9223372036854775807");
+    cr_expect_str_eq(render("payload.min|epoch_s", 1, &ev), "-9223372036854775808");
+    cr_expect_str_eq(render("payload.odd|epoch_s", 1, &ev), "9007199254740993");
+    cr_expect_str_eq(render("payload.hundred|epoch_ms", 1, &ev), "100000");
+    cr_expect_str_eq(render("payload.e|epoch_s", 1, &ev), "-1500");
+    cr_expect_str_eq(render("payload.zero|epoch_ms", 1, &ev), "0");
+    cr_expect_str_eq(render("payload.long|epoch_ms", 1, &ev), "100");
+    render_rc("payload.max|epoch_ms", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"max\" is out of range for a timestamp");
+    render_rc("payload.huge|epoch_ms", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"huge\" is out of range for a timestamp");
+    done(&ev);
+
+    /* A real of 128 characters or more still reads whole. */
+    char payload[400];
+    snprintf(payload, sizeof(payload), "{\"t\": 1.%0150de9}", 0);
+    ev = make_event(payload);
+    cr_expect_str_eq(render("payload.t|epoch_s", 1, &ev), "1000000000");
+    done(&ev);
+}
+
+Test(template, escaped_strings)
+{
+    struct wc_event ev =
+        make_event("{\"q\": \"a\\\"b\\\\c\\/d\\n\", \"u\": \"\\u00e9\\u20ac\\ud83d\\ude00 x\","
+                   " \"num\": \" 1\\u0032 \", \"when\": \"2026-11-27T10:39:53.655523\\u005a\","
+                   " \"ctl\": \"\\u0001\\t\", \"plain\": \"no escapes\", \"nul\": \"a\\u0000b\"}");
+    struct wc_err err = {0};
+
+    cr_expect_str_eq(render("payload.q", 1, &ev), "a\"b\\c/d\n");
+    cr_expect_str_eq(render("payload.q|json", 1, &ev), "\"a\\\"b\\\\c/d\\n\"");
+    cr_expect_str_eq(render("<{payload.q|upper}>", 0, &ev), "<A\"B\\C/D\n>");
+    cr_expect_str_eq(render("payload.u", 1, &ev), "é€😀 x");
+    cr_expect_str_eq(render("payload.u|upper", 1, &ev), "é€😀 X");
+    cr_expect_str_eq(render("payload.u|json", 1, &ev), "\"é€😀 x\"");
+    cr_expect_str_eq(render("payload.num", 1, &ev), " 12 ");
+    cr_expect_str_eq(render("payload.num|number", 1, &ev), "12");
+    cr_expect_str_eq(render("payload.num|number|json", 1, &ev), "12");
+    cr_expect_str_eq(render("payload.num|upper|number|json", 1, &ev), "12");
+    cr_expect_str_eq(render("payload.when|epoch_ms", 1, &ev), "1795775993655");
+    cr_expect_str_eq(render("payload.ctl|json", 1, &ev), "\"\\u0001\\t\"");
+    cr_expect_str_eq(render("payload.plain|json", 1, &ev), "\"no escapes\"");
+    render_rc("payload.u|number", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"u\" is not a number: \"é€😀 x\"");
+    render_rc("x{payload.u|epoch_s}", 0, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"u\" is not a timestamp: \"é€😀 x\"");
+
+    /* \u0000 is allowed in a payload string (as jansson's JSON_ALLOW_NUL did): a NUL byte comes out. */
+    struct wc_buf out = WC_BUF_INIT;
+    struct wc_tmpl *t = wc_tmpl_compile("payload.nul", 1, &err);
+    cr_assert_eq(wc_tmpl_render(t, &ev, &out, &err), 0, "%s", err.msg);
+    cr_expect_eq(out.len, 3);
+    cr_expect(memcmp(out.data, "a\0b", 4) == 0);
+    wc_tmpl_free(t);
+    wc_buf_free(&out);
+    cr_expect_str_eq(render("payload.nul|json", 1, &ev), "\"a\\u0000b\"");
+    done(&ev);
+}
+
+Test(template, objects_arrays_and_literals)
+{
+    struct wc_event ev =
+        make_event("{\"o\": { \"b\" : [ 1 , 2.50 , \"x y\" , true ], \"c\": \"\\u00e9\\n\", \"e\": {} },"
+                   " \"arr\": [ 10 , \"s\" , {\"k\": null} , [ ] ], \"dup\": 1, \"dup\": {\"d\": 2},"
+                   " \"k\\u0065y\": \"escaped key\", \"t\": true, \"f\": false}");
+    struct wc_err err = {0};
+
+    /* Compact JSON, strings and numbers as written. */
+    cr_expect_str_eq(render("payload.o", 1, &ev),
+                     "{\"b\":[1,2.50,\"x y\",true],\"c\":\"\\u00e9\\n\",\"e\":{}}");
+    cr_expect_str_eq(render("payload.o|json", 1, &ev),
+                     "{\"b\":[1,2.50,\"x y\",true],\"c\":\"\\u00e9\\n\",\"e\":{}}");
+    cr_expect_str_eq(render("payload.o.b|json", 1, &ev), "[1,2.50,\"x y\",true]");
+    cr_expect_str_eq(render("payload.o.e", 1, &ev), "{}");
+    cr_expect_str_eq(render("payload.o.b|upper", 1, &ev), "[1,2.50,\"X Y\",TRUE]");
+    cr_expect_str_eq(render("payload.o.b|json|json", 1, &ev), "\"[1,2.50,\\\"x y\\\",true]\"");
+    /* Arrays by index. */
+    cr_expect_str_eq(render("payload.arr[0]", 1, &ev), "10");
+    cr_expect_str_eq(render("payload.arr[1]", 1, &ev), "s");
+    cr_expect_str_eq(render("payload.arr[2]", 1, &ev), "{\"k\":null}");
+    cr_expect_str_eq(render_rc("payload.arr[2].k", 1, &ev, 1, &err), "");
+    cr_expect_str_eq(render("payload.arr[3]|json", 1, &ev), "[]");
+    cr_expect_str_eq(render("payload.o.b[3]", 1, &ev), "true");
+    render_rc("payload.arr[4]", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"arr[4]\" is missing");
+    render_rc("payload.arr.k", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"arr.k\" is missing");
+    render_rc("payload.o[0]", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"o[0]\" is missing");
+    render_rc("payload.arr[1][0]", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"arr[1][0]\" is missing");
+    /* The last of duplicate keys, and keys compared unescaped. */
+    cr_expect_str_eq(render("payload.dup", 1, &ev), "{\"d\":2}");
+    cr_expect_str_eq(render("payload.dup.d", 1, &ev), "2");
+    cr_expect_str_eq(render("payload.key", 1, &ev), "escaped key");
+    /* true and false are text, not numbers, and not timestamps. */
+    cr_expect_str_eq(render("{payload.t}/{payload.f}/{payload.t|json}", 0, &ev), "true/false/true");
+    render_rc("payload.f|number", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"f\" is not a number");
+    render_rc("payload.t|epoch_ms", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"t\" is not a timestamp");
+    render_rc("payload.o|number", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"o\" is not a number");
+    render_rc("payload.arr|epoch_s", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"arr\" is not a timestamp");
+    render_rc("payload.o|upper|number", 1, &ev, -1, &err);
+    cr_expect(strstr(err.msg, "payload field \"o\" is not a number: \"{\"B\":[1,2.50,") == err.msg, "%s",
+              err.msg);
+    done(&ev);
+}
+
+/* A payload that is no object: the whole of it is the value. */
+Test(template, scalar_payloads)
+{
+    static const struct {
+        const char *payload, *tmpl, *want;
+    } cases[] = {
+        {"\"just a string\"", "payload", "just a string"},
+        {"\"just a string\"", "payload|json", "\"just a string\""},
+        {"\"\\u00e9t\\u00e9\"", "payload|upper", "éTé"},
+        {"  12.50 ", "payload", "12.50"},
+        {"  12.50 ", "payload|number", "12.50"},
+        {"1700000000", "payload|epoch_ms", "1700000000000"},
+        {"true", "payload", "true"},
+        {" [1, 2] ", "payload", " [1, 2] "}, /* objects and arrays: verbatim, as before */
+        {" [1, 2] ", "payload|json", " [1, 2] "},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct wc_event ev = make_event(cases[i].payload);
+        cr_expect_str_eq(render(cases[i].tmpl, 1, &ev), cases[i].want, "%s on %s", cases[i].tmpl,
+                         cases[i].payload);
+        done(&ev);
+    }
+    struct wc_event ev = make_event("null");
+    struct wc_err err = {0};
+    cr_expect_str_eq(render_rc("payload", 1, &ev, 1, &err), "");
+    render_rc("payload.a", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"a\" is missing");
+    done(&ev);
+}
+
+/* The example's templates (examples/orders/walcast.yaml) on a typical payload. */
+Test(template, orders_example)
+{
+    struct wc_event ev = make_event(
+        "{\"items\": [{\"qty\": 3, \"sku\": \"SKU-0042\", \"unit_price\": 19.99}, {\"qty\": 1, \"sku\": "
+        "\"SKU-0007\", \"unit_price\": 5.50}], \"total\": 65.47, \"order_id\": 1234567, \"placed_at\": "
+        "\"2026-11-27T13:08:03.123Z\", \"customer_id\": 42}");
+
+    cr_expect_str_eq(render("customer:{payload.customer_id}:orders", 0, &ev), "customer:42:orders");
+    cr_expect_str_eq(render("{payload.placed_at|epoch_ms}", 0, &ev), "1795784883123");
+    cr_expect_str_eq(render("order:{payload.order_id}", 0, &ev), "order:1234567");
+    cr_expect_str_eq(render("{payload.total}", 0, &ev), "65.47");
+    cr_expect_str_eq(render("payload.items[1].unit_price", 1, &ev), "5.50");
+    cr_expect_str_eq(render("payload.items[0]", 1, &ev),
+                     "{\"qty\":3,\"sku\":\"SKU-0042\",\"unit_price\":19.99}");
+    cr_expect_eq(ev.payload_checked, 1, "validated once, then read in place");
+    cr_expect_null(ev.payload_json, "no jansson tree was built");
+    done(&ev);
 }
 
 Test(template, compile_errors)

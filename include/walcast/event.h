@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "walcast/jscan.h"
 #include "walcast/lsn.h"
 
 /* The outbox columns walcast knows, in the order of the configuration's column map. */
@@ -31,15 +32,21 @@ struct wc_val {
 
 /*
  * All pointers are borrowed from the decoder and valid until its next wc_decode_message() call or
- * wc_decoder_free(). payload_json is parsed lazily by wc_event_payload().
+ * wc_decoder_free(). payload_json is parsed lazily by wc_event_payload(); templates read the payload
+ * text in place instead (src/jscan.c) and only validate it once (payload_checked).
  */
 struct wc_event {
     struct wc_pos pos;       /* (commit LSN, index in the transaction) */
     wc_lsn end_lsn;          /* end of the commit record (the transaction's nextlsn) */
     const char *commit_time; /* ISO 8601, UTC ("2026-11-27T10:39:53.655523Z") */
     struct wc_val col[WC_COL_COUNT];
-    json_t *payload_json;     /* NULL until parsed; the decoder frees it at its next message (events built by
-                                 hand: the caller json_decref()s it) */
+    json_t *payload_json; /* NULL until parsed; the decoder frees it at its next message (events built by
+                             hand: the caller json_decref()s it) */
+    int payload_checked;  /* templates' check of the payload text: 0 not yet, 1 valid JSON, -1 not; an
+                             event built by hand starts at 0 (memset) and goes back to 0 when its
+                             payload changes */
+    /* The members of an object payload, indexed when payload_checked becomes 1 (lookups skip the text). */
+    struct wc_json_index payload_index;
     size_t size;              /* bytes of the wal2json message, for batch accounting */
     struct wc_decoder *owner; /* the decoder that frees payload_json (NULL: built by hand) */
 };

@@ -3,8 +3,9 @@
  *
  * Input: the first line is a template source, the rest is a payload JSON text. The source is compiled
  * both as a template (bare=0) and as a bare expression (bare=1); whatever compiles is rendered against
- * an event built by hand whose payload column is the rest of the input. The event's owner is NULL, so
- * the parsed payload (ev.payload_json) is ours to free.
+ * an event built by hand whose payload column is the rest of the input. Templates read the payload in
+ * place (src/jscan.c); jansson parses it only to word the error of an invalid payload, and the event's
+ * owner is NULL, so that parse (ev.payload_json) is ours to free.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -63,7 +64,7 @@ static void render_one(const char *src, int bare, struct wc_event *ev)
             abort();
         sink += out.len;
     }
-    /* Render a second time into the same buffer: the parsed payload is cached on the event. */
+    /* Render a second time into the same buffer: the payload's check is cached on the event. */
     rc = wc_tmpl_render(t, ev, &out, &err);
     sink += (size_t)(rc + 1);
     wc_buf_free(&out);
