@@ -430,6 +430,32 @@ static const uchar *skip_value(const uchar *p, const uchar *end)
     return end;
 }
 
+size_t wc_json_count(const char *s, size_t len)
+{
+    const uchar *p = (const uchar *)s, *end = p + len;
+    size_t n = 0;
+    int object;
+
+    p = skip_ws(p, end);
+    if (p >= end || (*p != '[' && *p != '{'))
+        return 0;
+    object = *p == '{';
+    p = skip_ws(p + 1, end);
+    while (p < end && *p != ']' && *p != '}') {
+        if (object) {
+            p = skip_ws(skip_string(p, end), end);
+            if (p < end && *p == ':')
+                p = skip_ws(p + 1, end);
+        }
+        p = skip_ws(skip_value(p, end), end);
+        n++;
+        if (p >= end || *p != ',')
+            break;
+        p = skip_ws(p + 1, end);
+    }
+    return n;
+}
+
 /* Encode cp as UTF-8 into u; the number of bytes. */
 static size_t put_utf8(unsigned cp, char *u)
 {

@@ -12,9 +12,10 @@
 /* Roots: the outbox columns keep their enum wc_col values, then the two transaction fields. */
 enum { ROOT_LSN = WC_COL_COUNT, ROOT_COMMIT_TIME };
 
-enum filter { F_EPOCH_MS, F_EPOCH_S, F_NUMBER, F_JSON, F_LOWER, F_UPPER };
+enum filter { F_EPOCH_MS, F_EPOCH_S, F_NUMBER, F_JSON, F_LOWER, F_UPPER, F_LENGTH };
 
-static const char *const filter_names[] = {"epoch_ms", "epoch_s", "number", "json", "lower", "upper"};
+static const char *const filter_names[] = {"epoch_ms", "epoch_s", "number", "json",
+                                           "lower",    "upper",   "length"};
 #define NFILTER (int)(sizeof(filter_names) / sizeof(filter_names[0]))
 
 /* One expression: a root, a payload path, filters; path is its text for messages ("items[0].name"). */
@@ -616,6 +617,37 @@ static int filter_number(const struct expr *e, struct val *v, struct wc_buf *out
     return -1;
 }
 
+/* The "length" filter: the elements of an array, the members of an object, the characters of a string. */
+static int payload_valid(struct wc_event *ev, struct wc_err *err);
+
+static int filter_length(const struct expr *e, struct wc_event *ev, struct val *v, struct wc_buf *out,
+                         struct wc_err *err)
+{
+    char w[300];
+    long long n = 0;
+    size_t len;
+    const char *s;
+
+    if (v->kind == V_RAWJSON && payload_valid(ev, err) < 0)
+        return -1;
+    if (v->kind == V_RAWJSON || (v->kind == V_JVAL && (v->s[0] == '[' || v->s[0] == '{'))) {
+        n = (long long)wc_json_count(v->s, v->len);
+    } else if (v->kind == V_TEXT || (v->kind == V_OUT && !v->numeric)) {
+        s = text_of(v, out, &len);
+        for (size_t i = 0; i < len; i++)
+            n += ((unsigned char)s[i] & 0xC0) != 0x80; /* UTF-8: count the first byte of each character */
+    } else {
+        what(e, w, sizeof(w));
+        wc_err_set(err, WC_ERR_DATA, "%s has no length: it is no array, object or string", w);
+        return -1;
+    }
+    if (v->kind == V_OUT)
+        out->len = v->start, out->data[out->len] = '\0';
+    v->kind = V_INT;
+    v->i = n;
+    return 0;
+}
+
 /* The "json" filter: the value as JSON text (strings quoted); result is text. */
 static void filter_json(struct val *v, struct wc_buf *out)
 {
@@ -807,6 +839,10 @@ static int render_expr(const struct expr *e, struct wc_event *ev, struct wc_buf 
             break;
         case F_JSON:
             filter_json(&v, out);
+            break;
+        case F_LENGTH:
+            if (filter_length(e, ev, &v, out, err) < 0)
+                goto fail;
             break;
         case F_LOWER:
         case F_UPPER:

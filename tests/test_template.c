@@ -248,6 +248,46 @@ Test(template, filter_json)
     done(&ev);
 }
 
+Test(template, filter_length)
+{
+    struct wc_event ev = make_event(PAYLOAD);
+    struct wc_err err = {0};
+
+    cr_expect_str_eq(render("payload.items|length", 1, &ev), "2");
+    cr_expect_str_eq(render("payload.items[1].tags|length", 1, &ev), "2");
+    cr_expect_str_eq(render("payload.address|length", 1, &ev), "2");
+    cr_expect_str_eq(render("payload|length", 1, &ev), "19"); /* the whole payload's members */
+    cr_expect_str_eq(render("payload.name|length", 1, &ev), "10"); /* characters, escapes resolved */
+    cr_expect_str_eq(render("payload.prénom|length", 1, &ev), "6");
+    cr_expect_str_eq(render("event_type|length", 1, &ev), "11");
+    cr_expect_str_eq(render("payload.customer_id|upper|length", 1, &ev), "3");
+    cr_expect_str_eq(render("n={payload.items|length}", 0, &ev), "n=2");
+    cr_expect_str_eq(render("payload.items|length|json", 1, &ev), "2");
+    render_rc("payload.note|length", 1, &ev, 1, &err); /* null stays null */
+    render_rc("payload.order_id|length", 1, &ev, -1, &err);
+    cr_expect_eq(err.code, WC_ERR_DATA);
+    cr_expect_str_eq(err.msg, "payload field \"order_id\" has no length: it is no array, object or string");
+    render_rc("payload.paid|length", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"paid\" has no length: it is no array, object or string");
+    render_rc("aggregate_id|length", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "field \"aggregate_id\" has no length: it is no array, object or string");
+    done(&ev);
+
+    /* Empty containers, and a whole payload that is not JSON: the usual error. */
+    ev = make_event("{\"a\": [], \"o\": {}, \"s\": \"\"}");
+    cr_expect_str_eq(render("payload.a|length", 1, &ev), "0");
+    cr_expect_str_eq(render("payload.o|length", 1, &ev), "0");
+    cr_expect_str_eq(render("payload.s|length", 1, &ev), "0");
+    done(&ev);
+    ev = make_event("[1, [2, 3], {\"x\": [4]}, \"]\"]");
+    cr_expect_str_eq(render("payload|length", 1, &ev), "4");
+    done(&ev);
+    ev = make_event("[1, 2");
+    render_rc("payload|length", 1, &ev, -1, &err);
+    cr_expect(strncmp(err.msg, "payload is not valid JSON", 25) == 0, "%s", err.msg);
+    done(&ev);
+}
+
 Test(template, filter_lower_upper)
 {
     struct wc_event ev = make_event(PAYLOAD);

@@ -81,6 +81,9 @@ int wc_json_lookup(const char *s, size_t len, const struct wc_json_step *path, i
 int wc_json_lookup_index(const char *s, size_t len, const struct wc_json_index *idx,
                          const struct wc_json_step *path, int nstep, struct wc_json_span *out);
 
+/* The number of elements of the array, or members of the object, s[0..len) (a repeated key counts each
+ * time); 0 for any other value. */
+size_t wc_json_count(const char *s, size_t len);
 /* Nonzero when the string span s[0..len) (quotes included) holds a backslash escape. */
 int wc_json_str_has_escapes(const char *s, size_t len);
 /* Append the content of the string span s[0..len) (quotes included), unescaped, to b. */

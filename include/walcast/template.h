@@ -13,13 +13,14 @@
  *   path   := root ( "." name | "[" digits "]" )*
  *   root   := event_id | aggregate_type | aggregate_id | event_type | payload | occurred_at
  *             | lsn | commit_time
- *   filter := epoch_ms | epoch_s | number | json | lower | upper
+ *   filter := epoch_ms | epoch_s | number | json | lower | upper | length
  * Only payload takes a path after the root. Rendering: strings unescaped; numbers exactly as they are
  * written in the payload (12.50 stays "12.50", 1e2 stays "1e2", long integers and decimals keep every
  * digit: no trip through a double); true/false as text; objects and arrays as compact JSON (whitespace
  * dropped, strings and numbers inside as written). "json" renders any value as JSON (strings quoted and
  * escaped, numbers as written); "epoch_ms"/"epoch_s" turn an ISO 8601 timestamp (or a number of seconds)
- * into an integer; "number" insists on a number (or a numeric string) and renders it.
+ * into an integer; "number" insists on a number (or a numeric string) and renders it; "length" is the
+ * number of elements of an array, members of an object (as written) or characters of a string.
  * Payload paths read the payload text in place (src/jscan.c): it is validated once per event, as strictly
  * as jansson parses it, and never built into a tree.
  */
