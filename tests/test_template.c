@@ -256,7 +256,7 @@ Test(template, filter_length)
     cr_expect_str_eq(render("payload.items|length", 1, &ev), "2");
     cr_expect_str_eq(render("payload.items[1].tags|length", 1, &ev), "2");
     cr_expect_str_eq(render("payload.address|length", 1, &ev), "2");
-    cr_expect_str_eq(render("payload|length", 1, &ev), "19"); /* the whole payload's members */
+    cr_expect_str_eq(render("payload|length", 1, &ev), "19");      /* the whole payload's members */
     cr_expect_str_eq(render("payload.name|length", 1, &ev), "10"); /* characters, escapes resolved */
     cr_expect_str_eq(render("payload.prénom|length", 1, &ev), "6");
     cr_expect_str_eq(render("event_type|length", 1, &ev), "11");
