@@ -374,6 +374,19 @@ static int hex4(const char *p, unsigned *out)
 }
 
 /* A JSON string at sc->p, unescaped onto b with a NUL; its offset in *off and length in *len. */
+/* Bytes that end a run of plain string content: the quote, the backslash, control characters. */
+static const unsigned char string_stop[256] = {
+    [0 ... 0x1F] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+};
+
+/* What a one-letter escape stands for (0: not one). */
+static const char simple_escape[256] = {
+    ['"'] = '"',  ['\\'] = '\\', ['/'] = '/',  ['b'] = '\b',
+    ['f'] = '\f', ['n'] = '\n',  ['r'] = '\r', ['t'] = '\t',
+};
+
 static int scan_string(struct scan *sc, struct wc_buf *b, size_t *off, size_t *len)
 {
     if (sc->p >= sc->end || *sc->p != '"')
@@ -382,7 +395,7 @@ static int scan_string(struct scan *sc, struct wc_buf *b, size_t *off, size_t *l
     *off = b->len;
     for (;;) {
         const char *q = sc->p;
-        while (q < sc->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+        while (q < sc->end && !string_stop[(unsigned char)*q])
             q++;
         wc_buf_append(b, sc->p, (size_t)(q - sc->p));
         sc->p = q;
@@ -393,10 +406,9 @@ static int scan_string(struct scan *sc, struct wc_buf *b, size_t *off, size_t *l
         if (sc->end - q < 2)
             return -1;
         char c = q[1];
-        const char *simple = strchr("\"\\/bfnrt", c);
-        if (c != '\0' && simple) {
-            static const char map[] = "\"\\/\b\f\n\r\t";
-            wc_buf_append(b, &map[simple - "\"\\/bfnrt"], 1);
+        if (simple_escape[(unsigned char)c]) {
+            /* The common case: wal2json escapes every quote of a json/jsonb value. */
+            wc_buf_append(b, &simple_escape[(unsigned char)c], 1);
             sc->p = q + 2;
         } else if (c == 'u' && sc->end - q >= 6) {
             unsigned cp, lo;

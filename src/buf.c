@@ -40,7 +40,7 @@ char *wc_xstrdup(const char *s)
     return wc_xstrndup(s, strlen(s));
 }
 
-void wc_buf_reserve(struct wc_buf *b, size_t extra)
+void wc_buf_grow(struct wc_buf *b, size_t extra)
 {
     size_t need = b->len + extra + 1;
 
@@ -55,15 +55,6 @@ void wc_buf_reserve(struct wc_buf *b, size_t extra)
     b->data = p;
     b->cap = cap;
     b->data[b->len] = '\0'; /* the promise of buf.h: NUL-terminated whenever data is set */
-}
-
-void wc_buf_append(struct wc_buf *b, const void *data, size_t len)
-{
-    wc_buf_reserve(b, len);
-    if (len)
-        memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
 }
 
 void wc_buf_puts(struct wc_buf *b, const char *s)

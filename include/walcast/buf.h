@@ -3,6 +3,7 @@
 #define WALCAST_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 struct wc_buf {
     char *data; /* always NUL-terminated when non-NULL */
@@ -15,8 +16,22 @@ struct wc_buf {
         NULL, 0, 0                                                                                           \
     }
 
-void wc_buf_reserve(struct wc_buf *b, size_t extra); /* aborts on out of memory, like sds */
-void wc_buf_append(struct wc_buf *b, const void *data, size_t len);
+/* Make room for extra more bytes (and the NUL); aborts on out of memory, like sds. */
+void wc_buf_grow(struct wc_buf *b, size_t extra);
+/* Inline: the per-event path appends many small pieces, mostly into room that is already there. */
+static inline void wc_buf_reserve(struct wc_buf *b, size_t extra)
+{
+    if (b->len + extra + 1 > b->cap)
+        wc_buf_grow(b, extra);
+}
+static inline void wc_buf_append(struct wc_buf *b, const void *data, size_t len)
+{
+    wc_buf_reserve(b, len);
+    if (len)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
 void wc_buf_puts(struct wc_buf *b, const char *s);
 void wc_buf_printf(struct wc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append the decimal text of v (no printf: this is on the per-event path). */
