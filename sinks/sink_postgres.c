@@ -25,8 +25,9 @@
  *
  * There are two batches. detach() sets the queued one aside and commit_detached() sends it, on the
  * engine's commit thread, while apply() queues the next one into the other: the server executes a batch
- * while walcast decodes the next. The two sides share only the connection's read-only state (prepared
- * statement names), never a batch.
+ * while walcast decodes the next. Only the committing side uses the connection; the two share the
+ * prepared statements' names (read-only while streaming) and the atomic counters, never a batch, and
+ * the batch pointers are swapped only while no commit runs.
  */
 
 #define NO_OFF SIZE_MAX /* a parameter offset meaning SQL NULL */
@@ -985,8 +986,9 @@ static int pg_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct wc
     return 0;
 }
 
-/* Commit what is queued, here and now. After a failure the batch stays queued: committing again redoes
- * exactly it. */
+/* Commit what is queued, here and now. After a failure the batch stays queued, but the outcome may be
+ * unknown (the connection dropped after COMMIT was sent): the engine opens the sink again and resumes
+ * from its cursor rather than committing again. */
 static int pg_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
 {
     struct pg *p = s->priv;

@@ -39,7 +39,9 @@
  * Limitation: an error while EXEC runs a command (WRONGTYPE, a failing script) does not roll the
  * transaction back; Redis has no rollback. The other commands and the cursor are applied. Such an event is
  * reported with a warning naming the command and its key, and its dead letter (per on_error) is written
- * right after the EXEC, best effort, outside the atomic unit.
+ * right after the EXEC, best effort, outside the atomic unit. With on_error: halt the engine stops there,
+ * but the cursor is already past the event: the next start does not meet it again (the warning and the
+ * error name it).
  */
 
 #define CONNECT_TIMEOUT_S 10
@@ -1155,7 +1157,8 @@ static int redis_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct
     return rc;
 }
 
-/* Commit what is queued, here and now. After a failure the batch stays queued. */
+/* Commit what is queued, here and now. After a failure the batch is dropped: parts of it may be applied
+ * (Redis has no rollback), so the sink must be opened again and the stream resumed from its cursor. */
 static int redis_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
 {
     struct redis_sink *p = s->priv;
@@ -1163,11 +1166,8 @@ static int redis_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *
     redis_detach(s);
     if (redis_commit_detached(s, cursor, err) == 0)
         return 0;
-    if (p != NULL && p->b->nrec == 0 && p->b->ncmd == 0) {
-        struct batch *t = p->b;
-        p->b = p->cb;
-        p->cb = t;
-    }
+    if (p != NULL)
+        batch_reset(p->cb);
     return -1;
 }
 

@@ -33,6 +33,7 @@ struct commit_job {
     struct wc_pos pos;
     int rc;
     struct wc_err err;
+    int done; /* set (atomically) when the commit has returned */
 };
 
 /* State of one streaming session (one replication connection). */
@@ -141,7 +142,17 @@ static void *commit_job_run(void *arg)
 
     j->rc = ops->commit_detached ? ops->commit_detached(j->sink, j->pos, &j->err)
                                  : ops->commit(j->sink, j->pos, &j->err);
+    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
     return NULL;
+}
+
+/* Nonzero when every job of the commit in flight has returned: joining it will not block. */
+static int commit_done(const struct session *s)
+{
+    for (int i = 0; i < s->njob; i++)
+        if (!__atomic_load_n(&s->jobs[i].done, __ATOMIC_ACQUIRE))
+            return 0;
+    return 1;
 }
 
 /* Confirm what every sink has made durable. */
@@ -180,18 +191,23 @@ static int commit_wait(struct session *s, struct wc_err *err)
     }
     if (rc < 0)
         return -1;
+    s->stats->commits++;
     confirm(s);
     return 0;
 }
 
 /*
  * Commit every sink that is behind pos. A sink that can commit in two halves (detach, then
- * commit_detached) commits on a thread of its own while this thread goes on decoding and queueing the
- * next batch: the sink servers execute one batch while walcast prepares the next, and several sinks
- * commit side by side. The next commit_all() or commit_wait() waits for it; the cursors move, and the
- * slot is confirmed, only then. Other sinks commit here and now.
+ * commit_detached) commits on a thread of its own; with overlap, this thread goes on decoding and
+ * queueing the next batch meanwhile: the sink servers execute one batch while walcast prepares the
+ * next, and several sinks commit side by side. The next commit_all() or commit_wait() waits for it; the
+ * cursors move, and the slot is confirmed, only then. Without overlap (the stream is drained: nothing to
+ * decode meanwhile) the first sink commits on this thread and the call returns when all have. Sinks
+ * without the two halves, and any beyond MAX_JOBS, commit here and now, before the others start (if one
+ * of them fails, the batches already set aside are dropped uncommitted: the session ends and starts again
+ * from the durable cursors).
  */
-static int commit_all(struct session *s, struct wc_pos pos, struct wc_err *err)
+static int commit_all(struct session *s, struct wc_pos pos, int overlap, struct wc_err *err)
 {
     int n = 0;
 
@@ -213,19 +229,23 @@ static int commit_all(struct session *s, struct wc_pos pos, struct wc_err *err)
     }
     s->pending = 0;
     s->pending_bytes = 0;
-    s->stats->commits++;
     if (n == 0) {
+        s->stats->commits++;
         confirm(s);
         return 0;
     }
     s->njob = n;
     s->inflight = 1;
-    for (int i = 0; i < n; i++) {
+    for (int i = overlap ? 0 : 1; i < n; i++) {
         s->started[i] = pthread_create(&s->threads[i], NULL, commit_job_run, &s->jobs[i]) == 0;
         if (!s->started[i])
             commit_job_run(&s->jobs[i]); /* no thread: commit here */
     }
-    return 0;
+    if (overlap)
+        return 0;
+    s->started[0] = 0;
+    commit_job_run(&s->jobs[0]);
+    return commit_wait(s, err);
 }
 
 /* Leave a session with a commit in flight: wait for its threads, whatever they did (the next session
@@ -292,7 +312,7 @@ static int handle_message(struct session *s, const char *msg, size_t len, wc_lsn
             return -1;
         s->pos = d.event.pos;
         if (s->pending >= s->cfg->batch_max_events || s->pending_bytes >= s->cfg->batch_max_bytes)
-            return commit_all(s, s->pos, err);
+            return commit_all(s, s->pos, 1, err);
         break;
     case WC_DECODED_MESSAGE:
         heartbeat_seen(s, d.content);
@@ -596,9 +616,11 @@ static int run_session(struct session *s, struct wc_err *err)
             return -1;
         int64_t now = now_ms();
         if (s->pending > 0 && (done || r == 0 || now - s->batch_start_ms >= s->cfg->batch_max_delay_ms) &&
-            commit_all(s, s->pos, err) < 0)
+            commit_all(s, s->pos, r > 0 && !done, err) < 0)
             return -1;
-        if (r == 0 && s->pending == 0 && commit_wait(s, err) < 0)
+        /* Join a commit in flight as soon as it has returned (cursors and the confirmed position move
+         * on even while only other tables' transactions arrive), or when there is nothing else to do. */
+        if (s->inflight && ((r == 0 && s->pending == 0) || commit_done(s)) && commit_wait(s, err) < 0)
             return -1;
         heartbeat(s);
         if (s->in_txn || s->pending > 0 || s->inflight)
@@ -613,7 +635,7 @@ static int run_session(struct session *s, struct wc_err *err)
             done = 1;
         if (wc_pos_cmp(s->pos, (struct wc_pos){safe_confirm_lsn(s), -1}) > 0 &&
             (done || now - s->last_idle_commit_ms >= s->cfg->status_interval_ms)) {
-            if (commit_all(s, s->pos, err) < 0)
+            if (commit_all(s, s->pos, 0, err) < 0)
                 return -1;
             s->last_idle_commit_ms = now;
         }
@@ -621,7 +643,7 @@ static int run_session(struct session *s, struct wc_err *err)
     if (commit_wait(s, err) < 0)
         return -1;
     if (s->pending > 0 || (!s->in_txn && wc_pos_cmp(s->pos, (struct wc_pos){safe_confirm_lsn(s), -1}) > 0)) {
-        if (commit_all(s, s->pos, err) < 0 || commit_wait(s, err) < 0)
+        if (commit_all(s, s->pos, 0, err) < 0)
             return -1;
     }
     if (wc_stream_feedback(s->stream, 1, err) < 0)
@@ -669,8 +691,14 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
                 return 0;
             continue;
         }
-        if (err->code != WC_ERR_IO || wc_engine_stop)
-            return wc_engine_stop && err->code == WC_ERR_IO ? 0 : -1;
+        if (err->code == WC_ERR_IO && wc_engine_stop) {
+            /* Asked to stop while a server was away: nothing is lost (the cursors did not move past what
+             * is durable); the next start applies the rest. */
+            wc_warning("%s; stopping without committing the last batch: the next start applies it", err->msg);
+            return 0;
+        }
+        if (err->code != WC_ERR_IO)
+            return -1;
         /* Transient: log once per outage, back off exponentially with jitter, resume from the cursors. */
         if (!s.outage)
             wc_warning("%s; reconnecting", err->msg);

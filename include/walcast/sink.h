@@ -66,7 +66,7 @@ struct wc_sink {
     const struct wc_sink_conf *conf; /* borrowed; NULL for the tail (jsonl) sink */
     const struct wc_config *cfg;     /* borrowed */
     const char *name;
-    struct wc_pos cursor; /* durable cursor: kept up to date by the engine after commit */
+    struct wc_pos cursor; /* durable cursor: set by the engine once a commit has returned */
     int has_cursor;
     void *priv; /* the implementation's state */
     /* counters */
