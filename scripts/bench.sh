@@ -112,7 +112,7 @@ div() {
 # Empty projections and cursors: every run starts from nothing, so every projection write is an insert.
 # Redis also rewrites its (now empty) AOF: otherwise the AOF the previous runs grew would pass
 # auto-aof-rewrite-min-size (64 MB) during the next drain, and a rewrite forked in the middle of it
-# would take CPU from whichever run it lands in. One drain of 100,000 events appends ~35 MB.
+# would take CPU from whichever run it lands in. One drain of 100,000 events appends ~40 MB.
 reset_sinks() {
     rsql -c "SET client_min_messages = warning" -c "TRUNCATE order_summary, customer_ltv" \
         -c "DROP TABLE IF EXISTS walcast_cursor, walcast_dead_letters"
