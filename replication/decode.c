@@ -5,6 +5,7 @@
 
 #include "walcast/buf.h"
 #include "walcast/decode.h"
+#include "walcast/jscan.h"
 
 const char *const wc_col_names[WC_COL_COUNT] = {
     "event_id", "aggregate_type", "aggregate_id", "event_type", "payload", "occurred_at",
@@ -328,51 +329,6 @@ static int scan_lit(struct scan *sc, const char *lit)
     return 0;
 }
 
-static void put_utf8(struct wc_buf *b, unsigned cp)
-{
-    char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | (cp >> 6));
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | (cp >> 12));
-        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (char)(0xF0 | (cp >> 18));
-        u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    wc_buf_append(b, u, n);
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 /* A JSON string at sc->p, unescaped onto b with a NUL; its offset in *off and length in *len. */
 /* Bytes that end a run of plain string content: the quote, the backslash, control characters. */
 static const unsigned char string_stop[256] = {
@@ -412,12 +368,12 @@ static int scan_string(struct scan *sc, struct wc_buf *b, size_t *off, size_t *l
             sc->p = q + 2;
         } else if (c == 'u' && sc->end - q >= 6) {
             unsigned cp, lo;
-            if (hex4(q + 2, &cp) < 0)
+            if (wc_json_hex4(q + 2, &cp) < 0)
                 return -1;
             sc->p = q + 6;
             if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (sc->end - sc->p < 6 || sc->p[0] != '\\' || sc->p[1] != 'u' || hex4(sc->p + 2, &lo) < 0 ||
-                    lo < 0xDC00 || lo > 0xDFFF)
+                if (sc->end - sc->p < 6 || sc->p[0] != '\\' || sc->p[1] != 'u' ||
+                    wc_json_hex4(sc->p + 2, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
                     return -1;
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 sc->p += 6;
@@ -426,7 +382,8 @@ static int scan_string(struct scan *sc, struct wc_buf *b, size_t *off, size_t *l
             }
             if (cp == 0)
                 return -1; /* a NUL inside a value: let jansson decide */
-            put_utf8(b, cp);
+            char u[4];
+            wc_buf_append(b, u, wc_json_put_utf8(cp, u));
         } else {
             return -1;
         }

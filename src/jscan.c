@@ -49,8 +49,9 @@ static const uchar *skip_ws(const uchar *p, const uchar *end)
     return p;
 }
 
-static int hex4(const uchar *p, unsigned *out)
+int wc_json_hex4(const char *s, unsigned *out)
 {
+    const uchar *p = (const uchar *)s;
     unsigned v = 0;
 
     for (int i = 0; i < 4; i++) {
@@ -140,12 +141,12 @@ static const uchar *check_string(const uchar *p, const uchar *end, int allow_nul
             break;
         case 'u': {
             unsigned cp, lo;
-            if (end - p < 6 || hex4(p + 2, &cp) < 0)
+            if (end - p < 6 || wc_json_hex4((const char *)p + 2, &cp) < 0)
                 return NULL;
             p += 6;
             if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) < 0 || lo < 0xDC00 ||
-                    lo > 0xDFFF)
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
+                    wc_json_hex4((const char *)p + 2, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
                     return NULL;
                 p += 6;
             } else if ((cp >= 0xDC00 && cp <= 0xDFFF) || (cp == 0 && !allow_nul)) {
@@ -456,8 +457,7 @@ size_t wc_json_count(const char *s, size_t len)
     return n;
 }
 
-/* Encode cp as UTF-8 into u; the number of bytes. */
-static size_t put_utf8(unsigned cp, char *u)
+size_t wc_json_put_utf8(unsigned cp, char *u)
 {
     if (cp < 0x80) {
         u[0] = (char)cp;
@@ -502,20 +502,21 @@ static size_t unescape_one(const uchar *p, const uchar *end, const uchar **next,
         u[0] = to[f - from];
         return 1;
     }
-    if (end - p < 6 || hex4(p + 2, &cp) < 0) {
+    if (end - p < 6 || wc_json_hex4((const char *)p + 2, &cp) < 0) {
         *next = p + 2;
         return 0;
     }
     *next = p + 6;
     if (cp >= 0xD800 && cp <= 0xDBFF) {
-        if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || hex4(p + 8, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
+        if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || wc_json_hex4((const char *)p + 8, &lo) < 0 ||
+            lo < 0xDC00 || lo > 0xDFFF)
             return 0;
         *next = p + 12;
         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
     } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
         return 0;
     }
-    return put_utf8(cp, u);
+    return wc_json_put_utf8(cp, u);
 }
 
 /* Nonzero when the key whose opening quote is at p reads name[0..n) once unescaped; *next is past it. */

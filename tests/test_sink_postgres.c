@@ -4,7 +4,6 @@
 #endif
 #include <criterion/criterion.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -614,21 +613,6 @@ Test(sink_postgres, every_event_bad)
     fx_fini(&f);
 }
 
-/* A detached commit on its own thread, as the engine runs it. */
-struct detached {
-    struct wc_sink *s;
-    struct wc_pos pos;
-    int rc;
-    struct wc_err err;
-};
-
-static void *detached_run(void *arg)
-{
-    struct detached *d = arg;
-    d->rc = d->s->ops->commit_detached(d->s, d->pos, &d->err);
-    return NULL;
-}
-
 /*
  * The engine commits a batch on a thread while it queues the next one. The batch set aside commits
  * alone, with its own dead letters (a duplicate key found by the server, on the commit thread); the
@@ -638,22 +622,17 @@ static void *detached_run(void *arg)
 Test(sink_postgres, detached_commit_while_the_next_batch_is_queued)
 {
     struct fx f;
-    struct detached d = {0};
-    pthread_t t;
+    struct wct_detached d;
 
     fx_init(&f, "dead_letter", orders_yaml, orders_sql);
-    cr_assert_not_null(f.s->ops->detach);
-    cr_assert_not_null(f.s->ops->commit_detached);
     apply_order(f.s, 0x7000, 0, 1, 10);
     apply_order(f.s, 0x7000, 1, 1, 11); /* order 1 again: the server rejects it at commit */
     apply_order(f.s, 0x7000, 2, 2, 10);
-    f.s->ops->detach(f.s);
-    d = (struct detached){.s = f.s, .pos = {0x7000, 2}};
-    cr_assert_eq(pthread_create(&t, NULL, detached_run, &d), 0);
+    wct_detached_start(&d, f.s, (struct wc_pos){0x7000, 2});
     for (int i = 0; i < 200; i++)
         apply_order(f.s, 0x7100, i, 100 + i, 12);
     apply_ok(f.s, 0x7100, 200, "OrderPlaced", "{\"order_id\": 999, \"total\": 1}"); /* no customer_id */
-    pthread_join(t, NULL);
+    wct_detached_join(&d);
     cr_assert_eq(d.rc, 0, "commit_detached: %s", d.err.msg);
     assert_value(f.dsn,
                  "SELECT string_agg(order_id || ':' || customer_id, ',' ORDER BY order_id) FROM orders",

@@ -5,7 +5,6 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -616,21 +615,6 @@ Test(sink_redis, runtime_error_dead_lettered_after_exec)
     teardown(&f);
 }
 
-/* A detached commit on its own thread, as the engine runs it. */
-struct detached {
-    struct wc_sink *s;
-    struct wc_pos pos;
-    int rc;
-    struct wc_err err;
-};
-
-static void *detached_run(void *arg)
-{
-    struct detached *d = arg;
-    d->rc = d->s->ops->commit_detached(d->s, d->pos, &d->err);
-    return NULL;
-}
-
 /*
  * The engine commits a batch on a thread while it queues the next one. The batch set aside commits
  * alone: its runtime error is dead-lettered by the commit thread, right after its EXEC, and its script
@@ -640,8 +624,7 @@ static void *detached_run(void *arg)
 Test(sink_redis, detached_commit_while_the_next_batch_is_queued)
 {
     struct fixture f;
-    struct detached d;
-    pthread_t t;
+    struct wct_detached d;
 
     setup(&f, 14, "dead_letter",
           "  p:\n"
@@ -655,23 +638,19 @@ Test(sink_redis, detached_commit_while_the_next_batch_is_queued)
           "          keys: [\"ticks\"]\n"
           "          args: [\"{payload.n}\"]\n");
     struct wc_err err = {0};
-    cr_assert_not_null(f.sink->ops->detach);
-    cr_assert_not_null(f.sink->ops->commit_detached);
     expect(f.rc, "OK", "SET str value");
     expect(f.rc, "OK", "SCRIPT FLUSH");
     cr_assert_eq(apply(f.sink, 0x1200, 0, "E", "{\"key\": \"z\", \"score\": 1}", &err), 0, "%s", err.msg);
     cr_assert_eq(apply(f.sink, 0x1200, 1, "E", "{\"key\": \"str\", \"score\": 1}", &err), 0, "%s", err.msg);
     cr_assert_eq(apply(f.sink, 0x1200, 2, "T", "{\"n\": 5}", &err), 0, "%s", err.msg);
-    f.sink->ops->detach(f.sink);
-    d = (struct detached){.s = f.sink, .pos = pos(0x1200, 2)};
-    cr_assert_eq(pthread_create(&t, NULL, detached_run, &d), 0);
+    wct_detached_start(&d, f.sink, pos(0x1200, 2));
     for (int i = 0; i < 500; i++) {
         char payload[64];
         snprintf(payload, sizeof(payload), "{\"key\": \"y\", \"score\": %d}", i);
         cr_assert_eq(apply(f.sink, 0x1300, i, "E", payload, &err), 0, "%s", err.msg);
     }
     cr_assert_eq(apply(f.sink, 0x1300, 500, "E", "{\"key\": \"y\"}", &err), 0, "%s", err.msg); /* no score */
-    pthread_join(t, NULL);
+    wct_detached_join(&d);
     cr_assert_eq(d.rc, 0, "commit_detached: %s", d.err.msg);
     expect(f.rc, "2", "GET count");
     expect(f.rc, "1", "ZCARD z");

@@ -144,3 +144,26 @@ char *wct_tmpdir(void)
         cr_fatal("mkdtemp failed");
     return t;
 }
+
+static void *detached_run(void *arg)
+{
+    struct wct_detached *d = arg;
+    d->rc = d->s->ops->commit_detached(d->s, d->pos, &d->err);
+    return NULL;
+}
+
+void wct_detached_start(struct wct_detached *d, struct wc_sink *s, struct wc_pos pos)
+{
+    memset(d, 0, sizeof(*d));
+    d->s = s;
+    d->pos = pos;
+    cr_assert_not_null(s->ops->detach);
+    cr_assert_not_null(s->ops->commit_detached);
+    s->ops->detach(s);
+    cr_assert_eq(pthread_create(&d->thread, NULL, detached_run, d), 0);
+}
+
+void wct_detached_join(struct wct_detached *d)
+{
+    pthread_join(d->thread, NULL);
+}

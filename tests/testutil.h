@@ -4,6 +4,9 @@
 
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
+#include <pthread.h>
+
+#include "walcast/sink.h"
 
 /* Criterion 2.4's cr_fatal lives in <criterion/new/assert.h>; the classic API spells it this way. */
 #ifndef cr_fatal
@@ -32,5 +35,17 @@ const char *wct_source_dir(void);
 char *wct_tmpdir(void);
 /* Name unique in this test run: prefix_<pid>_<counter>. Caller frees. */
 char *wct_unique(const char *prefix);
+
+/* A sink's commit_detached() on a thread of its own, as the engine runs it: start, then join and read
+ * rc and err. */
+struct wct_detached {
+    struct wc_sink *s;
+    struct wc_pos pos;
+    int rc;
+    struct wc_err err;
+    pthread_t thread;
+};
+void wct_detached_start(struct wct_detached *d, struct wc_sink *s, struct wc_pos pos);
+void wct_detached_join(struct wct_detached *d);
 
 #endif

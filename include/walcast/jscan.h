@@ -81,6 +81,10 @@ int wc_json_lookup(const char *s, size_t len, const struct wc_json_step *path, i
 int wc_json_lookup_index(const char *s, size_t len, const struct wc_json_index *idx,
                          const struct wc_json_step *path, int nstep, struct wc_json_span *out);
 
+/* The four hex digits at s (not NUL-terminated) as *out; -1 when one is no hex digit. */
+int wc_json_hex4(const char *s, unsigned *out);
+/* Encode the code point cp as UTF-8 into u (room for 4 bytes); the number of bytes. */
+size_t wc_json_put_utf8(unsigned cp, char *u);
 /* The number of elements of the array, or members of the object, s[0..len) (a repeated key counts each
  * time); 0 for any other value. */
 size_t wc_json_count(const char *s, size_t len);
