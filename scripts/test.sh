@@ -49,7 +49,7 @@ if [ "$asan" = 1 ]; then
 fi
 if [ "$vg" = 1 ]; then
     echo "== valgrind (unit tests)"
-    for t in build-test/test_lsn build-test/test_decode build-test/test_template build-test/test_config; do
+    for t in build-test/test_lsn build-test/test_decode build-test/test_jscan build-test/test_template build-test/test_config; do
         [ -x "$t" ] || continue
         valgrind -q --leak-check=full --error-exitcode=99 --trace-children=no "$t" --jobs 1 >/dev/null ||
             { echo "valgrind: $t failed"; status=1; }
