@@ -942,7 +942,7 @@ static void pg_detach(struct wc_sink *s)
 /*
  * Apply the batch set aside and the cursor in one transaction: pipelined in one round trip, and only
  * when the server rejects something, again event by event. The batch is cleared once it is committed;
- * after a failure it stays set aside (the transaction was rolled back).
+ * after a failure it stays set aside until the next detach().
  */
 static int pg_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
 {
@@ -986,22 +986,13 @@ static int pg_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct wc
     return 0;
 }
 
-/* Commit what is queued, here and now. After a failure the batch stays queued, but the outcome may be
- * unknown (the connection dropped after COMMIT was sent): the engine opens the sink again and resumes
- * from its cursor rather than committing again. */
+/* Commit what is queued, here and now: both halves in a row. After a failure the outcome may be unknown
+ * (the connection dropped after COMMIT was sent): the sink is opened again and the stream resumed from
+ * its cursor, never committed again. */
 static int pg_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
 {
-    struct pg *p = s->priv;
-
     pg_detach(s);
-    if (pg_commit_detached(s, cursor, err) == 0)
-        return 0;
-    if (p != NULL && p->b->nevs == 0 && p->b->nops == 0) {
-        struct pg_batch *t = p->b;
-        p->b = p->cb;
-        p->cb = t;
-    }
-    return -1;
+    return pg_commit_detached(s, cursor, err);
 }
 
 /* Wipe the projections with the configured SQL and drop the cursor, in one transaction. */

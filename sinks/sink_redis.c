@@ -1157,18 +1157,13 @@ static int redis_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct
     return rc;
 }
 
-/* Commit what is queued, here and now. After a failure the batch is dropped: parts of it may be applied
- * (Redis has no rollback), so the sink must be opened again and the stream resumed from its cursor. */
+/* Commit what is queued, here and now: both halves in a row. After a failure parts of the batch may be
+ * applied (Redis has no rollback): the sink is opened again and the stream resumed from its cursor,
+ * never committed again (the failed batch is dropped at the next detach). */
 static int redis_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
 {
-    struct redis_sink *p = s->priv;
-
     redis_detach(s);
-    if (redis_commit_detached(s, cursor, err) == 0)
-        return 0;
-    if (p != NULL)
-        batch_reset(p->cb);
-    return -1;
+    return redis_commit_detached(s, cursor, err);
 }
 
 static void redis_close(struct wc_sink *s)

@@ -617,9 +617,9 @@ static int filter_number(const struct expr *e, struct val *v, struct wc_buf *out
     return -1;
 }
 
-/* The "length" filter: the elements of an array, the members of an object, the characters of a string. */
 static int payload_valid(struct wc_event *ev, struct wc_err *err);
 
+/* The "length" filter: the elements of an array, the members of an object, the characters of a string. */
 static int filter_length(const struct expr *e, struct wc_event *ev, struct val *v, struct wc_buf *out,
                          struct wc_err *err)
 {
