@@ -4,12 +4,9 @@
 #include <string.h>
 
 #include "walcast/buf.h"
+#include "walcast/clock.h"
 #include "walcast/decode.h"
 #include "walcast/jscan.h"
-
-const char *const wc_col_names[WC_COL_COUNT] = {
-    "event_id", "aggregate_type", "aggregate_id", "event_type", "payload", "occurred_at",
-};
 
 struct wc_decoder {
     char *schema;
@@ -68,60 +65,6 @@ void wc_decoder_free(struct wc_decoder *d)
     free(d->table);
     free(d->prefix);
     free(d);
-}
-
-void wc_timestamp_iso(const char *pg, char *buf, size_t bufsize)
-{
-    size_t n = strlen(pg), o = 0;
-    size_t tz = n;
-
-    /* The zone starts at the last '+' or '-' after the time part ("...:53.65+00", "...-05:30"). */
-    for (size_t i = n; i > 10; i--) {
-        if (pg[i - 1] == '+' || pg[i - 1] == '-') {
-            tz = i - 1;
-            break;
-        }
-    }
-    for (size_t i = 0; i < tz && o + 1 < bufsize; i++)
-        buf[o++] = (i == 10 && pg[i] == ' ') ? 'T' : pg[i];
-    const char *zone = pg + tz;
-    const char *suffix;
-    char zbuf[16];
-    if (tz == n)
-        suffix = "";
-    else if (strcmp(zone, "+00") == 0 || strcmp(zone, "+00:00") == 0)
-        suffix = "Z";
-    else if (strlen(zone) == 3) {
-        snprintf(zbuf, sizeof(zbuf), "%s:00", zone);
-        suffix = zbuf;
-    } else
-        suffix = zone;
-    for (size_t i = 0; suffix[i] && o + 1 < bufsize; i++)
-        buf[o++] = suffix[i];
-    if (bufsize)
-        buf[o < bufsize ? o : bufsize - 1] = '\0';
-}
-
-json_t *wc_event_payload(struct wc_event *ev, struct wc_err *err)
-{
-    json_error_t jerr;
-    const struct wc_val *v = &ev->col[WC_COL_PAYLOAD];
-
-    if (ev->payload_json)
-        return ev->payload_json;
-    if (v->kind != WC_VAL_STRING) {
-        wc_err_set(err, WC_ERR_DATA, "payload is null");
-        return NULL;
-    }
-    ev->payload_json = json_loadb(v->text, v->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (ev->owner && ev->payload_json) {
-        json_decref(ev->owner->payload);
-        ev->owner->payload = ev->payload_json;
-    }
-    if (ev->payload_json == NULL)
-        wc_err_set(err, WC_ERR_DATA, "payload is not valid JSON: %s at position %d", jerr.text,
-                   jerr.position);
-    return ev->payload_json;
 }
 
 /* Read an LSN member; 0 when absent, -1 when present but not an LSN. */
@@ -249,7 +192,7 @@ static void place_event(struct wc_decoder *d, struct wc_decoded *out, wc_lsn lsn
     }
     ev->commit_time = d->commit_time;
     ev->size = len;
-    ev->owner = d;
+    ev->payload_owner = &d->payload;
     out->kind = WC_DECODED_EVENT;
 }
 

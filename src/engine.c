@@ -10,6 +10,7 @@
 
 #include <libpq-fe.h>
 
+#include "walcast/clock.h"
 #include "walcast/decode.h"
 #include "walcast/engine.h"
 #include "walcast/log.h"
@@ -17,13 +18,6 @@
 #include "walcast/stream.h"
 
 volatile sig_atomic_t wc_engine_stop;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 #define MAX_JOBS 16
 
@@ -69,13 +63,6 @@ struct session {
     int started[MAX_JOBS];
 };
 
-static int64_t wall_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-}
-
 /*
  * Heartbeat: a transactional logical message with walcast's prefix. It gives wal2json a transaction to
  * send on a server whose outbox is idle (so the slot advances even where empty transactions are not
@@ -87,9 +74,9 @@ static void heartbeat(struct session *s)
     char content[64], prefix_buf[128];
     struct wc_err err;
 
-    if (s->opts->heartbeat_ms <= 0 || now_ms() - s->last_hb_ms < s->opts->heartbeat_ms)
+    if (s->opts->heartbeat_ms <= 0 || wc_now_ms() - s->last_hb_ms < s->opts->heartbeat_ms)
         return;
-    s->last_hb_ms = now_ms();
+    s->last_hb_ms = wc_now_ms();
     if (s->hb_conn == NULL) {
         s->hb_conn = wc_pg_connect(s->cfg->source_dsn, NULL, &err);
         if (s->hb_conn == NULL) {
@@ -97,7 +84,7 @@ static void heartbeat(struct session *s)
             return;
         }
     }
-    snprintf(content, sizeof(content), "{\"heartbeat_us\":%lld}", (long long)wall_us());
+    snprintf(content, sizeof(content), "{\"heartbeat_us\":%lld}", (long long)wc_wall_us());
     snprintf(prefix_buf, sizeof(prefix_buf), "%s", s->cfg->msg_prefix ? s->cfg->msg_prefix : "walcast");
     const char *params[] = {prefix_buf, content};
     PGresult *r = PQexecParams(s->hb_conn, "SELECT pg_logical_emit_message(true, $1, $2)", 2, NULL, params,
@@ -117,7 +104,7 @@ static void heartbeat_seen(struct session *s, const char *content)
     if (p == NULL)
         return;
     long long sent = atoll(p + strlen("\"heartbeat_us\":"));
-    s->stats->lag_ms = (wall_us() - sent) / 1000;
+    s->stats->lag_ms = (wc_wall_us() - sent) / 1000;
     wc_debug("heartbeat round trip %lld ms", (long long)s->stats->lag_ms);
 }
 
@@ -290,7 +277,7 @@ static int route_event(struct session *s, struct wc_event *ev, struct wc_err *er
             return -1;
     }
     if (s->pending++ == 0)
-        s->batch_start_ms = now_ms();
+        s->batch_start_ms = wc_now_ms();
     s->pending_bytes += ev->size;
     return 0;
 }
@@ -595,7 +582,7 @@ static int run_session(struct session *s, struct wc_err *err)
     s->pending = 0;
     s->pending_bytes = 0;
     s->pos = (struct wc_pos){start, -1};
-    s->last_idle_commit_ms = now_ms();
+    s->last_idle_commit_ms = wc_now_ms();
 
     while (!wc_engine_stop && !done) {
         const char *msg;
@@ -614,7 +601,7 @@ static int run_session(struct session *s, struct wc_err *err)
             return -1;
         if (r > 0 && handle_message(s, msg, len, wal_start, &done, err) < 0)
             return -1;
-        int64_t now = now_ms();
+        int64_t now = wc_now_ms();
         if (s->pending > 0 && (done || r == 0 || now - s->batch_start_ms >= s->cfg->batch_max_delay_ms) &&
             commit_all(s, s->pos, r > 0 && !done, err) < 0)
             return -1;
@@ -651,15 +638,6 @@ static int run_session(struct session *s, struct wc_err *err)
     return 0;
 }
 
-static void sleep_ms(int ms)
-{
-    while (ms > 0 && !wc_engine_stop) {
-        int step = ms > 100 ? 100 : ms;
-        usleep((useconds_t)step * 1000);
-        ms -= step;
-    }
-}
-
 int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink,
                   const struct wc_engine_opts *opts, struct wc_engine_stats *stats, struct wc_err *err)
 {
@@ -674,7 +652,7 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
     for (int i = 0; i < nsink && cfg->dead_letter_sink; i++)
         if (strcmp(sinks[i]->name, cfg->dead_letter_sink) == 0)
             s.dead_letter_sink = sinks[i];
-    srand((unsigned)getpid() ^ (unsigned)now_ms());
+    srand((unsigned)getpid() ^ (unsigned)wc_now_ms());
 
     for (;;) {
         int rc = run_session(&s, err);
@@ -686,7 +664,7 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
             if (!s.outage)
                 wc_info("standby: %s; waiting to take over", err->msg);
             s.outage = 1;
-            sleep_ms(500);
+            wc_sleep_ms(500, &wc_engine_stop);
             if (wc_engine_stop)
                 return 0;
             continue;
@@ -716,7 +694,7 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
             delay = ceiling;
         delay = delay / 2 + rand() % (delay / 2 + 1);
         wc_debug("reconnect attempt %d in %d ms", s.attempt, delay);
-        sleep_ms(delay);
+        wc_sleep_ms(delay, &wc_engine_stop);
         if (wc_engine_stop)
             return 0;
     }

@@ -224,19 +224,6 @@ Test(decode, missing_event_type_column)
     cr_assert(strstr(err.msg, "\"event_type\"") && strstr(err.msg, "0/AB"), "%s", err.msg);
 }
 
-Test(decode, timestamps)
-{
-    char buf[64];
-    wc_timestamp_iso("2026-11-27 10:39:53.655523+00", buf, sizeof(buf));
-    cr_assert_str_eq(buf, "2026-11-27T10:39:53.655523Z");
-    wc_timestamp_iso("2026-11-27 10:39:53+05:30", buf, sizeof(buf));
-    cr_assert_str_eq(buf, "2026-11-27T10:39:53+05:30");
-    wc_timestamp_iso("2026-11-27 10:39:53-08", buf, sizeof(buf));
-    cr_assert_str_eq(buf, "2026-11-27T10:39:53-08:00");
-    wc_timestamp_iso("2026-11-27 10:39:53", buf, sizeof(buf));
-    cr_assert_str_eq(buf, "2026-11-27T10:39:53");
-}
-
 /* Each tests/fixtures/decode/NAME.jsonl decoded by `walcast tail --from-file` equals NAME.expected. */
 Test(decode, fixtures_through_tail_from_file)
 {

@@ -47,7 +47,4 @@ int wc_decode_message(struct wc_decoder *d, const char *msg, size_t len, wc_lsn 
 /* Tests: on = 1 (default) lets inserts take the fast scanner, 0 forces jansson's full parse. */
 void wc_decoder_set_fast(struct wc_decoder *d, int on);
 
-/* Turn PostgreSQL's "2026-11-27 10:39:53.655523+00" into "2026-11-27T10:39:53.655523Z" in place-safe buf. */
-void wc_timestamp_iso(const char *pg, char *buf, size_t bufsize);
-
 #endif

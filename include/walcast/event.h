@@ -33,7 +33,7 @@ struct wc_val {
 /*
  * All pointers are borrowed from the decoder and valid until its next wc_decode_message() call or
  * wc_decoder_free(). payload_json is parsed lazily by wc_event_payload(); templates read the payload
- * text in place instead (src/jscan.c) and only validate it once (payload_checked).
+ * text in place instead (base/jscan.c) and only validate it once (payload_checked).
  */
 struct wc_event {
     struct wc_pos pos;       /* (commit LSN, index in the transaction) */
@@ -47,8 +47,10 @@ struct wc_event {
                              payload changes */
     /* The members of an object payload, indexed when payload_checked becomes 1 (lookups skip the text). */
     struct wc_json_index payload_index;
-    size_t size;              /* bytes of the wal2json message, for batch accounting */
-    struct wc_decoder *owner; /* the decoder that frees payload_json (NULL: built by hand) */
+    size_t size; /* bytes of the wal2json message, for batch accounting */
+    /* Where the producer keeps payload_json to free it later (the decoder's slot, freed at its next
+     * message); NULL for an event built by hand, whose caller json_decref()s payload_json. */
+    json_t **payload_owner;
 };
 
 /*
@@ -56,7 +58,16 @@ struct wc_event {
  * (WC_ERR_DATA) when the payload is null or not valid JSON.
  */
 struct wc_err;
-struct wc_decoder;
 json_t *wc_event_payload(struct wc_event *ev, struct wc_err *err);
+
+/*
+ * Fill ev from stored column texts: the one way an event that does not come from the stream is made
+ * (a queued record, a dead letter, a row of the outbox snapshot). text[c] is column c's value (borrowed,
+ * NUL-terminated; NULL for null), len[c] its length (len NULL: strlen), kind[c] how it came
+ * (WC_VAL_STRING or WC_VAL_NUMBER; kind NULL: all strings). Everything else in ev is zeroed; commit_time
+ * is "" until the caller sets it.
+ */
+void wc_event_from_texts(struct wc_event *ev, struct wc_pos pos, const char *const *text, const size_t *len,
+                         const int *kind);
 
 #endif

@@ -5,7 +5,7 @@
  * both as a template (bare=0) and as a bare expression (bare=1); whatever compiles is rendered against
  * an event built by hand whose payload column is the rest of the input. Templates read the payload in
  * place (src/jscan.c); jansson parses it only to word the error of an invalid payload, and the event's
- * owner is NULL, so that parse (ev.payload_json) is ours to free.
+ * payload_owner is NULL, so that parse (ev.payload_json) is ours to free.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -118,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ev.col[WC_COL_OCCURRED_AT] = (struct wc_val){WC_VAL_STRING, "2026-11-27T10:39:53.655Z", 24};
     ev.payload_json = NULL;
     ev.size = size;
-    ev.owner = NULL;
+    ev.payload_owner = NULL;
 
     render_one(src, 0, &ev);
     render_one(src, 1, &ev);
