@@ -7,7 +7,7 @@
 #include <libpq-fe.h>
 
 #include "walcast/slot.h"
-#include "walcast/stream.h"
+#include "walcast/pgconn.h"
 
 static PGresult *query(PGconn *c, const char *sql, int nparams, const char *const *params, struct wc_err *err)
 {

@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 #include "walcast/log.h"
+#include "walcast/pgconn.h"
 #include "walcast/stream.h"
 
 /* Microseconds between the Unix epoch and PostgreSQL's, 2000-01-01. */
@@ -48,60 +49,6 @@ static uint64_t get64(const char *p)
     for (int i = 0; i < 8; i++)
         v = (v << 8) | (unsigned char)p[i];
     return v;
-}
-
-PGconn *wc_pg_connect(const char *dsn, const char *replication, struct wc_err *err)
-{
-    /* Values are rendered by the walsender's session: pin what changes their text. */
-    /* Timeouts and TCP keepalives come first so that the DSN can override them: a black-holed server
-     * must not hang the engine until the kernel gives up on the connection. */
-    const char *keys[] = {"connect_timeout",
-                          "keepalives_idle",
-                          "keepalives_interval",
-                          "keepalives_count",
-                          "dbname",
-                          "replication",
-                          "options",
-                          "fallback_application_name",
-                          NULL};
-    const char *vals[] = {
-        "10",
-        "10",
-        "5",
-        "3",
-        dsn && *dsn ? dsn : NULL,
-        replication,
-        "-c datestyle=ISO -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 "
-        "-c bytea_output=hex",
-        "walcast",
-        NULL};
-    PGconn *conn;
-
-    if (vals[4] == NULL) {
-        /* No DSN: let PG* variables decide, but keep the keyword list intact. */
-        vals[4] = "";
-    }
-    conn = PQconnectdbParams(keys, vals, 1);
-    if (conn == NULL) {
-        wc_err_set(err, WC_ERR_INTERNAL, "out of memory");
-        return NULL;
-    }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        char where[256];
-        wc_pg_describe(conn, where, sizeof(where));
-        wc_err_set(err, WC_ERR_IO, "could not connect to %s: %s", where, PQerrorMessage(conn));
-        PQfinish(conn);
-        return NULL;
-    }
-    return conn;
-}
-
-void wc_pg_describe(PGconn *conn, char *buf, size_t size)
-{
-    const char *host = PQhost(conn), *port = PQport(conn), *db = PQdb(conn), *user = PQuser(conn);
-
-    snprintf(buf, size, "server \"%s:%s\" database \"%s\" user \"%s\"", host && *host ? host : "localhost",
-             port && *port ? port : "5432", db ? db : "", user ? user : "");
 }
 
 /* Quote s as an SQL string literal into buf. */

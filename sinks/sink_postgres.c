@@ -12,6 +12,7 @@
 
 #include "walcast/buf.h"
 #include "walcast/log.h"
+#include "walcast/pgconn.h"
 #include "walcast/sink.h"
 #include "walcast/template.h"
 
@@ -427,8 +428,8 @@ static void pg_close(struct wc_sink *s)
 static int pg_open(struct wc_sink *s, struct wc_err *err)
 {
     struct pg *p;
-    const char *const keys[] = {"dbname", "application_name", NULL};
-    const char *vals[] = {s->conf && s->conf->dsn ? s->conf->dsn : "", "walcast", NULL};
+    char who[128];
+    struct wc_pgconn_opts co = {.dsn = s->conf ? s->conf->dsn : NULL, .who = who};
 
     if (s->priv)
         pg_close(s);
@@ -441,18 +442,10 @@ static int pg_open(struct wc_sink *s, struct wc_err *err)
     p->cb = &p->bufs[1];
     p->b->open_ev = p->cb->open_ev = -1;
     s->priv = p;
-    /* The DSN is expanded as a conninfo or URI; application_name after it wins over one inside it. */
-    p->conn = PQconnectdbParams(keys, vals, 1);
-    if (p->conn == NULL) {
-        wc_err_set(err, WC_ERR_INTERNAL, "out of memory");
+    snprintf(who, sizeof(who), "sink \"%s\"", s->name);
+    p->conn = wc_pgconn_open(&co, err);
+    if (p->conn == NULL)
         goto error;
-    }
-    if (PQstatus(p->conn) != CONNECTION_OK) {
-        char text[512];
-        copy_msg(text, sizeof(text), PQerrorMessage(p->conn));
-        wc_err_set(err, WC_ERR_IO, "sink \"%s\": could not connect: %s", s->name, text);
-        goto error;
-    }
     PQsetNoticeProcessor(p->conn, notice_processor, s);
     if (exec_simple(s, setup_sql, "could not create walcast's tables", err) < 0) {
         rollback_quietly(p);

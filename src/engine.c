@@ -14,6 +14,7 @@
 #include "walcast/decode.h"
 #include "walcast/engine.h"
 #include "walcast/log.h"
+#include "walcast/pgconn.h"
 #include "walcast/slot.h"
 #include "walcast/stream.h"
 

@@ -46,13 +46,4 @@ wc_lsn wc_stream_confirmed(const struct wc_stream *s);
 /* The PID of the walsender, for messages. */
 int wc_stream_backend_pid(const struct wc_stream *s);
 
-/*
- * Build the conninfo keyword arrays for a connection to dsn with walcast's session settings pinned
- * (DateStyle ISO, TimeZone UTC, extra_float_digits 3, ...). replication: "database" or NULL.
- */
-struct pg_conn;
-struct pg_conn *wc_pg_connect(const char *dsn, const char *replication, struct wc_err *err);
-/* host:port/dbname user=..., never the password, for messages. */
-void wc_pg_describe(struct pg_conn *conn, char *buf, size_t size);
-
 #endif
