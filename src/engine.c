@@ -16,6 +16,7 @@
 #include "walcast/log.h"
 #include "walcast/pgconn.h"
 #include "walcast/slot.h"
+#include "walcast/snapshot.h"
 #include "walcast/stream.h"
 
 volatile sig_atomic_t wc_engine_stop;
@@ -317,31 +318,6 @@ static int handle_message(struct session *s, const char *msg, size_t len, wc_lsn
     return 0;
 }
 
-/* Fill ev from row r of an outbox SELECT (columns in wc_col order). */
-static void row_event(PGresult *res, int r, int64_t index, char iso[][48], struct wc_event *ev)
-{
-    memset(ev, 0, sizeof(*ev));
-    ev->pos = (struct wc_pos){0, index};
-    ev->commit_time = "";
-    for (int k = 0; k < WC_COL_COUNT; k++) {
-        struct wc_val *v = &ev->col[k];
-        if (PQgetisnull(res, r, k)) {
-            *v = (struct wc_val){WC_VAL_NULL, NULL, 0};
-            continue;
-        }
-        const char *text = PQgetvalue(res, r, k);
-        Oid type = PQftype(res, k);
-        /* int2, int4, int8, numeric render as JSON numbers in wal2json too. */
-        int number = type == 20 || type == 21 || type == 23 || type == 1700;
-        if (type == 1184 || type == 1114) { /* timestamptz, timestamp */
-            wc_timestamp_iso(text, iso[k], 48);
-            text = iso[k];
-        }
-        *v = (struct wc_val){number ? WC_VAL_NUMBER : WC_VAL_STRING, text, strlen(text)};
-        ev->size += v->len;
-    }
-}
-
 /*
  * Rebuild one sink from the outbox table (invariant 4): wipe it with its configured rebuild action,
  * then apply every outbox row visible in a snapshot exported by a temporary slot, and set its cursor to
@@ -351,91 +327,47 @@ static void row_event(PGresult *res, int r, int64_t index, char iso[][48], struc
  */
 static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err)
 {
-    PGconn *repl = NULL, *conn = NULL;
-    PGresult *res = NULL;
-    char sql[1024], slot[64], q[WC_COL_COUNT][200], iso[WC_COL_COUNT][48];
+    struct wc_outbox ob = {s->cfg->outbox_schema, s->cfg->outbox_table, (const char *const *)s->cfg->columns};
+    struct wc_snapshot *snap;
+    struct wc_event ev;
     wc_lsn point = 0;
     int64_t n = 0, pending = 0;
-    int rc = -1;
+    int rc = -1, r;
 
     if (k->ops->reset == NULL) {
         wc_err_set(err, WC_ERR_DATA, "sink \"%s\" cannot be rebuilt", k->name);
         return -1;
     }
-    repl = wc_pg_connect(s->cfg->source_dsn, "database", err);
-    conn = repl ? wc_pg_connect(s->cfg->source_dsn, NULL, err) : NULL;
-    if (conn == NULL)
-        goto done;
-    snprintf(slot, sizeof(slot), "walcast_rebuild_%d", (int)getpid());
-    snprintf(sql, sizeof(sql),
-             "CREATE_REPLICATION_SLOT \"%s\" TEMPORARY LOGICAL wal2json (SNAPSHOT 'export')", slot);
-    res = PQexec(repl, sql);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || wc_lsn_parse(PQgetvalue(res, 0, 1), &point) < 0) {
-        wc_err_set(err, WC_ERR_IO, "could not create a snapshot slot for rebuilding sink \"%s\": %s", k->name,
-                   PQresultErrorMessage(res));
-        goto done;
+    snap = wc_snapshot_open(s->cfg->source_dsn, &ob, &point, err);
+    if (snap == NULL) {
+        wc_err_prefix(err, "could not rebuild sink \"%s\"", k->name);
+        return -1;
     }
-    char snapshot[128];
-    snprintf(snapshot, sizeof(snapshot), "%s", PQgetvalue(res, 0, 2));
-    PQclear(res);
-    res = NULL;
     /* Wipe only once the snapshot exists. From here until the final cursor, the sink has no cursor or
      * one at 0/0: a start after a crash finds it and rebuilds again. */
     if (k->ops->reset(k, err) < 0)
         goto done;
-    for (int c = 0; c < WC_COL_COUNT; c++) {
-        char *id = PQescapeIdentifier(conn, s->cfg->columns[c], strlen(s->cfg->columns[c]));
-        snprintf(q[c], sizeof(q[c]), "%s", id);
-        PQfreemem(id);
-    }
-    char *schema = PQescapeIdentifier(conn, s->cfg->outbox_schema, strlen(s->cfg->outbox_schema));
-    char *table = PQescapeIdentifier(conn, s->cfg->outbox_table, strlen(s->cfg->outbox_table));
-    char *lit = PQescapeLiteral(conn, snapshot, strlen(snapshot));
-    char query[2048];
-    snprintf(
-        query, sizeof(query),
-        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT %s; "
-        "DECLARE walcast_rebuild NO SCROLL CURSOR FOR SELECT %s, %s, %s, %s, %s, %s FROM %s.%s ORDER BY %s",
-        lit, q[0], q[1], q[2], q[3], q[4], q[5], schema, table, q[0]);
-    PQfreemem(schema);
-    PQfreemem(table);
-    PQfreemem(lit);
-    res = PQexec(conn, query);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        wc_err_set(err, WC_ERR_IO, "could not read the outbox to rebuild sink \"%s\": %s", k->name,
-                   PQresultErrorMessage(res));
-        goto done;
-    }
     wc_warning("sink \"%s\": rebuilding its projections from the outbox table up to " WC_LSN_FMT, k->name,
                WC_LSN_ARGS(point));
-    for (;;) {
-        PQclear(res);
-        res = PQexec(conn, "FETCH FORWARD 1000 FROM walcast_rebuild");
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            wc_err_set(err, WC_ERR_IO, "could not read the outbox to rebuild sink \"%s\": %s", k->name,
-                       PQresultErrorMessage(res));
+    while ((r = wc_snapshot_next(snap, &ev, err)) > 0) {
+        n++;
+        if (ev.col[WC_COL_EVENT_TYPE].kind == WC_VAL_NULL)
+            continue;
+        int known = event_known(s, &ev);
+        int rr = route_one(s, k, &ev, known, err);
+        json_decref(ev.payload_json);
+        if (rr < 0)
             goto done;
-        }
-        int rows = PQntuples(res);
-        if (rows == 0)
-            break;
-        for (int r = 0; r < rows; r++) {
-            struct wc_event ev;
-            row_event(res, r, n++, iso, &ev);
-            if (ev.col[WC_COL_EVENT_TYPE].kind == WC_VAL_NULL)
-                continue;
-            int known = event_known(s, &ev);
-            int rr = route_one(s, k, &ev, known, err);
-            json_decref(ev.payload_json);
-            if (rr < 0)
+        if (++pending >= s->cfg->batch_max_events) {
+            /* Not a stream position: a crash here makes the next start rebuild again. */
+            if (k->ops->commit(k, (struct wc_pos){0, n}, err) < 0)
                 goto done;
-            if (++pending >= s->cfg->batch_max_events) {
-                /* Not a stream position: a crash here makes the next start rebuild again. */
-                if (k->ops->commit(k, (struct wc_pos){0, n}, err) < 0)
-                    goto done;
-                pending = 0;
-            }
+            pending = 0;
         }
+    }
+    if (r < 0) {
+        wc_err_prefix(err, "could not rebuild sink \"%s\"", k->name);
+        goto done;
     }
     if (k->ops->commit(k, (struct wc_pos){point, -1}, err) < 0)
         goto done;
@@ -444,11 +376,7 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err
     wc_warning("sink \"%s\": rebuilt from %lld outbox rows", k->name, (long long)n);
     rc = 0;
 done:
-    PQclear(res);
-    if (conn)
-        PQfinish(conn);
-    if (repl)
-        PQfinish(repl); /* drops the temporary slot */
+    wc_snapshot_close(snap); /* drops the temporary slot */
     return rc;
 }
 
