@@ -10,7 +10,6 @@
 #include "walcast/pgconn.h"
 #include "walcast/snapshot.h"
 
-
 struct wc_snapshot {
     PGconn *repl; /* holds the temporary slot (dropped with the connection) */
     PGconn *conn; /* reads the outbox inside the exported snapshot */

@@ -45,8 +45,8 @@ void wc_sink_free(struct wc_sink *s)
     free(s);
 }
 
-int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, const char *error,
-                         struct wc_err *err)
+int wc_sink_handle_error(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev, int policy,
+                         const char *error, struct wc_err *err)
 {
     char lsn[WC_LSN_STRLEN];
     const char *type = ev->col[WC_COL_EVENT_TYPE].text ? ev->col[WC_COL_EVENT_TYPE].text : "";
@@ -69,7 +69,7 @@ int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, con
     default:
         wc_warning("sink \"%s\": dead-lettering event \"%s\" at %s:%lld: %s", s->name, type, lsn,
                    (long long)ev->pos.index, error);
-        if (s->ops->dead_letter(s, ev, error, err) < 0)
+        if (s->ops->dead_letter(s, in, ev, error, err) < 0)
             return -1;
         WC_COUNT_ADD(s->dead_lettered, 1);
         return 0;

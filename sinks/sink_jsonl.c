@@ -196,7 +196,8 @@ static int jsonl_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *er
     return 0;
 }
 
-static int jsonl_dead_letter(struct wc_sink *s, struct wc_event *ev, const char *error, struct wc_err *err)
+static int jsonl_dead_letter(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev, const char *error,
+                             struct wc_err *err)
 {
     wc_warning("tail: event at " WC_LSN_FMT ":%lld: %s", WC_LSN_ARGS(ev->pos.lsn), (long long)ev->pos.index,
                error);

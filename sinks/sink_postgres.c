@@ -110,10 +110,6 @@ struct pg {
     int nsent; /* commands sent in the current pipeline */
 };
 
-/* The sink whose slow commit path runs on this thread: its dead letters are written at once, in the
- * open transaction, while apply() on the engine's thread keeps queueing them. */
-static __thread const struct pg *replaying;
-
 /* The outcome of a pipeline. */
 struct pipe_res {
     int failed_at; /* index of the first failed command, or -1 */
@@ -567,7 +563,7 @@ render_failed:
     batch_truncate(p, nevs + 1, nops, noffs, ident_len);
     p->evs[ei].nop = 0;
     p->open_ev = ei;
-    rc = wc_sink_handle_error(s, ev, s->cfg->on_error, why, err);
+    rc = wc_sink_handle_error(s, NULL, ev, s->cfg->on_error, why, err);
     p->open_ev = -1;
     if (p->evs[ei].nop == 0 || rc < 0)
         batch_truncate(p, nevs, nops, noffs, arena_len);
@@ -587,11 +583,12 @@ static void dead_values(const struct wc_event *ev, const char *error, char *lsn,
 }
 
 /*
- * Queue a dead letter for ev. During apply() it joins the event being queued; called by the engine
- * it becomes an event of its own. During the slow path of commit (replaying) it is written at once,
- * inside the open transaction.
+ * A dead letter for ev. During apply() it joins the event being queued; called by the engine it
+ * becomes an event of its own. Found by a commit (in, the slow path) it is written at once, inside that
+ * commit's open transaction, while apply() on the engine's thread keeps queueing into the other batch.
  */
-static int pg_dead_letter(struct wc_sink *s, struct wc_event *ev, const char *error, struct wc_err *err)
+static int pg_dead_letter(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev, const char *error,
+                          struct wc_err *err)
 {
     struct pg *pg = s->priv;
     struct pg_batch *p = pg->b;
@@ -599,7 +596,7 @@ static int pg_dead_letter(struct wc_sink *s, struct wc_event *ev, const char *er
     const char *v[DEAD_NPARAMS];
     int ei;
 
-    if (replaying == pg) {
+    if (in != NULL) {
         PGresult *r;
         v[0] = slot_name(s);
         v[1] = s->name;
@@ -847,7 +844,7 @@ static void ev_from_record(const struct pg_batch *p, const struct pg_ev *e, stru
  * to the on_error policy; its dead letter is written in the same transaction. Deferred constraints are
  * made immediate so that they, too, fail inside the event's savepoint rather than at COMMIT.
  */
-static int commit_slow(struct wc_sink *s, const struct pg_batch *b, struct wc_pos cursor, struct wc_err *err)
+static int commit_slow(struct wc_sink *s, const struct pg_batch *b, struct wc_commit *c, struct wc_err *err)
 {
     struct pg *p = s->priv;
     struct pipe_res res;
@@ -857,7 +854,6 @@ static int commit_slow(struct wc_sink *s, const struct pg_batch *b, struct wc_po
 
     if (exec_simple(s, "BEGIN; SET CONSTRAINTS ALL IMMEDIATE", "could not begin", err) < 0)
         goto failed;
-    replaying = p;
     for (i = 0; i < b->nevs; i++) {
         const struct pg_ev *e = &b->evs[i];
         if (e->nop == 0)
@@ -890,13 +886,12 @@ static int commit_slow(struct wc_sink *s, const struct pg_batch *b, struct wc_po
         if (e->applied)
             WC_COUNT_ADD(s->applied, -1);
         ev_from_record(b, e, &ev);
-        if (wc_sink_handle_error(s, &ev, s->cfg->on_error, why, err) < 0)
+        if (wc_sink_handle_error(s, c, &ev, s->cfg->on_error, why, err) < 0)
             goto failed;
     }
-    replaying = NULL;
     if (pipe_begin(s, err) < 0)
         goto failed;
-    if (pipe_cursor(s, cursor, err) < 0 || pipe_sql(s, "COMMIT", err) < 0) {
+    if (pipe_cursor(s, c->cursor, err) < 0 || pipe_sql(s, "COMMIT", err) < 0) {
         pipe_end(s, &res, err);
         err->code = WC_ERR_IO;
         goto failed;
@@ -910,7 +905,6 @@ static int commit_slow(struct wc_sink *s, const struct pg_batch *b, struct wc_po
     return 0;
 
 failed:
-    replaying = NULL;
     if (PQstatus(p->conn) == CONNECTION_BAD)
         err->code = WC_ERR_IO;
     rollback_quietly(p);
@@ -937,8 +931,9 @@ static void pg_detach(struct wc_sink *s)
  * when the server rejects something, again event by event. The batch is cleared once it is committed;
  * after a failure it stays set aside until the next detach().
  */
-static int pg_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
+static int pg_commit_detached(struct wc_sink *s, struct wc_commit *c, struct wc_err *err)
 {
+    struct wc_pos cursor = c->cursor;
     struct pg *p = s->priv;
     struct pipe_res res;
     int rejected;
@@ -972,7 +967,7 @@ static int pg_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct wc
     if (rejected) {
         wc_debug("sink \"%s\": batch of %d events rejected (%s), applying event by event", s->name,
                  p->cb->nevs, res.msg);
-        if (commit_slow(s, p->cb, cursor, err) < 0)
+        if (commit_slow(s, p->cb, c, err) < 0)
             return -1;
     }
     batch_reset(p->cb);
@@ -984,8 +979,10 @@ static int pg_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct wc
  * its cursor, never committed again. */
 static int pg_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
 {
+    struct wc_commit c = {.cursor = cursor};
+
     pg_detach(s);
-    return pg_commit_detached(s, cursor, err);
+    return pg_commit_detached(s, &c, err);
 }
 
 /* Wipe the projections with the configured SQL and drop the cursor, in one transaction. */

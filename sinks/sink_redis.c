@@ -104,9 +104,6 @@ struct redis_sink {
     int argcap;
 };
 
-/* The sink whose commit runs on this thread: its dead letters go into its loose batch. */
-static __thread struct redis_sink *committing;
-
 /* The result of one MULTI/EXEC unit. */
 struct unit {
     int aborted;      /* EXEC refused: a command failed to queue */
@@ -742,7 +739,7 @@ failed:
     /* Drop the event's commands but keep its record: a dead letter goes there. */
     batch_truncate(b, b->nrec, b->meta.len, pending_len, ncmd);
     r->ncmd = 0;
-    if (wc_sink_handle_error(s, ev, s->cfg->on_error, msg, err) < 0) {
+    if (wc_sink_handle_error(s, NULL, ev, s->cfg->on_error, msg, err) < 0) {
         batch_truncate(b, nrec, meta_len, pending_len, ncmd);
         return -1;
     }
@@ -751,8 +748,10 @@ failed:
     return 0;
 }
 
-/* Queue an XADD to the dead-letter stream for ev. */
-static int redis_dead_letter(struct wc_sink *s, struct wc_event *ev, const char *error, struct wc_err *err)
+/* Queue an XADD to the dead-letter stream for ev: into the batch being queued, or, found by a commit
+ * (in), into that commit's unit (the loose batch its commit sends after the EXEC). */
+static int redis_dead_letter(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev, const char *error,
+                             struct wc_err *err)
 {
     struct redis_sink *p = s->priv;
     struct batch *into;
@@ -764,7 +763,7 @@ static int redis_dead_letter(struct wc_sink *s, struct wc_event *ev, const char 
 
     if (p == NULL)
         return not_open(s, err);
-    into = committing == p ? &p->loose : p->b;
+    into = in != NULL ? in->unit : p->b;
     r = rec_for(into, ev);
 
     wc_lsn_format(ev->pos.lsn, lsn);
@@ -999,9 +998,9 @@ static int send_loose(struct wc_sink *s, struct redis_sink *p, struct wc_err *er
  * then apply the on_error policy to each failed event, its dead letter written outside the unit.
  * recs[0..nrec) are the unit's events, their commands at cmds. Returns 0, or -1 (halt, or connection).
  */
-static int runtime_errors(struct wc_sink *s, struct redis_sink *p, const struct batch *from,
-                          const struct rec *recs, int nrec, const char *cmds, const redisReply *exec,
-                          int dead_letter_them, struct wc_err *err)
+static int runtime_errors(struct wc_sink *s, struct redis_sink *p, struct wc_commit *c,
+                          const struct batch *from, const struct rec *recs, int nrec, const char *cmds,
+                          const redisReply *exec, int dead_letter_them, struct wc_err *err)
 {
     size_t k = 0, off = 0;
     int rc = 0;
@@ -1040,7 +1039,7 @@ static int runtime_errors(struct wc_sink *s, struct redis_sink *p, const struct 
         if (first[0] == '\0' || !dead_letter_them)
             continue;
         rec_event(from, &recs[i], &ev);
-        if (rc == 0 && wc_sink_handle_error(s, &ev, s->cfg->on_error, first, &herr) < 0) {
+        if (rc == 0 && wc_sink_handle_error(s, c, &ev, s->cfg->on_error, first, &herr) < 0) {
             *err = herr;
             rc = -1;
         }
@@ -1056,9 +1055,11 @@ static int runtime_errors(struct wc_sink *s, struct redis_sink *p, const struct 
  * EXEC refused the batch: redo it event by event, each in its own unit with the cursor at that event
  * (the last one with the commit's cursor). An event that still fails to queue goes through on_error.
  */
-static int commit_slow(struct wc_sink *s, struct redis_sink *p, struct batch *b, struct wc_pos cursor,
+static int commit_slow(struct wc_sink *s, struct redis_sink *p, struct batch *b, struct wc_commit *c,
                        struct wc_err *err)
 {
+    struct wc_pos cursor = c->cursor;
+
     for (int i = 0; i < b->nrec; i++) {
         const struct rec *r = &b->recs[i];
         size_t end = i + 1 < b->nrec ? b->recs[i + 1].off : b->pending.len;
@@ -1072,7 +1073,7 @@ static int commit_slow(struct wc_sink *s, struct redis_sink *p, struct batch *b,
         if (send_unit(s, p, b->pending.data + r->off, end - r->off, r->ncmd, b->scripts, at, &u, err) < 0)
             return -1;
         if (!u.aborted) {
-            int rc = runtime_errors(s, p, b, r, 1, b->pending.data + r->off, u.exec, 1, err);
+            int rc = runtime_errors(s, p, c, b, r, 1, b->pending.data + r->off, u.exec, 1, err);
             freeReplyObject(u.exec);
             if (rc < 0)
                 return -1;
@@ -1089,7 +1090,7 @@ static int commit_slow(struct wc_sink *s, struct redis_sink *p, struct batch *b,
             WC_COUNT_ADD(s->applied, -1);
         rec_event(b, r, &ev);
         batch_reset(&p->loose);
-        if (wc_sink_handle_error(s, &ev, s->cfg->on_error, msg, err) < 0)
+        if (wc_sink_handle_error(s, c, &ev, s->cfg->on_error, msg, err) < 0)
             return -1;
         if (send_unit(s, p, p->loose.pending.data, p->loose.pending.len, p->loose.ncmd, 0, at, &u, err) < 0)
             return -1;
@@ -1098,7 +1099,8 @@ static int commit_slow(struct wc_sink *s, struct redis_sink *p, struct batch *b,
                        s->name, p->dead_key, u.why);
             return -1;
         }
-        runtime_errors(s, p, &p->loose, p->loose.recs, p->loose.nrec, p->loose.pending.data, u.exec, 0, err);
+        runtime_errors(s, p, c, &p->loose, p->loose.recs, p->loose.nrec, p->loose.pending.data, u.exec, 0,
+                       err);
         freeReplyObject(u.exec);
         batch_reset(&p->loose);
     }
@@ -1124,9 +1126,10 @@ static void redis_detach(struct wc_sink *s)
     p->b = t;
 }
 
-static int redis_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
+static int redis_commit_detached(struct wc_sink *s, struct wc_commit *c, struct wc_err *err)
 {
     struct redis_sink *p = s->priv;
+    struct wc_pos cursor = c->cursor;
     struct batch *b;
     struct unit u;
     int rc;
@@ -1134,11 +1137,11 @@ static int redis_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct
     if (p == NULL)
         return not_open(s, err);
     b = p->cb;
-    committing = p; /* dead letters of this commit go into p->loose, not the batch apply() fills */
+    c->unit = &p->loose; /* dead letters of this commit go there, not into the batch apply() fills */
     batch_reset(&p->loose);
     rc = send_unit(s, p, b->pending.data, b->pending.len, b->ncmd, b->scripts, cursor, &u, err);
     if (rc == 0 && !u.aborted) {
-        rc = runtime_errors(s, p, b, b->recs, b->nrec, b->pending.data, u.exec, 1, err);
+        rc = runtime_errors(s, p, c, b, b->recs, b->nrec, b->pending.data, u.exec, 1, err);
         freeReplyObject(u.exec);
     } else if (rc == 0) {
         if (u.transient) {
@@ -1148,10 +1151,9 @@ static int redis_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct
         } else {
             wc_warning("sink \"%s\": redis refused a batch of %d events (%s), applying them one by one",
                        s->name, b->nrec, u.why);
-            rc = commit_slow(s, p, b, cursor, err);
+            rc = commit_slow(s, p, b, c, err);
         }
     }
-    committing = NULL;
     if (rc == 0)
         batch_reset(b);
     return rc;
@@ -1162,8 +1164,10 @@ static int redis_commit_detached(struct wc_sink *s, struct wc_pos cursor, struct
  * never committed again (the failed batch is dropped at the next detach). */
 static int redis_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
 {
+    struct wc_commit c = {.cursor = cursor};
+
     redis_detach(s);
-    return redis_commit_detached(s, cursor, err);
+    return redis_commit_detached(s, &c, err);
 }
 
 static void redis_close(struct wc_sink *s)

@@ -33,8 +33,8 @@ Test(clock, sleep_stops_early)
 Test(event, from_texts)
 {
     const char *text[WC_COL_COUNT] = {"42", "order", "7", "OrderPlaced", "{\"a\":1}", NULL};
-    const int kind[WC_COL_COUNT] = {WC_VAL_NUMBER, WC_VAL_STRING, WC_VAL_STRING, WC_VAL_STRING, WC_VAL_STRING,
-                                    WC_VAL_STRING};
+    const int kind[WC_COL_COUNT] = {WC_VAL_NUMBER, WC_VAL_STRING, WC_VAL_STRING,
+                                    WC_VAL_STRING, WC_VAL_STRING, WC_VAL_STRING};
     struct wc_event ev;
     struct wc_err err = {0};
 

@@ -405,7 +405,7 @@ Test(sink_postgres, engine_dead_letter_for_unknown_event)
     ev.col[WC_COL_EVENT_TYPE] = (struct wc_val){WC_VAL_STRING, "Mystery", 7};
     ev.col[WC_COL_AGGREGATE_ID] = (struct wc_val){WC_VAL_NUMBER, "99", 2};
     ev.col[WC_COL_PAYLOAD] = (struct wc_val){WC_VAL_NULL, NULL, 0};
-    cr_assert_eq(f.s->ops->dead_letter(f.s, &ev, "no projection for event type \"Mystery\"", &err), 0, "%s",
+    cr_assert_eq(f.s->ops->dead_letter(f.s, NULL, &ev, "no projection for event type \"Mystery\"", &err), 0, "%s",
                  err.msg);
     commit_ok(f.s, 0x7000, 4);
     assert_value(f.dsn,

@@ -531,7 +531,7 @@ Test(sink_redis, unknown_event_dead_letter)
     ev.pos = pos(0xD00, 3);
     ev.col[WC_COL_EVENT_TYPE] = (struct wc_val){WC_VAL_STRING, "Mystery", 7};
     ev.col[WC_COL_EVENT_ID] = (struct wc_val){WC_VAL_STRING, "m1", 2};
-    cr_assert_eq(f.sink->ops->dead_letter(f.sink, &ev, "no projection handles event type \"Mystery\"", &err),
+    cr_assert_eq(f.sink->ops->dead_letter(f.sink, NULL, &ev, "no projection handles event type \"Mystery\"", &err),
                  0);
     commit(&f, pos(0xD00, 3));
     redisReply *dl = dead_letters(&f);

@@ -148,7 +148,9 @@ char *wct_tmpdir(void)
 static void *detached_run(void *arg)
 {
     struct wct_detached *d = arg;
-    d->rc = d->s->ops->commit_detached(d->s, d->pos, &d->err);
+    struct wc_commit c = {.cursor = d->pos};
+
+    d->rc = d->s->ops->commit_detached(d->s, &c, &d->err);
     return NULL;
 }
 

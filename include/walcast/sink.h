@@ -12,6 +12,17 @@
 struct wc_sink;
 
 /*
+ * A commit in progress. The engine's committer hands it to commit_detached(); the sink hands it on to
+ * wc_sink_handle_error() (and so to its own dead_letter()) for an event it finds failing while it
+ * commits, so that the dead letter joins that commit rather than the batch apply() queues meanwhile on
+ * the engine's thread. Where an event fails while it is being queued, there is no commit: NULL.
+ */
+struct wc_commit {
+    struct wc_pos cursor; /* what the commit stores with its writes */
+    void *unit;           /* the sink's own: where the dead letters of this commit go */
+};
+
+/*
  * Operations. Every function returns 0 or -1 with err set. err->code WC_ERR_IO means the connection is
  * gone or the server refused for a transient reason: the engine closes every sink and starts again from
  * the durable cursors. Any other code stops the engine.
@@ -28,8 +39,10 @@ struct wc_sink_ops {
      * policy (dead-letter, skip, halt) are the sink's: a halt returns -1 with WC_ERR_DATA.
      */
     int (*apply)(struct wc_sink *s, struct wc_event *ev, struct wc_err *err);
-    /* Queue a dead letter for ev (an unknown event type, or an error), with the error text. */
-    int (*dead_letter)(struct wc_sink *s, struct wc_event *ev, const char *error, struct wc_err *err);
+    /* A dead letter for ev (an unknown event type, or an error), with the error text: queued for the next
+     * commit when in is NULL, or part of the commit in progress in. */
+    int (*dead_letter)(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev, const char *error,
+                       struct wc_err *err);
     /*
      * Durably apply everything queued together with cursor, in one atomic unit (a PostgreSQL
      * transaction, a Redis MULTI/EXEC, an fsync'ed file then a renamed cursor file). Called with nothing
@@ -39,11 +52,11 @@ struct wc_sink_ops {
     /*
      * Optional, both or neither: commit in two halves so that the next batch is queued while this one
      * commits. detach() sets everything queued aside (no I/O); commit_detached() then commits what was set
-     * aside, with cursor, exactly as commit() would, and may run on another thread while apply() and
+     * aside, with c->cursor, exactly as commit() would, and may run on another thread while apply() and
      * dead_letter() queue the next batch on the engine's thread. Nothing else may run meanwhile.
      */
     void (*detach)(struct wc_sink *s);
-    int (*commit_detached)(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err);
+    int (*commit_detached)(struct wc_sink *s, struct wc_commit *c, struct wc_err *err);
     void (*close)(struct wc_sink *s);
     /*
      * Wipe the projections with the sink's configured rebuild action and remove its cursor, in one
@@ -90,11 +103,12 @@ struct wc_sink *wc_sink_jsonl_new(const struct wc_config *cfg, const char *path,
 void wc_sink_free(struct wc_sink *s); /* closes it first; NULL is fine */
 
 /*
- * Shared by sinks: apply the policy for a failed event. Returns 0 when the event was dead-lettered or
- * skipped (counters updated), -1 with err when the policy is halt or the dead-letter queueing failed.
+ * Shared by sinks: apply the policy for a failed event, found while queueing it (in NULL) or while
+ * committing in. Returns 0 when the event was dead-lettered or skipped (counters updated), -1 with err
+ * when the policy is halt or the dead letter could not be written.
  */
-int wc_sink_handle_error(struct wc_sink *s, struct wc_event *ev, int policy, const char *error,
-                         struct wc_err *err);
+int wc_sink_handle_error(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev, int policy,
+                         const char *error, struct wc_err *err);
 
 /* Shared by the sinks' dlq ops: print one dead letter; rebuild an event from a stored one (texts
  * borrowed; cols = event_id, event_type, aggregate_type, aggregate_id, payload, each may be NULL). */

@@ -1,0 +1,152 @@
+/*
+ * rebuild.c - the start of a session: check who owns the slot, open the sinks, read their cursors, and
+ * rebuild a sink that lost data (or has none yet and may be built) from a snapshot of the outbox table.
+ */
+#include <string.h>
+
+#include "engine_int.h"
+#include "walcast/log.h"
+#include "walcast/slot.h"
+#include "walcast/snapshot.h"
+
+/*
+ * Rebuild one sink from the outbox table (invariant 4): wipe it with its configured rebuild action,
+ * then apply every outbox row visible in a snapshot exported by a temporary slot, and set its cursor to
+ * that slot's consistent point. Transactions committed before that point are exactly the rows in the
+ * snapshot; the stream brings everything after it. A crash midway leaves a cursor at 0/0, which the
+ * next start finds behind the slot again: the rebuild starts over from the wipe.
+ */
+static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err)
+{
+    struct wc_outbox ob = {s->cfg->outbox_schema, s->cfg->outbox_table, (const char *const *)s->cfg->columns};
+    struct wc_snapshot *snap;
+    struct wc_event ev;
+    wc_lsn point = 0;
+    int64_t n = 0, pending = 0;
+    int rc = -1, r;
+
+    if (k->ops->reset == NULL) {
+        wc_err_set(err, WC_ERR_DATA, "sink \"%s\" cannot be rebuilt", k->name);
+        return -1;
+    }
+    snap = wc_snapshot_open(s->cfg->source_dsn, &ob, &point, err);
+    if (snap == NULL) {
+        wc_err_prefix(err, "could not rebuild sink \"%s\"", k->name);
+        return -1;
+    }
+    /* Wipe only once the snapshot exists. From here until the final cursor, the sink has no cursor or
+     * one at 0/0: a start after a crash finds it and rebuilds again. */
+    if (k->ops->reset(k, err) < 0)
+        goto done;
+    wc_warning("sink \"%s\": rebuilding its projections from the outbox table up to " WC_LSN_FMT, k->name,
+               WC_LSN_ARGS(point));
+    while ((r = wc_snapshot_next(snap, &ev, err)) > 0) {
+        n++;
+        if (ev.col[WC_COL_EVENT_TYPE].kind == WC_VAL_NULL)
+            continue;
+        int known = wc__event_known(s, &ev);
+        int rr = wc__route_one(s, k, &ev, known, err);
+        json_decref(ev.payload_json);
+        if (rr < 0)
+            goto done;
+        if (++pending >= s->cfg->batch_max_events) {
+            /* Not a stream position: a crash here makes the next start rebuild again. */
+            if (k->ops->commit(k, (struct wc_pos){0, n}, err) < 0)
+                goto done;
+            pending = 0;
+        }
+    }
+    if (r < 0) {
+        wc_err_prefix(err, "could not rebuild sink \"%s\"", k->name);
+        goto done;
+    }
+    if (k->ops->commit(k, (struct wc_pos){point, -1}, err) < 0)
+        goto done;
+    k->cursor = (struct wc_pos){point, -1};
+    k->has_cursor = 1;
+    wc_warning("sink \"%s\": rebuilt from %lld outbox rows", k->name, (long long)n);
+    rc = 0;
+done:
+    wc_snapshot_close(snap); /* drops the temporary slot */
+    return rc;
+}
+
+/*
+ * Open every sink and read its cursor; returns the LSN to stream from. A sink whose cursor is behind
+ * the slot's confirmed position, or that has none while others do, lost writes the slot will not send
+ * again (Redis restarted without persistence, a restored backup): it is rebuilt, or the engine stops.
+ */
+int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
+{
+    struct wc_slot_status st;
+    int found = 0, any_cursor = 0;
+    char p[40], c[WC_LSN_STRLEN];
+
+    *start = 0;
+    /* The slot first: its confirmed position only ever trails the sinks' cursors, so read before them it
+     * cannot make a cursor look lost; and a slot another engine streams must not have its sinks touched
+     * (a standby waits here). */
+    if (wc_slot_status(s->cfg->source_dsn, s->cfg->slot, &st, &found, err) < 0) {
+        if (err->code == WC_ERR_SLOT && strstr(err->msg, "permission denied"))
+            return -1;
+        err->code = WC_ERR_IO;
+        return -1;
+    }
+    if (!found) {
+        wc_err_set(err, WC_ERR_SLOT,
+                   "replication slot \"%s\" does not exist: create it with \"walcast slot create\"",
+                   s->cfg->slot);
+        return -1;
+    }
+    if (st.active && st.active_pid != 0) {
+        /* Our own previous walsender may take a moment to exit after a reconnect: that is transient. */
+        wc_err_set(err, st.active_pid == s->last_walsender ? WC_ERR_IO : WC_ERR_SLOT_ACTIVE,
+                   "replication slot \"%s\" is active for PID %d", s->cfg->slot, st.active_pid);
+        return -1;
+    }
+    for (int i = 0; i < s->nsink; i++) {
+        struct wc_sink *k = s->sinks[i];
+        if (k->ops->open(k, err) < 0 || k->ops->read_cursor(k, &k->cursor, &found, err) < 0)
+            return -1;
+        k->has_cursor = found;
+        if (!found)
+            k->cursor = WC_POS_NONE;
+        any_cursor |= found;
+        wc_debug("sink \"%s\": cursor %s", k->name, found ? wc_pos_format(k->cursor, p) : "none");
+    }
+    for (int i = 0; i < s->nsink; i++) {
+        struct wc_sink *k = s->sinks[i];
+        int rebuildable = k->conf != NULL && k->conf->rebuild != NULL;
+        /* Lost: a cursor behind the slot, or none while other sinks have one. A sink that can be rebuilt
+         * and has no cursor is built from the outbox either way: on a first start that is its initial
+         * snapshot, after a loss (Redis restarted empty) it is the only way to know it is whole. */
+        int lost = k->has_cursor ? k->cursor.lsn < st.confirmed_flush_lsn : any_cursor;
+        wc_lsn_format(st.confirmed_flush_lsn, c);
+        if (lost && k->conf == NULL) {
+            /* tail: someone else consumed the slot since; say so and go on from the slot. */
+            wc_warning(
+                "cursor %s is behind replication slot \"%s\": events in between were consumed elsewhere",
+                wc_pos_format(k->cursor, p), s->cfg->slot);
+        } else if (lost && !rebuildable) {
+            wc_err_set(err, WC_ERR_DATA,
+                       "sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s); "
+                       "set sinks.%s.rebuild to rebuild it from the outbox table, or restore it",
+                       k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c,
+                       k->name);
+            return -1;
+        } else if (lost || (!k->has_cursor && rebuildable)) {
+            if (lost)
+                wc_warning(
+                    "sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s)",
+                    k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c);
+            else
+                wc_info("sink \"%s\" has no cursor: building it from the outbox table", k->name);
+            if (rebuild_sink(s, k, err) < 0)
+                return -1;
+        }
+    }
+    for (int i = 0; i < s->nsink; i++)
+        if (i == 0 || s->sinks[i]->cursor.lsn < *start)
+            *start = s->sinks[i]->cursor.lsn;
+    return 0;
+}
