@@ -411,11 +411,11 @@ static int cmd_dlq(const char *action, const struct options *o)
         if (k == NULL || k->ops->open(k, &err) < 0 || k->ops->read_cursor(k, &k->cursor, &found, &err) < 0) {
             rc = fail(&err);
         } else if (!retry) {
-            if (k->ops->dlq_list(k, o->id, o->json, &err) < 0)
+            if (wc_sink_dlq_list(k, o->id, o->json, &err) < 0)
                 rc = fail(&err);
         } else if (!found) {
             fprintf(stderr, "%s: sink \"%s\" has not run yet: no dead letters to retry\n", progname, k->name);
-        } else if (k->ops->dlq_retry(k, o->id, &retried, &failed, &err) < 0) {
+        } else if (wc_sink_dlq_retry(k, o->id, &retried, &failed, &err) < 0) {
             rc = fail(&err);
         } else {
             printf("sink \"%s\": %d dead letters applied and removed, %d still failing\n", k->name, retried,

@@ -10,6 +10,7 @@
 #include "walcast/lsn.h"
 
 struct wc_sink;
+struct wc_dlq_ops;
 
 /*
  * A commit in progress. The engine's committer hands it to commit_detached(); the sink hands it on to
@@ -64,14 +65,8 @@ struct wc_sink_ops {
      * WC_ERR_DATA.
      */
     int (*reset)(struct wc_sink *s, struct wc_err *err);
-    /* Print the sink's dead letters (id NULL = all), one line each, or one JSON object each. */
-    int (*dlq_list)(struct wc_sink *s, const char *id, int json, struct wc_err *err);
-    /*
-     * Apply dead letters again with the current configuration (id NULL = all). Each one that applies is
-     * removed in the same atomic unit as its projection writes; one that still fails stays, with its
-     * error updated. Counts go to *retried and *failed. The cursor is not moved.
-     */
-    int (*dlq_retry)(struct wc_sink *s, const char *id, int *retried, int *failed, struct wc_err *err);
+    /* The sink's dead-letter store, for `walcast dlq` (sinks/dlq.h); NULL when it keeps none. */
+    const struct wc_dlq_ops *dlq;
 };
 
 struct wc_sink {
@@ -110,10 +105,13 @@ void wc_sink_free(struct wc_sink *s); /* closes it first; NULL is fine */
 int wc_sink_handle_error(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev, int policy,
                          const char *error, struct wc_err *err);
 
-/* Shared by the sinks' dlq ops: print one dead letter; rebuild an event from a stored one (texts
- * borrowed; cols = event_id, event_type, aggregate_type, aggregate_id, payload, each may be NULL). */
-void wc_dlq_print(const struct wc_sink *s, int json, const char *id, const char *lsn, const char *idx,
-                  const char *const *cols, const char *error, const char *created);
-void wc_dlq_event(struct wc_event *ev, const char *lsn, const char *idx, const char *const *cols);
+/* Print the sink's dead letters (id NULL = all), one line each, or one JSON object each. */
+int wc_sink_dlq_list(struct wc_sink *s, const char *id, int json, struct wc_err *err);
+/*
+ * Apply dead letters again with the current configuration (id NULL = all). Each one that applies is
+ * removed in the same atomic unit as its projection writes; one that still fails stays, with its error
+ * updated. Counts go to *retried and *failed. The cursor is not moved.
+ */
+int wc_sink_dlq_retry(struct wc_sink *s, const char *id, int *retried, int *failed, struct wc_err *err);
 
 #endif

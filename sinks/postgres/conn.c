@@ -1,0 +1,307 @@
+/* conn.c - the PostgreSQL sink's connection: walcast's tables, prepared statements, the cursor, messages. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg.h"
+#include "walcast/log.h"
+#include "walcast/pgconn.h"
+
+#define CURSOR_SQL                                                                                           \
+    "INSERT INTO walcast_cursor (slot, sink, lsn, idx, updated_at) VALUES ($1, $2, $3::pg_lsn, $4::bigint, " \
+    "now()) ON CONFLICT (slot, sink) DO UPDATE SET lsn = EXCLUDED.lsn, idx = EXCLUDED.idx, "                 \
+    "updated_at = now()"
+#define DEAD_SQL                                                                                             \
+    "INSERT INTO walcast_dead_letters (slot, sink, lsn, idx, event_id, event_type, aggregate_type, "         \
+    "aggregate_id, payload, error) VALUES ($1, $2, $3::pg_lsn, $4::bigint, $5, $6, $7, $8, $9, $10)"
+
+/*
+ * Creating the tables under an advisory lock: two sinks on the same database starting together would
+ * otherwise race on CREATE TABLE IF NOT EXISTS (a unique violation in pg_type).
+ */
+static const char setup_sql[] =
+    "BEGIN;"
+    "SELECT pg_advisory_xact_lock(hashtext('walcast setup'));"
+    "CREATE TABLE IF NOT EXISTS walcast_cursor (slot text, sink text, lsn pg_lsn NOT NULL, "
+    "idx bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (slot, sink));"
+    "CREATE TABLE IF NOT EXISTS walcast_dead_letters (id bigserial PRIMARY KEY, slot text, sink text, "
+    "lsn pg_lsn, idx bigint, event_id text, event_type text, aggregate_type text, aggregate_id text, "
+    "payload text, error text NOT NULL, created_at timestamptz DEFAULT now());"
+    "COMMIT";
+
+const char *pg_slot_name(const struct wc_sink *s)
+{
+    return s->cfg && s->cfg->slot ? s->cfg->slot : "";
+}
+
+/*
+ * Errors that say nothing about the event: the connection, the server going away, resources, a
+ * serialization failure or deadlock, a lock timeout, a read-only server (a failover). Retrying the
+ * same batch later is the right answer, so they become WC_ERR_IO. A missing SQLSTATE means libpq
+ * itself gave up (the connection).
+ */
+int pg_sqlstate_transient(const char *st)
+{
+    if (st == NULL || strlen(st) != 5)
+        return 1;
+    return strncmp(st, "08", 2) == 0 || strncmp(st, "40", 2) == 0 || strncmp(st, "53", 2) == 0 ||
+           strncmp(st, "57", 2) == 0 || strncmp(st, "58", 2) == 0 || strcmp(st, "55P03") == 0 ||
+           strcmp(st, "25006") == 0;
+}
+
+/* Make a libpq message one line: they end in a newline and may have a DETAIL or HINT line. */
+static void tidy(char *msg)
+{
+    size_t n = strlen(msg);
+
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    for (char *c = msg; *c; c++)
+        if (*c == '\n')
+            *c = ' ';
+}
+
+static void copy_msg(char *dst, size_t size, const char *msg)
+{
+    snprintf(dst, size, "%s", msg ? msg : "");
+    tidy(dst);
+}
+
+/*
+ * The text of a failed result for messages and dead letters: the primary message, its SQLSTATE and
+ * the detail ("duplicate key value violates unique constraint "x" (SQLSTATE 23505): Key (id)=(7)
+ * already exists."). Errors libpq makes itself have no fields: then its whole message, on one line.
+ */
+void pg_result_msg(PGresult *r, char *dst, size_t size)
+{
+    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+
+    if (primary == NULL) {
+        copy_msg(dst, size, PQresultErrorMessage(r));
+        return;
+    }
+    snprintf(dst, size, "%s (SQLSTATE %s)%s%s", primary, st ? st : "?????", detail ? ": " : "",
+             detail ? detail : "");
+    tidy(dst);
+}
+
+/* Server notices ("relation ... already exists, skipping") are only worth a debug line. */
+static void notice_processor(void *arg, const char *message)
+{
+    const struct wc_sink *s = arg;
+    char text[512];
+
+    copy_msg(text, sizeof(text), message);
+    wc_debug("sink \"%s\": %s", s->name, text);
+}
+
+/* Set err from a failed result (or the connection when r is NULL), choosing IO or other by SQLSTATE. */
+int pg_fail_result(struct wc_sink *s, PGresult *r, int other_code, const char *what, struct wc_err *err)
+{
+    struct pg *p = s->priv;
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    char text[512];
+
+    if (r != NULL && *PQresultErrorMessage(r) != '\0')
+        pg_result_msg(r, text, sizeof(text));
+    else
+        copy_msg(text, sizeof(text), PQerrorMessage(p->conn));
+    if (PQstatus(p->conn) == CONNECTION_BAD || pg_sqlstate_transient(st))
+        wc_err_set(err, WC_ERR_IO, "sink \"%s\": %s: %s", s->name, what, text);
+    else
+        wc_err_set(err, other_code, "sink \"%s\": %s: %s", s->name, what, text);
+    return -1;
+}
+
+/* Run sql (simple protocol, several statements allowed); 0 or -1 with err. */
+int pg_exec_simple(struct wc_sink *s, const char *sql, const char *what, struct wc_err *err)
+{
+    struct pg *p = s->priv;
+    PGresult *r = PQexec(p->conn, sql);
+    int st = PQresultStatus(r);
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        pg_fail_result(s, r, WC_ERR_DATA, what, err);
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* Best effort: leave no transaction open (after a failure). */
+void pg_rollback_quietly(struct pg *p)
+{
+    if (PQstatus(p->conn) == CONNECTION_OK && PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+        PQclear(PQexec(p->conn, "ROLLBACK"));
+}
+
+static int prepare_one(struct wc_sink *s, const char *name, const char *sql, int nparams, const char *what,
+                       struct wc_err *err)
+{
+    struct pg *p = s->priv;
+    PGresult *r = PQprepare(p->conn, name, sql, nparams, NULL);
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        /* A statement the server rejects outright is a mistake in the configuration. */
+        pg_fail_result(s, r, WC_ERR_CONFIG, what, err);
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* Name every statement, then prepare them all on the (new) connection. */
+static int prepare_all(struct wc_sink *s, struct wc_err *err)
+{
+    struct pg *p = s->priv;
+    const struct wc_sink_conf *conf = s->conf;
+    int n = PREP_FIRST_RULE;
+    char what[256];
+
+    for (int r = 0; r < conf->nrule; r++)
+        n += conf->rules[r].nstmt;
+    p->prep = calloc((size_t)n, sizeof(*p->prep));
+    p->rule_base = calloc((size_t)conf->nrule + 1, sizeof(*p->rule_base));
+    if (p->prep == NULL || p->rule_base == NULL) {
+        wc_err_set(err, WC_ERR_INTERNAL, "out of memory");
+        return -1;
+    }
+    p->nprep = n;
+    snprintf(p->prep[PREP_CURSOR].name, sizeof(p->prep[0].name), "wc_cursor");
+    snprintf(p->prep[PREP_DEAD].name, sizeof(p->prep[0].name), "wc_dead_letter");
+    snprintf(p->prep[PREP_DL_DELETE].name, sizeof(p->prep[0].name), "wc_dl_delete");
+    if (prepare_one(s, "wc_cursor", CURSOR_SQL, 4, "could not prepare the cursor statement", err) < 0 ||
+        prepare_one(s, "wc_dead_letter", DEAD_SQL, DEAD_NPARAMS,
+                    "could not prepare the dead-letter statement", err) < 0 ||
+        prepare_one(s, "wc_dl_delete", "DELETE FROM walcast_dead_letters WHERE id = $1::bigint", 1,
+                    "could not prepare the dead-letter removal", err) < 0)
+        return -1;
+    n = PREP_FIRST_RULE;
+    for (int r = 0; r < conf->nrule; r++) {
+        const struct wc_rule *rule = &conf->rules[r];
+        p->rule_base[r] = n;
+        for (int k = 0; k < rule->nstmt; k++, n++) {
+            const struct wc_pg_stmt *st = &rule->stmts[k];
+            struct pg_prep *pp = &p->prep[n];
+            snprintf(pp->name, sizeof(pp->name), "wc_%d_%d", r, k);
+            pp->projection = rule->projection;
+            pp->line = st->line;
+            snprintf(what, sizeof(what),
+                     "projection \"%s\", event \"%s\", statement %d (line %d): could not prepare",
+                     rule->projection ? rule->projection : "", rule->event_type ? rule->event_type : "",
+                     k + 1, st->line);
+            if (prepare_one(s, pp->name, st->sql, st->nparams, what, err) < 0)
+                return -1;
+        }
+    }
+    p->rule_base[conf->nrule] = n;
+    return 0;
+}
+
+static void pg_close(struct wc_sink *s)
+{
+    struct pg *p = s->priv;
+
+    if (p == NULL)
+        return;
+    if (p->conn)
+        PQfinish(p->conn);
+    free(p->prep);
+    free(p->rule_base);
+    for (int i = 0; i < 2; i++)
+        pg_batch_free(&p->bufs[i]);
+    free(p->values);
+    free(p);
+    s->priv = NULL;
+}
+
+/*
+ * Connect, create walcast's tables when missing and prepare every statement. The DSN may hold a
+ * password, so it never appears in a message: libpq's own message names host and port only.
+ */
+static int pg_open(struct wc_sink *s, struct wc_err *err)
+{
+    struct pg *p;
+    char who[128];
+    struct wc_pgconn_opts co = {.dsn = s->conf ? s->conf->dsn : NULL, .who = who};
+
+    if (s->priv)
+        pg_close(s);
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        wc_err_set(err, WC_ERR_INTERNAL, "out of memory");
+        return -1;
+    }
+    p->b = &p->bufs[0];
+    p->cb = &p->bufs[1];
+    p->b->open_ev = p->cb->open_ev = -1;
+    s->priv = p;
+    snprintf(who, sizeof(who), "sink \"%s\"", s->name);
+    p->conn = wc_pgconn_open(&co, err);
+    if (p->conn == NULL)
+        goto error;
+    PQsetNoticeProcessor(p->conn, notice_processor, s);
+    if (pg_exec_simple(s, setup_sql, "could not create walcast's tables", err) < 0) {
+        pg_rollback_quietly(p);
+        goto error;
+    }
+    if (prepare_all(s, err) < 0)
+        goto error;
+    wc_debug("sink \"%s\": connected to database \"%s\" on %s:%s, %d statements prepared", s->name,
+             PQdb(p->conn), PQhost(p->conn), PQport(p->conn), p->nprep);
+    return 0;
+
+error:
+    pg_close(s);
+    return -1;
+}
+
+static int pg_read_cursor(struct wc_sink *s, struct wc_pos *out, int *found, struct wc_err *err)
+{
+    struct pg *p = s->priv;
+    const char *params[2] = {pg_slot_name(s), s->name};
+    PGresult *r;
+
+    *out = WC_POS_NONE;
+    *found = 0;
+    r = PQexecParams(p->conn, "SELECT lsn::text, idx FROM walcast_cursor WHERE slot = $1 AND sink = $2", 2,
+                     NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_fail_result(s, r, WC_ERR_DATA, "could not read the cursor", err);
+        PQclear(r);
+        return -1;
+    }
+    if (PQntuples(r) > 0) {
+        const char *lsn = PQgetvalue(r, 0, 0), *idx = PQgetvalue(r, 0, 1);
+        char *end;
+        long long i = strtoll(idx, &end, 10);
+        if (wc_lsn_parse(lsn, &out->lsn) < 0 || end == idx || *end != '\0') {
+            wc_err_set(err, WC_ERR_PROTOCOL, "sink \"%s\": invalid cursor \"%s:%s\" in walcast_cursor",
+                       s->name, lsn, idx);
+            PQclear(r);
+            return -1;
+        }
+        out->index = i;
+        *found = 1;
+    }
+    PQclear(r);
+    return 0;
+}
+
+const struct wc_sink_ops wc_sink_postgres_ops = {
+    .type = "postgres",
+    .open = pg_open,
+    .read_cursor = pg_read_cursor,
+    .apply = pg_apply,
+    .dead_letter = pg_dead_letter,
+    .commit = pg_commit,
+    .detach = pg_detach,
+    .commit_detached = pg_commit_detached,
+    .close = pg_close,
+    .reset = pg_reset,
+    .dlq = &pg_dlq_ops,
+};
