@@ -1,5 +1,5 @@
 /*
- * sink_jsonl.c - the `walcast tail` sink: one JSON line per event, to a file or stdout, with a cursor file.
+ * jsonl.c - the `walcast tail` sink: one JSON line per event, to a file or stdout, with a cursor file.
  *
  * Exactly once into a file: a batch is written and fsync'ed, then the cursor file (position and the
  * output file's size) is written to a temp file, fsync'ed and renamed over the old one. At open, an

@@ -1,4 +1,4 @@
-/* test_jscan.c - the JSON scanner (src/jscan.c), checked against jansson, which it stands in for. */
+/* test_jscan.c - the JSON scanner (base/jscan.c), checked against jansson, which it stands in for. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdint.h>

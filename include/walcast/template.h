@@ -21,7 +21,7 @@
  * escaped, numbers as written); "epoch_ms"/"epoch_s" turn an ISO 8601 timestamp (or a number of seconds)
  * into an integer; "number" insists on a number (or a numeric string) and renders it; "length" is the
  * number of elements of an array, members of an object (as written) or characters of a string.
- * Payload paths read the payload text in place (src/jscan.c): it is validated once per event, as strictly
+ * Payload paths read the payload text in place (base/jscan.c): it is validated once per event, as strictly
  * as jansson parses it, and never built into a tree.
  */
 struct wc_tmpl;

@@ -1,5 +1,5 @@
 /*
- * fuzz_config.c - libFuzzer target for the configuration loader (src/config.c).
+ * fuzz_config.c - libFuzzer target for the configuration loader (config/).
  *
  * wc_config_load reads from a path, so each input is written to /tmp/fuzz_config_<pid>.yaml and loaded
  * from there. WALCAST_* environment variables are removed first so that only the file counts.

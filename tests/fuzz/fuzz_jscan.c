@@ -1,5 +1,5 @@
 /*
- * fuzz_jscan.c - libFuzzer target for the JSON scanner (src/jscan.c), with jansson as the reference.
+ * fuzz_jscan.c - libFuzzer target for the JSON scanner (base/jscan.c), with jansson as the reference.
  *
  * The input is one JSON text, copied into a buffer of exactly its length (no NUL after it) so that a read
  * past the text is caught by AddressSanitizer. Checks, each an abort when it fails:

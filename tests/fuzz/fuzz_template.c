@@ -1,10 +1,10 @@
 /*
- * fuzz_template.c - libFuzzer target for the template engine (src/template.c).
+ * fuzz_template.c - libFuzzer target for the template engine (config/template*.c).
  *
  * Input: the first line is a template source, the rest is a payload JSON text. The source is compiled
  * both as a template (bare=0) and as a bare expression (bare=1); whatever compiles is rendered against
  * an event built by hand whose payload column is the rest of the input. Templates read the payload in
- * place (src/jscan.c); jansson parses it only to word the error of an invalid payload, and the event's
+ * place (base/jscan.c); jansson parses it only to word the error of an invalid payload, and the event's
  * payload_owner is NULL, so that parse (ev.payload_json) is ours to free.
  */
 #include <stddef.h>

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# check_layers.sh - the layering rules of README.md "Layout", checked on the tree.
+#
+#   tests/check_layers.sh [ROOT]      check ROOT (default: the source tree); exit 1 on a violation
+#   tests/check_layers.sh --self-test check that violations planted in copies of the tree are found
+#
+# Folders are layers: base/ (0) uses nothing of walcast; replication/ and config/ (1) use base/;
+# sinks/ (2) uses those three; src/ (3), the engine and the command line, uses anything. A header in
+# include/walcast/ belongs to the layer named below and obeys its layer's rules; a header private to a
+# folder ("x.h", or "../x.h" from a sink's own folder into sinks/) is not included from elsewhere. Base
+# code includes no library but libc and jansson; no source file is over 700 lines.
+set -u
+
+declare -A layer_of=(
+    [buf]=base [err]=base [log]=base [lsn]=base [jscan]=base [event]=base [clock]=base
+    [pgconn]=replication [stream]=replication [slot]=replication [decode]=replication [snapshot]=replication
+    [config]=config [template]=config
+    [sink]=sinks
+    [engine]=src
+)
+# What each layer may include, by layer name.
+declare -A allowed=(
+    [base]="base"
+    [replication]="base replication"
+    [config]="base config"
+    [sinks]="base replication config sinks"
+    [src]="base replication config sinks src"
+)
+# Libraries a layer must not touch (system includes, by prefix).
+declare -A forbidden_libs=(
+    [base]="libpq-fe.h hiredis/ libfyaml.h pthread.h"
+    [replication]="hiredis/ libfyaml.h"
+    [config]="libpq-fe.h hiredis/"
+)
+
+check() {
+    local root=$1 bad=0 f folder layer inc name hl
+    cd "$root" || return 2
+    while IFS= read -r f; do
+        folder=${f%%/*}
+        case "$folder" in
+        include) hl=$(basename "$f" .h); layer=${layer_of[$hl]:-}
+            if [ -z "$layer" ]; then
+                echo "check_layers: $f: header has no layer: add it to layer_of in tests/check_layers.sh"; bad=1; continue
+            fi ;;
+        base | replication | config | sinks | src) layer=$folder ;;
+        *) continue ;;
+        esac
+        if [ "${f##*.}" = c ] || [ "$folder" != include ]; then
+            n=$(wc -l <"$f")
+            [ "$n" -gt 700 ] && { echo "check_layers: $f: $n lines (at most 700: split it along a seam)"; bad=1; }
+        fi
+        while IFS= read -r inc; do
+            case "$inc" in
+            '"walcast/'*)
+                name=${inc#\"walcast/}; name=${name%.h\"}
+                hl=${layer_of[$name]:-}
+                if [ -z "$hl" ]; then
+                    echo "check_layers: $f includes walcast/$name.h, which has no layer"; bad=1
+                elif [[ " ${allowed[$layer]} " != *" $hl "* ]]; then
+                    echo "check_layers: $f ($layer) includes walcast/$name.h ($hl): $layer may use only ${allowed[$layer]}"; bad=1
+                fi ;;
+            '"'*)
+                name=${inc#\"}; name=${name%\"}
+                local dir target
+                dir=$(dirname "$f")
+                target=$(realpath -m "$dir/$name")
+                target=${target#"$(pwd)"/}
+                if [ ! -e "$target" ]; then
+                    echo "check_layers: $f includes \"$name\", which is not beside it"; bad=1
+                elif [ "${target%%/*}" != "$folder" ]; then
+                    echo "check_layers: $f includes \"$name\" ($target), a header private to ${target%%/*}/"; bad=1
+                fi ;;
+            '<'*)
+                local lib
+                for lib in ${forbidden_libs[$layer]:-}; do
+                    case "$inc" in "<$lib"*) echo "check_layers: $f ($layer) includes $inc"; bad=1 ;; esac
+                done ;;
+            esac
+        done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*\([<"][^>"]*[>"]\).*/\1/p' "$f")
+    done < <(find include base replication config sinks src -name '*.[ch]' 2>/dev/null | sort)
+    return $bad
+}
+
+self_test() {
+    local src=$1 tmp rc=0 case_ what
+    tmp=$(mktemp -d /tmp/check-layers.XXXXXX)
+    trap 'rm -rf "$tmp"' RETURN
+    plant() { # plant FILE LINE: copy the tree, add LINE after the first line of FILE, expect a failure
+        rm -rf "$tmp/t"; mkdir -p "$tmp/t"
+        (cd "$src" && cp -r include base replication config sinks src "$tmp/t/")
+        sed -i "1a $2" "$tmp/t/$1"
+        if check "$tmp/t" >/dev/null; then
+            echo "check_layers: self-test: \"$2\" in $1 was not found"; rc=1
+        fi
+    }
+    plant base/buf.c '#include "walcast/sink.h"'
+    plant base/lsn.c '#include <libpq-fe.h>'
+    plant include/walcast/event.h '#include "walcast/config.h"'
+    plant replication/stream.c '#include "walcast/engine.h"'
+    plant replication/decode.c '#include "walcast/config.h"'
+    plant replication/slot.c '#include "walcast/sink.h"'
+    plant replication/slot.c '#include "../src/engine_int.h"'
+    plant config/config.c '#include "walcast/stream.h"'
+    plant sinks/record.c '#include "walcast/engine.h"'
+    plant sinks/postgres/conn.c '#include "../../src/cli.h"'
+    plant base/err.c '#include "walcast/nowhere.h"'
+    # A file over 700 lines.
+    rm -rf "$tmp/t"; mkdir -p "$tmp/t"; (cd "$src" && cp -r include base replication config sinks src "$tmp/t/")
+    seq 1 701 | sed 's|^|/* line */|' >>"$tmp/t/base/err.c"
+    check "$tmp/t" >/dev/null && { echo "check_layers: self-test: a 700+ line file was not found"; rc=1; }
+    # And the real tree passes.
+    check "$src" || rc=1
+    [ $rc = 0 ] && echo "check_layers: self-test ok"
+    return $rc
+}
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ "${1:-}" = --self-test ]; then
+    self_test "$here"
+    exit $?
+fi
+check "${1:-$here}"
