@@ -12,7 +12,7 @@
 set -u
 
 declare -A layer_of=(
-    [buf]=base [err]=base [log]=base [lsn]=base [jscan]=base [event]=base [clock]=base
+    [buf]=base [backoff]=base [err]=base [log]=base [lsn]=base [jscan]=base [event]=base [clock]=base
     [pgconn]=replication [stream]=replication [slot]=replication [decode]=replication [snapshot]=replication
     [config]=config [template]=config
     [sink]=sinks

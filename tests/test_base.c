@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "walcast/backoff.h"
 #include "walcast/clock.h"
 #include "walcast/err.h"
 #include "walcast/event.h"
@@ -53,4 +54,35 @@ Test(event, from_texts)
 
     wc_event_from_texts(&ev, WC_POS_NONE, text, NULL, NULL);
     cr_assert_eq(ev.col[WC_COL_EVENT_ID].kind, WC_VAL_STRING);
+}
+
+/* A failure is reported at once, then quietly retried, and reported again once a minute while it lasts;
+ * the delays double from the base up to the ceiling, with jitter in their upper half. */
+Test(backoff, reports_once_a_minute_and_delays_double)
+{
+    struct wc_backoff b = {.base_ms = 100, .max_ms = 1000};
+    enum wc_backoff_report rep;
+    int64_t t = 5000;
+
+    int d = wc_backoff_fail(&b, t, &rep);
+    cr_assert_eq(rep, WC_BACKOFF_FIRST);
+    cr_assert(d >= 50 && d <= 100, "first delay %d", d);
+    d = wc_backoff_fail(&b, t += 100, &rep);
+    cr_assert_eq(rep, WC_BACKOFF_QUIET);
+    cr_assert(d >= 100 && d <= 200, "second delay %d", d);
+    for (int i = 0; i < 10; i++)
+        d = wc_backoff_fail(&b, t += 1000, &rep);
+    cr_assert(d >= 500 && d <= 1000, "capped delay %d", d);
+    cr_assert_eq(rep, WC_BACKOFF_QUIET, "11 s into the outage is not a minute");
+    wc_backoff_fail(&b, t = 5000 + WC_BACKOFF_REPORT_MS, &rep);
+    cr_assert_eq(rep, WC_BACKOFF_AGAIN, "a minute into the outage");
+    wc_backoff_fail(&b, t += 1000, &rep);
+    cr_assert_eq(rep, WC_BACKOFF_QUIET);
+    wc_backoff_fail(&b, t += WC_BACKOFF_REPORT_MS, &rep);
+    cr_assert_eq(rep, WC_BACKOFF_AGAIN, "and a minute after that");
+    cr_assert_eq(wc_backoff_ok(&b, t + 500), t + 500 - 5000, "the outage lasted from its first failure");
+    cr_assert_eq(wc_backoff_ok(&b, t + 600), 0, "no outage now");
+    d = wc_backoff_fail(&b, t + 700, &rep);
+    cr_assert_eq(rep, WC_BACKOFF_FIRST, "a new outage is reported at once");
+    cr_assert(d >= 50 && d <= 100, "and starts from the base delay again: %d", d);
 }
