@@ -51,6 +51,15 @@ static const struct opt engine_opts[] = {
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
+#define S(field) offsetof(struct wc_sink_conf, field)
+
+/* Options of each sink (sinks.NAME.*) beside type, dsn and rebuild, which projections.c reads. */
+static const struct opt sink_opts[] = {
+    {"statement_timeout_ms", O_INT, S(statement_timeout_ms), "30000", 100, 3600000, NULL},
+    {"lock_timeout_ms", O_INT, S(lock_timeout_ms), "10000", 0, 3600000, NULL},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
 static const char *const top_keys[] = {"source", "engine", "sinks", "projections", NULL};
 static const char *const policy_names[] = {"dead_letter", "skip", "halt", NULL};
 static const char *const level_names[] = {"debug", "info", "warning", "error", NULL};
@@ -63,10 +72,10 @@ const char *wc_policy_name(int policy)
 }
 
 /* Convert and store one option's text value. */
-static int store_opt(struct ctx *c, const struct opt *o, const char *val, const char *key,
+static int store_opt(struct ctx *c, void *base, const struct opt *o, const char *val, const char *key,
                      const struct src *w)
 {
-    char *field = (char *)c->cfg + o->off;
+    char *field = (char *)base + o->off;
     char hint[128];
     long long n;
     int i;
@@ -131,21 +140,22 @@ static int store_opt(struct ctx *c, const struct opt *o, const char *val, const 
 
 /*
  * Fill the options of one section from node (a mapping, or NULL when the file has none), the
- * environment and the defaults. prefix is the section's key path ("source", "source.outbox").
+ * environment and the defaults, into the fields of base. prefix is the section's key path ("source",
+ * "source.outbox"). check: also fail on keys the table does not have.
  */
-static int load_section(struct ctx *c, struct fy_node *node, int line, const char *prefix,
-                        const struct opt *opts)
+static int load_options(struct ctx *c, void *base, struct fy_node *node, int line, const char *prefix,
+                        const struct opt *opts, int check)
 {
     char key[KEYLEN], var[KEYLEN];
 
-    if (cf_check_keys(c, node, line, prefix, NULL, opts) < 0)
+    if (check && cf_check_keys(c, node, line, prefix, NULL, opts) < 0)
         return -1;
     for (const struct opt *o = opts; o->name; o++) {
         cf_mkkey(key, "%s.%s", prefix, o->name);
         if (o->type == O_SUB) {
             int keyline;
             struct fy_node *sub = cf_lookup(node, o->name, &keyline, line);
-            if (load_section(c, sub, keyline, key, o->sub) < 0)
+            if (load_options(c, base, sub, keyline, key, o->sub, 1) < 0)
                 return -1;
             continue;
         }
@@ -155,10 +165,24 @@ static int load_section(struct ctx *c, struct fy_node *node, int line, const cha
             return -1;
         if (val == NULL)
             val = o->def;
-        if (val != NULL && store_opt(c, o, val, key, &w) < 0)
+        if (val != NULL && store_opt(c, base, o, val, key, &w) < 0)
             return -1;
     }
     return 0;
+}
+
+static int load_section(struct ctx *c, struct fy_node *node, int line, const char *prefix,
+                        const struct opt *opts)
+{
+    return load_options(c, c->cfg, node, line, prefix, opts, 1);
+}
+
+int cf_load_sink_options(struct ctx *c, struct fy_node *node, int line, struct wc_sink_conf *s)
+{
+    char prefix[KEYLEN];
+
+    cf_mkkey(prefix, "sinks.%s", s->name);
+    return load_options(c, s, node, line, prefix, sink_opts, 0);
 }
 
 /* Report an error about engine.NAME where its value came from: the environment or the file's line. */

@@ -108,6 +108,12 @@ int cf_valid_ident(const char *s, size_t n);
 /* Parse a decimal integer; 0 or -1 when s is not one. */
 int cf_parse_int(const char *s, long long *out);
 
+/* ---- config.c ---- */
+
+/* The options of sink s (sinks.NAME.statement_timeout_ms, lock_timeout_ms) from its mapping node, the
+ * environment and the defaults. The caller checks the mapping's keys. */
+int cf_load_sink_options(struct ctx *c, struct fy_node *node, int line, struct wc_sink_conf *s);
+
 /* ---- projections.c ---- */
 
 /* Load the sinks mapping in file order: name -> {type, dsn, rebuild}. */

@@ -21,7 +21,8 @@ struct rule_index {
 int cf_load_sinks(struct ctx *c, struct fy_node *node, int line)
 {
     char key[KEYLEN], var[KEYLEN], hint[64];
-    static const char *const sink_keys[] = {"type", "dsn", "rebuild", NULL};
+    static const char *const sink_keys[] = {
+        "type", "dsn", "rebuild", "statement_timeout_ms", "lock_timeout_ms", NULL};
     struct fy_node_pair *p;
     void *it = NULL;
 
@@ -83,6 +84,8 @@ int cf_load_sinks(struct ctx *c, struct fy_node *node, int line)
                                   val);
             s->rebuild = wc_xstrdup(val);
         }
+        if (cf_load_sink_options(c, v, kline, s) < 0)
+            return -1;
     }
     /* "rebuild: flushdb" empties the whole database: a second sink there would silently lose its data. */
     for (int i = 0; i < c->cfg->nsink; i++) {

@@ -165,6 +165,10 @@ Test(config, full_file)
     cr_expect_str_eq(redis->name, "cache");
     cr_expect_eq(redis->type, WC_SINK_REDIS);
     cr_expect_str_eq(redis->dsn, "redis://127.0.0.1:6379/0");
+    cr_expect_eq(pg->statement_timeout_ms, 5000);
+    cr_expect_eq(pg->lock_timeout_ms, 0);
+    cr_expect_eq(redis->statement_timeout_ms, 30000, "the default");
+    cr_expect_eq(redis->lock_timeout_ms, 10000, "the default");
 
     /* readdb: OrderPlaced from two projections, in configuration order. */
     int n;
@@ -173,7 +177,7 @@ Test(config, full_file)
     cr_expect_str_eq(r[0]->projection, "order_summary");
     cr_expect_str_eq(r[1]->projection, "order_audit");
     cr_expect_str_eq(r[0]->event_type, "OrderPlaced");
-    cr_expect_eq(r[0]->line, 42);
+    cr_expect_eq(r[0]->line, 44);
     cr_assert_eq(r[0]->nstmt, 1);
     cr_expect_eq(r[0]->ncmd, 0);
     struct wc_pg_stmt *st = &r[0]->stmts[0];
@@ -182,7 +186,7 @@ Test(config, full_file)
     cr_assert_eq(st->nparams, 4);
     cr_expect_str_eq(tmpl_src(st->params[0]), "payload.order_id");
     cr_expect_str_eq(tmpl_src(st->params[3]), "payload.placed_at");
-    cr_expect_eq(st->line, 43);
+    cr_expect_eq(st->line, 45);
     cr_expect_str_eq(r[1]->stmts[0].sql, "INSERT INTO audit (event_id, kind) VALUES ($1::uuid, $2)");
     cr_expect_str_eq(tmpl_src(r[1]->stmts[0].params[1]), "event_type");
 
@@ -202,7 +206,7 @@ Test(config, full_file)
     cr_expect_str_eq(tmpl_src(c[0].argv[0]), "ZADD");
     cr_expect_str_eq(tmpl_src(c[0].argv[1]), "customer:{payload.customer_id}:orders");
     cr_expect_str_eq(tmpl_src(c[0].argv[2]), "{payload.placed_at|epoch_ms}");
-    cr_expect_eq(c[0].line, 56);
+    cr_expect_eq(c[0].line, 58);
     cr_assert_eq(c[1].argc, 6);
     cr_expect_str_eq(tmpl_src(c[1].argv[2]), "status");
     cr_expect_str_eq(c[2].script, "return redis.call('ZINCRBY', KEYS[1], ARGV[1], ARGV[2])");
@@ -358,8 +362,13 @@ Test(config, more_errors)
     expect_error("source:\n  outbox:\n    columns:\n      payload: \"\"\n",
                  "4: key \"source.outbox.columns.payload\": must not be empty");
     expect_error("sinks:\n  c:\n    type: redis\n    extra: 1\n",
-                 "4: key \"sinks.c.extra\": unknown key (expected type, dsn or rebuild)");
+                 "4: key \"sinks.c.extra\": unknown key (expected type, dsn, rebuild, statement_timeout_ms "
+                 "or lock_timeout_ms)");
     expect_error("sinks: [a]\n", "1: key \"sinks\": expected a mapping of sink names, got a list");
+    expect_error("sinks:\n  c:\n    type: redis\n    statement_timeout_ms: 0\n",
+                 "4: key \"sinks.c.statement_timeout_ms\": value 0 is out of range (100..3600000)");
+    expect_error("sinks:\n  c:\n    type: postgres\n    lock_timeout_ms: soon\n",
+                 "4: key \"sinks.c.lock_timeout_ms\": expected an integer, got \"soon\"");
     expect_error(
         "sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n        - x\n",
         "9: key \"projections.p.on.E[0]\": expected a command list [COMMAND, ARG, ...] or a mapping with "
@@ -473,6 +482,7 @@ Test(config, environment_overrides_file)
     setenv("WALCAST_ENGINE_RETRY_MAX_ATTEMPTS", "3", 1);
     setenv("WALCAST_SINKS_READDB_DSN", "postgresql://walcast:secret@db/read", 1);
     setenv("WALCAST_SINKS_CACHE_DSN", "redis://:pw@cache:6380/2", 1);
+    setenv("WALCAST_SINKS_CACHE_STATEMENT_TIMEOUT_MS", "1500", 1);
     struct wc_config *cfg = wc_config_load(FIXTURES "/full.yaml", &err);
 
     cr_assert_not_null(cfg, "%s", err.msg);
@@ -495,6 +505,8 @@ Test(config, environment_overrides_file)
     cr_expect_eq(cfg->retry_base_ms, 250, "file value kept");
     cr_expect_str_eq(cfg->sinks[0].dsn, "postgresql://walcast:secret@db/read");
     cr_expect_str_eq(cfg->sinks[1].dsn, "redis://:pw@cache:6380/2");
+    cr_expect_eq(cfg->sinks[1].statement_timeout_ms, 1500);
+    cr_expect_eq(cfg->sinks[0].statement_timeout_ms, 5000, "file value kept");
     wc_config_free(cfg);
 }
 

@@ -45,6 +45,8 @@ struct wc_sink_conf {
     char *dsn;     /* postgres: conninfo or URI; redis: redis://[:password@]host:port[/db] */
     char *rebuild; /* how to wipe the projections before a rebuild: SQL (postgres), "flushdb" (redis);
                       NULL = a sink that lost data stops the engine instead */
+    int statement_timeout_ms; /* a statement (postgres) or a reply (redis) may take this long (30000) */
+    int lock_timeout_ms;      /* postgres: a statement may wait this long for a lock (10000; 0 = no limit) */
     int nrule;
     struct wc_rule *rules;
     int line;
