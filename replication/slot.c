@@ -9,13 +9,28 @@
 #include "walcast/slot.h"
 #include "walcast/pgconn.h"
 
+/* How long a slot command may wait for the server. */
+#define QUERY_TIMEOUT_MS 30000
+
+/* Run sql. A failure is WC_ERR_CONFIG when someone must fix something (a privilege), WC_ERR_IO when it
+ * may pass (the connection, a server going away or silent), WC_ERR_SLOT otherwise. */
 static PGresult *query(PGconn *c, const char *sql, int nparams, const char *const *params, struct wc_err *err)
 {
-    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    PGresult *r = wc_pg_exec(c, sql, nparams, params, QUERY_TIMEOUT_MS, err);
+    if (r == NULL)
+        return NULL;
     if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        int code = state && strncmp(state, "08", 2) == 0 ? WC_ERR_IO : WC_ERR_SLOT;
-        wc_err_set(err, code, "%s", PQresultErrorMessage(r));
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE), *hint;
+        int kind = wc_pg_error_kind(state, PQresultErrorMessage(r), &hint);
+        int code = kind == WC_ERR_CONFIG || kind == WC_ERR_IO ? kind : WC_ERR_SLOT;
+        char msg[768];
+        size_t n;
+        snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(r));
+        n = strlen(msg);
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+            msg[--n] = '\0';
+        wc_err_set(err, code, "%s%s%s", msg, code == WC_ERR_CONFIG && *hint ? ": " : "",
+                   code == WC_ERR_CONFIG ? hint : "");
         PQclear(r);
         return NULL;
     }

@@ -19,6 +19,24 @@ struct wc_snapshot {
     char iso[WC_COL_COUNT][48];
 };
 
+/* err from a failed result: a fault someone must fix (wal2json missing, no privilege, a missing table or
+ * column: WC_ERR_CONFIG, with what to do) or one that may pass (WC_ERR_IO). */
+static void result_error(struct wc_err *err, const char *what, const PGresult *res)
+{
+    const char *hint;
+    const char *msg = PQresultErrorMessage(res);
+    int kind = wc_pg_error_kind(PQresultErrorField(res, PG_DIAG_SQLSTATE), msg, &hint);
+    char text[700];
+    size_t n;
+
+    snprintf(text, sizeof(text), "%s", msg);
+    n = strlen(text);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' '))
+        text[--n] = '\0';
+    wc_err_set(err, kind == WC_ERR_CONFIG ? WC_ERR_CONFIG : WC_ERR_IO, "%s: %s%s%s", what, text,
+               kind == WC_ERR_CONFIG && *hint ? ": " : "", kind == WC_ERR_CONFIG ? hint : "");
+}
+
 void wc_snapshot_close(struct wc_snapshot *s)
 {
     if (s == NULL)
@@ -51,7 +69,7 @@ struct wc_snapshot *wc_snapshot_open(const char *dsn, const struct wc_outbox *ob
              (int)getpid());
     res = PQexec(s->repl, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || wc_lsn_parse(PQgetvalue(res, 0, 1), point) < 0) {
-        wc_err_set(err, WC_ERR_IO, "could not create a snapshot slot: %s", PQresultErrorMessage(res));
+        result_error(err, "could not create a snapshot slot", res);
         PQclear(res);
         goto error;
     }
@@ -76,7 +94,7 @@ struct wc_snapshot *wc_snapshot_open(const char *dsn, const struct wc_outbox *ob
     PQfreemem(lit);
     res = PQexec(s->conn, query);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        wc_err_set(err, WC_ERR_IO, "could not read the outbox: %s", PQresultErrorMessage(res));
+        result_error(err, "could not read the outbox", res);
         PQclear(res);
         goto error;
     }
@@ -98,7 +116,7 @@ int wc_snapshot_next(struct wc_snapshot *s, struct wc_event *ev, struct wc_err *
         s->res = PQexec(s->conn, "FETCH FORWARD 1000 FROM walcast_rebuild");
         s->row = 0;
         if (PQresultStatus(s->res) != PGRES_TUPLES_OK) {
-            wc_err_set(err, WC_ERR_IO, "could not read the outbox: %s", PQresultErrorMessage(s->res));
+            result_error(err, "could not read the outbox", s->res);
             return -1;
         }
         if (PQntuples(s->res) == 0)

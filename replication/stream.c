@@ -14,6 +14,12 @@
 
 /* Microseconds between the Unix epoch and PostgreSQL's, 2000-01-01. */
 #define PG_EPOCH_OFFSET_US INT64_C(946684800000000)
+/* A server that sends nothing for this long is asked for a reply; one that stays silent twice as long
+ * is gone (stopped, or the network dropped it without a reset): the connection is given up. */
+#define SILENCE_PING_US INT64_C(15000000)
+#define SILENCE_DEAD_US INT64_C(30000000)
+/* How long START_REPLICATION may take to answer. */
+#define START_TIMEOUT_MS 30000
 
 struct wc_stream {
     PGconn *conn;
@@ -25,7 +31,10 @@ struct wc_stream {
     wc_lsn confirmed;  /* what status updates report as flushed */
     wc_lsn sent_flush; /* the flush LSN of the last update sent */
     int64_t last_status_us;
+    int64_t last_recv_us; /* when the server last sent something */
+    int pinged;           /* a reply was asked for since then */
     int status_interval_ms;
+    int wake_fd; /* wc_stream_next() also returns when it is readable; -1 for none */
 };
 
 static int64_t now_us(void)
@@ -81,12 +90,29 @@ static int start_error_code(const PGresult *res)
         return WC_ERR_SLOT;
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 || strcmp(state, "53300") == 0)
         return WC_ERR_IO;
+    /* wal2json missing on the server (58P01), no privilege (42501), authorization (28): a fault
+     * someone must fix. */
+    int kind = wc_pg_error_kind(state, PQresultErrorMessage(res), NULL);
+    if (kind != 0)
+        return kind;
     return WC_ERR_PROTOCOL;
 }
 
-/* A START_REPLICATION failure, with what to do about it where the slot is the cause. */
-static void slot_error(struct wc_err *err, int code, const char *slot, const char *server_msg)
+/* A START_REPLICATION failure (res), with what to do about it where the slot or a fault someone must
+ * fix is the cause. */
+static void slot_error(struct wc_err *err, int code, const char *slot, const PGresult *res)
 {
+    char server_msg[768];
+    const char *hint = "";
+    size_t n;
+
+    snprintf(server_msg, sizeof(server_msg), "%s", PQresultErrorMessage(res));
+    n = strlen(server_msg);
+    while (n > 0 && (server_msg[n - 1] == '\n' || server_msg[n - 1] == ' '))
+        server_msg[--n] = '\0';
+    for (char *c = server_msg; *c; c++)
+        if (*c == '\n')
+            *c = ' ';
     if (code == WC_ERR_SLOT && strstr(server_msg, "does not exist"))
         wc_err_set(
             err, code,
@@ -102,8 +128,12 @@ static void slot_error(struct wc_err *err, int code, const char *slot, const cha
             slot, server_msg);
     else if (code == WC_ERR_SLOT_ACTIVE)
         wc_err_set(err, code, "replication slot \"%s\" is in use by another process: %s", slot, server_msg);
-    else
-        wc_err_set(err, code, "could not start streaming from slot \"%s\": %s", slot, server_msg);
+    else {
+        if (code == WC_ERR_CONFIG)
+            wc_pg_error_kind(PQresultErrorField(res, PG_DIAG_SQLSTATE), server_msg, &hint);
+        wc_err_set(err, code, "could not start streaming from slot \"%s\": %s%s%s", slot, server_msg,
+                   *hint ? ": " : "", hint);
+    }
 }
 
 /* wal2json's add-tables takes schema.table with "," "." and "\" escaped by a backslash. */
@@ -130,6 +160,7 @@ struct wc_stream *wc_stream_open(const struct wc_stream_opts *opts, struct wc_er
         return NULL;
     }
     s->status_interval_ms = opts->status_interval_ms > 0 ? opts->status_interval_ms : 1000;
+    s->wake_fd = -1;
     s->slot = strdup(opts->slot);
     s->conn = wc_pg_connect(opts->dsn, "database", err);
     if (s->conn == NULL)
@@ -149,24 +180,32 @@ struct wc_stream *wc_stream_open(const struct wc_stream_opts *opts, struct wc_er
              "\"include-transaction\" 'true', \"include-lsn\" 'true', \"include-timestamp\" 'true', "
              "\"add-tables\" %s, \"actions\" 'insert', \"add-msg-prefixes\" %s)",
              opts->slot, WC_LSN_ARGS(opts->start), tq, prefix);
-    res = PQexec(s->conn, sql);
+    res = wc_pg_exec(s->conn, sql, 0, NULL, START_TIMEOUT_MS, err);
+    if (res == NULL) {
+        wc_err_prefix(err, "could not start streaming from slot \"%s\"", opts->slot);
+        goto error;
+    }
     if (PQresultStatus(res) != PGRES_COPY_BOTH) {
-        slot_error(err, start_error_code(res), opts->slot, PQresultErrorMessage(res));
+        slot_error(err, start_error_code(res), opts->slot, res);
         PQclear(res);
         goto error;
     }
     PQclear(res);
     s->confirmed = s->sent_flush = opts->start;
-    s->last_status_us = now_us();
+    s->last_status_us = s->last_recv_us = now_us();
     wc_debug("streaming from slot \"%s\" at " WC_LSN_FMT, opts->slot, WC_LSN_ARGS(opts->start));
     return s;
 
 error:
-    if (s->conn)
-        PQfinish(s->conn);
+    wc_pg_close(s->conn);
     free(s->slot);
     free(s);
     return NULL;
+}
+
+void wc_stream_wake_on(struct wc_stream *s, int fd)
+{
+    s->wake_fd = fd;
 }
 
 static int send_status(struct wc_stream *s, int reply_requested, struct wc_err *err)
@@ -235,7 +274,7 @@ static int stream_ended(struct wc_stream *s, struct wc_err *err)
             code = WC_ERR_IO;
         msg = PQresultErrorMessage(res);
         if (code != WC_ERR_IO) {
-            slot_error(err, code, s->slot, msg);
+            slot_error(err, code, s->slot, res);
             PQclear(res);
             return -1;
         }
@@ -264,18 +303,37 @@ int wc_stream_next(struct wc_stream *s, int timeout_ms, const char **msg, size_t
             int64_t status_due = s->last_status_us + (int64_t)s->status_interval_ms * 1000;
             if (now >= status_due && send_status(s, 0, err) < 0)
                 return -1;
+            /* A silent server is asked for a reply (a keepalive comes back at once from a live one), and
+             * given up when that does not come either: TCP keepalives do not fire while our status
+             * updates are unacknowledged, and a stopped server acknowledges at the TCP level. */
+            if (now - s->last_recv_us >= SILENCE_DEAD_US) {
+                wc_err_set(err, WC_ERR_IO,
+                           "replication connection lost: no message from the server for %d s, not even an "
+                           "answer to a request for one",
+                           (int)(SILENCE_DEAD_US / 1000000));
+                return -1;
+            }
+            if (!s->pinged && now - s->last_recv_us >= SILENCE_PING_US) {
+                if (send_status(s, 1, err) < 0)
+                    return -1;
+                s->pinged = 1;
+            }
             /* Past the deadline, still read what the socket already holds once: a zero timeout means
              * "whatever has arrived", not "nothing". */
             if (now >= deadline && read_socket)
                 return 0;
             int64_t until = deadline < status_due ? deadline : status_due;
+            int64_t silence_due = s->last_recv_us + (s->pinged ? SILENCE_DEAD_US : SILENCE_PING_US);
+            if (silence_due < until)
+                until = silence_due;
             int wait_ms = now >= deadline ? 0 : (int)((until - now + 999) / 1000);
-            struct pollfd pfd = {.fd = PQsocket(s->conn), .events = POLLIN};
-            if (pfd.fd < 0) {
+            struct pollfd pfd[2] = {{.fd = PQsocket(s->conn), .events = POLLIN},
+                                    {.fd = s->wake_fd, .events = POLLIN}};
+            if (pfd[0].fd < 0) {
                 wc_err_set(err, WC_ERR_IO, "replication connection lost: invalid socket");
                 return -1;
             }
-            if (poll(&pfd, 1, wait_ms < 0 ? 0 : wait_ms) < 0 && errno != EINTR) {
+            if (poll(pfd, s->wake_fd >= 0 ? 2 : 1, wait_ms < 0 ? 0 : wait_ms) < 0 && errno != EINTR) {
                 wc_err_set(err, WC_ERR_IO, "poll failed: %s", strerror(errno));
                 return -1;
             }
@@ -283,6 +341,9 @@ int wc_stream_next(struct wc_stream *s, int timeout_ms, const char **msg, size_t
                 wc_err_set(err, WC_ERR_IO, "replication connection lost: %s", PQerrorMessage(s->conn));
                 return -1;
             }
+            /* Woken: hand back what has arrived, then return. */
+            if (s->wake_fd >= 0 && (pfd[1].revents & POLLIN))
+                deadline = now;
             read_socket = 1;
             continue;
         }
@@ -292,6 +353,8 @@ int wc_stream_next(struct wc_stream *s, int timeout_ms, const char **msg, size_t
             wc_err_set(err, WC_ERR_IO, "replication connection lost: %s", PQerrorMessage(s->conn));
             return -1;
         }
+        s->last_recv_us = now_us();
+        s->pinged = 0;
         if (s->copybuf[0] == 'k') {
             if (r < 18) {
                 wc_err_set(err, WC_ERR_PROTOCOL, "streaming header too small: %d", r);
@@ -337,11 +400,13 @@ void wc_stream_close(struct wc_stream *s)
     if (s->copybuf)
         PQfreemem(s->copybuf);
     if (s->conn) {
+        /* Best effort and never blocking: a server that stopped reading must not hold up a restart. */
+        PQsetnonblocking(s->conn, 1);
         if (PQstatus(s->conn) == CONNECTION_OK && send_status(s, 0, &err) == 0) {
             PQputCopyEnd(s->conn, NULL);
             PQflush(s->conn);
         }
-        PQfinish(s->conn);
+        wc_pg_close(s->conn);
     }
     free(s->slot);
     free(s);
