@@ -36,7 +36,8 @@ void wc_sink_jsonl_free(struct wc_sink *s);
 
 void wc_sink_free(struct wc_sink *s)
 {
-    if (s == NULL)
+    /* A thread the engine abandoned may still use it: leave it to the exit. */
+    if (s == NULL || __atomic_load_n(&s->abandoned, __ATOMIC_ACQUIRE))
         return;
     if (s->ops == &wc_sink_jsonl_ops)
         wc_sink_jsonl_free(s);

@@ -25,8 +25,12 @@ struct wc_commit {
 
 /*
  * Operations. Every function returns 0 or -1 with err set. err->code WC_ERR_IO means the connection is
- * gone or the server refused for a transient reason: the engine closes every sink and starts again from
- * the durable cursors. Any other code stops the engine.
+ * gone, timed out, or the server refused for a transient reason; WC_ERR_CONFIG from open(), read_cursor()
+ * or a commit means someone must fix something (a password, a privilege, a missing table): in both cases
+ * the engine closes that sink, retries it with backoff while the others go on, and catches it up from its
+ * durable cursor (WC_ERR_CONFIG stops the engine only before it first streamed). Any other code stops the
+ * engine. Nothing may wait on a server without a deadline (the sink's statement_timeout_ms): the engine
+ * runs open, read_cursor and commit_detached on threads, and abandons them at shutdown when they hang.
  */
 struct wc_sink_ops {
     const char *type; /* "postgres", "redis", "jsonl" */
@@ -82,6 +86,17 @@ struct wc_sink {
     uint64_t dead_lettered; /* events sent to the dead-letter store */
     uint64_t skipped;       /* events dropped by the skip policy */
     int retrying;           /* dlq retry: a failing event is an error, never a new dead letter */
+    /* 1 after the sink opened and read its cursor, 0 when it is closed or a commit failed (for /readyz).
+     * Written by the engine's threads with atomic stores: read it with __atomic_load_n. */
+    int connected;
+    /* Set by the engine before open(): this is the sink's one writer. open() then ends any earlier session
+     * of the same slot and sink that still runs on the server (a connection given up after a timeout, or
+     * left by a killed process) before the cursor is read, so that a transaction it still had in flight
+     * cannot commit after the cursor was read. dlq commands leave it 0 and never disturb the engine. */
+    int writer;
+    /* The engine gave up waiting for a thread still running on this sink (at shutdown): it is neither
+     * closed nor freed (wc_sink_free leaves it), the process is about to exit. */
+    int abandoned;
 };
 
 /* The counters are updated by the engine's thread and a commit thread: atomically. */

@@ -65,7 +65,8 @@ static int commit_slow(struct wc_sink *s, const struct pg_batch *b, struct wc_co
             ok = pg_pipe_op(s, b, &b->ops[e->first + k], err) == 0;
         ok = ok && pg_pipe_sql(s, "RELEASE SAVEPOINT walcast_event", err) == 0;
         if (pg_pipe_end(s, &res, err) < 0 || !ok) {
-            err->code = WC_ERR_IO;
+            if (ok || err->code != WC_ERR_CONFIG)
+                err->code = WC_ERR_IO;
             goto failed;
         }
         if (res.failed_at < 0)
@@ -107,7 +108,8 @@ static int commit_slow(struct wc_sink *s, const struct pg_batch *b, struct wc_co
 failed:
     if (PQstatus(p->conn) == CONNECTION_BAD)
         err->code = WC_ERR_IO;
-    pg_rollback_quietly(p);
+    if (PQpipelineStatus(p->conn) == PQ_PIPELINE_OFF)
+        pg_rollback_quietly(p);
     return -1;
 }
 
@@ -201,8 +203,10 @@ int pg_reset(struct wc_sink *s, struct wc_err *err)
         return -1;
     }
     /* The dead letters go too: the rebuild meets the same bad events again and stores them anew. */
-    PGresult *r = PQexecParams(p->conn, "DELETE FROM walcast_dead_letters WHERE slot = $1 AND sink = $2", 2,
-                               NULL, params, NULL, NULL, 0);
+    PGresult *r =
+        pg_exec(s, NULL, "DELETE FROM walcast_dead_letters WHERE slot = $1 AND sink = $2", 2, params, err);
+    if (r == NULL)
+        return -1;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         pg_fail_result(s, r, WC_ERR_DATA, "could not remove the dead letters", err);
         PQclear(r);
@@ -211,7 +215,9 @@ int pg_reset(struct wc_sink *s, struct wc_err *err)
     }
     PQclear(r);
     snprintf(sql, sizeof(sql), "DELETE FROM walcast_cursor WHERE slot = $1 AND sink = $2");
-    r = PQexecParams(p->conn, sql, 2, NULL, params, NULL, NULL, 0);
+    r = pg_exec(s, NULL, sql, 2, params, err);
+    if (r == NULL)
+        return -1;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         pg_fail_result(s, r, WC_ERR_DATA, "could not remove the cursor", err);
         PQclear(r);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "pg.h"
+#include "walcast/clock.h"
 #include "walcast/log.h"
 #include "walcast/pgconn.h"
 
@@ -35,18 +36,19 @@ const char *pg_slot_name(const struct wc_sink *s)
 }
 
 /*
- * Errors that say nothing about the event: the connection, the server going away, resources, a
- * serialization failure or deadlock, a lock timeout, a read-only server (a failover). Retrying the
- * same batch later is the right answer, so they become WC_ERR_IO. A missing SQLSTATE means libpq
- * itself gave up (the connection).
+ * What a failed statement says. Errors that say nothing about the event (the connection, the server going
+ * away, resources, a serialization failure or deadlock, a lock or statement timeout, a read-only server:
+ * a failover) are WC_ERR_IO: retrying the same batch later is the right answer. A missing table, column or
+ * function, a missing privilege, authentication: WC_ERR_CONFIG, every event would fail the same way until
+ * someone fixes it, so the sink is retried (loudly) rather than every event dead-lettered. A missing
+ * SQLSTATE means libpq itself gave up (the connection). The rest (a constraint, a bad value) is the
+ * event's: 0.
  */
-int pg_sqlstate_transient(const char *st)
+int pg_sqlstate_kind(const char *st)
 {
     if (st == NULL || strlen(st) != 5)
-        return 1;
-    return strncmp(st, "08", 2) == 0 || strncmp(st, "40", 2) == 0 || strncmp(st, "53", 2) == 0 ||
-           strncmp(st, "57", 2) == 0 || strncmp(st, "58", 2) == 0 || strcmp(st, "55P03") == 0 ||
-           strcmp(st, "25006") == 0;
+        return WC_ERR_IO;
+    return wc_pg_error_kind(st, NULL, NULL);
 }
 
 /* Make a libpq message one line: they end in a newline and may have a DETAIL or HINT line. */
@@ -97,31 +99,54 @@ static void notice_processor(void *arg, const char *message)
     wc_debug("sink \"%s\": %s", s->name, text);
 }
 
-/* Set err from a failed result (or the connection when r is NULL), choosing IO or other by SQLSTATE. */
+/* Set err from a failed result (or the connection when r is NULL), choosing IO, CONFIG or other by
+ * SQLSTATE. */
 int pg_fail_result(struct wc_sink *s, PGresult *r, int other_code, const char *what, struct wc_err *err)
 {
     struct pg *p = s->priv;
-    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL, *hint = "";
     char text[512];
+    int kind;
 
     if (r != NULL && *PQresultErrorMessage(r) != '\0')
         pg_result_msg(r, text, sizeof(text));
     else
         copy_msg(text, sizeof(text), PQerrorMessage(p->conn));
-    if (PQstatus(p->conn) == CONNECTION_BAD || pg_sqlstate_transient(st))
-        wc_err_set(err, WC_ERR_IO, "sink \"%s\": %s: %s", s->name, what, text);
-    else
-        wc_err_set(err, other_code, "sink \"%s\": %s: %s", s->name, what, text);
+    kind = PQstatus(p->conn) == CONNECTION_BAD ? WC_ERR_IO : pg_sqlstate_kind(st);
+    if (kind == WC_ERR_CONFIG)
+        wc_pg_error_kind(st, text, &hint);
+    wc_err_set(err, kind ? kind : other_code, "sink \"%s\": %s: %s%s%s", s->name, what, text,
+               *hint ? ": " : "", hint);
     return -1;
+}
+
+PGresult *pg_exec(struct wc_sink *s, const char *name, const char *sql, int nparams,
+                  const char *const *params, struct wc_err *err)
+{
+    struct pg *p = s->priv;
+    int ok = name ? PQsendQueryPrepared(p->conn, name, nparams, params, NULL, NULL, 0)
+                  : PQsendQueryParams(p->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    PGresult *r = ok ? wc_pg_collect(p->conn, p->wait_ms, err) : NULL;
+
+    if (!ok)
+        pg_fail_result(s, NULL, WC_ERR_IO, "could not send", err);
+    else if (r == NULL)
+        wc_err_prefix(err, "sink \"%s\"", s->name);
+    return r;
 }
 
 /* Run sql (simple protocol, several statements allowed); 0 or -1 with err. */
 int pg_exec_simple(struct wc_sink *s, const char *sql, const char *what, struct wc_err *err)
 {
     struct pg *p = s->priv;
-    PGresult *r = PQexec(p->conn, sql);
-    int st = PQresultStatus(r);
+    PGresult *r = wc_pg_exec(p->conn, sql, 0, NULL, p->wait_ms, err);
+    int st;
 
+    if (r == NULL) {
+        wc_err_prefix(err, "sink \"%s\": %s", s->name, what);
+        return -1;
+    }
+    st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         pg_fail_result(s, r, WC_ERR_DATA, what, err);
         PQclear(r);
@@ -134,16 +159,26 @@ int pg_exec_simple(struct wc_sink *s, const char *sql, const char *what, struct 
 /* Best effort: leave no transaction open (after a failure). */
 void pg_rollback_quietly(struct pg *p)
 {
-    if (PQstatus(p->conn) == CONNECTION_OK && PQtransactionStatus(p->conn) != PQTRANS_IDLE)
-        PQclear(PQexec(p->conn, "ROLLBACK"));
+    struct wc_err ignored;
+
+    if (PQstatus(p->conn) == CONNECTION_OK &&
+        (PQtransactionStatus(p->conn) == PQTRANS_INTRANS || PQtransactionStatus(p->conn) == PQTRANS_INERROR))
+        PQclear(wc_pg_exec(p->conn, "ROLLBACK", 0, NULL, p->wait_ms, &ignored));
 }
 
 static int prepare_one(struct wc_sink *s, const char *name, const char *sql, int nparams, const char *what,
                        struct wc_err *err)
 {
     struct pg *p = s->priv;
-    PGresult *r = PQprepare(p->conn, name, sql, nparams, NULL);
+    PGresult *r =
+        PQsendPrepare(p->conn, name, sql, nparams, NULL) ? wc_pg_collect(p->conn, p->wait_ms, err) : NULL;
 
+    if (r == NULL) {
+        wc_err_prefix(err, "sink \"%s\": %s", s->name, what);
+        if (err->code != WC_ERR_INTERNAL)
+            err->code = WC_ERR_IO;
+        return -1;
+    }
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         /* A statement the server rejects outright is a mistake in the configuration. */
         pg_fail_result(s, r, WC_ERR_CONFIG, what, err);
@@ -208,8 +243,7 @@ static void pg_close(struct wc_sink *s)
 
     if (p == NULL)
         return;
-    if (p->conn)
-        PQfinish(p->conn);
+    wc_pg_close(p->conn);
     free(p->prep);
     free(p->rule_base);
     for (int i = 0; i < 2; i++)
@@ -219,15 +253,87 @@ static void pg_close(struct wc_sink *s)
     s->priv = NULL;
 }
 
+/* The sink's writer lock: a session-level advisory lock on "slot/sink" in its database. */
+#define WRITER_KEY "hashtextextended($1, 0)"
+#define WRITER_HOLDERS                                                                                       \
+    "SELECT l.pid, pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted " \
+    "AND l.objsubid = 1 AND l.pid <> pg_backend_pid() "                                                      \
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "                     \
+    "AND l.classid = ((" WRITER_KEY " >> 32) & 4294967295)::oid "                                            \
+    "AND l.objid = (" WRITER_KEY " & 4294967295)::oid"
+
+/*
+ * Become the sink's one writer before its cursor is read. A session that still holds the writer lock is
+ * an earlier connection of this sink that walcast gave up (a timeout, a server that was stopped) or that
+ * a killed walcast left behind: its server process may still be working through a transaction it had
+ * received in full, and could commit it after the cursor was read (the batch would then be applied
+ * twice). It is terminated, and waited for: once the lock is ours, that transaction has committed or
+ * never will, and the cursor tells which.
+ */
+static int take_writer_lock(struct wc_sink *s, struct wc_err *err)
+{
+    struct pg *p = s->priv;
+    char key[200];
+    const char *params[1] = {key};
+    int64_t deadline = wc_now_ms() + p->wait_ms;
+    int told = 0;
+
+    snprintf(key, sizeof(key), "walcast sink %s/%s", pg_slot_name(s), s->name);
+    for (;;) {
+        PGresult *r = pg_exec(s, NULL, "SELECT pg_try_advisory_lock(" WRITER_KEY ")", 1, params, err);
+        if (r == NULL)
+            return -1;
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            pg_fail_result(s, r, WC_ERR_IO, "could not take the sink's writer lock", err);
+            PQclear(r);
+            return -1;
+        }
+        int got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        PQclear(r);
+        if (got)
+            return 0;
+        if (wc_now_ms() > deadline) {
+            wc_err_set(
+                err, WC_ERR_IO,
+                "sink \"%s\": an earlier session of this sink still holds its writer lock and does not "
+                "end",
+                s->name);
+            return -1;
+        }
+        r = pg_exec(s, NULL, WRITER_HOLDERS, 1, params, err);
+        if (r == NULL)
+            return -1;
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            pg_fail_result(s, r, WC_ERR_IO, "could not end an earlier session of this sink", err);
+            PQclear(r);
+            return -1;
+        }
+        if (!told && PQntuples(r) > 0) {
+            wc_warning(
+                "sink \"%s\": ending an earlier session of this sink (server process %s) before reading "
+                "the cursor: a connection given up after a timeout, or left by a stopped walcast",
+                s->name, PQgetvalue(r, 0, 0));
+            told = 1;
+        }
+        PQclear(r);
+        wc_sleep_ms(50, NULL);
+    }
+}
+
 /*
  * Connect, create walcast's tables when missing and prepare every statement. The DSN may hold a
- * password, so it never appears in a message: libpq's own message names host and port only.
+ * password, so it never appears in a message: libpq's own message names host and port only. The
+ * session's statement and lock timeouts are set at connect time, with the settings every connection
+ * pins (TimeZone UTC, DateStyle ISO...: how $1::timestamptz reads a value must not depend on the
+ * server's defaults).
  */
 static int pg_open(struct wc_sink *s, struct wc_err *err)
 {
     struct pg *p;
-    char who[128];
-    struct wc_pgconn_opts co = {.dsn = s->conf ? s->conf->dsn : NULL, .who = who};
+    char who[128], options[200];
+    int stmt = s->conf && s->conf->statement_timeout_ms > 0 ? s->conf->statement_timeout_ms : 30000;
+    int lock = s->conf ? s->conf->lock_timeout_ms : 10000;
+    struct wc_pgconn_opts co = {.dsn = s->conf ? s->conf->dsn : NULL, .who = who, .options = options};
 
     if (s->priv)
         pg_close(s);
@@ -239,8 +345,15 @@ static int pg_open(struct wc_sink *s, struct wc_err *err)
     p->b = &p->bufs[0];
     p->cb = &p->bufs[1];
     p->b->open_ev = p->cb->open_ev = -1;
+    /* The server gives up at statement_timeout; walcast 2 s later, when the server did not even do that
+     * (stopped, or the network dropped without a reset). */
+    p->wait_ms = stmt + 2000;
     s->priv = p;
     snprintf(who, sizeof(who), "sink \"%s\"", s->name);
+    /* An idle transaction can only be one whose walcast went away: end it rather than hold its locks. */
+    snprintf(options, sizeof(options),
+             "-c statement_timeout=%d -c lock_timeout=%d -c idle_in_transaction_session_timeout=%d", stmt,
+             lock, stmt + 30000);
     p->conn = wc_pgconn_open(&co, err);
     if (p->conn == NULL)
         goto error;
@@ -249,10 +362,12 @@ static int pg_open(struct wc_sink *s, struct wc_err *err)
         pg_rollback_quietly(p);
         goto error;
     }
+    if (s->writer && take_writer_lock(s, err) < 0)
+        goto error;
     if (prepare_all(s, err) < 0)
         goto error;
-    wc_debug("sink \"%s\": connected to database \"%s\" on %s:%s, %d statements prepared", s->name,
-             PQdb(p->conn), PQhost(p->conn), PQport(p->conn), p->nprep);
+    wc_debug("sink \"%s\": connected to database \"%s\" on %s:%s (server process %d), %d statements prepared",
+             s->name, PQdb(p->conn), PQhost(p->conn), PQport(p->conn), PQbackendPID(p->conn), p->nprep);
     return 0;
 
 error:
@@ -268,8 +383,14 @@ static int pg_read_cursor(struct wc_sink *s, struct wc_pos *out, int *found, str
 
     *out = WC_POS_NONE;
     *found = 0;
-    r = PQexecParams(p->conn, "SELECT lsn::text, idx FROM walcast_cursor WHERE slot = $1 AND sink = $2", 2,
-                     NULL, params, NULL, NULL, 0);
+    if (p == NULL || p->conn == NULL) {
+        wc_err_set(err, WC_ERR_IO, "sink \"%s\": not connected", s->name);
+        return -1;
+    }
+    r = pg_exec(s, NULL, "SELECT lsn::text, idx FROM walcast_cursor WHERE slot = $1 AND sink = $2", 2, params,
+                err);
+    if (r == NULL)
+        return -1;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         pg_fail_result(s, r, WC_ERR_DATA, "could not read the cursor", err);
         PQclear(r);

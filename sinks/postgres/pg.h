@@ -56,6 +56,7 @@ struct pg_batch {
 
 struct pg {
     PGconn *conn;
+    int wait_ms; /* how long to wait for the server without a byte from it: statement_timeout_ms + 2 s */
     struct pg_prep *prep;
     int nprep;
     int *rule_base; /* per configured rule: its first statement's index in prep */
@@ -76,12 +77,19 @@ struct pipe_res {
 
 /* conn.c */
 const char *pg_slot_name(const struct wc_sink *s);
-int pg_sqlstate_transient(const char *st);
+/* What a failed statement's SQLSTATE means: WC_ERR_IO (retry later), WC_ERR_CONFIG (a fault of the
+ * configuration or the database: retry loudly) or 0 (the event's: dead letter). */
+int pg_sqlstate_kind(const char *st);
 void pg_result_msg(PGresult *r, char *dst, size_t size);
-/* Set err from a failed result (or the connection when r is NULL), IO or other_code by SQLSTATE. */
+/* Set err from a failed result (or the connection when r is NULL): IO or CONFIG by SQLSTATE, else
+ * other_code. */
 int pg_fail_result(struct wc_sink *s, PGresult *r, int other_code, const char *what, struct wc_err *err);
 /* Run sql (simple protocol, several statements allowed); 0 or -1 with err. */
 int pg_exec_simple(struct wc_sink *s, const char *sql, const char *what, struct wc_err *err);
+/* PQexecParams / PQexecPrepared (name not NULL) with the sink's deadline: a result, or NULL with err
+ * (WC_ERR_IO: the connection failed or the server stayed silent; then it must be closed). */
+PGresult *pg_exec(struct wc_sink *s, const char *name, const char *sql, int nparams,
+                  const char *const *params, struct wc_err *err);
 /* Best effort: leave no transaction open (after a failure). */
 void pg_rollback_quietly(struct pg *p);
 

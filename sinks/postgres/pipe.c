@@ -1,36 +1,25 @@
 /* pipe.c - the PostgreSQL sink's pipelines: statements sent without waiting, then every result read. */
-#include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "pg.h"
+#include "walcast/pgconn.h"
 
 /*
  * Write out everything libpq holds, reading whatever the server sends meanwhile: with a long pipeline
- * the server's replies fill the socket while we still send, and a blocking write would deadlock.
+ * the server's replies fill the socket while we still send, and a blocking write would deadlock. A
+ * server that neither reads nor answers for the sink's wait gets the statement cancelled.
  */
 static int pipe_flush(struct wc_sink *s, struct wc_err *err)
 {
     struct pg *p = s->priv;
 
-    for (;;) {
-        int rc = PQflush(p->conn);
-        if (rc == 0)
-            return 0;
-        if (rc < 0)
-            return pg_fail_result(s, NULL, WC_ERR_IO, "could not send", err);
-        struct pollfd pfd = {.fd = PQsocket(p->conn), .events = POLLIN | POLLOUT};
-        if (poll(&pfd, 1, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            wc_err_set(err, WC_ERR_IO, "sink \"%s\": poll failed: %s", s->name, strerror(errno));
-            return -1;
-        }
-        if ((pfd.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(p->conn))
-            return pg_fail_result(s, NULL, WC_ERR_IO, "could not receive", err);
+    if (wc_pg_flush(p->conn, p->wait_ms, err) < 0) {
+        wc_err_prefix(err, "sink \"%s\"", s->name);
+        return -1;
     }
+    return 0;
 }
 
 int pg_pipe_begin(struct wc_sink *s, struct wc_err *err)
@@ -113,7 +102,7 @@ int pg_pipe_end(struct wc_sink *s, struct pipe_res *res, struct wc_err *err)
 {
     struct pg *p = s->priv;
     PGresult *r;
-    int transient = 0, synced = 0;
+    int kind = 0, synced = 0;
 
     res->failed_at = -1;
     res->sqlstate[0] = res->msg[0] = '\0';
@@ -123,16 +112,22 @@ int pg_pipe_end(struct wc_sink *s, struct pipe_res *res, struct wc_err *err)
     }
     if (pipe_flush(s, err) < 0)
         goto bad;
-    /* Everything is sent: waiting for results may block now. */
-    PQsetnonblocking(p->conn, 0);
+    /* Everything is sent. Each result is waited for with the sink's deadline: a server that stops
+     * answering (stopped, a dropped network) gets the statement cancelled, the connection given up. */
     for (int i = 0; i < p->nsent; i++) {
-        while ((r = PQgetResult(p->conn)) != NULL) {
+        for (;;) {
+            if (wc_pg_wait(p->conn, p->wait_ms, err) < 0) {
+                wc_err_prefix(err, "sink \"%s\"", s->name);
+                goto bad;
+            }
+            if ((r = PQgetResult(p->conn)) == NULL)
+                break;
             if (PQresultStatus(r) == PGRES_FATAL_ERROR && res->failed_at < 0) {
                 const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
                 res->failed_at = i;
                 snprintf(res->sqlstate, sizeof(res->sqlstate), "%s", st ? st : "");
                 pg_result_msg(r, res->msg, sizeof(res->msg));
-                transient = pg_sqlstate_transient(st);
+                kind = pg_sqlstate_kind(st);
             }
             PQclear(r);
             if (PQstatus(p->conn) == CONNECTION_BAD)
@@ -142,6 +137,10 @@ int pg_pipe_end(struct wc_sink *s, struct pipe_res *res, struct wc_err *err)
             break;
     }
     if (PQstatus(p->conn) == CONNECTION_OK) {
+        if (wc_pg_wait(p->conn, p->wait_ms, err) < 0) {
+            wc_err_prefix(err, "sink \"%s\"", s->name);
+            goto bad;
+        }
         r = PQgetResult(p->conn);
         synced = r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
         PQclear(r);
@@ -153,8 +152,14 @@ int pg_pipe_end(struct wc_sink *s, struct pipe_res *res, struct wc_err *err)
             pg_fail_result(s, NULL, WC_ERR_IO, "connection lost", err);
         goto bad;
     }
-    if (res->failed_at >= 0 && transient) {
-        wc_err_set(err, WC_ERR_IO, "sink \"%s\": %s", s->name, res->msg);
+    PQsetnonblocking(p->conn, 0);
+    if (res->failed_at >= 0 && kind != 0) {
+        /* Not the event's fault: a timeout, a lock, the server going away (IO), or a table, column or
+         * privilege missing (CONFIG). The whole batch waits for it to pass or be fixed. */
+        const char *hint = "";
+        if (kind == WC_ERR_CONFIG)
+            wc_pg_error_kind(res->sqlstate, res->msg, &hint);
+        wc_err_set(err, kind, "sink \"%s\": %s%s%s", s->name, res->msg, *hint ? ": " : "", hint);
         pg_rollback_quietly(p);
         return -1;
     }
@@ -163,8 +168,8 @@ int pg_pipe_end(struct wc_sink *s, struct pipe_res *res, struct wc_err *err)
 bad:
     err->code = WC_ERR_IO;
     if (PQpipelineStatus(p->conn) != PQ_PIPELINE_OFF && !PQexitPipelineMode(p->conn)) {
-        /* Results still pending on a broken connection: nothing more can go through it. */
-        PQsetnonblocking(p->conn, 0);
+        /* Results still pending (a broken connection, a server that stopped answering): nothing more can go
+         * through it; the engine closes it. It stays non-blocking, so closing cannot hang. */
         return -1;
     }
     PQsetnonblocking(p->conn, 0);

@@ -191,7 +191,9 @@ int pg_dead_letter(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev,
         v[0] = pg_slot_name(s);
         v[1] = s->name;
         dead_values(ev, error, lsn, idx, v + 2);
-        r = PQexecPrepared(pg->conn, pg->prep[PREP_DEAD].name, DEAD_NPARAMS, v, NULL, NULL, 0);
+        r = pg_exec(s, pg->prep[PREP_DEAD].name, NULL, DEAD_NPARAMS, v, err);
+        if (r == NULL)
+            return -1;
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             pg_fail_result(s, r, WC_ERR_DATA, "could not store a dead letter", err);
             PQclear(r);

@@ -39,11 +39,47 @@ int redis_transient_error(const char *msg)
 int redis_io_error(struct wc_sink *s, struct redis_sink *p, struct wc_err *err)
 {
     const char *why = p->c && p->c->err ? p->c->errstr : "connection closed";
+    char timed_out[160];
 
     if (p->c && p->c->err == REDIS_ERR_EOF)
         why = "server closed the connection";
+    /* The socket's receive timeout (redisSetTimeout) ends a read with EAGAIN: a server that does not
+     * answer (CLIENT PAUSE, stopped, a dropped network). The connection is given up. */
+    if (p->c && p->c->err == REDIS_ERR_IO &&
+        (strstr(p->c->errstr, "temporarily unavailable") || strstr(p->c->errstr, "timed out"))) {
+        snprintf(timed_out, sizeof(timed_out), "no reply within %d ms (sinks.%s.statement_timeout_ms)",
+                 p->timeout_ms, s->name);
+        why = timed_out;
+    }
     wc_err_set(err, WC_ERR_IO, "sink \"%s\": lost connection to redis at %s:%d: %s", s->name, p->host,
                p->port, why);
+    return -1;
+}
+
+/* Replies that say the DSN's credentials are wrong or missing: a fault someone must fix. */
+static int auth_error(const char *msg)
+{
+    return strncmp(msg, "NOAUTH", 6) == 0 || strncmp(msg, "WRONGPASS", 9) == 0 ||
+           strncmp(msg, "NOPERM", 6) == 0 || strstr(msg, "invalid password") != NULL ||
+           strstr(msg, "invalid username-password") != NULL;
+}
+
+/* err for an error reply while connecting: authentication faults are WC_ERR_CONFIG, with what to do. */
+static int open_reply_error(struct wc_sink *s, struct redis_sink *p, redisReply *r, const char *what,
+                            struct wc_err *err)
+{
+    const char *hint = NULL;
+
+    if (strncmp(r->str, "NOAUTH", 6) == 0)
+        hint = "the server requires a password: put it in the DSN (redis://:PASSWORD@host:port/db, or "
+               "redis://USER:PASSWORD@... with an ACL user)";
+    else if (auth_error(r->str))
+        hint = strncmp(r->str, "NOPERM", 6) == 0 ? "give the DSN's user the permission (ACL SETUSER)"
+                                                 : "check the user and password in the DSN";
+    if (hint == NULL)
+        return redis_reply_error(s, p, r, WC_ERR_CONFIG, what, err);
+    wc_err_set(err, WC_ERR_CONFIG, "sink \"%s\": %s at %s:%d: %s: %s", s->name, what, p->host, p->port,
+               r->str, hint);
     return -1;
 }
 
@@ -131,13 +167,85 @@ int redis_load_scripts(struct wc_sink *s, struct redis_sink *p, struct wc_err *e
 }
 
 /*
+ * The sink's one writer: name this connection after the slot and sink, and end every other connection
+ * of that name before the cursor is read. Such a connection is one walcast gave up after a timeout (a
+ * paused or stopped server) or one a killed walcast left: a MULTI/EXEC it had sent in full could still
+ * run after the cursor was read, and its events be applied twice. Redis runs one command at a time, so
+ * once CLIENT KILL returned, whatever it had queued has run or never will. A user without the right to
+ * list or kill clients (ACL) skips this, with a warning once per connection.
+ */
+static int end_earlier_sessions(struct wc_sink *s, struct redis_sink *p, struct wc_err *err)
+{
+    const char *slot = s->cfg && s->cfg->slot ? s->cfg->slot : "walcast";
+    char *name = redis_xasprintf("walcast:%s:%s", slot, s->name),
+         *needle = redis_xasprintf(" name=%s ", name);
+    const char *setname[3] = {"CLIENT", "SETNAME", name}, *myid[2] = {"CLIENT", "ID"};
+    const char *list[4] = {"CLIENT", "LIST", "TYPE", "normal"};
+    long long me = -1;
+    char *text = NULL;
+    redisReply *r;
+    int rc = -1;
+
+    if ((r = redis_command(s, p, 3, setname, NULL, err)) == NULL)
+        goto done;
+    int named = r->type != REDIS_REPLY_ERROR;
+    freeReplyObject(r);
+    if ((r = redis_command(s, p, 2, myid, NULL, err)) == NULL)
+        goto done;
+    if (r->type == REDIS_REPLY_INTEGER)
+        me = r->integer;
+    freeReplyObject(r);
+    if ((r = redis_command(s, p, 4, list, NULL, err)) == NULL)
+        goto done;
+    if (named && me >= 0 && r->type == REDIS_REPLY_STRING)
+        text = strndup(r->str, r->len);
+    freeReplyObject(r);
+    if (text == NULL) {
+        wc_warning(
+            "sink \"%s\": could not name or list redis clients (CLIENT SETNAME, CLIENT ID, CLIENT LIST): "
+            "an earlier connection given up after a timeout cannot be ended before the cursor is read",
+            s->name);
+        rc = 0;
+        goto done;
+    }
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char id[32];
+        /* "id=7 addr=... name=walcast:slot:sink age=..." */
+        if (strncmp(line, "id=", 3) != 0 || strstr(line, needle) == NULL)
+            continue;
+        snprintf(id, sizeof(id), "%.*s", (int)strcspn(line + 3, " "), line + 3);
+        if (atoll(id) == me)
+            continue;
+        const char *kill[4] = {"CLIENT", "KILL", "ID", id};
+        if ((r = redis_command(s, p, 4, kill, NULL, err)) == NULL)
+            goto done;
+        if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+            wc_warning("sink \"%s\": ended an earlier connection of this sink (client %s) before reading the "
+                       "cursor: a connection given up after a timeout, or left by a stopped walcast",
+                       s->name, id);
+        else if (r->type == REDIS_REPLY_ERROR)
+            wc_warning("sink \"%s\": could not end an earlier connection of this sink (client %s): %s",
+                       s->name, id, r->str);
+        freeReplyObject(r);
+    }
+    rc = 0;
+done:
+    free(text);
+    free(name);
+    free(needle);
+    return rc;
+}
+
+/*
  * Connect, AUTH when the dsn has a password, SELECT the database and load the scripts. A refused or
- * timed-out connection is WC_ERR_IO (retryable); a bad password, database or script is WC_ERR_CONFIG.
+ * timed-out connection is WC_ERR_IO (retryable); a bad or missing password (NOAUTH, WRONGPASS), a bad
+ * database or script is WC_ERR_CONFIG, with what to do.
  */
 static int redis_open(struct wc_sink *s, struct wc_err *err)
 {
     struct redis_sink *p;
-    struct timeval ctv = {CONNECT_TIMEOUT_S, 0}, iotv = {IO_TIMEOUT_S, 0};
+    struct timeval ctv = {CONNECT_TIMEOUT_S, 0}, iotv;
+    int timeout_ms = s->conf && s->conf->statement_timeout_ms > 0 ? s->conf->statement_timeout_ms : 30000;
     const char *slot = s->cfg && s->cfg->slot ? s->cfg->slot : "walcast";
     redisReply *r;
 
@@ -146,6 +254,9 @@ static int redis_open(struct wc_sink *s, struct wc_err *err)
     p = wc_xcalloc(1, sizeof(*p));
     p->b = &p->bufs[0];
     p->cb = &p->bufs[1];
+    p->timeout_ms = timeout_ms;
+    iotv.tv_sec = timeout_ms / 1000;
+    iotv.tv_usec = (timeout_ms % 1000) * 1000;
     s->priv = p;
     if (redis_parse_dsn(s, p, s->conf ? s->conf->dsn : NULL, err) < 0)
         goto fail;
@@ -180,7 +291,7 @@ static int redis_open(struct wc_sink *s, struct wc_err *err)
         if ((r = redis_command(s, p, argc, argv, len, err)) == NULL)
             goto fail;
         if (r->type == REDIS_REPLY_ERROR) {
-            redis_reply_error(s, p, r, WC_ERR_CONFIG, "could not authenticate to redis", err);
+            open_reply_error(s, p, r, "could not authenticate to redis", err);
             freeReplyObject(r);
             goto fail;
         }
@@ -198,12 +309,15 @@ static int redis_open(struct wc_sink *s, struct wc_err *err)
         if (r->type == REDIS_REPLY_ERROR) {
             char what[64];
             snprintf(what, sizeof(what), "could not select database %d", p->db);
-            redis_reply_error(s, p, r, WC_ERR_CONFIG, what, err);
+            open_reply_error(s, p, r, what, err);
             freeReplyObject(r);
             goto fail;
         }
         freeReplyObject(r);
     }
+
+    if (s->writer && end_earlier_sessions(s, p, err) < 0)
+        goto fail;
 
     if (s->conf && redis_load_scripts(s, p, err) < 0)
         goto fail;

@@ -39,7 +39,6 @@
  */
 
 #define CONNECT_TIMEOUT_S 10
-#define IO_TIMEOUT_S 120
 #define DEFAULT_PORT 6379
 
 /* A Lua script of the configuration, with its SHA1 as SCRIPT LOAD returned it. */
@@ -64,6 +63,7 @@ static inline uint64_t script_bit(int i)
 
 struct redis_sink {
     redisContext *c;
+    int timeout_ms; /* how long a reply may take: sinks.NAME.statement_timeout_ms */
     char *host;
     int port;
     int db;
