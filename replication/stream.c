@@ -191,7 +191,8 @@ struct wc_stream *wc_stream_open(const struct wc_stream_opts *opts, struct wc_er
         goto error;
     }
     PQclear(res);
-    s->confirmed = s->sent_flush = opts->start;
+    s->confirmed = s->sent_flush =
+        opts->confirmed && opts->confirmed < opts->start ? opts->confirmed : opts->start;
     s->last_status_us = s->last_recv_us = now_us();
     wc_debug("streaming from slot \"%s\" at " WC_LSN_FMT, opts->slot, WC_LSN_ARGS(opts->start));
     return s;

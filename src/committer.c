@@ -1,14 +1,28 @@
 /*
  * committer.c - commit every sink with its cursor, each on a thread of its own, while the engine's thread
- * decodes and queues the next batch; move the cursors and confirm the slot only once a commit returned.
+ * decodes and queues the next batch; move a sink's cursor and confirm the slot only once its commit
+ * returned.
+ *
+ * Sinks commit independently: a commit round starts a commit on every sink in the stream that is idle,
+ * and one that is still busy commits what it queued meanwhile as soon as it returns. The engine's thread
+ * never waits for a sink: a job that returns writes a byte to the session's wake pipe, which the
+ * stream's wait watches. It stops reading the stream only while a sink has a full batch queued behind a
+ * commit in flight (the next batch would have nowhere to go), and only for so long: a commit that takes
+ * far longer than usual while other sinks wait for events takes its sink out of the stream (FROZEN),
+ * and the others go on.
  *
  * Each commit gets an explicit context (struct wc_commit): the cursor it stores and, for the sink, the
  * place where dead letters found while committing go. A sink never has to guess (from thread-local
  * state) whether a dead letter belongs to the batch being committed or to the one being queued.
  */
+#include <poll.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "engine_int.h"
+#include "walcast/buf.h"
+#include "walcast/clock.h"
 #include "walcast/log.h"
 
 wc_lsn wc__safe_confirm_lsn(const struct session *s)
@@ -16,7 +30,8 @@ wc_lsn wc__safe_confirm_lsn(const struct session *s)
     wc_lsn lsn = 0;
     for (int i = 0; i < s->nsink; i++) {
         /* A cursor inside a transaction confirms only up to that transaction's commit record, which the
-         * server then sends again: its covered events are skipped. */
+         * server then sends again: its covered events are skipped. A sink that is down counts with the
+         * last cursor it made durable (or, never opened, the slot's position it cannot be behind). */
         wc_lsn l = s->sinks[i]->cursor.lsn;
         if (i == 0 || l < lsn)
             lsn = l;
@@ -24,127 +39,310 @@ wc_lsn wc__safe_confirm_lsn(const struct session *s)
     return lsn;
 }
 
-static void *commit_job_run(void *arg)
-{
-    struct commit_job *j = arg;
-    const struct wc_sink_ops *ops = j->sink->ops;
-
-    j->rc = ops->commit_detached ? ops->commit_detached(j->sink, &j->commit, &j->err)
-                                 : ops->commit(j->sink, j->commit.cursor, &j->err);
-    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
-    return NULL;
-}
-
-/* Nonzero when every job of the commit in flight has returned: joining it will not block. */
-int wc__commit_done(const struct session *s)
-{
-    for (int i = 0; i < s->com.njob; i++)
-        if (!__atomic_load_n(&s->com.jobs[i].done, __ATOMIC_ACQUIRE))
-            return 0;
-    return 1;
-}
-
-/* Confirm what every sink has made durable. */
-static void confirm(struct session *s)
+/* Confirm what every sink has made durable: the slowest sink's cursor (DESIGN.md invariant 3). */
+void wc__confirm(struct session *s)
 {
     wc_lsn lsn = wc__safe_confirm_lsn(s);
     if (lsn > s->stats->confirmed)
         s->stats->confirmed = lsn;
-    wc_stream_confirm(s->stream, lsn);
+    if (s->stream)
+        wc_stream_confirm(s->stream, lsn);
+}
+
+static void *job_main(void *arg)
+{
+    struct sink_job *j = arg;
+    struct wc_sink *k = j->sink;
+    char b = 1;
+
+    if (j->kind == JOB_COMMIT) {
+        j->rc = k->ops->commit_detached(k, &j->commit, &j->err);
+    } else {
+        j->rc = k->ops->open(k, &j->err);
+        if (j->rc == 0)
+            j->rc = k->ops->read_cursor(k, &j->cursor, &j->found, &j->err);
+    }
+    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+    if (j->wake_fd >= 0 && write(j->wake_fd, &b, 1) < 0) {
+        /* The pipe is full: the engine is awake anyway. */
+    }
+    return NULL;
+}
+
+/* Run kind on r's sink on a thread of its own (here and now when no thread can be made). */
+int wc__job_start(struct session *s, struct sink_rt *r, int kind, struct wc_pos cursor)
+{
+    struct sink_job *j = wc_xcalloc(1, sizeof(*j));
+
+    j->kind = kind;
+    j->sink = r->k;
+    j->wake_fd = s->wake[1];
+    j->commit.cursor = cursor;
+    j->start_ms = wc_now_ms();
+    r->job = j;
+    j->threaded = pthread_create(&j->thread, NULL, job_main, j) == 0;
+    if (!j->threaded)
+        job_main(j);
+    return 0;
+}
+
+/* Set aside what r's sink queued and commit it at cursor on its thread. */
+static void start_commit(struct session *s, struct sink_rt *r, struct wc_pos cursor)
+{
+    r->k->ops->detach(r->k);
+    r->queued = 0;
+    r->queued_bytes = 0;
+    r->due = 0;
+    wc__job_start(s, r, JOB_COMMIT, cursor);
+}
+
+/* Where a sink in the stream commits: the stream's position, or its floor while the stream replays
+ * what it already has. */
+static struct wc_pos commit_point(const struct session *s, const struct sink_rt *r)
+{
+    if (r->state != SINK_UP || wc_pos_cmp(r->floor, s->pos) > 0)
+        return r->floor;
+    return s->pos;
 }
 
 /*
- * Wait for the commit in flight, if any: move the cursors of the sinks that committed, then confirm.
- * Returns -1 with err when a sink failed (an I/O failure only when no sink failed otherwise).
+ * A commit round at pos: every sink in the stream that is behind pos and idle starts a commit; one still
+ * busy commits when it returns (due). Sinks without the two halves (the tail's file) commit here and
+ * now. Returns -1 with err only when such a sink failed.
  */
-int wc__commit_wait(struct session *s, struct wc_err *err)
+int wc__commit_round(struct session *s, struct wc_pos pos, struct wc_err *err)
 {
-    struct committer *c = &s->com;
-    int rc = 0;
+    int any = 0;
 
-    if (!c->inflight)
-        return 0;
-    for (int i = 0; i < c->njob; i++)
-        if (c->started[i])
-            pthread_join(c->threads[i], NULL);
-    c->inflight = 0;
-    for (int i = 0; i < c->njob; i++) {
-        struct commit_job *j = &c->jobs[i];
-        if (j->rc < 0) {
-            if (rc == 0 || j->err.code != WC_ERR_IO)
-                *err = j->err;
-            rc = -1;
+    for (int i = 0; i < s->nsink; i++) {
+        struct sink_rt *r = &s->rt[i];
+        struct wc_sink *k = r->k;
+        struct wc_pos at = wc_pos_cmp(pos, r->floor) >= 0 ? pos : r->floor;
+
+        if (r->state != SINK_UP)
+            continue;
+        if (r->job) {
+            r->due = 1;
+            r->queued += s->pending;
+            r->queued_bytes += s->pending_bytes;
             continue;
         }
-        j->sink->cursor = j->commit.cursor;
-        j->sink->has_cursor = 1;
+        if (wc_pos_cmp(k->cursor, at) >= 0)
+            continue;
+        any = 1;
+        if (r->inline_commit) {
+            if (k->ops->commit(k, at, err) < 0)
+                return -1; /* sinks name themselves in their messages */
+            k->cursor = at;
+            k->has_cursor = 1;
+            continue;
+        }
+        start_commit(s, r, at);
     }
-    if (rc < 0)
-        return -1;
-    s->stats->commits++;
-    confirm(s);
+    s->pending = 0;
+    s->pending_bytes = 0;
+    if (any)
+        s->stats->commits++;
+    wc__confirm(s);
+    return 0;
+}
+
+/* Faults the engine retries (the sink goes down and is opened again): all others stop it. */
+static int retryable(int code)
+{
+    return code == WC_ERR_IO || code == WC_ERR_CONFIG;
+}
+
+/* A commit job returned: move the cursor, or take the sink down. */
+static int committed(struct session *s, struct sink_rt *r, struct sink_job *j, struct wc_err *err)
+{
+    struct wc_sink *k = r->k;
+    int64_t now = wc_now_ms();
+
+    if (j->rc < 0) {
+        if (!retryable(j->err.code)) {
+            *err = j->err;
+            return -1;
+        }
+        /* The outcome is unknown (it may have committed before the connection broke): the sink reads its
+         * cursor when it is opened again, and resumes from there. */
+        wc__sink_down(s, r, &j->err);
+        return 0;
+    }
+    r->avg_commit_ms = (int)((r->avg_commit_ms * 7 + (now - j->start_ms)) / 8);
+    k->cursor = j->commit.cursor;
+    k->has_cursor = 1;
+    if (r->retry.attempt > 0) {
+        int attempts = r->retry.attempt;
+        int64_t lasted = wc_backoff_ok(&r->retry, now);
+        wc_info("sink \"%s\": back after %d attempts in %lld s; applying from its cursor on", k->name,
+                attempts, (long long)(lasted / 1000));
+    }
+    return 0;
+}
+
+/* The next step of a sink whose job returned, or that has a commit due. */
+static void next_step(struct session *s, struct sink_rt *r)
+{
+    if (r->job != NULL)
+        return;
+    if (r->state == SINK_UP && r->due) {
+        struct wc_pos at = commit_point(s, r);
+        if (wc_pos_cmp(r->k->cursor, at) < 0)
+            start_commit(s, r, at);
+        else
+            r->due = 0;
+    } else if (r->state == SINK_FROZEN) {
+        /* What it had queued when it left the stream goes first; then it catches up. */
+        if (r->due && wc_pos_cmp(r->k->cursor, r->floor) < 0) {
+            start_commit(s, r, r->floor);
+        } else {
+            r->due = 0;
+            r->state = SINK_BEHIND;
+            s->restart = 1;
+        }
+    }
+}
+
+/*
+ * Take in what the jobs that returned did: commits move cursors (or take their sink down), opens bring a
+ * sink back. Then start the commits that were due, and confirm. -1 with err when a sink failed in a way
+ * that stops the engine (the halt policy, a protocol error).
+ */
+int wc__jobs_poll(struct session *s, struct wc_err *err)
+{
+    char buf[64];
+
+    while (read(s->wake[0], buf, sizeof(buf)) > 0)
+        ;
+    for (int i = 0; i < s->nsink; i++) {
+        struct sink_rt *r = &s->rt[i];
+        struct sink_job *j = r->job;
+        int rc;
+
+        if (j == NULL || !__atomic_load_n(&j->done, __ATOMIC_ACQUIRE))
+            continue;
+        if (j->threaded)
+            pthread_join(j->thread, NULL);
+        r->job = NULL;
+        rc = j->kind == JOB_COMMIT ? committed(s, r, j, err) : wc__sink_opened(s, r, j, err);
+        free(j);
+        if (rc < 0)
+            return -1;
+    }
+    for (int i = 0; i < s->nsink; i++)
+        next_step(s, &s->rt[i]);
+    wc__confirm(s);
+    return 0;
+}
+
+/* Nonzero while a sink in the stream has a commit in flight. */
+int wc__busy(const struct session *s)
+{
+    for (int i = 0; i < s->nsink; i++)
+        if (s->rt[i].state == SINK_UP && s->rt[i].job != NULL)
+            return 1;
+    return 0;
+}
+
+/* Is another sink in the stream waiting for new events (not replaying what it has)? */
+static int others_fed(const struct session *s, const struct sink_rt *r)
+{
+    for (int i = 0; i < s->nsink; i++) {
+        const struct sink_rt *o = &s->rt[i];
+        if (o != r && o->state == SINK_UP && wc_pos_cmp(o->floor, s->pos) <= 0)
+            return 1;
+    }
     return 0;
 }
 
 /*
- * Commit every sink that is behind pos. A sink that can commit in two halves (detach, then
- * commit_detached) commits on a thread of its own; with overlap, this thread goes on decoding and
- * queueing the next batch meanwhile: the sink servers execute one batch while walcast prepares the
- * next, and several sinks commit side by side. The next wc__commit_all() or wc__commit_wait() waits for
- * it; the cursors move, and the slot is confirmed, only then. Without overlap (the stream is drained:
- * nothing to decode meanwhile) the first sink commits on this thread and the call returns when all
- * have. Sinks without the two halves, and any beyond MAX_JOBS, commit here and now, before the others
- * start (if one of them fails, the batches already set aside are dropped uncommitted: the session ends
- * and starts again from the durable cursors).
+ * Nonzero when the engine must not read more now: a sink in the stream is still committing and its next
+ * batch is full. Backpressure, as long as the commit is within its usual time; past it (STALL_MS, or four
+ * times its usual commit) and with another sink waiting, the slow sink leaves the stream instead.
  */
-int wc__commit_all(struct session *s, struct wc_pos pos, int overlap, struct wc_err *err)
+int wc__stall(struct session *s)
 {
-    struct committer *c = &s->com;
-    int n = 0;
+    int64_t now = wc_now_ms();
+    int stall = 0;
 
-    if (wc__commit_wait(s, err) < 0)
-        return -1;
     for (int i = 0; i < s->nsink; i++) {
-        struct wc_sink *k = s->sinks[i];
-        if (wc_pos_cmp(k->cursor, pos) >= 0)
+        struct sink_rt *r = &s->rt[i];
+        if (r->state != SINK_UP || r->job == NULL)
             continue;
-        if (k->ops->detach && k->ops->commit_detached && n < MAX_JOBS) {
-            k->ops->detach(k);
-            c->jobs[n++] = (struct commit_job){.sink = k, .commit = {.cursor = pos}};
+        if (r->queued + s->pending < s->cfg->batch_max_events &&
+            r->queued_bytes + s->pending_bytes < s->cfg->batch_max_bytes)
+            continue;
+        int limit = r->avg_commit_ms * 4 > STALL_MS ? r->avg_commit_ms * 4 : STALL_MS;
+        if (now - r->job->start_ms >= limit && others_fed(s, r)) {
+            r->state = SINK_FROZEN;
+            if (wc_pos_cmp(s->pos, r->floor) > 0)
+                r->floor = s->pos;
+            r->due = 1;
+            wc_warning(
+                "sink \"%s\": a commit has run for %lld ms with the next batch waiting: the other sinks go "
+                "on, this one catches up once it returns",
+                r->k->name, (long long)(now - r->job->start_ms));
             continue;
         }
-        if (k->ops->commit(k, pos, err) < 0)
-            return -1; /* sinks name themselves in their messages */
-        k->cursor = pos;
-        k->has_cursor = 1;
+        stall = 1;
     }
-    s->pending = 0;
-    s->pending_bytes = 0;
-    if (n == 0) {
-        s->stats->commits++;
-        confirm(s);
-        return 0;
-    }
-    c->njob = n;
-    c->inflight = 1;
-    for (int i = overlap ? 0 : 1; i < n; i++) {
-        c->started[i] = pthread_create(&c->threads[i], NULL, commit_job_run, &c->jobs[i]) == 0;
-        if (!c->started[i])
-            commit_job_run(&c->jobs[i]); /* no thread: commit here */
-    }
-    if (overlap)
-        return 0;
-    c->started[0] = 0;
-    commit_job_run(&c->jobs[0]);
-    return wc__commit_wait(s, err);
+    return stall;
 }
 
-/* Leave a session with a commit in flight: wait for its threads, whatever they did (the next session
- * starts from the durable cursors). */
-void wc__commit_abandon(struct session *s)
+/* Wait until a job returns (the wake pipe) or timeout_ms. */
+void wc__wait_wake(struct session *s, int timeout_ms)
 {
-    struct wc_err ignored;
+    struct pollfd pfd = {.fd = s->wake[0], .events = POLLIN};
 
-    if (s->com.inflight && wc__commit_wait(s, &ignored) < 0)
-        wc_debug("abandoned commit: %s", ignored.msg);
+    poll(&pfd, 1, timeout_ms < 0 ? 0 : timeout_ms);
+}
+
+static int any_job(const struct session *s)
+{
+    for (int i = 0; i < s->nsink; i++)
+        if (s->rt[i].job != NULL)
+            return 1;
+    return 0;
+}
+
+/*
+ * Wait for the jobs in flight, taking in what they did, for at most grace_ms; grace_ms < 0: as long as
+ * they take (each has its own deadline), unless wc_engine_stop is set meanwhile, which leaves them
+ * SHUTDOWN_GRACE_MS. Jobs still running then are abandoned: their sink is left alone (neither closed nor
+ * freed), and the outcome of a commit among them is unknown; the next start resumes from the cursors.
+ */
+void wc__drain(struct session *s, int grace_ms)
+{
+    int64_t deadline = grace_ms >= 0 ? wc_now_ms() + grace_ms : INT64_MAX;
+    struct wc_err err;
+
+    while (any_job(s)) {
+        if (wc__jobs_poll(s, &err) < 0)
+            wc_warning("%s", err.msg);
+        if (!any_job(s))
+            break;
+        int64_t now = wc_now_ms();
+        if (deadline == INT64_MAX && wc_engine_stop)
+            deadline = now + SHUTDOWN_GRACE_MS;
+        if (now >= deadline) {
+            for (int i = 0; i < s->nsink; i++) {
+                struct sink_rt *r = &s->rt[i];
+                if (r->job == NULL)
+                    continue;
+                wc_warning(
+                    "sink \"%s\": stopping without waiting for its %s (running for %lld ms): its outcome is "
+                    "unknown, the next start resumes from the sink's cursor",
+                    r->k->name, r->job->kind == JOB_COMMIT ? "commit" : "connection",
+                    (long long)(now - r->job->start_ms));
+                __atomic_store_n(&r->k->abandoned, 1, __ATOMIC_RELEASE);
+                if (r->job->threaded)
+                    pthread_detach(r->job->thread);
+                r->job = NULL; /* left to its thread */
+                s->abandoned = 1;
+            }
+            break;
+        }
+        wc__wait_wake(s, (int)(deadline - now < 100 ? deadline - now : 100));
+    }
 }

@@ -1,4 +1,15 @@
-/* engine.c - the loop: stream, decode, route each event to the sinks, batch, commit, confirm; reconnect. */
+/*
+ * engine.c - the loop: stream, decode, route each event to the sinks, batch, commit, confirm; restart the
+ * stream where a sink that was away needs it, reconnect it when it fails; sessions.
+ *
+ * A session opens the sinks (rebuild.c) and streams from the lowest cursor among them. Within it, the
+ * stream and every sink fail and come back on their own: the loop never waits for a server (sink work
+ * runs on threads, committer.c), so it keeps answering keepalives and sending status updates whatever a
+ * sink does. Only a sink that came back without its data (rebuild) or a fault that cannot be retried
+ * ends a session; a new one starts with backoff, unless the fault is one someone must fix and walcast
+ * has not streamed yet (a wrong password at start: exit 2).
+ */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +18,7 @@
 #include "engine_int.h"
 #include "walcast/clock.h"
 #include "walcast/log.h"
+#include "walcast/slot.h"
 
 volatile sig_atomic_t wc_engine_stop;
 
@@ -28,17 +40,17 @@ int wc__event_known(const struct session *s, const struct wc_event *ev)
     return s->opts->unknown_ok || wc_config_knows_event(s->cfg, ev->col[WC_COL_EVENT_TYPE].text);
 }
 
-/* Hand one event to every sink that has not applied it yet. */
+/* Hand one event to every sink in the stream that does not have it yet. */
 static int route_event(struct session *s, struct wc_event *ev, struct wc_err *err)
 {
     int known = wc__event_known(s, ev);
 
     s->stats->events++;
     for (int i = 0; i < s->nsink; i++) {
-        struct wc_sink *k = s->sinks[i];
-        if (k->has_cursor && wc_pos_covered(k->cursor, ev->pos))
+        struct sink_rt *r = &s->rt[i];
+        if (r->state != SINK_UP || wc_pos_covered(r->floor, ev->pos))
             continue;
-        if (wc__route_one(s, k, ev, known, err) < 0)
+        if (wc__route_one(s, r->k, ev, known, err) < 0)
             return -1;
     }
     if (s->pending++ == 0)
@@ -64,7 +76,7 @@ static int handle_message(struct session *s, const char *msg, size_t len, wc_lsn
             return -1;
         s->pos = d.event.pos;
         if (s->pending >= s->cfg->batch_max_events || s->pending_bytes >= s->cfg->batch_max_bytes)
-            return wc__commit_all(s, s->pos, 1, err);
+            return wc__commit_round(s, s->pos, err);
         break;
     case WC_DECODED_MESSAGE:
         wc__heartbeat_seen(s, d.content);
@@ -81,17 +93,128 @@ static int handle_message(struct session *s, const char *msg, size_t len, wc_lsn
     return 0;
 }
 
-static void close_session(struct session *s)
+/* Leave the stream where it is: the sinks in it have everything up to here queued or applied, and skip
+ * it when the stream brings it again. */
+static void stream_close(struct session *s)
 {
-    wc__commit_abandon(s);
-    wc__heartbeat_close(s);
+    for (int i = 0; i < s->nsink; i++)
+        if (s->rt[i].state == SINK_UP && wc_pos_cmp(s->pos, s->rt[i].floor) > 0)
+            s->rt[i].floor = s->pos;
     wc_stream_close(s->stream);
     s->stream = NULL;
     wc_decoder_free(s->dec);
     s->dec = NULL;
+}
+
+/*
+ * Start streaming at the lowest floor of the sinks that take events (those behind join them), or at
+ * *start when given. The status updates report the lowest durable cursor of every sink, down or not.
+ */
+static int stream_open(struct session *s, const wc_lsn *given, struct wc_err *err)
+{
+    wc_lsn start = given ? *given : 0;
+    int any = 0;
+
+    if (given == NULL) {
+        for (int i = 0; i < s->nsink; i++) {
+            struct sink_rt *r = &s->rt[i];
+            if (r->state != SINK_UP && r->state != SINK_BEHIND)
+                continue;
+            if (!any || r->floor.lsn < start)
+                start = r->floor.lsn;
+            any = 1;
+        }
+        if (!any)
+            start = s->pos.lsn; /* no sink takes events now: keep the connection, skip everything */
+    }
+    s->dec = wc_decoder_new(s->cfg->outbox_schema, s->cfg->outbox_table, (const char *const *)s->cfg->columns,
+                            s->cfg->msg_prefix);
+    struct wc_stream_opts so = {
+        .dsn = s->cfg->source_dsn,
+        .slot = s->cfg->slot,
+        .start = start,
+        .confirmed = wc__safe_confirm_lsn(s),
+        .schema = s->cfg->outbox_schema,
+        .table = s->cfg->outbox_table,
+        .msg_prefix = s->cfg->msg_prefix,
+        .status_interval_ms = s->cfg->status_interval_ms,
+    };
+    s->stream = wc_stream_open(&so, err);
+    if (s->stream == NULL) {
+        wc_decoder_free(s->dec);
+        s->dec = NULL;
+        return -1;
+    }
+    wc_stream_wake_on(s->stream, s->wake[0]);
+    if (s->stream_retry.attempt > 0 || s->session_retry.attempt > 0) {
+        int attempts = s->stream_retry.attempt + s->session_retry.attempt;
+        wc_backoff_ok(&s->stream_retry, wc_now_ms());
+        wc_backoff_ok(&s->session_retry, wc_now_ms());
+        wc_info("reconnected after %d attempts: streaming slot \"%s\" from " WC_LSN_FMT, attempts,
+                s->cfg->slot, WC_LSN_ARGS(start));
+    } else if (!s->started) {
+        wc_info("streaming slot \"%s\" from " WC_LSN_FMT " (walsender pid %d)", s->cfg->slot,
+                WC_LSN_ARGS(start), wc_stream_backend_pid(s->stream));
+    } else {
+        wc_debug("streaming slot \"%s\" again from " WC_LSN_FMT, s->cfg->slot, WC_LSN_ARGS(start));
+    }
+    s->last_walsender = wc_stream_backend_pid(s->stream);
+    s->in_txn = 0;
+    s->pos = (struct wc_pos){start, -1};
+    s->last_idle_commit_ms = wc_now_ms();
     for (int i = 0; i < s->nsink; i++)
-        if (s->sinks[i]->ops->close)
-            s->sinks[i]->ops->close(s->sinks[i]);
+        if (s->rt[i].state == SINK_BEHIND)
+            s->rt[i].state = SINK_UP;
+    s->restart = 0;
+    return 0;
+}
+
+/* The stream failed once walcast was streaming: retry it with backoff (the sinks go on with what they
+ * have), or -1 when the fault is not one to retry (the slot is gone, another process took it). */
+static int stream_failed(struct session *s, struct wc_err *err)
+{
+    int64_t now = wc_now_ms();
+    int delay;
+
+    if (s->stream)
+        stream_close(s);
+    if (err->code == WC_ERR_SLOT_ACTIVE) {
+        /* Our own walsender may take a moment to let go of the slot after a lost connection. */
+        struct wc_slot_status st;
+        struct wc_err e2;
+        int found = 0;
+        if (wc_slot_status(s->cfg->source_dsn, s->cfg->slot, &st, &found, &e2) == 0 && found &&
+            (!st.active || st.active_pid == s->last_walsender))
+            err->code = WC_ERR_IO;
+    }
+    if (err->code != WC_ERR_IO && err->code != WC_ERR_CONFIG)
+        return -1;
+    if (wc_engine_stop)
+        return 0;
+    wc__report(&s->stream_retry, now, err, &delay);
+    s->stats->reconnects++;
+    if (s->opts->max_retries > 0 && s->stream_retry.attempt > s->opts->max_retries) {
+        s->gave_up = 1;
+        return -1;
+    }
+    s->stream_retry_at_ms = now + delay;
+    return 0;
+}
+
+/* Commit what the sinks in the stream queued, wait (a little) for the commits in flight, confirm. */
+static int finish(struct session *s, struct wc_err *err)
+{
+    int rc = 0;
+
+    s->stopping = 1;
+    if (s->pending > 0 ||
+        (!s->in_txn && wc_pos_cmp(s->pos, (struct wc_pos){wc__safe_confirm_lsn(s), -1}) > 0))
+        rc = wc__commit_round(s, s->pos, err);
+    wc__drain(s, wc_engine_stop ? SHUTDOWN_GRACE_MS : -1);
+    wc__confirm(s);
+    if (s->stream && rc == 0)
+        rc = wc_stream_feedback(s->stream, 1, err);
+    return rc;
 }
 
 /* One session: returns 0 when stopped or at endpos, -1 with err. */
@@ -102,63 +225,61 @@ static int run_session(struct session *s, struct wc_err *err)
 
     if (wc__open_sinks(s, &start, err) < 0)
         return -1;
-    s->dec = wc_decoder_new(s->cfg->outbox_schema, s->cfg->outbox_table, (const char *const *)s->cfg->columns,
-                            s->cfg->msg_prefix);
-    struct wc_stream_opts so = {
-        .dsn = s->cfg->source_dsn,
-        .slot = s->cfg->slot,
-        .start = start,
-        .schema = s->cfg->outbox_schema,
-        .table = s->cfg->outbox_table,
-        .msg_prefix = s->cfg->msg_prefix,
-        .status_interval_ms = s->cfg->status_interval_ms,
-    };
-    s->stream = wc_stream_open(&so, err);
-    if (s->stream == NULL)
+    if (stream_open(s, &start, err) < 0)
         return -1;
-    if (s->outage)
-        wc_info("reconnected after %d attempts: streaming slot \"%s\" from " WC_LSN_FMT, s->attempt,
-                s->cfg->slot, WC_LSN_ARGS(start));
-    else
-        wc_info("streaming slot \"%s\" from " WC_LSN_FMT " (walsender pid %d)", s->cfg->slot,
-                WC_LSN_ARGS(start), wc_stream_backend_pid(s->stream));
-    s->outage = 0;
-    s->attempt = 0;
-    s->last_walsender = wc_stream_backend_pid(s->stream);
-    s->in_txn = 0;
+    s->started = 1;
     s->pending = 0;
     s->pending_bytes = 0;
-    s->pos = (struct wc_pos){start, -1};
-    s->last_idle_commit_ms = wc_now_ms();
 
     while (!wc_engine_stop && !done) {
+        if (wc__jobs_poll(s, err) < 0 || wc__sinks_tick(s, err) < 0)
+            return -1;
+        if (s->lost) {
+            wc_err_set(err, WC_ERR_IO, "a sink came back without its data");
+            return -1;
+        }
+        int64_t now = wc_now_ms();
+        if (s->stream == NULL || s->restart) {
+            /* Down: reconnect once its delay has passed. Behind: restart at once. */
+            if (s->stream != NULL)
+                stream_close(s);
+            else if (now < s->stream_retry_at_ms) {
+                wc__wait_wake(s,
+                              (int)(s->stream_retry_at_ms - now < 100 ? s->stream_retry_at_ms - now : 100));
+                continue;
+            }
+            if (stream_open(s, NULL, err) < 0 && stream_failed(s, err) < 0)
+                return -1;
+            continue;
+        }
+        if (wc__stall(s)) {
+            /* A full batch waits behind a commit in flight: wait for it, keeping the status updates going. */
+            if (wc_stream_feedback(s->stream, 0, err) < 0 && stream_failed(s, err) < 0)
+                return -1;
+            wc__wait_wake(s, 50);
+            continue;
+        }
+
         const char *msg;
         size_t len;
         wc_lsn wal_start;
-        int timeout = 100;
-
         /* With events queued, take only what has already arrived: when the stream is drained the batch
          * commits at once (latency at low load), and while it keeps coming the batch grows up to its
-         * count, bytes or delay bound (throughput under load). With a commit in flight, a drained stream
-         * is the moment to wait for it. */
-        if (s->pending > 0 || s->com.inflight)
-            timeout = 0;
-        int r = wc_stream_next(s->stream, timeout, &msg, &len, &wal_start, err);
-        if (r < 0)
-            return -1;
+         * count, bytes or delay bound (throughput under load). A sink's job returning wakes the wait. */
+        int r = wc_stream_next(s->stream, s->pending > 0 ? 0 : 100, &msg, &len, &wal_start, err);
+        if (r < 0) {
+            if (stream_failed(s, err) < 0)
+                return -1;
+            continue;
+        }
         if (r > 0 && handle_message(s, msg, len, wal_start, &done, err) < 0)
             return -1;
-        int64_t now = wc_now_ms();
+        now = wc_now_ms();
         if (s->pending > 0 && (done || r == 0 || now - s->batch_start_ms >= s->cfg->batch_max_delay_ms) &&
-            wc__commit_all(s, s->pos, r > 0 && !done, err) < 0)
-            return -1;
-        /* Join a commit in flight as soon as it has returned (cursors and the confirmed position move
-         * on even while only other tables' transactions arrive), or when there is nothing else to do. */
-        if (s->com.inflight && ((r == 0 && s->pending == 0) || wc__commit_done(s)) &&
-            wc__commit_wait(s, err) < 0)
+            wc__commit_round(s, s->pos, err) < 0)
             return -1;
         wc__heartbeat(s);
-        if (s->in_txn || s->pending > 0 || s->com.inflight)
+        if (s->in_txn || s->pending > 0 || wc__busy(s))
             continue;
         /* Nothing in flight: let the slot advance over transactions that had no outbox rows, and over
          * quiet WAL the keepalives report, so that an idle outbox does not pin WAL. Sink cursors move
@@ -170,21 +291,25 @@ static int run_session(struct session *s, struct wc_err *err)
             done = 1;
         if (wc_pos_cmp(s->pos, (struct wc_pos){wc__safe_confirm_lsn(s), -1}) > 0 &&
             (done || now - s->last_idle_commit_ms >= s->cfg->status_interval_ms)) {
-            if (wc__commit_all(s, s->pos, 0, err) < 0)
+            if (wc__commit_round(s, s->pos, err) < 0)
                 return -1;
             s->last_idle_commit_ms = now;
         }
     }
-    if (wc__commit_wait(s, err) < 0)
-        return -1;
-    if (s->pending > 0 ||
-        (!s->in_txn && wc_pos_cmp(s->pos, (struct wc_pos){wc__safe_confirm_lsn(s), -1}) > 0)) {
-        if (wc__commit_all(s, s->pos, 0, err) < 0)
-            return -1;
-    }
-    if (wc_stream_feedback(s->stream, 1, err) < 0)
-        return -1;
-    return 0;
+    return finish(s, err);
+}
+
+/* End a session: wait for (or, when stopping, abandon) the sinks' jobs, close the stream and the sinks. */
+static void close_session(struct session *s)
+{
+    wc__drain(s, wc_engine_stop ? SHUTDOWN_GRACE_MS : -1);
+    wc__heartbeat_close(s);
+    if (s->stream)
+        stream_close(s);
+    wc__close_all(s);
+    s->lost = 0;
+    s->restart = 0;
+    s->stopping = 0;
 }
 
 int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink,
@@ -192,8 +317,8 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
 {
     struct wc_engine_stats local;
     struct session s = {.cfg = cfg, .opts = opts, .sinks = sinks, .nsink = nsink};
-    int base = opts->retry_base_ms > 0 ? opts->retry_base_ms : 100;
-    int ceiling = opts->retry_max_ms > 0 ? opts->retry_max_ms : 10000;
+    int rc = -1;
+
     memset(&local, 0, sizeof(local));
     s.stats = stats ? stats : &local;
     s.stats->lag_ms = -1;
@@ -201,50 +326,58 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
     for (int i = 0; i < nsink && cfg->dead_letter_sink; i++)
         if (strcmp(sinks[i]->name, cfg->dead_letter_sink) == 0)
             s.dead_letter_sink = sinks[i];
+    s.rt = calloc((size_t)(nsink > 0 ? nsink : 1), sizeof(*s.rt));
+    if (s.rt == NULL || pipe2(s.wake, O_NONBLOCK | O_CLOEXEC) < 0) {
+        wc_err_set(err, WC_ERR_INTERNAL, "could not set up the engine: out of memory or file descriptors");
+        free(s.rt);
+        return -1;
+    }
+    for (int i = 0; i < nsink; i++) {
+        struct sink_rt *r = &s.rt[i];
+        r->k = sinks[i];
+        r->state = SINK_DOWN;
+        r->floor = WC_POS_NONE;
+        r->inline_commit = !(sinks[i]->ops->detach && sinks[i]->ops->commit_detached);
+        r->retry = (struct wc_backoff){.base_ms = opts->retry_base_ms, .max_ms = opts->retry_max_ms};
+    }
+    s.session_retry = (struct wc_backoff){.base_ms = opts->retry_base_ms, .max_ms = opts->retry_max_ms};
+    s.stream_retry = s.session_retry;
+    s.hb_retry = s.session_retry;
     srand((unsigned)getpid() ^ (unsigned)wc_now_ms());
 
     for (;;) {
-        int rc = run_session(&s, err);
+        int r = run_session(&s, err);
         close_session(&s);
-        if (rc == 0)
-            return 0;
-        if (err->code == WC_ERR_SLOT_ACTIVE && opts->standby && !wc_engine_stop) {
+        if (r == 0 || wc_engine_stop) {
+            if (r < 0 && err->code == WC_ERR_IO)
+                /* Asked to stop while a server was away: nothing is lost (the cursors did not move past
+                 * what is durable); the next start applies the rest. */
+                wc_warning("%s; stopping: the next start applies what is left", err->msg);
+            rc = r == 0 || err->code == WC_ERR_IO ? 0 : -1;
+            break;
+        }
+        if (err->code == WC_ERR_SLOT_ACTIVE && opts->standby) {
             /* Another engine streams this slot: wait for the server to release it, then take over. */
-            if (!s.outage)
+            if (s.session_retry.attempt++ == 0)
                 wc_info("standby: %s; waiting to take over", err->msg);
-            s.outage = 1;
             wc_sleep_ms(500, &wc_engine_stop);
-            if (wc_engine_stop)
-                return 0;
             continue;
         }
-        if (err->code == WC_ERR_IO && wc_engine_stop) {
-            /* Asked to stop while a server was away: nothing is lost (the cursors did not move past what
-             * is durable); the next start applies the rest. */
-            wc_warning("%s; stopping without committing the last batch: the next start applies it", err->msg);
-            return 0;
-        }
-        if (err->code != WC_ERR_IO)
-            return -1;
-        /* Transient: log once per outage, back off exponentially with jitter, resume from the cursors. */
-        if (!s.outage)
-            wc_warning("%s; reconnecting", err->msg);
-        else
-            wc_debug("%s", err->msg);
-        s.outage = 1;
-        s.attempt++;
-        if (opts->max_retries > 0 && s.attempt > opts->max_retries)
-            return -1;
+        /* A fault someone must fix stops walcast before it has streamed (exit 2: the configuration is
+         * wrong); once it has, it is retried like a transient one, and said loudly once a minute. */
+        if (s.gave_up || (err->code != WC_ERR_IO && !(err->code == WC_ERR_CONFIG && s.started)))
+            break;
+        int delay;
+        wc__report(&s.session_retry, wc_now_ms(), err, &delay);
+        if (opts->max_retries > 0 && s.session_retry.attempt > opts->max_retries)
+            break;
         s.stats->reconnects++;
-        int delay = base;
-        for (int i = 1; i < s.attempt && delay < ceiling; i++)
-            delay *= 2;
-        if (delay > ceiling)
-            delay = ceiling;
-        delay = delay / 2 + rand() % (delay / 2 + 1);
-        wc_debug("reconnect attempt %d in %d ms", s.attempt, delay);
         wc_sleep_ms(delay, &wc_engine_stop);
-        if (wc_engine_stop)
-            return 0;
     }
+    if (!s.abandoned) {
+        close(s.wake[0]);
+        close(s.wake[1]);
+    }
+    free(s.rt);
+    return rc;
 }

@@ -1,5 +1,5 @@
-/* engine_int.h - the engine's parts (loop, committer, rebuild, heartbeat) and the session they share.
- * Private to src/: nothing outside the engine includes it. */
+/* engine_int.h - the engine's parts (loop, committer, sink states, rebuild, heartbeat) and the session
+ * they share. Private to src/: nothing outside the engine includes it. */
 #ifndef WALCAST_ENGINE_INT_H
 #define WALCAST_ENGINE_INT_H
 
@@ -7,65 +7,133 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "walcast/backoff.h"
 #include "walcast/decode.h"
 #include "walcast/engine.h"
 #include "walcast/stream.h"
 
 struct pg_conn;
 
-#define MAX_JOBS 16
+/* A commit that has run this long while the other sinks wait for events (its next batch is full) takes
+ * its sink out of the stream: the others go on, it catches up once the commit returns. Four times the
+ * sink's usual commit time when that is longer. */
+#define STALL_MS 1000
+/* At shutdown, how long commits in flight are waited for before they are abandoned (their outcome is
+ * then unknown: the next start resumes from the durable cursors). */
+#define SHUTDOWN_GRACE_MS 3000
 
-/* One sink's commit, run on its own thread. */
-struct commit_job {
+/*
+ * What a sink is doing, as the engine sees it. One sink down does not stop the others: while it is
+ * retried, the others apply events; the slot is confirmed only up to the lowest durable cursor, so the
+ * server keeps what the lagging sink needs, and when it is back the stream restarts at its cursor (the
+ * others skip what they have, cheaply). Memory stays bounded: a sink out of the stream holds at most the
+ * batch it had queued.
+ */
+enum sink_state {
+    SINK_UP,      /* in the stream: gets every event after its floor, commits on its thread */
+    SINK_FROZEN,  /* out of the stream: a commit took too long while others waited; the batch it had
+                     queued commits once that commit returns, then it is BEHIND */
+    SINK_BEHIND,  /* open and idle, behind the stream: the stream restarts at its cursor */
+    SINK_DOWN,    /* closed: opened again once its backoff delay has passed */
+    SINK_OPENING, /* its open job runs */
+};
+
+enum job_kind { JOB_COMMIT = 1, JOB_OPEN };
+
+/*
+ * Work on a sink's connection, on a thread of its own, so that the engine's thread never waits for a
+ * server: it keeps streaming, answering keepalives and sending status updates. Heap-allocated: one the
+ * engine abandons at shutdown (a hung server) is left to its thread.
+ */
+struct sink_job {
+    int kind;
     struct wc_sink *sink;
-    struct wc_commit commit; /* handed to the sink: the cursor it stores and its dead letters' unit */
+    pthread_t thread;
+    int threaded;
+    int done; /* set (atomically) when it has returned; then a byte goes to wake_fd */
+    int wake_fd;
     int rc;
     struct wc_err err;
-    int done; /* set (atomically) when the commit has returned */
+    struct wc_commit commit; /* JOB_COMMIT: the cursor it stores */
+    struct wc_pos cursor;    /* JOB_OPEN: the cursor it read */
+    int found;
+    int64_t start_ms;
 };
 
-/* The commit in flight: its jobs run on threads while the next batch is decoded and queued. */
-struct committer {
-    int inflight;
-    int njob;
-    struct commit_job jobs[MAX_JOBS];
-    pthread_t threads[MAX_JOBS];
-    int started[MAX_JOBS];
+/* The engine's view of one sink; outlives sessions. */
+struct sink_rt {
+    struct wc_sink *k;
+    int state;
+    int inline_commit; /* no detach/commit_detached (the tail's file): commits on the engine's thread */
+    /* Every event at or below floor has been handed to the sink (queued, committing or durable): the
+     * stream's events up to it are skipped. Set from the cursor when it opens, to the stream's position
+     * when the stream restarts below it or the sink leaves the stream. */
+    struct wc_pos floor;
+    int known;            /* k->cursor was read from the sink in this process, not assumed */
+    int queued;           /* events queued since its commit in flight started (counted at commit rounds) */
+    size_t queued_bytes;  /* their bytes */
+    int due;              /* commit once the job in flight returns */
+    int avg_commit_ms;    /* its usual commit time */
+    struct sink_job *job; /* the job in flight, or NULL */
+    struct wc_backoff retry;
+    int64_t retry_at_ms; /* DOWN: when to open it again */
 };
 
-/* State of one streaming session (one replication connection) and what outlives it across reconnects. */
+/* State of one session (the sinks opened, a stream) and what outlives it across sessions. */
 struct session {
     const struct wc_config *cfg;
     const struct wc_engine_opts *opts;
     struct wc_sink **sinks;
     int nsink;
+    struct sink_rt *rt; /* one per sink */
     struct wc_sink *dead_letter_sink;
     struct wc_stream *stream;
     struct wc_decoder *dec;
     struct wc_engine_stats *stats;
+    int wake[2]; /* jobs write a byte to wake[1] when they return; the stream's wait watches wake[0] */
 
     int in_txn;
     struct wc_pos pos; /* where the stream is: the last event handled, or (end, -1) between transactions */
-    int pending;       /* events queued in the sinks since the last commit */
+    int pending;       /* events queued in the sinks since the last commit round */
     size_t pending_bytes;
     int64_t batch_start_ms;
     int64_t last_idle_commit_ms;
 
-    int outage;              /* a transient failure is being retried: logged once, cleared when streaming */
-    int attempt;             /* reconnect attempts in this outage */
-    int last_walsender;      /* PID of the walsender of our last session */
+    int started;           /* streamed once: faults to fix are retried from now on, not fatal */
+    int stopping;          /* shutting down: no sink is opened again, the stream is not restarted */
+    int restart;           /* restart the stream (a sink is behind it) */
+    int lost;              /* a sink came back without its data: every sink is opened again (rebuild) */
+    int abandoned;         /* a job was left running at shutdown: wake[] stays open */
+    int gave_up;           /* engine.retry_max_attempts ran out: the error stops the engine */
+    wc_lsn slot_confirmed; /* the slot's confirmed position when the session began */
+    struct wc_backoff session_retry; /* sessions that could not start */
+    struct wc_backoff stream_retry;  /* the stream, once started */
+    int64_t stream_retry_at_ms;
+    int last_walsender;      /* PID of the walsender of our last stream */
     struct pg_conn *hb_conn; /* plain connection to the source for heartbeats */
     int64_t last_hb_ms;
-
-    struct committer com;
+    struct wc_backoff hb_retry;
 };
 
-/* committer.c: commit the sinks, on their threads, while the next batch is queued; confirm. */
-int wc__commit_all(struct session *s, struct wc_pos pos, int overlap, struct wc_err *err);
-int wc__commit_wait(struct session *s, struct wc_err *err);
-int wc__commit_done(const struct session *s);
-void wc__commit_abandon(struct session *s);
+/* committer.c: commit rounds, the jobs on their threads, stalls, confirm. */
+int wc__commit_round(struct session *s, struct wc_pos pos, struct wc_err *err);
+int wc__jobs_poll(struct session *s, struct wc_err *err);
+int wc__job_start(struct session *s, struct sink_rt *r, int kind, struct wc_pos cursor);
+int wc__busy(const struct session *s);
+int wc__stall(struct session *s);
+void wc__wait_wake(struct session *s, int timeout_ms);
+void wc__drain(struct session *s, int grace_ms);
 wc_lsn wc__safe_confirm_lsn(const struct session *s);
+void wc__confirm(struct session *s);
+
+/* sinkstate.c: a sink down, retried, opened again, caught up. */
+void wc__sink_down(struct session *s, struct sink_rt *r, const struct wc_err *err);
+int wc__sink_opened(struct session *s, struct sink_rt *r, struct sink_job *j, struct wc_err *err);
+int wc__sinks_tick(struct session *s, struct wc_err *err);
+int wc__open_all(struct session *s, struct wc_err *err);
+void wc__close_all(struct session *s);
+/* Log a failure per its backoff report; what: the retry's wording ("reconnecting"). */
+void wc__report(struct wc_backoff *b, int64_t now, const struct wc_err *err, int *delay_ms);
 
 /* engine.c: hand one event to one sink (its projections, or the unknown-event policy). */
 int wc__route_one(struct session *s, struct wc_sink *k, struct wc_event *ev, int known, struct wc_err *err);

@@ -87,9 +87,10 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
      * cannot make a cursor look lost; and a slot another engine streams must not have its sinks touched
      * (a standby waits here). */
     if (wc_slot_status(s->cfg->source_dsn, s->cfg->slot, &st, &found, err) < 0) {
-        if (err->code == WC_ERR_SLOT && strstr(err->msg, "permission denied"))
-            return -1;
-        err->code = WC_ERR_IO;
+        /* No privilege to read pg_replication_slots: a fault to fix (WC_ERR_CONFIG); anything else may
+         * pass. */
+        if (err->code != WC_ERR_CONFIG)
+            err->code = WC_ERR_IO;
         return -1;
     }
     if (!found) {
@@ -104,19 +105,23 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
                    "replication slot \"%s\" is active for PID %d", s->cfg->slot, st.active_pid);
         return -1;
     }
+    s->slot_confirmed = st.confirmed_flush_lsn;
+    /* Every sink side by side on its thread; one that cannot be opened now is retried while the others
+     * stream (a sink that never opened counts as being at the slot's position meanwhile). */
+    if (wc__open_all(s, err) < 0)
+        return -1;
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];
-        if (k->ops->open(k, err) < 0 || k->ops->read_cursor(k, &k->cursor, &found, err) < 0)
-            return -1;
-        k->has_cursor = found;
-        if (!found)
-            k->cursor = WC_POS_NONE;
-        any_cursor |= found;
-        wc_debug("sink \"%s\": cursor %s", k->name, found ? wc_pos_format(k->cursor, p) : "none");
+        if (s->rt[i].state != SINK_UP && !(s->rt[i].known && k->has_cursor))
+            continue;
+        any_cursor |= k->has_cursor;
+        wc_debug("sink \"%s\": cursor %s", k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none");
     }
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];
         int rebuildable = k->conf != NULL && k->conf->rebuild != NULL;
+        if (s->rt[i].state != SINK_UP)
+            continue;
         /* Lost: a cursor behind the slot, or none while other sinks have one. A sink that can be rebuilt
          * and has no cursor is built from the outbox either way: on a first start that is its initial
          * snapshot, after a loss (Redis restarted empty) it is the only way to know it is whole. */
@@ -145,8 +150,14 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
                 return -1;
         }
     }
-    for (int i = 0; i < s->nsink; i++)
-        if (i == 0 || s->sinks[i]->cursor.lsn < *start)
+    *start = 0;
+    for (int i = 0, first = 1; i < s->nsink; i++) {
+        if (s->rt[i].state != SINK_UP)
+            continue;
+        s->rt[i].floor = s->sinks[i]->cursor;
+        if (first || s->sinks[i]->cursor.lsn < *start)
             *start = s->sinks[i]->cursor.lsn;
+        first = 0;
+    }
     return 0;
 }

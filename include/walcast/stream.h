@@ -12,7 +12,10 @@ struct wc_stream;
 struct wc_stream_opts {
     const char *dsn; /* conninfo or URI; "" = the PG environment variables */
     const char *slot;
-    wc_lsn start;       /* passed to START_REPLICATION (the server takes the larger of it and the slot's) */
+    wc_lsn start; /* passed to START_REPLICATION (the server takes the larger of it and the slot's) */
+    /* What status updates report as flushed until wc_stream_confirm() says more: the lowest durable
+     * cursor, which may be below start (a sink that is down); 0 = start. Never more than is durable. */
+    wc_lsn confirmed;
     const char *schema; /* outbox schema.table for add-tables */
     const char *table;
     const char *msg_prefix; /* add-msg-prefixes; NULL = none */

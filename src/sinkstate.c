@@ -1,0 +1,257 @@
+/*
+ * sinkstate.c - one sink down does not stop the others. A sink whose connection fails, or whose commit
+ * fails or times out, is closed and opened again on its own backoff while the others keep applying;
+ * the slot is confirmed only up to its durable cursor meanwhile (committer.c). Once it is open again it
+ * reads its cursor, which settles whether its last commit went through, and the stream restarts at that
+ * cursor (the sinks that have those events skip them). A sink that comes back without its data (its
+ * cursor gone, or behind what was confirmed) needs the rebuild rules of rebuild.c: every sink is opened
+ * again in a new session.
+ *
+ * Failures are reported per wc_backoff: at once, then once a minute while they last; faults someone must
+ * fix (a password, a privilege, a missing table: WC_ERR_CONFIG) as errors with what to do, transient ones
+ * (refused, reset, timed out) as a warning first.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+#include "walcast/clock.h"
+#include "walcast/log.h"
+
+void wc__report(struct wc_backoff *b, int64_t now, const struct wc_err *err, int *delay_ms)
+{
+    enum wc_backoff_report rep;
+    int delay = wc_backoff_fail(b, now, &rep);
+
+    if (delay_ms)
+        *delay_ms = delay;
+    if (rep == WC_BACKOFF_QUIET)
+        wc_debug("%s (attempt %d, next in %d ms)", err->msg, b->attempt, delay);
+    else if (err->code == WC_ERR_CONFIG && rep == WC_BACKOFF_FIRST)
+        wc_error("%s; reconnecting until this is fixed", err->msg);
+    else if (rep == WC_BACKOFF_FIRST)
+        wc_warning("%s; reconnecting", err->msg);
+    else
+        wc_error("%s; still failing after %lld s and %d attempts, reconnecting%s", err->msg,
+                 (long long)((now - b->since_ms) / 1000), b->attempt,
+                 err->code == WC_ERR_CONFIG ? " until this is fixed" : "");
+}
+
+/* Per outage, engine.retry_max_attempts (0: for ever). */
+static int gave_up(const struct session *s, const struct wc_backoff *b)
+{
+    return s->opts->max_retries > 0 && b->attempt > s->opts->max_retries;
+}
+
+void wc__sink_down(struct session *s, struct sink_rt *r, const struct wc_err *err)
+{
+    struct wc_sink *k = r->k;
+    int64_t now = wc_now_ms();
+    int delay;
+
+    __atomic_store_n(&k->connected, 0, __ATOMIC_RELEASE);
+    if (k->ops->close)
+        k->ops->close(k); /* drops what it had queued: the stream brings it again */
+    r->state = SINK_DOWN;
+    r->due = 0;
+    r->queued = 0;
+    r->queued_bytes = 0;
+    wc__report(&r->retry, now, err, &delay);
+    if (r->retry.attempt == 1)
+        wc_info("sink \"%s\": the other sinks go on; the slot is confirmed no further than this sink's "
+                "cursor until "
+                "it is back",
+                k->name);
+    r->retry_at_ms = now + delay;
+    s->stats->reconnects++;
+}
+
+/*
+ * An open job returned. Failed: down again (or, for a fault that stops the engine, -1 with err). Opened:
+ * it has its cursor; if that is behind the stream, the stream restarts there.
+ */
+int wc__sink_opened(struct session *s, struct sink_rt *r, struct sink_job *j, struct wc_err *err)
+{
+    struct wc_sink *k = r->k;
+    char p[40], c[WC_LSN_STRLEN];
+
+    if (j->rc < 0) {
+        if (j->err.code != WC_ERR_IO && j->err.code != WC_ERR_CONFIG) {
+            *err = j->err;
+            return -1;
+        }
+        wc__sink_down(s, r, &j->err);
+        if (gave_up(s, &r->retry)) {
+            *err = j->err;
+            s->gave_up = 1;
+            return -1;
+        }
+        return 0;
+    }
+    /* Lost: no cursor while another sink has one, or one behind what the slot was confirmed to. */
+    wc_lsn confirmed = s->slot_confirmed > s->stats->confirmed ? s->slot_confirmed : s->stats->confirmed;
+    int others = 0;
+    for (int i = 0; i < s->nsink; i++)
+        others |= s->sinks[i] != k && s->sinks[i]->has_cursor;
+    if (j->found ? j->cursor.lsn < confirmed : others) {
+        wc_warning(
+            "sink \"%s\" came back without its data: its cursor (%s) is behind replication slot \"%s\" (%s); "
+            "opening every sink again to rebuild it",
+            k->name, j->found ? wc_pos_format(j->cursor, p) : "none", s->cfg->slot,
+            wc_lsn_format(confirmed, c));
+        r->state = SINK_BEHIND;
+        s->lost = 1;
+        return 0;
+    }
+    k->cursor = j->found ? j->cursor : WC_POS_NONE;
+    k->has_cursor = j->found;
+    r->known = 1;
+    r->floor = k->cursor;
+    __atomic_store_n(&k->connected, 1, __ATOMIC_RELEASE);
+    if (wc_pos_cmp(k->cursor, s->pos) >= 0) {
+        r->state = SINK_UP;
+    } else {
+        wc_info("sink \"%s\": connected again, catching up from its cursor %s", k->name,
+                wc_pos_format(k->cursor, p));
+        r->state = SINK_BEHIND;
+        s->restart = 1;
+    }
+    return 0;
+}
+
+/* Open the sinks that are down once their delay has passed. */
+int wc__sinks_tick(struct session *s, struct wc_err *err)
+{
+    int64_t now = wc_now_ms();
+
+    (void)err;
+    if (s->stopping)
+        return 0;
+    for (int i = 0; i < s->nsink; i++) {
+        struct sink_rt *r = &s->rt[i];
+        if (r->state != SINK_DOWN || r->job != NULL || now < r->retry_at_ms)
+            continue;
+        r->state = SINK_OPENING;
+        r->k->writer = 1;
+        wc__job_start(s, r, JOB_OPEN, WC_POS_NONE);
+    }
+    return 0;
+}
+
+/* Open a sink without the two halves (the tail's file) here and now, as a finished job. */
+static void open_inline(struct sink_rt *r, struct sink_job *j)
+{
+    struct wc_sink *k = r->k;
+
+    j->kind = JOB_OPEN;
+    j->sink = k;
+    j->rc = k->ops->open(k, &j->err);
+    if (j->rc == 0)
+        j->rc = k->ops->read_cursor(k, &j->cursor, &j->found, &j->err);
+    j->done = 1;
+}
+
+/*
+ * Open every sink, side by side on their threads, and read their cursors. A sink that cannot be opened
+ * for a reason that may pass (or, once walcast has streamed, one someone must fix) is left down and
+ * retried while the others stream; before the first stream such a fault is returned (the configuration
+ * is wrong: exit 2), as is a fault that stops the engine, and a failure of every sink. SIGTERM meanwhile
+ * abandons the opens after SHUTDOWN_GRACE_MS.
+ */
+int wc__open_all(struct session *s, struct wc_err *err)
+{
+    struct sink_job inl[s->nsink > 0 ? s->nsink : 1];
+    struct wc_err first = {0}, fatal = {0};
+    int opened = 0;
+
+    memset(inl, 0, sizeof(inl));
+    for (int i = 0; i < s->nsink; i++) {
+        struct sink_rt *r = &s->rt[i];
+        r->state = SINK_OPENING;
+        r->k->writer = 1;
+        if (r->inline_commit)
+            open_inline(r, &inl[i]);
+        else
+            wc__job_start(s, r, JOB_OPEN, WC_POS_NONE);
+    }
+    for (int waiting = 1; waiting;) {
+        waiting = 0;
+        for (int i = 0; i < s->nsink; i++)
+            waiting |= s->rt[i].job != NULL && !__atomic_load_n(&s->rt[i].job->done, __ATOMIC_ACQUIRE);
+        if (waiting && wc_engine_stop) {
+            s->stopping = 1;
+            wc__drain(s, SHUTDOWN_GRACE_MS);
+            wc_err_set(err, WC_ERR_IO, "stopped while connecting to the sinks");
+            return -1;
+        }
+        if (waiting)
+            wc__wait_wake(s, 100);
+    }
+    for (int i = 0; i < s->nsink; i++) {
+        struct sink_rt *r = &s->rt[i];
+        struct sink_job *j = r->inline_commit ? &inl[i] : r->job;
+        if (j->threaded)
+            pthread_join(j->thread, NULL);
+        if (j->rc == 0) {
+            r->k->cursor = j->found ? j->cursor : WC_POS_NONE;
+            r->k->has_cursor = j->found;
+            r->known = 1;
+            r->floor = r->k->cursor;
+            r->state = SINK_UP;
+            __atomic_store_n(&r->k->connected, 1, __ATOMIC_RELEASE);
+            opened++;
+        } else if (j->err.code == WC_ERR_IO || (j->err.code == WC_ERR_CONFIG && s->started)) {
+            if (first.code == 0)
+                first = j->err;
+            r->state = SINK_DOWN;
+        } else if (fatal.code == 0) {
+            fatal = j->err;
+            r->state = SINK_DOWN;
+        }
+    }
+    /* The jobs' errors, for the sinks left down. */
+    struct wc_err errs[s->nsink > 0 ? s->nsink : 1];
+    for (int i = 0; i < s->nsink; i++) {
+        struct sink_rt *r = &s->rt[i];
+        struct sink_job *j = r->inline_commit ? &inl[i] : r->job;
+        errs[i] = j->err;
+        if (!r->inline_commit)
+            free(j);
+        r->job = NULL;
+    }
+    if (fatal.code != 0 || opened == 0) {
+        wc__close_all(s);
+        *err = fatal.code != 0 ? fatal : first;
+        return -1;
+    }
+    for (int i = 0; i < s->nsink; i++) {
+        struct sink_rt *r = &s->rt[i];
+        if (r->state != SINK_DOWN)
+            continue;
+        /* Never read in this process: it cannot be behind the slot's position unless it lost data, which
+         * shows when it is back. Until then the slot is confirmed no further. */
+        if (!r->known)
+            r->k->cursor = (struct wc_pos){s->slot_confirmed, -1};
+        wc__sink_down(s, r, &errs[i]);
+    }
+    return 0;
+}
+
+/* Close every sink (not one a thread was left running on). */
+void wc__close_all(struct session *s)
+{
+    for (int i = 0; i < s->nsink; i++) {
+        struct sink_rt *r = &s->rt[i];
+        if (__atomic_load_n(&r->k->abandoned, __ATOMIC_ACQUIRE))
+            continue;
+        __atomic_store_n(&r->k->connected, 0, __ATOMIC_RELEASE);
+        if (r->k->ops->close)
+            r->k->ops->close(r->k);
+        r->state = SINK_DOWN;
+        r->retry_at_ms = 0;
+        r->due = 0;
+        r->queued = 0;
+        r->queued_bytes = 0;
+    }
+}
