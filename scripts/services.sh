@@ -10,7 +10,12 @@
 #   scripts/services.sh stop-pg DIR [fast|immediate]           stop the source only (an outage) ...
 #   scripts/services.sh start-pg DIR                           ... and bring it back
 #   scripts/services.sh restart-redis DIR
+#   scripts/services.sh stop-redis DIR                         stop Redis only (an outage; AOF kept) ...
+#   scripts/services.sh start-redis DIR                        ... and bring it back
 #
+# Both PostgreSQL instances trust every local connection except the role walcast_pw
+# (WALCAST_TEST_PASSWORD_ROLE), which must give its password (scram-sha-256): the tests of a wrong
+# password create it with one.
 # DIR/env: PGHOST, PGPORT, ... and WALCAST_TEST_PG_DSN name the source instance; WALCAST_TEST_READ_PG_PORT
 # and WALCAST_TEST_READ_PG_DSN the read instance (WALCAST_TEST_READ_PGDATA its data directory). The read
 # instance is a copy of the freshly initialized cluster (faster than a second initdb) on its own port;
@@ -22,7 +27,7 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop|restart-pg|restart-read-pg|stop-pg|start-pg|restart-redis DIR" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop|restart-pg|restart-read-pg|stop-pg|start-pg|restart-redis|stop-redis|start-redis DIR" >&2; exit 2; }
 
 pgbin=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)
 [ -n "$pgbin" ] || { echo "services: PostgreSQL 15 server binaries not found (install postgresql-15)" >&2; exit 1; }
@@ -76,6 +81,11 @@ max_connections = 100
 logging_collector = off
 EOF
     echo "host replication all 127.0.0.1/32 trust" >>"$dir/pgdata/pg_hba.conf"
+    # One role that needs a password (the first matching line wins): for the tests of a wrong one.
+    { printf 'host all walcast_pw 127.0.0.1/32 scram-sha-256\nhost replication walcast_pw 127.0.0.1/32 scram-sha-256\n'
+      cat "$dir/pgdata/pg_hba.conf"; } >"$dir/pg_hba.tmp"
+    as_pg cp "$dir/pg_hba.tmp" "$dir/pgdata/pg_hba.conf"
+    rm -f "$dir/pg_hba.tmp"
     # The read instance: the same cluster copied, on its own port (the last "port" line wins).
     as_pg cp -a "$dir/pgdata" "$dir/pgdata-read"
     echo "port = $readport" | as_pg tee -a "$dir/pgdata-read/postgresql.conf" >/dev/null
@@ -115,6 +125,7 @@ export WALCAST_TEST_READ_PGDATA=$dir/pgdata-read
 export WALCAST_TEST_READ_PG_PORT=$readport
 export WALCAST_TEST_READ_PG_DSN="host=127.0.0.1 port=$readport user=postgres dbname=postgres"
 export WALCAST_TEST_REDIS_URL="redis://127.0.0.1:$redisport/0"
+export WALCAST_TEST_PASSWORD_ROLE=walcast_pw
 EOF
     echo "services: postgresql on 127.0.0.1:$pgport, read postgresql on 127.0.0.1:$readport, redis on 127.0.0.1:$redisport ($dir)"
 }
@@ -128,6 +139,29 @@ stop() {
     return 0
 }
 
+redis_port() { awk '/^port/{print $2}' "$dir/redis.conf"; }
+stop_redis() {
+    local port
+    port=$(redis_port)
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    sleep 0.2
+    # The old server must have let go of the port (and its AOF) before a new one starts.
+    for _ in $(seq 1 100); do
+        redis-cli -p "$port" ping >/dev/null 2>&1 || break
+        sleep 0.05
+    done
+}
+start_redis() {
+    local port
+    port=$(redis_port)
+    redis-server "$dir/redis.conf"
+    # Back when it answers: it has loaded the AOF by then.
+    for _ in $(seq 1 200); do
+        [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break
+        sleep 0.05
+    done
+}
+
 case "$cmd" in
 start) start ;;
 stop) stop ;;
@@ -136,20 +170,10 @@ restart-read-pg) as_pg "$pgbin/pg_ctl" -D "$dir/pgdata-read" -l "$dir/pg-read.lo
 stop-pg) as_pg "$pgbin/pg_ctl" -D "$dir/pgdata" -m "${3:-fast}" -w -t 60 stop >/dev/null ;;
 start-pg) as_pg "$pgbin/pg_ctl" -D "$dir/pgdata" -l "$dir/pg.log" -w -t 60 start >/dev/null ;;
 restart-redis)
-    port=$(awk '/^port/{print $2}' "$dir/redis.conf")
-    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
-    sleep 0.2
-    # The old server must have let go of the port (and its AOF) before the new one starts.
-    for _ in $(seq 1 100); do
-        redis-cli -p "$port" ping >/dev/null 2>&1 || break
-        sleep 0.05
-    done
-    redis-server "$dir/redis.conf"
-    # Back when it answers: it has loaded the AOF by then.
-    for _ in $(seq 1 200); do
-        [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break
-        sleep 0.05
-    done
+    stop_redis
+    start_redis
     ;;
-*) echo "usage: $0 start|stop|restart-pg|restart-read-pg|stop-pg|start-pg|restart-redis DIR" >&2; exit 2 ;;
+stop-redis) stop_redis ;;
+start-redis) start_redis ;;
+*) echo "usage: $0 start|stop|restart-pg|restart-read-pg|stop-pg|start-pg|restart-redis|stop-redis|start-redis DIR" >&2; exit 2 ;;
 esac

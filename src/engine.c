@@ -159,6 +159,7 @@ static int stream_open(struct session *s, const wc_lsn *given, struct wc_err *er
         wc_debug("streaming slot \"%s\" again from " WC_LSN_FMT, s->cfg->slot, WC_LSN_ARGS(start));
     }
     s->last_walsender = wc_stream_backend_pid(s->stream);
+    s->own_walsender_waits = 0;
     s->in_txn = 0;
     s->pos = (struct wc_pos){start, -1};
     s->last_idle_commit_ms = wc_now_ms();
@@ -179,13 +180,20 @@ static int stream_failed(struct session *s, struct wc_err *err)
     if (s->stream)
         stream_close(s);
     if (err->code == WC_ERR_SLOT_ACTIVE) {
-        /* Our own walsender may take a moment to let go of the slot after a lost connection. */
+        /* Our own walsender may take a moment to let go of the slot after we closed its connection (a
+         * restart for a sink that is back) or lost it: try again shortly, without an outage. */
         struct wc_slot_status st;
         struct wc_err e2;
         int found = 0;
         if (wc_slot_status(s->cfg->source_dsn, s->cfg->slot, &st, &found, &e2) == 0 && found &&
-            (!st.active || st.active_pid == s->last_walsender))
+            (!st.active || st.active_pid == s->last_walsender)) {
             err->code = WC_ERR_IO;
+            if (s->own_walsender_waits++ < 40) {
+                wc_debug("%s: our previous walsender, trying again", err->msg);
+                s->stream_retry_at_ms = now + 50;
+                return 0;
+            }
+        }
     }
     if (err->code != WC_ERR_IO && err->code != WC_ERR_CONFIG)
         return -1;

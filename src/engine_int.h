@@ -18,6 +18,8 @@ struct pg_conn;
  * its sink out of the stream: the others go on, it catches up once the commit returns. Four times the
  * sink's usual commit time when that is longer. */
 #define STALL_MS 1000
+/* At the start of a session, how long the sinks that opened wait for one still connecting. */
+#define OPEN_WAIT_MS 2000
 /* At shutdown, how long commits in flight are waited for before they are abandoned (their outcome is
  * then unknown: the next start resumes from the durable cursors). */
 #define SHUTDOWN_GRACE_MS 3000
@@ -110,6 +112,7 @@ struct session {
     struct wc_backoff stream_retry;  /* the stream, once started */
     int64_t stream_retry_at_ms;
     int last_walsender;      /* PID of the walsender of our last stream */
+    int own_walsender_waits; /* restarts that found that walsender still holding the slot */
     struct pg_conn *hb_conn; /* plain connection to the source for heartbeats */
     int64_t last_hb_ms;
     struct wc_backoff hb_retry;

@@ -26,6 +26,13 @@ void wc__report(struct wc_backoff *b, int64_t now, const struct wc_err *err, int
 
     if (delay_ms)
         *delay_ms = delay;
+    /* The fault changed its nature within the outage (the server came back, and now refuses the
+     * password): that is news. */
+    if (rep == WC_BACKOFF_QUIET && err->code != b->kind) {
+        rep = WC_BACKOFF_FIRST;
+        b->reported_ms = now;
+    }
+    b->kind = err->code;
     if (rep == WC_BACKOFF_QUIET)
         wc_debug("%s (attempt %d, next in %d ms)", err->msg, b->attempt, delay);
     else if (err->code == WC_ERR_CONFIG && rep == WC_BACKOFF_FIRST)
@@ -152,20 +159,39 @@ static void open_inline(struct sink_rt *r, struct sink_job *j)
     j->done = 1;
 }
 
+/* Are the sinks' opens done (all of them, or enough to start: one opened and the others given time)? */
+static int opens_done(const struct session *s, const struct sink_job *inl, int64_t waited)
+{
+    int running = 0, ok = 0;
+
+    for (int i = 0; i < s->nsink; i++) {
+        const struct sink_rt *r = &s->rt[i];
+        const struct sink_job *j = r->inline_commit ? &inl[i] : r->job;
+        if (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE))
+            running++;
+        else if (j->rc == 0)
+            ok++;
+    }
+    return running == 0 || (ok > 0 && waited >= OPEN_WAIT_MS);
+}
+
 /*
  * Open every sink, side by side on their threads, and read their cursors. A sink that cannot be opened
  * for a reason that may pass (or, once walcast has streamed, one someone must fix) is left down and
- * retried while the others stream; before the first stream such a fault is returned (the configuration
- * is wrong: exit 2), as is a fault that stops the engine, and a failure of every sink. SIGTERM meanwhile
- * abandons the opens after SHUTDOWN_GRACE_MS.
+ * retried while the others stream; so is one still connecting OPEN_WAIT_MS after another opened (a server
+ * that does not answer), whose open goes on meanwhile. Before the first stream a fault someone must fix
+ * is returned (the configuration is wrong: exit 2), as is a fault that stops the engine, and a failure of
+ * every sink. SIGTERM meanwhile abandons the opens after SHUTDOWN_GRACE_MS.
  */
 int wc__open_all(struct session *s, struct wc_err *err)
 {
     struct sink_job inl[s->nsink > 0 ? s->nsink : 1];
-    struct wc_err first = {0}, fatal = {0};
+    struct wc_err first = {0}, fatal = {0}, errs[s->nsink > 0 ? s->nsink : 1];
+    int64_t t0 = wc_now_ms();
     int opened = 0;
 
     memset(inl, 0, sizeof(inl));
+    memset(errs, 0, sizeof(errs));
     for (int i = 0; i < s->nsink; i++) {
         struct sink_rt *r = &s->rt[i];
         r->state = SINK_OPENING;
@@ -175,24 +201,23 @@ int wc__open_all(struct session *s, struct wc_err *err)
         else
             wc__job_start(s, r, JOB_OPEN, WC_POS_NONE);
     }
-    for (int waiting = 1; waiting;) {
-        waiting = 0;
-        for (int i = 0; i < s->nsink; i++)
-            waiting |= s->rt[i].job != NULL && !__atomic_load_n(&s->rt[i].job->done, __ATOMIC_ACQUIRE);
-        if (waiting && wc_engine_stop) {
+    while (!opens_done(s, inl, wc_now_ms() - t0)) {
+        if (wc_engine_stop) {
             s->stopping = 1;
             wc__drain(s, SHUTDOWN_GRACE_MS);
             wc_err_set(err, WC_ERR_IO, "stopped while connecting to the sinks");
             return -1;
         }
-        if (waiting)
-            wc__wait_wake(s, 100);
+        wc__wait_wake(s, 100);
     }
     for (int i = 0; i < s->nsink; i++) {
         struct sink_rt *r = &s->rt[i];
         struct sink_job *j = r->inline_commit ? &inl[i] : r->job;
+        if (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE))
+            continue; /* still connecting: taken in by wc__jobs_poll() when it returns */
         if (j->threaded)
             pthread_join(j->thread, NULL);
+        errs[i] = j->err;
         if (j->rc == 0) {
             r->k->cursor = j->found ? j->cursor : WC_POS_NONE;
             r->k->has_cursor = j->found;
@@ -209,31 +234,29 @@ int wc__open_all(struct session *s, struct wc_err *err)
             fatal = j->err;
             r->state = SINK_DOWN;
         }
-    }
-    /* The jobs' errors, for the sinks left down. */
-    struct wc_err errs[s->nsink > 0 ? s->nsink : 1];
-    for (int i = 0; i < s->nsink; i++) {
-        struct sink_rt *r = &s->rt[i];
-        struct sink_job *j = r->inline_commit ? &inl[i] : r->job;
-        errs[i] = j->err;
         if (!r->inline_commit)
             free(j);
         r->job = NULL;
     }
     if (fatal.code != 0 || opened == 0) {
+        wc__drain(s, -1);
         wc__close_all(s);
         *err = fatal.code != 0 ? fatal : first;
         return -1;
     }
     for (int i = 0; i < s->nsink; i++) {
         struct sink_rt *r = &s->rt[i];
-        if (r->state != SINK_DOWN)
+        if (r->state == SINK_UP)
             continue;
         /* Never read in this process: it cannot be behind the slot's position unless it lost data, which
          * shows when it is back. Until then the slot is confirmed no further. */
         if (!r->known)
             r->k->cursor = (struct wc_pos){s->slot_confirmed, -1};
-        wc__sink_down(s, r, &errs[i]);
+        if (r->state == SINK_DOWN)
+            wc__sink_down(s, r, &errs[i]);
+        else
+            wc_warning("sink \"%s\": still connecting after %d ms: the other sinks start without it",
+                       r->k->name, OPEN_WAIT_MS);
     }
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -245,6 +246,12 @@ void setup_env(struct orders_env *e, int db)
 void teardown_env(struct orders_env *e)
 {
     stop_walcast(e, SIGTERM);
+    /* WALCAST_TEST_SHOW_LOG=1: print walcast's whole log (to see what it said through a fault). */
+    if (getenv("WALCAST_TEST_SHOW_LOG")) {
+        char *log = read_text(e->log);
+        cr_log_info("walcast log:\n%s", log);
+        free(log);
+    }
     /* Drop the slot so it does not pin WAL; the walsender may take a moment to let go of it. */
     for (int i = 0; i < 100; i++) {
         char *left =
@@ -478,7 +485,7 @@ void finish_workload(struct orders_env *e, pid_t wl, int timeout_ms)
 }
 
 /* Connect, retrying until timeout_ms has passed (a server that is restarting); NULL then. */
-static PGconn *connect_retry(const char *dsn, int timeout_ms)
+PGconn *connect_retry(const char *dsn, int timeout_ms)
 {
     long long deadline = now_ms() + timeout_ms;
     for (;;) {
@@ -624,4 +631,143 @@ pid_t start_resilient_workload(struct orders_env *e, long long events, int chunk
         _exit(resilient_workload(e->write_dsn, events, chunk, pause_ms));
     }
     return pid;
+}
+
+long long services(const char *cmd, const char *arg)
+{
+    const char *dir = getenv("WALCAST_TEST_DIR");
+    cr_assert(dir != NULL && *dir, "WALCAST_TEST_DIR is not set: start the servers with scripts/services.sh");
+    char *sh =
+             xprintf("'%s/scripts/services.sh' %s '%s' %s 2>&1", wct_source_dir(), cmd, dir, arg ? arg : ""),
+         *out = NULL;
+    long long t0 = now_ms();
+    int rc = wct_run(sh, &out);
+    cr_assert_eq(rc, 0, "services.sh %s %s failed (%d): %s", cmd, arg ? arg : "", rc, out);
+    free(out);
+    free(sh);
+    return now_ms() - t0;
+}
+
+int log_count(struct orders_env *e, const char *text)
+{
+    FILE *f = fopen(e->log, "r");
+    if (f == NULL)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    while (getline(&line, &cap, f) >= 0)
+        if (strstr(line, text))
+            n++;
+    free(line);
+    fclose(f);
+    return n;
+}
+
+int log_has_line(struct orders_env *e, const char *a, const char *b)
+{
+    FILE *f = fopen(e->log, "r");
+    if (f == NULL)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    while (getline(&line, &cap, f) >= 0)
+        if (strstr(line, a) && (b == NULL || strstr(line, b)))
+            n++;
+    free(line);
+    fclose(f);
+    return n;
+}
+
+int sanitized(void)
+{
+    const char *v = getenv("WALCAST_TEST_SANITIZED");
+    return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+}
+
+/* The paced workload's child: CALL shop.run_workload in small steps so that the outbox grows at rate
+ * commands per second, until killed; reconnects when the source goes away. One connection (the workload's
+ * commands are not made to run side by side): on a small, busy machine it may fall short of rate. */
+struct pacer {
+    const char *dsn;
+    int rate;
+};
+
+static void *paced_workload(void *arg)
+{
+    const struct pacer *p = arg;
+    PGconn *c = NULL;
+    long long t0 = now_ms(), done = 0;
+    for (;;) {
+        if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+            PQfinish(c);
+            c = connect_retry(p->dsn, 60000);
+            if (c == NULL) {
+                fprintf(stderr, "paced workload: the source stayed away for 60 s\n");
+                _exit(1);
+            }
+        }
+        long long due = (now_ms() - t0) * p->rate / 1000 - done;
+        if (due < 10) {
+            sleep_ms(10);
+            continue;
+        }
+        if (due > 200)
+            due = 200;
+        char sql[96];
+        snprintf(sql, sizeof(sql), "CALL shop.run_workload(%lld, NULL)", due);
+        PGresult *res = PQexec(c, sql);
+        if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+            done += due;
+        } else {
+            fprintf(stderr, "paced workload: call failed, retrying: %s", PQerrorMessage(c));
+            PQfinish(c);
+            c = NULL;
+            sleep_ms(100);
+        }
+        PQclear(res);
+    }
+    return NULL;
+}
+
+#define PACERS 1
+
+pid_t start_paced_workload(struct orders_env *e, int rate)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        char *log = xprintf("%s/workload.log", e->dir);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        struct pacer p = {e->write_dsn, rate / PACERS > 0 ? rate / PACERS : 1};
+        pthread_t t[PACERS];
+        for (int i = 0; i < PACERS; i++)
+            pthread_create(&t[i], NULL, paced_workload, &p);
+        for (int i = 0; i < PACERS; i++)
+            pthread_join(t[i], NULL);
+        _exit(0);
+    }
+    return pid;
+}
+
+void stop_workload(pid_t wl)
+{
+    int st;
+    kill(wl, SIGTERM);
+    waitpid(wl, &st, 0);
+}
+
+char *sink_cursor(struct orders_env *e, const char *sink)
+{
+    if (strcmp(sink, "cache") == 0)
+        return rv(e, "HGET walcast:cursor:%s cache", e->slot);
+    return qv(e->r, "SELECT lsn::text || ':' || idx FROM walcast_cursor WHERE slot = '%s' AND sink = '%s'",
+              e->slot, sink);
 }

@@ -85,4 +85,21 @@ pid_t start_resilient_workload(struct orders_env *e, long long events, int chunk
 /* Outbox rows committed so far (reconnects the write connection when it was lost). */
 long long outbox_events(struct orders_env *e);
 
+/* A workload that commits rate commands (outbox rows) per second until stop_workload() (SIGTERM, then
+ * reaped); it reconnects when the source goes away. Its stderr goes to DIR/workload.log. */
+pid_t start_paced_workload(struct orders_env *e, int rate);
+void stop_workload(pid_t wl);
+
+/* scripts/services.sh CMD WALCAST_TEST_DIR [ARG]; returns how long it took (ms). */
+long long services(const char *cmd, const char *arg);
+/* Lines of walcast's log that contain text (and b, when not NULL). */
+int log_count(struct orders_env *e, const char *text);
+int log_has_line(struct orders_env *e, const char *a, const char *b);
+/* WALCAST_TEST_SANITIZED is set (the ASan pass): hold faults shorter. */
+int sanitized(void);
+/* A sink's cursor as walcast stored it ("X/X:index" for readdb, "X/X:index" for cache), NULL when none. */
+char *sink_cursor(struct orders_env *e, const char *sink);
+/* Connect, retrying until timeout_ms has passed; NULL then. */
+PGconn *connect_retry(const char *dsn, int timeout_ms);
+
 #endif

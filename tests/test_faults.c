@@ -25,39 +25,6 @@
 #define CHUNK 100   /* commands per CALL of the resilient workload */
 #define PAUSE_MS 40 /* after each chunk: a steady ~1500 commands/s */
 
-/* scripts/services.sh CMD WALCAST_TEST_DIR [ARG]; returns how long it took (ms). */
-static long long services(const char *cmd, const char *arg)
-{
-    const char *dir = getenv("WALCAST_TEST_DIR");
-    cr_assert(dir != NULL && *dir, "WALCAST_TEST_DIR is not set: start the servers with scripts/services.sh");
-    char *sh =
-             xprintf("'%s/scripts/services.sh' %s '%s' %s 2>&1", wct_source_dir(), cmd, dir, arg ? arg : ""),
-         *out = NULL;
-    long long t0 = now_ms();
-    int rc = wct_run(sh, &out);
-    cr_assert_eq(rc, 0, "services.sh %s %s failed (%d): %s", cmd, arg ? arg : "", rc, out);
-    free(out);
-    free(sh);
-    return now_ms() - t0;
-}
-
-/* Lines of walcast's log that contain text. */
-static int log_count(struct orders_env *e, const char *text)
-{
-    FILE *f = fopen(e->log, "r");
-    if (f == NULL)
-        return 0;
-    char *line = NULL;
-    size_t cap = 0;
-    int n = 0;
-    while (getline(&line, &cap, f) >= 0)
-        if (strstr(line, text))
-            n++;
-    free(line);
-    fclose(f);
-    return n;
-}
-
 static long long applied_orders(struct orders_env *e)
 {
     return qll(e->r, "SELECT count(*) FROM order_summary");

@@ -13,6 +13,7 @@ struct wc_backoff {
     int attempt;         /* failures in this outage (0: none) */
     int64_t since_ms;    /* when the outage began */
     int64_t reported_ms; /* when it was last reported */
+    int kind;            /* the caller's: what kind of failure was last reported (e.g. an error code) */
 };
 
 /* What a failure is worth saying. */
