@@ -10,10 +10,14 @@
 #
 # For --seconds N (default 180) a workload loop commits random order commands (CALL shop.run_workload,
 # 50 per call, ~300/s; a call cut off by a restart is simply retried) while every 2-8 s one fault is
-# injected, drawn from a shuffled deck of six so that each kind comes up: kill -9 of walcast (restarted
+# injected, drawn from a shuffled deck of ten so that each kind comes up: kill -9 of walcast (restarted
 # after up to 1 s with --standby), restart of the source PostgreSQL (-m fast, -m immediate), of the read
-# database (-m fast, -m immediate), and of Redis (SHUTDOWN NOSAVE: the AOF is kept). walcast must ride
-# out every server restart on its own; an exit it was not killed for is reported and fails the run.
+# database (-m fast, -m immediate), and of Redis (SHUTDOWN NOSAVE: the AOF is kept); and the hangs and the
+# outage, each held 10-20 s: a reader holding ACCESS EXCLUSIVE on order_summary (lock), Redis under
+# CLIENT PAUSE ALL (pause), the read server's processes stopped with SIGSTOP (sigstop), Redis stopped
+# (redis-down). The sinks' statement_timeout_ms is 5 s and the read database's lock_timeout_ms 3 s here,
+# so that each hang times out and is retried while it lasts. walcast must ride out every fault on its
+# own; an exit it was not killed for is reported and fails the run.
 #
 # The comparison. walcast runs examples/orders/walcast.yaml plus two counting projections, one per sink,
 # written in the same transaction (PostgreSQL) or MULTI/EXEC (Redis) as the example's projections: every
@@ -111,6 +115,9 @@ export WALCAST_SOURCE_DSN="host=127.0.0.1 port=$PGPORT dbname=shop user=walcast"
 export WALCAST_SOURCE_SLOT=walcast_chaos
 export WALCAST_SINKS_READDB_DSN="host=127.0.0.1 port=$WALCAST_TEST_READ_PG_PORT dbname=shop_read user=walcast"
 export WALCAST_SINKS_CACHE_DSN="redis://127.0.0.1:$WALCAST_TEST_REDIS_PORT/$redis_db"
+export WALCAST_SINKS_READDB_STATEMENT_TIMEOUT_MS=5000
+export WALCAST_SINKS_READDB_LOCK_TIMEOUT_MS=3000
+export WALCAST_SINKS_CACHE_STATEMENT_TIMEOUT_MS=5000
 EOF
 # shellcheck disable=SC1091
 . "$dir/orders.env"
@@ -189,8 +196,14 @@ watch() {
         check_walcast
     done
 }
+# The read server's postmaster and the processes it started (for SIGSTOP/SIGCONT).
+read_server_pids() {
+    local pm
+    pm=$(head -n 1 "$WALCAST_TEST_READ_PGDATA/postmaster.pid")
+    echo "$pm" $(pgrep -P "$pm" || true)
+}
 inject() {
-    local kind=$1 t0 rc=0
+    local kind=$1 t0 rc=0 hold=$((10 + RANDOM % 11))
     t0=$(date +%s%3N)
     case "$kind" in
     kill9)
@@ -204,6 +217,33 @@ inject() {
     read-fast) scripts/services.sh restart-read-pg "$dir" fast || rc=$? ;;
     read-immediate) scripts/services.sh restart-read-pg "$dir" immediate || rc=$? ;;
     redis) scripts/services.sh restart-redis "$dir" >/dev/null || rc=$? ;;
+    lock)
+        # A reader holds ACCESS EXCLUSIVE on a projection table; walcast's statements there time out.
+        rsql -c "BEGIN; LOCK TABLE order_summary IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep($hold); COMMIT" \
+            >/dev/null &
+        local locker=$!
+        while kill -0 "$locker" 2>/dev/null; do watch 1; done
+        wait "$locker" || rc=$?
+        ;;
+    pause)
+        rcli CLIENT PAUSE $((hold * 1000)) ALL >/dev/null || rc=$?
+        watch $((hold * 10 + 2))
+        ;;
+    sigstop)
+        # The read server accepts TCP but answers nothing; its processes run again afterwards.
+        local pids
+        pids=$(read_server_pids)
+        # shellcheck disable=SC2086
+        kill -STOP $pids
+        watch $((hold * 10))
+        # shellcheck disable=SC2086
+        kill -CONT $pids
+        ;;
+    redis-down)
+        scripts/services.sh stop-redis "$dir" >/dev/null || rc=$?
+        watch $((hold * 10))
+        scripts/services.sh start-redis "$dir" >/dev/null || rc=$?
+        ;;
     esac
     [ "$rc" = 0 ] || { echo "chaos: restarting for $kind failed ($rc)" >&2; exit 1; }
     restarts=$((restarts + 1))
@@ -219,7 +259,7 @@ while :; do
     watch $((20 + RANDOM % 61))
     [ "$(date +%s)" -lt "$deadline" ] || break
     if [ ${#deck[@]} -eq 0 ]; then
-        deck=(kill9 source-fast source-immediate read-fast read-immediate redis)
+        deck=(kill9 source-fast source-immediate read-fast read-immediate redis lock pause sigstop redis-down)
         for ((i = ${#deck[@]} - 1; i > 0; i--)); do
             j=$((RANDOM % (i + 1)))
             tmp=${deck[i]}; deck[i]=${deck[j]}; deck[j]=$tmp

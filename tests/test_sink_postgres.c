@@ -651,3 +651,50 @@ Test(sink_postgres, detached_commit_while_the_next_batch_is_queued)
     cr_assert_eq(f.s->applied, 202);
     fx_fini(&f);
 }
+
+/*
+ * The read server's TimeZone, DateStyle and extra_float_digits must not change what a projection stores:
+ * walcast pins them on its connection (TimeZone UTC, so that a time without a zone is the instant the
+ * Redis side's epoch_ms reads; DateStyle ISO; extra_float_digits 3), after the DSN's own options=, which
+ * are kept (here the search_path the projection's table is found by).
+ */
+Test(sink_postgres, session_settings_are_pinned_whatever_the_server_says)
+{
+    static const char projection[] =
+        "  seen:\n"
+        "    sink: readdb\n"
+        "    on:\n"
+        "      OrderPlaced:\n"
+        "        - sql: \"INSERT INTO seen (order_id, at, at_text, tripled) VALUES ($1::bigint, $2::timestamptz, "
+        "$2::timestamptz::text, ($3::float8 * 3)::text)\"\n"
+        "          params: [payload.order_id, payload.at, payload.ratio]\n";
+    struct fx f;
+    char *db, *sql, *dsn;
+
+    memset(&f, 0, sizeof(f));
+    f.dsn = wct_create_db("pgpin");
+    f.dir = wct_tmpdir();
+    db = wct_sql_value(f.dsn, "SELECT current_database()");
+    cr_assert(asprintf(&sql,
+                       "ALTER DATABASE %s SET timezone = 'Asia/Tokyo'; ALTER DATABASE %s SET datestyle = 'SQL, DMY';"
+                       "ALTER DATABASE %s SET extra_float_digits = 0",
+                       db, db, db) > 0);
+    wct_sql(f.dsn, sql);
+    wct_sql(f.dsn, "CREATE SCHEMA proj; CREATE TABLE proj.seen (order_id bigint PRIMARY KEY, at timestamptz, "
+                   "at_text text, tripled text)");
+    assert_value(f.dsn, "SELECT current_setting('TimeZone')", "Asia/Tokyo");
+    cr_assert(asprintf(&dsn, "%s options='-c search_path=proj'", f.dsn) > 0);
+    f.cfg = load_yaml(f.dir, dsn, "halt", projection);
+    f.s = open_sink(f.cfg);
+
+    apply_ok(f.s, 0x1000, 0, "OrderPlaced", "{\"order_id\": 1, \"at\": \"2026-03-10 23:30:00\", \"ratio\": 0.1}");
+    commit_ok(f.s, 0x1000, 0);
+    /* 2026-03-10 23:30:00 UTC, as epoch_ms reads it: not 9 hours earlier (Tokyo). */
+    assert_value(f.dsn, "SELECT (extract(epoch FROM at) * 1000)::bigint FROM proj.seen", "1773185400000");
+    assert_value(f.dsn, "SELECT at_text FROM proj.seen", "2026-03-10 23:30:00+00");
+    assert_value(f.dsn, "SELECT tripled FROM proj.seen", "0.30000000000000004");
+    free(sql);
+    free(db);
+    free(dsn);
+    fx_fini(&f);
+}
