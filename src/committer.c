@@ -62,11 +62,29 @@ static void *job_main(void *arg)
         if (j->rc == 0)
             j->rc = k->ops->read_cursor(k, &j->cursor, &j->found, &j->err);
     }
-    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+    /* The byte goes first: once the engine sees done, it is in the pipe, and taking the job in reads it
+     * (exactly one per job, so a byte of a job not yet done is never consumed). */
     if (j->wake_fd >= 0 && write(j->wake_fd, &b, 1) < 0) {
         /* The pipe is full: the engine is awake anyway. */
     }
+    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
     return NULL;
+}
+
+struct sink_job *wc__job_reap(struct session *s, struct sink_rt *r)
+{
+    struct sink_job *j = r->job;
+    char b;
+
+    if (j == NULL || !__atomic_load_n(&j->done, __ATOMIC_ACQUIRE))
+        return NULL;
+    if (j->threaded)
+        pthread_join(j->thread, NULL);
+    if (j->wake_fd >= 0 && read(s->wake[0], &b, 1) < 0) {
+        /* Already read (the pipe was full when it wrote): nothing to take. */
+    }
+    r->job = NULL;
+    return j;
 }
 
 /* Run kind on r's sink on a thread of its own (here and now when no thread can be made). */
@@ -211,25 +229,24 @@ static void next_step(struct session *s, struct sink_rt *r)
  */
 int wc__jobs_poll(struct session *s, struct wc_err *err)
 {
-    char buf[64];
+    int any = 0;
 
-    while (read(s->wake[0], buf, sizeof(buf)) > 0)
-        ;
+    /* No system call unless a job returned: this runs for every message of the stream. */
     for (int i = 0; i < s->nsink; i++) {
         struct sink_rt *r = &s->rt[i];
-        struct sink_job *j = r->job;
+        struct sink_job *j = wc__job_reap(s, r);
         int rc;
 
-        if (j == NULL || !__atomic_load_n(&j->done, __ATOMIC_ACQUIRE))
+        if (j == NULL)
             continue;
-        if (j->threaded)
-            pthread_join(j->thread, NULL);
-        r->job = NULL;
+        any = 1;
         rc = j->kind == JOB_COMMIT ? committed(s, r, j, err) : wc__sink_opened(s, r, j, err);
         free(j);
         if (rc < 0)
             return -1;
     }
+    if (!any)
+        return 0;
     for (int i = 0; i < s->nsink; i++)
         next_step(s, &s->rt[i]);
     wc__confirm(s);

@@ -122,6 +122,9 @@ struct session {
 int wc__commit_round(struct session *s, struct wc_pos pos, struct wc_err *err);
 int wc__jobs_poll(struct session *s, struct wc_err *err);
 int wc__job_start(struct session *s, struct sink_rt *r, int kind, struct wc_pos cursor);
+/* r's job when it has returned (joined, its wake byte read, r->job cleared; the caller frees it), else
+ * NULL. */
+struct sink_job *wc__job_reap(struct session *s, struct sink_rt *r);
 int wc__busy(const struct session *s);
 int wc__stall(struct session *s);
 void wc__wait_wake(struct session *s, int timeout_ms);

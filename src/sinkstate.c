@@ -212,11 +212,9 @@ int wc__open_all(struct session *s, struct wc_err *err)
     }
     for (int i = 0; i < s->nsink; i++) {
         struct sink_rt *r = &s->rt[i];
-        struct sink_job *j = r->inline_commit ? &inl[i] : r->job;
-        if (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE))
+        struct sink_job *j = r->inline_commit ? &inl[i] : wc__job_reap(s, r);
+        if (j == NULL)
             continue; /* still connecting: taken in by wc__jobs_poll() when it returns */
-        if (j->threaded)
-            pthread_join(j->thread, NULL);
         errs[i] = j->err;
         if (j->rc == 0) {
             r->k->cursor = j->found ? j->cursor : WC_POS_NONE;

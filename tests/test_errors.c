@@ -169,6 +169,22 @@ static int closed_port(void)
     return ntohs(a.sin_port);
 }
 
+/* The private Redis's pid file: its .fini stops it even when an assertion ended the test early. */
+static char private_pidfile[512];
+
+static void stop_private_redis(void)
+{
+    if (private_pidfile[0] == '\0')
+        return;
+    FILE *f = fopen(private_pidfile, "r");
+    int pid = 0;
+    if (f && fscanf(f, "%d", &pid) == 1 && pid > 0)
+        kill((pid_t)pid, SIGTERM);
+    if (f)
+        fclose(f);
+    private_pidfile[0] = '\0';
+}
+
 /* A Redis of the test's own that wants a password. */
 static int start_private_redis(struct orders_env *e, const char *password)
 {
@@ -178,6 +194,7 @@ static int start_private_redis(struct orders_env *e, const char *password)
                         port, password, e->dir, e->dir, e->dir);
     cr_assert_eq(wct_run(cmd, NULL), 0, "could not start a redis with requirepass");
     free(cmd);
+    snprintf(private_pidfile, sizeof(private_pidfile), "%s/redis-pw.pid", e->dir);
     for (int i = 0; i < 100; i++) {
         redisContext *c = redisConnect("127.0.0.1", port);
         int up = c && !c->err;
@@ -190,7 +207,7 @@ static int start_private_redis(struct orders_env *e, const char *password)
     return 0;
 }
 
-Test(errors, redis_wants_a_password)
+Test(errors, redis_wants_a_password, .fini = stop_private_redis)
 {
     struct orders_env e;
     setup_stopped(&e);
@@ -241,7 +258,9 @@ Test(errors, redis_wants_a_password)
     wait_caught_up(&e, 60000);
     run_check(&e, 2);
     stop_walcast(&e, SIGTERM);
-    freeReplyObject(redisCommand(e.redis, "SHUTDOWN NOSAVE"));
+    stop_private_redis();
+    redisFree(e.redis);
+    e.redis = wct_redis(13);
     teardown_env(&e);
 }
 

@@ -189,6 +189,22 @@ Test(outages, redis_client_pause)
     teardown_env(&e);
 }
 
+/* What a test stopped, so that its .fini can bring it back when an assertion ends the test early (the
+ * next tests need the servers). */
+static pid_t stopped[256];
+static int nstopped;
+static int redis_stopped;
+
+static void bring_back(void)
+{
+    for (int i = 0; i < nstopped; i++)
+        kill(stopped[i], SIGCONT);
+    nstopped = 0;
+    if (redis_stopped)
+        services("start-redis", NULL);
+    redis_stopped = 0;
+}
+
 /* The read instance's postmaster and every process it started. */
 static int read_server_pids(pid_t *pids, int max)
 {
@@ -231,7 +247,7 @@ static int read_server_pids(pid_t *pids, int max)
  * When the server runs again, its old session may still commit what it had received: walcast ends that
  * session before it reads the cursor, so nothing is applied twice.
  */
-Test(outages, read_server_stopped)
+Test(outages, read_server_stopped, .fini = bring_back)
 {
     struct orders_env e;
     setenv("WALCAST_SINKS_READDB_STATEMENT_TIMEOUT_MS", "3000", 1);
@@ -239,13 +255,12 @@ Test(outages, read_server_stopped)
     pid_t wl = start_paced_workload(&e, 300);
     warm_up(&e);
 
-    pid_t pids[256];
-    int n = read_server_pids(pids, 256);
+    nstopped = read_server_pids(stopped, 256);
     int hold = hold_ms(30000);
-    for (int i = 0; i < n; i++)
-        kill(pids[i], SIGSTOP);
+    for (int i = 0; i < nstopped; i++)
+        kill(stopped[i], SIGSTOP);
     long long t0 = now_ms();
-    cr_log_info("read server stopped (%d processes) for %d ms", n, hold);
+    cr_log_info("read server stopped (%d processes) for %d ms", nstopped, hold);
     /* The read server answers no one now, the test included: it reads Redis meanwhile. */
     wc_lsn redis_at = cursor_lsn(sink_cursor(&e, "cache"));
     expect_progress(&e, "cache", redis_at, 15000, "the stop (Redis must go on)");
@@ -260,8 +275,7 @@ Test(outages, read_server_stopped)
         ensure_running(&e);
         sleep_ms(100);
     }
-    for (int i = 0; i < n; i++)
-        kill(pids[i], SIGCONT);
+    bring_back();
     cr_log_info("read server running again after %lld ms", now_ms() - t0);
     cr_assert(log_has_line(&e, "no reply from the server within", "reconnecting") >= 1 ||
                   log_has_line(&e, "timeout expired", "reconnecting") >= 1,
@@ -331,7 +345,7 @@ static int probe_postgres(struct orders_env *e, int ms, long long *v, int max)
  * stands still in `walcast slot status` while the read database's cursor moves on); after Redis is back,
  * both sinks equal the recomputation.
  */
-Test(outages, redis_down_postgres_goes_on)
+Test(outages, redis_down_postgres_goes_on, .fini = bring_back)
 {
     struct orders_env e;
     static long long before[1000], during[1000];
@@ -343,6 +357,7 @@ Test(outages, redis_down_postgres_goes_on)
     long long p99_before = p99(before, nb);
     long long events0 = outbox_events(&e);
     services("stop-redis", NULL);
+    redis_stopped = 1;
     long long t0 = now_ms();
     int outage = hold_ms(60000);
     cr_log_info("redis stopped for %d ms; commit-to-visible p99 in order_summary before: %lld ms (%d probes)",
@@ -361,7 +376,7 @@ Test(outages, redis_down_postgres_goes_on)
         "slot confirmed " WC_LSN_FMT " -> " WC_LSN_FMT ", read database cursor " WC_LSN_FMT " -> " WC_LSN_FMT,
         events, now_ms() - t0, p99_during, nd, WC_LSN_ARGS(confirmed_early), WC_LSN_ARGS(confirmed_late),
         WC_LSN_ARGS(pg_early), WC_LSN_ARGS(pg_late));
-    services("start-redis", NULL);
+    bring_back();
     reconnect_env(&e, 30000);
 
     cr_expect(pg_late > pg_early, "the read database's cursor did not move during the outage");

@@ -405,8 +405,8 @@ Test(sink_postgres, engine_dead_letter_for_unknown_event)
     ev.col[WC_COL_EVENT_TYPE] = (struct wc_val){WC_VAL_STRING, "Mystery", 7};
     ev.col[WC_COL_AGGREGATE_ID] = (struct wc_val){WC_VAL_NUMBER, "99", 2};
     ev.col[WC_COL_PAYLOAD] = (struct wc_val){WC_VAL_NULL, NULL, 0};
-    cr_assert_eq(f.s->ops->dead_letter(f.s, NULL, &ev, "no projection for event type \"Mystery\"", &err), 0, "%s",
-                 err.msg);
+    cr_assert_eq(f.s->ops->dead_letter(f.s, NULL, &ev, "no projection for event type \"Mystery\"", &err), 0,
+                 "%s", err.msg);
     commit_ok(f.s, 0x7000, 4);
     assert_value(f.dsn,
                  "SELECT lsn || ' ' || idx || ' ' || event_id || ' ' || event_type || ' ' || aggregate_id"
@@ -660,14 +660,14 @@ Test(sink_postgres, detached_commit_while_the_next_batch_is_queued)
  */
 Test(sink_postgres, session_settings_are_pinned_whatever_the_server_says)
 {
-    static const char projection[] =
-        "  seen:\n"
-        "    sink: readdb\n"
-        "    on:\n"
-        "      OrderPlaced:\n"
-        "        - sql: \"INSERT INTO seen (order_id, at, at_text, tripled) VALUES ($1::bigint, $2::timestamptz, "
-        "$2::timestamptz::text, ($3::float8 * 3)::text)\"\n"
-        "          params: [payload.order_id, payload.at, payload.ratio]\n";
+    static const char projection[] = "  seen:\n"
+                                     "    sink: readdb\n"
+                                     "    on:\n"
+                                     "      OrderPlaced:\n"
+                                     "        - sql: \"INSERT INTO seen (order_id, at, at_text, tripled) "
+                                     "VALUES ($1::bigint, $2::timestamptz, "
+                                     "$2::timestamptz::text, ($3::float8 * 3)::text)\"\n"
+                                     "          params: [payload.order_id, payload.at, payload.ratio]\n";
     struct fx f;
     char *db, *sql, *dsn;
 
@@ -675,10 +675,12 @@ Test(sink_postgres, session_settings_are_pinned_whatever_the_server_says)
     f.dsn = wct_create_db("pgpin");
     f.dir = wct_tmpdir();
     db = wct_sql_value(f.dsn, "SELECT current_database()");
-    cr_assert(asprintf(&sql,
-                       "ALTER DATABASE %s SET timezone = 'Asia/Tokyo'; ALTER DATABASE %s SET datestyle = 'SQL, DMY';"
-                       "ALTER DATABASE %s SET extra_float_digits = 0",
-                       db, db, db) > 0);
+    cr_assert(
+        asprintf(
+            &sql,
+            "ALTER DATABASE %s SET timezone = 'Asia/Tokyo'; ALTER DATABASE %s SET datestyle = 'SQL, DMY';"
+            "ALTER DATABASE %s SET extra_float_digits = 0",
+            db, db, db) > 0);
     wct_sql(f.dsn, sql);
     wct_sql(f.dsn, "CREATE SCHEMA proj; CREATE TABLE proj.seen (order_id bigint PRIMARY KEY, at timestamptz, "
                    "at_text text, tripled text)");
@@ -687,7 +689,8 @@ Test(sink_postgres, session_settings_are_pinned_whatever_the_server_says)
     f.cfg = load_yaml(f.dir, dsn, "halt", projection);
     f.s = open_sink(f.cfg);
 
-    apply_ok(f.s, 0x1000, 0, "OrderPlaced", "{\"order_id\": 1, \"at\": \"2026-03-10 23:30:00\", \"ratio\": 0.1}");
+    apply_ok(f.s, 0x1000, 0, "OrderPlaced",
+             "{\"order_id\": 1, \"at\": \"2026-03-10 23:30:00\", \"ratio\": 0.1}");
     commit_ok(f.s, 0x1000, 0);
     /* 2026-03-10 23:30:00 UTC, as epoch_ms reads it: not 9 hours earlier (Tokyo). */
     assert_value(f.dsn, "SELECT (extract(epoch FROM at) * 1000)::bigint FROM proj.seen", "1773185400000");

@@ -531,8 +531,8 @@ Test(sink_redis, unknown_event_dead_letter)
     ev.pos = pos(0xD00, 3);
     ev.col[WC_COL_EVENT_TYPE] = (struct wc_val){WC_VAL_STRING, "Mystery", 7};
     ev.col[WC_COL_EVENT_ID] = (struct wc_val){WC_VAL_STRING, "m1", 2};
-    cr_assert_eq(f.sink->ops->dead_letter(f.sink, NULL, &ev, "no projection handles event type \"Mystery\"", &err),
-                 0);
+    cr_assert_eq(
+        f.sink->ops->dead_letter(f.sink, NULL, &ev, "no projection handles event type \"Mystery\"", &err), 0);
     commit(&f, pos(0xD00, 3));
     redisReply *dl = dead_letters(&f);
     cr_assert_eq(dl->elements, 1);
