@@ -135,6 +135,14 @@ Test(outages, lock_held_on_a_projection_table)
         ensure_running(&e);
         sleep_ms(100);
     }
+    /* The engine's thread does not wait for the stuck commit: status updates keep reaching the source. */
+    char *age = qv(e.w,
+                   "SELECT extract(epoch FROM now() - r.reply_time)::int FROM pg_stat_replication r "
+                   "JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = '%s'",
+                   e.slot);
+    cr_assert(age != NULL && atoi(age) <= 3, "the last status update reached the source %s s ago",
+              age ? age : "?");
+    free(age);
     sigterm_during(&e, "the lock");
     redis_at = cursor_lsn(sink_cursor(&e, "cache"));
     expect_progress(&e, "cache", redis_at, 15000, "the lock, after a restart (Redis must go on)");
