@@ -280,7 +280,6 @@ static int others_fed(const struct session *s, const struct sink_rt *r)
  */
 int wc__stall(struct session *s)
 {
-    int64_t now = wc_now_ms();
     int stall = 0;
 
     for (int i = 0; i < s->nsink; i++) {
@@ -290,6 +289,7 @@ int wc__stall(struct session *s)
         if (r->queued + s->pending < s->cfg->batch_max_events &&
             r->queued_bytes + s->pending_bytes < s->cfg->batch_max_bytes)
             continue;
+        int64_t now = wc_now_ms();
         int limit = r->avg_commit_ms * 4 > STALL_MS ? r->avg_commit_ms * 4 : STALL_MS;
         if (now - r->job->start_ms >= limit && others_fed(s, r)) {
             r->state = SINK_FROZEN;

@@ -246,9 +246,9 @@ static int run_session(struct session *s, struct wc_err *err)
             wc_err_set(err, WC_ERR_IO, "a sink came back without its data");
             return -1;
         }
-        int64_t now = wc_now_ms();
         if (s->stream == NULL || s->restart) {
             /* Down: reconnect once its delay has passed. Behind: restart at once. */
+            int64_t now = wc_now_ms();
             if (s->stream != NULL)
                 stream_close(s);
             else if (now < s->stream_retry_at_ms) {
@@ -282,7 +282,7 @@ static int run_session(struct session *s, struct wc_err *err)
         }
         if (r > 0 && handle_message(s, msg, len, wal_start, &done, err) < 0)
             return -1;
-        now = wc_now_ms();
+        int64_t now = wc_now_ms();
         if (s->pending > 0 && (done || r == 0 || now - s->batch_start_ms >= s->cfg->batch_max_delay_ms) &&
             wc__commit_round(s, s->pos, err) < 0)
             return -1;

@@ -130,14 +130,18 @@ int wc__sink_opened(struct session *s, struct sink_rt *r, struct sink_job *j, st
 /* Open the sinks that are down once their delay has passed. */
 int wc__sinks_tick(struct session *s, struct wc_err *err)
 {
-    int64_t now = wc_now_ms();
+    int64_t now = 0;
 
     (void)err;
     if (s->stopping)
         return 0;
     for (int i = 0; i < s->nsink; i++) {
         struct sink_rt *r = &s->rt[i];
-        if (r->state != SINK_DOWN || r->job != NULL || now < r->retry_at_ms)
+        if (r->state != SINK_DOWN || r->job != NULL)
+            continue;
+        if (now == 0)
+            now = wc_now_ms(); /* only with a sink down: this runs for every message of the stream */
+        if (now < r->retry_at_ms)
             continue;
         r->state = SINK_OPENING;
         r->k->writer = 1;
