@@ -84,6 +84,7 @@ struct sink_job *wc__job_reap(struct session *s, struct sink_rt *r)
         /* Already read (the pipe was full when it wrote): nothing to take. */
     }
     r->job = NULL;
+    s->jobs_running--;
     return j;
 }
 
@@ -98,6 +99,7 @@ int wc__job_start(struct session *s, struct sink_rt *r, int kind, struct wc_pos 
     j->commit.cursor = cursor;
     j->start_ms = wc_now_ms();
     r->job = j;
+    s->jobs_running++;
     j->threaded = pthread_create(&j->thread, NULL, job_main, j) == 0;
     if (!j->threaded)
         job_main(j);
@@ -143,6 +145,7 @@ int wc__commit_round(struct session *s, struct wc_pos pos, struct wc_err *err)
             r->due = 1;
             r->queued += s->pending;
             r->queued_bytes += s->pending_bytes;
+            s->any_due = 1;
             continue;
         }
         if (wc_pos_cmp(k->cursor, at) >= 0)
@@ -280,12 +283,13 @@ static int others_fed(const struct session *s, const struct sink_rt *r)
  */
 int wc__stall(struct session *s)
 {
-    int stall = 0;
+    int stall = 0, due = 0;
 
-    for (int i = 0; i < s->nsink; i++) {
+    for (int i = 0; s->any_due && i < s->nsink; i++) {
         struct sink_rt *r = &s->rt[i];
-        if (r->state != SINK_UP || r->job == NULL)
+        if (r->state != SINK_UP || r->job == NULL || !r->due)
             continue;
+        due = 1;
         if (r->queued + s->pending < s->cfg->batch_max_events &&
             r->queued_bytes + s->pending_bytes < s->cfg->batch_max_bytes)
             continue;
@@ -304,6 +308,7 @@ int wc__stall(struct session *s)
         }
         stall = 1;
     }
+    s->any_due = due;
     return stall;
 }
 
@@ -356,6 +361,7 @@ void wc__drain(struct session *s, int grace_ms)
                 if (r->job->threaded)
                     pthread_detach(r->job->thread);
                 r->job = NULL; /* left to its thread */
+                s->jobs_running--;
                 s->abandoned = 1;
             }
             break;

@@ -240,7 +240,7 @@ static int run_session(struct session *s, struct wc_err *err)
     s->pending_bytes = 0;
 
     while (!wc_engine_stop && !done) {
-        if (wc__jobs_poll(s, err) < 0 || wc__sinks_tick(s, err) < 0)
+        if ((wc__jobs_returned(s) && wc__jobs_poll(s, err) < 0) || wc__sinks_tick(s, err) < 0)
             return -1;
         if (s->lost) {
             wc_err_set(err, WC_ERR_IO, "a sink came back without its data");

@@ -101,12 +101,17 @@ struct session {
     int64_t batch_start_ms;
     int64_t last_idle_commit_ms;
 
-    int started;           /* streamed once: faults to fix are retried from now on, not fatal */
-    int stopping;          /* shutting down: no sink is opened again, the stream is not restarted */
-    int restart;           /* restart the stream (a sink is behind it) */
-    int lost;              /* a sink came back without its data: every sink is opened again (rebuild) */
-    int abandoned;         /* a job was left running at shutdown: wake[] stays open */
-    int gave_up;           /* engine.retry_max_attempts ran out: the error stops the engine */
+    int started;   /* streamed once: faults to fix are retried from now on, not fatal */
+    int stopping;  /* shutting down: no sink is opened again, the stream is not restarted */
+    int restart;   /* restart the stream (a sink is behind it) */
+    int lost;      /* a sink came back without its data: every sink is opened again (rebuild) */
+    int abandoned; /* a job was left running at shutdown: wake[] stays open */
+    int gave_up;   /* engine.retry_max_attempts ran out: the error stops the engine */
+    /* Hints that spare the loop work on every message of the stream: set when there may be something
+     * to do, cleared by whoever finds nothing. */
+    int jobs_running;      /* jobs in flight */
+    int any_down;          /* a sink may be down, waiting for its next attempt */
+    int any_due;           /* a sink in the stream may have a batch queued behind a commit in flight */
     wc_lsn slot_confirmed; /* the slot's confirmed position when the session began */
     struct wc_backoff session_retry; /* sessions that could not start */
     struct wc_backoff stream_retry;  /* the stream, once started */
@@ -117,6 +122,15 @@ struct session {
     int64_t last_hb_ms;
     struct wc_backoff hb_retry;
 };
+
+/* Nonzero when a job in flight has returned (no system call: the loop asks for every message). */
+static inline int wc__jobs_returned(const struct session *s)
+{
+    for (int i = 0; s->jobs_running && i < s->nsink; i++)
+        if (s->rt[i].job != NULL && __atomic_load_n(&s->rt[i].job->done, __ATOMIC_ACQUIRE))
+            return 1;
+    return 0;
+}
 
 /* committer.c: commit rounds, the jobs on their threads, stalls, confirm. */
 int wc__commit_round(struct session *s, struct wc_pos pos, struct wc_err *err);

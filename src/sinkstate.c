@@ -64,6 +64,7 @@ void wc__sink_down(struct session *s, struct sink_rt *r, const struct wc_err *er
     r->due = 0;
     r->queued = 0;
     r->queued_bytes = 0;
+    s->any_down = 1;
     wc__report(&r->retry, now, err, &delay);
     if (r->retry.attempt == 1)
         wc_info("sink \"%s\": the other sinks go on; the slot is confirmed no further than this sink's "
@@ -131,14 +132,16 @@ int wc__sink_opened(struct session *s, struct sink_rt *r, struct sink_job *j, st
 int wc__sinks_tick(struct session *s, struct wc_err *err)
 {
     int64_t now = 0;
+    int down = 0;
 
     (void)err;
-    if (s->stopping)
+    if (s->stopping || !s->any_down)
         return 0;
     for (int i = 0; i < s->nsink; i++) {
         struct sink_rt *r = &s->rt[i];
         if (r->state != SINK_DOWN || r->job != NULL)
             continue;
+        down = 1;
         if (now == 0)
             now = wc_now_ms(); /* only with a sink down: this runs for every message of the stream */
         if (now < r->retry_at_ms)
@@ -147,6 +150,7 @@ int wc__sinks_tick(struct session *s, struct wc_err *err)
         r->k->writer = 1;
         wc__job_start(s, r, JOB_OPEN, WC_POS_NONE);
     }
+    s->any_down = down;
     return 0;
 }
 
