@@ -240,7 +240,8 @@ static int run_session(struct session *s, struct wc_err *err)
     s->pending_bytes = 0;
 
     while (!wc_engine_stop && !done) {
-        if ((wc__jobs_returned(s) && wc__jobs_poll(s, err) < 0) || wc__sinks_tick(s, err) < 0)
+        if ((wc__jobs_returned(s) && wc__jobs_poll(s, err) < 0) ||
+            (s->any_down && wc__sinks_tick(s, err) < 0))
             return -1;
         if (s->lost) {
             wc_err_set(err, WC_ERR_IO, "a sink came back without its data");
@@ -260,7 +261,7 @@ static int run_session(struct session *s, struct wc_err *err)
                 return -1;
             continue;
         }
-        if (wc__stall(s)) {
+        if (s->any_due && wc__stall(s)) {
             /* A full batch waits behind a commit in flight: wait for it, keeping the status updates going. */
             if (wc_stream_feedback(s->stream, 0, err) < 0 && stream_failed(s, err) < 0)
                 return -1;
