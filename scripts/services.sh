@@ -39,7 +39,8 @@ EOF
 
 as_pg() {
     if [ "$(id -u)" = 0 ]; then
-        runuser -u postgres -- "$@"
+        # From a folder postgres may enter: the caller's (a project under /root) may be closed to it.
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi

@@ -3,8 +3,8 @@
 #
 #   scripts/test.sh [--asan] [--valgrind] [CTEST ARGS...]
 #
-# On a fresh Debian bookworm machine it first installs what is missing (as root: apt-get update once,
-# then apt-get install -y). The servers live in a temp dir on loopback ports and are stopped at exit.
+# On a fresh Debian bookworm machine it first installs what is missing (scripts/install-deps.sh test). The
+# servers live in a temp dir on loopback ports and are stopped at exit.
 # --asan      also build and run the suite under AddressSanitizer and UndefinedBehaviorSanitizer
 # --valgrind  also run the unit tests (no servers needed) under valgrind memcheck
 set -euo pipefail
@@ -21,7 +21,7 @@ for a in "$@"; do
     esac
 done
 
-scripts/install-deps.sh
+scripts/install-deps.sh test
 
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build-test -DWC_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
