@@ -220,6 +220,8 @@ int redis_cluster_refresh(struct redis_cluster *cl, struct wc_err *err)
                 break;
             continue;
         }
+        if (known)
+            cl->map.nodes[k].c = c; /* kept (or dropped below) with the node */
         rc = read_map(cl, c, host, port, &m, &last);
         if (rc == 0) {
             char *h = wc_xstrdup(host); /* host may die with the old map */
