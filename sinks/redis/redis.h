@@ -39,6 +39,9 @@
  */
 
 #define CONNECT_TIMEOUT_S 10
+/* How long a reply may take where no sink configuration says (sinks.NAME.statement_timeout_ms, whose
+ * default this is): the cluster module's connections. */
+#define IO_TIMEOUT_S 30
 #define DEFAULT_PORT 6379
 
 /* A Lua script of the configuration, with its SHA1 as SCRIPT LOAD returned it. */
