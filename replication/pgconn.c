@@ -9,6 +9,7 @@
 
 #include <libpq-fe.h>
 
+#include "walcast/log.h"
 #include "walcast/pgconn.h"
 
 /* Make a libpq message one line without the trailing newline. */
@@ -116,6 +117,17 @@ static char *merged_options(const char *dsn, const char *extra, struct wc_err *e
     return out;
 }
 
+/* Server notices (a WARNING as the server shuts down, "relation ... already exists, skipping") are worth
+ * a debug line, not raw text on stderr. */
+static void notice_processor(void *arg, const char *message)
+{
+    char text[512];
+
+    (void)arg;
+    one_line(text, sizeof(text), message);
+    wc_debug("server notice: %s", text);
+}
+
 PGconn *wc_pgconn_open(const struct wc_pgconn_opts *o, struct wc_err *err)
 {
     const char *dsn = o->dsn && *o->dsn ? o->dsn : "";
@@ -160,6 +172,7 @@ PGconn *wc_pgconn_open(const struct wc_pgconn_opts *o, struct wc_err *err)
         PQfinish(conn);
         return NULL;
     }
+    PQsetNoticeProcessor(conn, notice_processor, NULL);
     return conn;
 }
 

@@ -19,11 +19,34 @@
 #include "walcast/clock.h"
 #include "walcast/log.h"
 
+/* A message on one line: libpq's span several ("server closed the connection unexpectedly\n\tThis
+ * probably means..."). */
+static void one_line(char *dst, size_t size, const char *msg)
+{
+    size_t o = 0;
+    int space = 0;
+
+    for (const char *c = msg; *c && o + 1 < size; c++) {
+        if (*c == '\n' || *c == '\t' || *c == ' ') {
+            space = 1;
+            continue;
+        }
+        if (space && o > 0)
+            dst[o++] = ' ';
+        space = 0;
+        if (o + 1 < size)
+            dst[o++] = *c;
+    }
+    dst[o] = '\0';
+}
+
 void wc__report(struct wc_backoff *b, int64_t now, const struct wc_err *err, int *delay_ms)
 {
     enum wc_backoff_report rep;
     int delay = wc_backoff_fail(b, now, &rep);
+    char msg[sizeof(err->msg)];
 
+    one_line(msg, sizeof(msg), err->msg);
     if (delay_ms)
         *delay_ms = delay;
     /* The fault changed its nature within the outage (the server came back, and now refuses the
@@ -34,13 +57,13 @@ void wc__report(struct wc_backoff *b, int64_t now, const struct wc_err *err, int
     }
     b->kind = err->code;
     if (rep == WC_BACKOFF_QUIET)
-        wc_debug("%s (attempt %d, next in %d ms)", err->msg, b->attempt, delay);
+        wc_debug("%s (attempt %d, next in %d ms)", msg, b->attempt, delay);
     else if (err->code == WC_ERR_CONFIG && rep == WC_BACKOFF_FIRST)
-        wc_error("%s; reconnecting until this is fixed", err->msg);
+        wc_error("%s; reconnecting until this is fixed", msg);
     else if (rep == WC_BACKOFF_FIRST)
-        wc_warning("%s; reconnecting", err->msg);
+        wc_warning("%s; reconnecting", msg);
     else
-        wc_error("%s; still failing after %lld s and %d attempts, reconnecting%s", err->msg,
+        wc_error("%s; still failing after %lld s and %d attempts, reconnecting%s", msg,
                  (long long)((now - b->since_ms) / 1000), b->attempt,
                  err->code == WC_ERR_CONFIG ? " until this is fixed" : "");
 }
