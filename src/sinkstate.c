@@ -190,22 +190,6 @@ static void open_inline(struct sink_rt *r, struct sink_job *j)
     j->done = 1;
 }
 
-/* Are the sinks' opens done (all of them, or enough to start: one opened and the others given time)? */
-static int opens_done(const struct session *s, const struct sink_job *inl, int64_t waited)
-{
-    int running = 0, ok = 0;
-
-    for (int i = 0; i < s->nsink; i++) {
-        const struct sink_rt *r = &s->rt[i];
-        const struct sink_job *j = r->inline_commit ? &inl[i] : r->job;
-        if (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE))
-            running++;
-        else if (j->rc == 0)
-            ok++;
-    }
-    return running == 0 || (ok > 0 && waited >= OPEN_WAIT_MS);
-}
-
 /*
  * Open every sink, side by side on their threads, and read their cursors. A sink that cannot be opened
  * for a reason that may pass (or, once walcast has streamed, one someone must fix) is left down and
@@ -217,12 +201,14 @@ static int opens_done(const struct session *s, const struct sink_job *inl, int64
 int wc__open_all(struct session *s, struct wc_err *err)
 {
     struct sink_job inl[s->nsink > 0 ? s->nsink : 1];
+    struct sink_job *got[s->nsink > 0 ? s->nsink : 1];
     struct wc_err first = {0}, fatal = {0}, errs[s->nsink > 0 ? s->nsink : 1];
     int64_t t0 = wc_now_ms();
     int opened = 0;
 
     memset(inl, 0, sizeof(inl));
     memset(errs, 0, sizeof(errs));
+    memset(got, 0, sizeof(got));
     for (int i = 0; i < s->nsink; i++) {
         struct sink_rt *r = &s->rt[i];
         r->state = SINK_OPENING;
@@ -232,8 +218,24 @@ int wc__open_all(struct session *s, struct wc_err *err)
         else
             wc__job_start(s, r, JOB_OPEN, WC_POS_NONE);
     }
-    while (!opens_done(s, inl, wc_now_ms() - t0)) {
+    /* Take each open in as it returns (its wake byte with it, or the wait below would not wait), until
+     * all have, or one has opened and the others had OPEN_WAIT_MS. */
+    for (;;) {
+        int running = 0, ok = 0;
+        for (int i = 0; i < s->nsink; i++) {
+            if (got[i] == NULL)
+                got[i] = s->rt[i].inline_commit ? &inl[i] : wc__job_reap(s, &s->rt[i]);
+            if (got[i] == NULL)
+                running++;
+            else if (got[i]->rc == 0)
+                ok++;
+        }
+        if (running == 0 || (ok > 0 && wc_now_ms() - t0 >= OPEN_WAIT_MS))
+            break;
         if (wc_engine_stop) {
+            for (int i = 0; i < s->nsink; i++)
+                if (got[i] != NULL && !s->rt[i].inline_commit)
+                    free(got[i]);
             s->stopping = 1;
             wc__drain(s, SHUTDOWN_GRACE_MS);
             wc_err_set(err, WC_ERR_IO, "stopped while connecting to the sinks");
@@ -243,7 +245,7 @@ int wc__open_all(struct session *s, struct wc_err *err)
     }
     for (int i = 0; i < s->nsink; i++) {
         struct sink_rt *r = &s->rt[i];
-        struct sink_job *j = r->inline_commit ? &inl[i] : wc__job_reap(s, r);
+        struct sink_job *j = got[i];
         if (j == NULL)
             continue; /* still connecting: taken in by wc__jobs_poll() when it returns */
         errs[i] = j->err;
@@ -265,7 +267,6 @@ int wc__open_all(struct session *s, struct wc_err *err)
         }
         if (!r->inline_commit)
             free(j);
-        r->job = NULL;
     }
     if (fatal.code != 0 || opened == 0) {
         wc__drain(s, -1);
