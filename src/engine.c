@@ -13,6 +13,8 @@ volatile sig_atomic_t wc_engine_stop;
 /* Hand one event to one sink: its projections, or the unknown-event policy. */
 int wc__route_one(struct session *s, struct wc_sink *k, struct wc_event *ev, int known, struct wc_err *err)
 {
+    if (ev->poison)
+        return wc__route_poison(s, k, ev, err);
     if (known)
         return k->ops->apply(k, ev, err);
     if (k != s->dead_letter_sink)

@@ -74,6 +74,9 @@ int wc__event_known(const struct session *s, const struct wc_event *ev);
 /* rebuild.c: check the slot, open the sinks, rebuild those that lost data; *start = where to stream from. */
 int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err);
 
+/* poison.c: an outbox row no projection can be given (ev->poison) goes to the dead-letter sink. */
+int wc__route_poison(struct session *s, struct wc_sink *k, struct wc_event *ev, struct wc_err *err);
+
 /* heartbeat.c */
 void wc__heartbeat(struct session *s);
 void wc__heartbeat_seen(struct session *s, const char *content);
