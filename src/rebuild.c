@@ -9,6 +9,17 @@
 #include "walcast/slot.h"
 #include "walcast/snapshot.h"
 
+int wc_engine_outbox(const struct wc_config *cfg, struct wc_outbox *ob)
+{
+    int replay = 0;
+
+    *ob = (struct wc_outbox){cfg->outbox_schema, cfg->outbox_table, (const char *const *)cfg->columns,
+                             cfg->outbox_order_by};
+    for (int i = 0; i < cfg->nsink; i++)
+        replay |= cfg->sinks[i].rebuild != NULL;
+    return replay;
+}
+
 /*
  * Rebuild one sink from the outbox table (invariant 4): wipe it with its configured rebuild action,
  * then apply every outbox row visible in a snapshot exported by a temporary slot, and set its cursor to
@@ -18,13 +29,14 @@
  */
 static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err)
 {
-    struct wc_outbox ob = {s->cfg->outbox_schema, s->cfg->outbox_table, (const char *const *)s->cfg->columns};
+    struct wc_outbox ob;
     struct wc_snapshot *snap;
     struct wc_event ev;
     wc_lsn point = 0;
     int64_t n = 0, pending = 0;
     int rc = -1, r;
 
+    wc_engine_outbox(s->cfg, &ob);
     if (k->ops->reset == NULL) {
         wc_err_set(err, WC_ERR_DATA, "sink \"%s\" cannot be rebuilt", k->name);
         return -1;
@@ -42,12 +54,8 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err
                WC_LSN_ARGS(point));
     while ((r = wc_snapshot_next(snap, &ev, err)) > 0) {
         n++;
-        if (ev.col[WC_COL_EVENT_TYPE].kind == WC_VAL_NULL)
-            continue;
-        int known = wc__event_known(s, &ev);
-        int rr = wc__route_one(s, k, &ev, known, err);
-        json_decref(ev.payload_json);
-        if (rr < 0)
+        /* The snapshot's decoder owns the event (its payload included), as the stream's does. */
+        if (wc__route_one(s, k, &ev, wc__event_known(s, &ev), err) < 0)
             goto done;
         if (++pending >= s->cfg->batch_max_events) {
             /* Not a stream position: a crash here makes the next start rebuild again. */
@@ -71,6 +79,23 @@ done:
     return rc;
 }
 
+/* The outbox must be there, with its columns, readable, before the stream may confirm anything; and
+ * with a replay order when a sink may be rebuilt. */
+static int check_outbox(struct session *s, struct wc_err *err)
+{
+    struct wc_outbox ob;
+    struct wc_outbox_info info;
+    int replay = wc_engine_outbox(s->cfg, &ob);
+
+    if (wc_outbox_check_dsn(s->cfg->source_dsn, &ob, &info, err) < 0)
+        return -1;
+    if (replay && info.order[0] == '\0') {
+        wc_err_set(err, WC_ERR_CONFIG, "%s", info.order_problem);
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * Open every sink and read its cursor; returns the LSN to stream from. A sink whose cursor is behind
  * the slot's confirmed position, or that has none while others do, lost writes the slot will not send
@@ -83,6 +108,8 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
     char p[40], c[WC_LSN_STRLEN];
 
     *start = 0;
+    if (check_outbox(s, err) < 0)
+        return -1;
     /* The slot first: its confirmed position only ever trails the sinks' cursors, so read before them it
      * cannot make a cursor look lost; and a slot another engine streams must not have its sinks touched
      * (a standby waits here). */
