@@ -94,6 +94,7 @@ static void close_session(struct session *s)
     for (int i = 0; i < s->nsink; i++)
         if (s->sinks[i]->ops->close)
             s->sinks[i]->ops->close(s->sinks[i]);
+    wc__lease_end(s);
 }
 
 /* One session: returns 0 when stopped or at endpos, -1 with err. */

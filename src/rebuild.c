@@ -1,10 +1,13 @@
 /*
- * rebuild.c - the start of a session: check who owns the slot, open the sinks, read their cursors, and
- * rebuild a sink that lost data (or has none yet and may be built) from a snapshot of the outbox table.
+ * rebuild.c - the start of a session: take the slot's lease, check the outbox and the slot, open the sinks
+ * and claim them, read their cursors, and rebuild a sink that lost data (or has none yet and may be
+ * built) from a snapshot of the outbox table.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "engine_int.h"
+#include "walcast/lease.h"
 #include "walcast/log.h"
 #include "walcast/slot.h"
 #include "walcast/snapshot.h"
@@ -27,7 +30,7 @@ int wc_engine_outbox(const struct wc_config *cfg, struct wc_outbox *ob)
  * snapshot; the stream brings everything after it. A crash midway leaves a cursor at 0/0, which the
  * next start finds behind the slot again: the rebuild starts over from the wipe.
  */
-static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err)
+static int rebuild_sink(struct session *s, struct wc_sink *k, const struct wc_owner *me, struct wc_err *err)
 {
     struct wc_outbox ob;
     struct wc_snapshot *snap;
@@ -47,8 +50,9 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err
         return -1;
     }
     /* Wipe only once the snapshot exists. From here until the final cursor, the sink has no cursor or
-     * one at 0/0: a start after a crash finds it and rebuilds again. */
-    if (k->ops->reset(k, err) < 0)
+     * one at 0/0: a start after a crash finds it and rebuilds again. A FLUSHDB takes the owner record
+     * with it: claim the sink again before writing to it. */
+    if (k->ops->reset(k, err) < 0 || wc_sink_claim(k, me, err) < 0)
         goto done;
     wc_warning("sink \"%s\": rebuilding its projections from the outbox table up to " WC_LSN_FMT, k->name,
                WC_LSN_ARGS(point));
@@ -79,6 +83,47 @@ done:
     return rc;
 }
 
+/*
+ * Take the slot's lease before anything else (lease.h): a second engine on the slot, or one that starts
+ * together with this one, stops here rather than open, claim or rebuild the sinks this one is about to.
+ */
+static int take_lease(struct session *s, struct wc_err *err)
+{
+    int holder = 0, r;
+
+    if (s->lease == NULL && (s->lease = wc_lease_open(s->cfg->source_dsn, err)) == NULL)
+        return -1;
+    r = wc_lease_take(s->lease, s->cfg->slot, &holder, err);
+    if (r > 0)
+        return 0;
+    if (r == 0) {
+        struct wc_slot_status st;
+        struct wc_err e2 = {0};
+        int found = 0;
+        if (holder == s->last_lease_pid) {
+            /* Our previous session's backend, not gone yet: transient. */
+            err->code = WC_ERR_IO;
+        } else if (wc_slot_status_conn(wc_lease_conn(s->lease), s->cfg->slot, &st, &found, &e2) == 0 &&
+                   found && st.active && st.active_walsender) {
+            /* The other engine streams: name its walsender, as `walcast slot status` shows it. */
+            wc_err_set(err, WC_ERR_SLOT_ACTIVE, "replication slot \"%s\" is active for PID %d", s->cfg->slot,
+                       st.active_pid);
+        }
+    }
+    wc_lease_close(s->lease);
+    s->lease = NULL;
+    return -1;
+}
+
+void wc__lease_end(struct session *s)
+{
+    if (s->lease == NULL)
+        return;
+    s->last_lease_pid = wc_lease_pid(s->lease);
+    wc_lease_close(s->lease);
+    s->lease = NULL;
+}
+
 /* The outbox must be there, with its columns, readable, before the stream may confirm anything; and
  * with a replay order when a sink may be rebuilt. */
 static int check_outbox(struct session *s, struct wc_err *err)
@@ -87,7 +132,7 @@ static int check_outbox(struct session *s, struct wc_err *err)
     struct wc_outbox_info info;
     int replay = wc_engine_outbox(s->cfg, &ob);
 
-    if (wc_outbox_check_dsn(s->cfg->source_dsn, &ob, &info, err) < 0)
+    if (wc_outbox_check(wc_lease_conn(s->lease), &ob, &info, err) < 0)
         return -1;
     if (replay && info.order[0] == '\0') {
         wc_err_set(err, WC_ERR_CONFIG, "%s", info.order_problem);
@@ -108,12 +153,17 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
     char p[40], c[WC_LSN_STRLEN];
 
     *start = 0;
-    if (check_outbox(s, err) < 0)
+    if (take_lease(s, err) < 0 || check_outbox(s, err) < 0)
         return -1;
+    struct wc_owner me;
+    memset(&me, 0, sizeof(me));
+    snprintf(me.system_id, sizeof(me.system_id), "%s", wc_lease_system_id(s->lease));
+    snprintf(me.database, sizeof(me.database), "%s", wc_lease_database(s->lease));
+    snprintf(me.slot, sizeof(me.slot), "%s", s->cfg->slot);
     /* The slot first: its confirmed position only ever trails the sinks' cursors, so read before them it
      * cannot make a cursor look lost; and a slot another engine streams must not have its sinks touched
      * (a standby waits here). */
-    if (wc_slot_status(s->cfg->source_dsn, s->cfg->slot, &st, &found, err) < 0) {
+    if (wc_slot_status_conn(wc_lease_conn(s->lease), s->cfg->slot, &st, &found, err) < 0) {
         if (err->code == WC_ERR_SLOT && strstr(err->msg, "permission denied"))
             return -1;
         err->code = WC_ERR_IO;
@@ -126,14 +176,18 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
         return -1;
     }
     if (st.active && st.active_pid != 0) {
-        /* Our own previous walsender may take a moment to exit after a reconnect: that is transient. */
-        wc_err_set(err, st.active_pid == s->last_walsender ? WC_ERR_IO : WC_ERR_SLOT_ACTIVE,
-                   "replication slot \"%s\" is active for PID %d", s->cfg->slot, st.active_pid);
+        /* Our own previous walsender may take a moment to exit after a reconnect, and a backend that is
+         * not a walsender holds a slot only while it drops or advances it: both are transient (a dropped
+         * slot is then reported as missing, exit 3, not as in use). */
+        wc_err_set(
+            err, st.active_pid == s->last_walsender || !st.active_walsender ? WC_ERR_IO : WC_ERR_SLOT_ACTIVE,
+            "replication slot \"%s\" is active for PID %d", s->cfg->slot, st.active_pid);
         return -1;
     }
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];
-        if (k->ops->open(k, err) < 0 || k->ops->read_cursor(k, &k->cursor, &found, err) < 0)
+        if (k->ops->open(k, err) < 0 || wc_sink_claim(k, &me, err) < 0 ||
+            k->ops->read_cursor(k, &k->cursor, &found, err) < 0)
             return -1;
         k->has_cursor = found;
         if (!found)
@@ -168,7 +222,7 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
                     k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c);
             else
                 wc_info("sink \"%s\" has no cursor: building it from the outbox table", k->name);
-            if (rebuild_sink(s, k, err) < 0)
+            if (rebuild_sink(s, k, &me, err) < 0)
                 return -1;
         }
     }
