@@ -67,10 +67,13 @@ int wc_sink_claim(struct wc_sink *s, const struct wc_owner *me, struct wc_err *e
     if (wc_owner_same(&held, me))
         return 0;
     wc_owner_describe(&held, owner, sizeof(owner));
-    wc_owner_describe(me, mine, sizeof(mine));
+    if (strcmp(held.system_id, me->system_id) == 0 && strcmp(held.database, me->database) == 0)
+        snprintf(mine, sizeof(mine), "this engine's slot \"%s\"", me->slot);
+    else
+        wc_owner_describe(me, mine, sizeof(mine));
     wc_err_set(
         err, WC_ERR_CONFIG,
-        "sink \"%s\" belongs to %s, not to %s: its engine applies events to it, and a second one would "
+        "sink \"%s\" belongs to %s, not to %s: that engine applies events to it, and a second one would "
         "apply them again; to hand it over, stop that engine and run \"walcast sink release -c %s "
         "--sink %s\"",
         s->name, owner, mine, s->cfg && s->cfg->path ? s->cfg->path : "FILE", s->name);

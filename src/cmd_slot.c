@@ -136,7 +136,8 @@ int wc__cmd_slot(const char *action, const struct options *o)
                 bad += !items[i].ok;
             }
             if (bad) {
-                fprintf(stderr, "%s: error: the server is not ready for logical replication with wal2json\n",
+                fprintf(stderr,
+                        "%s: error: the server or the outbox is not ready for walcast (see the FAIL lines)\n",
                         wc__cli_progname);
                 rc = EXIT_ERROR;
             }
