@@ -251,7 +251,8 @@ int wc_slot_check(const char *dsn, const struct wc_outbox *ob, int need_order, s
         PQfinish(c);
         return -1;
     }
-    const char *wal_level = PQgetvalue(r, 0, 0);
+    char wal_level[32]; /* kept past the PQclear below */
+    snprintf(wal_level, sizeof(wal_level), "%s", PQgetvalue(r, 0, 0));
     item(items, max, &n, "server_version", 1, "%s", PQgetvalue(r, 0, 6));
     item(items, max, &n, "wal_level", strcmp(wal_level, "logical") == 0,
          strcmp(wal_level, "logical") == 0 ? "%s" : "%s (set wal_level = logical and restart the server)",
