@@ -7,6 +7,7 @@
  * and held until the session ends; the server drops it with the connection, so a crashed engine never
  * keeps it. Advisory locks live in a database, as logical slots do: the key is the slot's name.
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,28 @@ struct pg_conn *wc_lease_conn(struct wc_lease *l)
     return l->conn;
 }
 
+/*
+ * pg_advisory_unlock, waiting at most a second for its answer: a source that went away (the reason the
+ * session may be ending) must not hold up the reconnect. If it does not answer, closing the connection
+ * releases the lease as soon as the server notices.
+ */
+static void unlock_briefly(struct wc_lease *l)
+{
+    const char *params[1] = {l->slot};
+    PGresult *r;
+
+    if (!PQsendQueryParams(l->conn, "SELECT pg_advisory_unlock(" LEASE_CLASS ", hashtext($1))", 1, NULL,
+                           params, NULL, NULL, 0))
+        return;
+    for (int waited = 0; PQisBusy(l->conn) && waited < 1000; waited += 50) {
+        struct pollfd p = {.fd = PQsocket(l->conn), .events = POLLIN};
+        if (poll(&p, 1, 50) < 0 || !PQconsumeInput(l->conn))
+            return;
+    }
+    while (!PQisBusy(l->conn) && (r = PQgetResult(l->conn)) != NULL)
+        PQclear(r);
+}
+
 void wc_lease_close(struct wc_lease *l)
 {
     if (l == NULL)
@@ -170,11 +193,8 @@ void wc_lease_close(struct wc_lease *l)
     if (l->conn) {
         /* Unlock before leaving: the backend may take a moment to exit after the connection closes, and
          * the next session (ours, after a reconnect, or a standby's) must not find the lease still held. */
-        if (l->held && PQstatus(l->conn) == CONNECTION_OK) {
-            const char *params[1] = {l->slot};
-            PQclear(PQexecParams(l->conn, "SELECT pg_advisory_unlock(" LEASE_CLASS ", hashtext($1))", 1, NULL,
-                                 params, NULL, NULL, 0));
-        }
+        if (l->held && PQstatus(l->conn) == CONNECTION_OK)
+            unlock_briefly(l);
         PQfinish(l->conn);
     }
     free(l);
