@@ -5,12 +5,17 @@
 #include "../owner.h"
 #include "pg.h"
 
-/* Created under the lock walcast's other tables are created under (conn.c): sinks opening together. */
+/* Created only when missing (a role without CREATE on the schema works with a table a setup script made
+ * for it, as examples/orders/read.sql does), under the lock walcast's other tables are created under
+ * (conn.c): sinks opening together. The transaction stays open for the claim. */
 static const char setup_sql[] =
     "BEGIN;"
     "SELECT pg_advisory_xact_lock(hashtext('walcast setup'));"
-    "CREATE TABLE IF NOT EXISTS walcast_owner (sink text PRIMARY KEY, system_identifier text NOT NULL, "
-    "database text NOT NULL, slot text NOT NULL, since timestamptz NOT NULL DEFAULT now())";
+    "DO $walcast$ BEGIN "
+    "IF to_regclass('walcast_owner') IS NULL THEN "
+    "CREATE TABLE walcast_owner (sink text PRIMARY KEY, system_identifier text NOT NULL, "
+    "database text NOT NULL, slot text NOT NULL, since timestamptz NOT NULL DEFAULT now()); "
+    "END IF; END $walcast$";
 
 /* Run one statement of the open transaction; on failure roll it back and set err. */
 static PGresult *step(struct wc_sink *s, const char *sql, int n, const char *const *params, const char *what,
@@ -67,7 +72,11 @@ static int pg_owner_claim(struct wc_sink *s, const struct wc_owner *me, struct w
 
     if (p == NULL || p->conn == NULL)
         return not_open(s, err);
-    if (pg_exec_simple(s, setup_sql, "could not create walcast's owner table", err) < 0) {
+    if (pg_exec_simple(
+            s, setup_sql,
+            "could not create walcast's table walcast_owner (create it as examples/orders/read.sql "
+            "does, or grant the role CREATE on the schema)",
+            err) < 0) {
         pg_rollback_quietly(p);
         return -1;
     }
