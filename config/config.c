@@ -12,18 +12,22 @@
 #define F(field) offsetof(struct wc_config, field)
 
 static const struct opt column_opts[] = {
-    {"event_id", O_NONEMPTY, F(columns[WC_COL_EVENT_ID]), "event_id", 0, 0, NULL},
-    {"aggregate_type", O_NONEMPTY, F(columns[WC_COL_AGGREGATE_TYPE]), "aggregate_type", 0, 0, NULL},
-    {"aggregate_id", O_NONEMPTY, F(columns[WC_COL_AGGREGATE_ID]), "aggregate_id", 0, 0, NULL},
+    /* "" says the outbox has no such column (its value is always null); event_type and payload are
+     * required. The start of every session checks that each named column exists (replication/outbox.c). */
+    {"event_id", O_STR, F(columns[WC_COL_EVENT_ID]), "event_id", 0, 0, NULL},
+    {"aggregate_type", O_STR, F(columns[WC_COL_AGGREGATE_TYPE]), "aggregate_type", 0, 0, NULL},
+    {"aggregate_id", O_STR, F(columns[WC_COL_AGGREGATE_ID]), "aggregate_id", 0, 0, NULL},
     {"event_type", O_NONEMPTY, F(columns[WC_COL_EVENT_TYPE]), "event_type", 0, 0, NULL},
     {"payload", O_NONEMPTY, F(columns[WC_COL_PAYLOAD]), "payload", 0, 0, NULL},
-    {"occurred_at", O_NONEMPTY, F(columns[WC_COL_OCCURRED_AT]), "occurred_at", 0, 0, NULL},
+    {"occurred_at", O_STR, F(columns[WC_COL_OCCURRED_AT]), "occurred_at", 0, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
 static const struct opt outbox_opts[] = {
     {"table", O_TABLE, 0, "public.domain_events", 0, 0, NULL},
     {"columns", O_SUB, 0, NULL, 0, 0, column_opts},
+    /* The replay order of rebuilds: columns, comma-separated; unset = event_id when it is an integer. */
+    {"order_by", O_STR, F(outbox_order_by), NULL, 0, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -194,6 +198,7 @@ void wc_config_free(struct wc_config *cfg)
     free(cfg->slot);
     free(cfg->outbox_schema);
     free(cfg->outbox_table);
+    free(cfg->outbox_order_by);
     free(cfg->msg_prefix);
     free(cfg->dead_letter_sink);
     free(cfg->log_level);

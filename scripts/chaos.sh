@@ -10,10 +10,13 @@
 #
 # For --seconds N (default 180) a workload loop commits random order commands (CALL shop.run_workload,
 # 50 per call, ~300/s; a call cut off by a restart is simply retried) while every 2-8 s one fault is
-# injected, drawn from a shuffled deck of six so that each kind comes up: kill -9 of walcast (restarted
+# injected, drawn from a shuffled deck of seven so that each kind comes up: kill -9 of walcast (restarted
 # after up to 1 s with --standby), restart of the source PostgreSQL (-m fast, -m immediate), of the read
-# database (-m fast, -m immediate), and of Redis (SHUTDOWN NOSAVE: the AOF is kept). walcast must ride
-# out every server restart on its own; an exit it was not killed for is reported and fails the run.
+# database (-m fast, -m immediate), of Redis (SHUTDOWN NOSAVE: the AOF is kept), and Redis losing its
+# data (restarted with its AOF removed: the Redis sink has rebuild: flushdb here, so walcast finds its
+# cursor gone and rebuilds it from the outbox table while the load goes on). Every run has at least one
+# such rebuild. walcast must ride out every fault on its own; an exit it was not killed for is reported
+# and fails the run.
 #
 # The comparison. walcast runs examples/orders/walcast.yaml plus two counting projections, one per sink,
 # written in the same transaction (PostgreSQL) or MULTI/EXEC (Redis) as the example's projections: every
@@ -30,7 +33,8 @@
 # Any other difference check.sh reports (a wrong value that is neither missing nor above) is printed and
 # fails the run too. The last line is exactly
 #   chaos: events=N applied=N lost=L duplicated=D restarts=K
-# and the exit status is 0 only when L=0, D=0, K>=6 (and check.sh found nothing else).
+# and the exit status is 0 only when L=0, D=0, K>=6, the Redis sink was rebuilt at least once (and
+# check.sh found nothing else).
 #
 # --plant: after the catch-up, apply one OrderPlaced event a second time (both sinks) and undo one
 # OrderPlaced in the read database, to show that the comparison sees them (then lost and duplicated are
@@ -111,6 +115,7 @@ export WALCAST_SOURCE_DSN="host=127.0.0.1 port=$PGPORT dbname=shop user=walcast"
 export WALCAST_SOURCE_SLOT=walcast_chaos
 export WALCAST_SINKS_READDB_DSN="host=127.0.0.1 port=$WALCAST_TEST_READ_PG_PORT dbname=shop_read user=walcast"
 export WALCAST_SINKS_CACHE_DSN="redis://127.0.0.1:$WALCAST_TEST_REDIS_PORT/$redis_db"
+export WALCAST_SINKS_CACHE_REBUILD=flushdb
 EOF
 # shellcheck disable=SC1091
 . "$dir/orders.env"
@@ -168,6 +173,7 @@ workload_pid=$!
 
 # ---- 4. faults at random moments ----
 restarts=0
+redis_losses=0
 unexpected=0
 deck=()
 # walcast must not exit unless we killed it: restart it and count the exit.
@@ -189,6 +195,23 @@ watch() {
         check_walcast
     done
 }
+# Redis comes back empty, as after a restart without persistence: walcast must notice (the sink's
+# cursor is gone while the read database has one) and rebuild the sink from the outbox table.
+redis_lost() {
+    local port=$WALCAST_TEST_REDIS_PORT
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    for _ in $(seq 1 100); do
+        redis-cli -p "$port" ping >/dev/null 2>&1 || break
+        sleep 0.05
+    done
+    rm -rf "$dir/redis/appendonlydir" "$dir/redis/"*.aof "$dir/redis/dump.rdb"
+    redis-server "$dir/redis.conf"
+    for _ in $(seq 1 200); do
+        [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break
+        sleep 0.05
+    done
+    redis_losses=$((redis_losses + 1))
+}
 inject() {
     local kind=$1 t0 rc=0
     t0=$(date +%s%3N)
@@ -204,6 +227,7 @@ inject() {
     read-fast) scripts/services.sh restart-read-pg "$dir" fast || rc=$? ;;
     read-immediate) scripts/services.sh restart-read-pg "$dir" immediate || rc=$? ;;
     redis) scripts/services.sh restart-redis "$dir" >/dev/null || rc=$? ;;
+    redis-lost) redis_lost || rc=$? ;;
     esac
     [ "$rc" = 0 ] || { echo "chaos: restarting for $kind failed ($rc)" >&2; exit 1; }
     restarts=$((restarts + 1))
@@ -219,7 +243,7 @@ while :; do
     watch $((20 + RANDOM % 61))
     [ "$(date +%s)" -lt "$deadline" ] || break
     if [ ${#deck[@]} -eq 0 ]; then
-        deck=(kill9 source-fast source-immediate read-fast read-immediate redis)
+        deck=(kill9 source-fast source-immediate read-fast read-immediate redis redis-lost)
         for ((i = ${#deck[@]} - 1; i > 0; i--)); do
             j=$((RANDOM % (i + 1)))
             tmp=${deck[i]}; deck[i]=${deck[j]}; deck[j]=$tmp
@@ -228,6 +252,9 @@ while :; do
     inject "${deck[0]}"
     deck=("${deck[@]:1}")
 done
+
+# A short run may not have drawn it: every run rebuilds the Redis sink at least once, under load.
+[ "$redis_losses" -gt 0 ] || { watch 20; inject redis-lost; }
 
 # ---- 5. stop the load, wait for walcast to catch up ----
 touch "$dir/stop"
@@ -337,9 +364,11 @@ done <"$dir/mismatches"
 lost=$((counter_lost + proj_lost))
 duplicated=$((counter_dup + proj_dup))
 walcast_reconnects=$(grep -c 'reconnecting' "$dir/walcast.log" || true)
+rebuilds=$(grep -c 'sink "cache" has lost data' "$dir/walcast.log" || true)
 say "sinks: read database counted $pg_have events (+$pg_extra extra), redis $redis_have (+$redis_extra extra);" \
     "projections: $proj_lost missing/behind, $proj_dup above, $proj_other other differences"
-say "walcast: $walcast_reconnects reconnecting warnings, $unexpected exits it was not killed for;" \
+say "walcast: $walcast_reconnects reconnecting warnings, $rebuilds rebuilds of the Redis sink" \
+    "($redis_losses losses of its data), $unexpected exits it was not killed for;" \
     "faults: $(awk '{print $3}' "$dir/faults.log" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $2, $1; sep=" "}')"
 say "ran $(($(date +%s) - t_start)) s in all"
 ok=1
@@ -347,5 +376,6 @@ if [ "$lost" -ne 0 ] || [ "$duplicated" -ne 0 ] || [ "$restarts" -lt 6 ]; then o
 if [ "$proj_other" -ne 0 ] || [ "$check_rc" -ne 0 ]; then ok=0; say "check.sh found differences (exit $check_rc)"; fi
 [ "$unexpected" -eq 0 ] || { ok=0; say "walcast exited on its own $unexpected time(s)"; }
 [ "$caught_up" = 1 ] || ok=0
+[ "$rebuilds" -ge 1 ] || { ok=0; say "the Redis sink was never rebuilt"; }
 echo "chaos: events=$events applied=$applied lost=$lost duplicated=$duplicated restarts=$restarts"
 [ "$ok" = 1 ]

@@ -48,6 +48,7 @@ int wc__cmd_run(const struct options *o);
 int wc__cmd_tail(const struct options *o);
 int wc__cmd_slot(const char *action, const struct options *o);
 int wc__cmd_dlq(const char *action, const struct options *o);
+int wc__cmd_sink(const char *action, const struct options *o);
 int wc__cmd_check_config(const struct options *o);
 
 #endif

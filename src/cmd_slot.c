@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "walcast/engine.h"
+#include "walcast/outbox.h"
 #include "walcast/slot.h"
 
 static void fmt_lsn(wc_lsn l, char *buf)
@@ -122,7 +124,9 @@ int wc__cmd_slot(const char *action, const struct options *o)
             printf("replication slot \"%s\" dropped\n", cfg->slot);
     } else if (strcmp(action, "check") == 0) {
         struct wc_check_item items[16];
-        int n = wc_slot_check(cfg->source_dsn, items, 16, &err);
+        struct wc_outbox ob;
+        int replay = wc_engine_outbox(cfg, &ob);
+        int n = wc_slot_check(cfg->source_dsn, &ob, replay, items, 16, &err);
         if (n < 0) {
             rc = slot_fail(&err);
         } else {
@@ -132,7 +136,8 @@ int wc__cmd_slot(const char *action, const struct options *o)
                 bad += !items[i].ok;
             }
             if (bad) {
-                fprintf(stderr, "%s: error: the server is not ready for logical replication with wal2json\n",
+                fprintf(stderr,
+                        "%s: error: the server or the outbox is not ready for walcast (see the FAIL lines)\n",
                         wc__cli_progname);
                 rc = EXIT_ERROR;
             }

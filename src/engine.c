@@ -13,6 +13,8 @@ volatile sig_atomic_t wc_engine_stop;
 /* Hand one event to one sink: its projections, or the unknown-event policy. */
 int wc__route_one(struct session *s, struct wc_sink *k, struct wc_event *ev, int known, struct wc_err *err)
 {
+    if (ev->poison)
+        return wc__route_poison(s, k, ev, err);
     if (known)
         return k->ops->apply(k, ev, err);
     if (k != s->dead_letter_sink)
@@ -92,6 +94,7 @@ static void close_session(struct session *s)
     for (int i = 0; i < s->nsink; i++)
         if (s->sinks[i]->ops->close)
             s->sinks[i]->ops->close(s->sinks[i]);
+    wc__lease_end(s);
 }
 
 /* One session: returns 0 when stopped or at endpos, -1 with err. */

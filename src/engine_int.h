@@ -12,6 +12,7 @@
 #include "walcast/stream.h"
 
 struct pg_conn;
+struct wc_lease;
 
 #define MAX_JOBS 16
 
@@ -54,6 +55,8 @@ struct session {
     int outage;              /* a transient failure is being retried: logged once, cleared when streaming */
     int attempt;             /* reconnect attempts in this outage */
     int last_walsender;      /* PID of the walsender of our last session */
+    struct wc_lease *lease;  /* the slot's lease on the source, held from the start of a session to its end */
+    int last_lease_pid;      /* the source backend that held our previous session's lease */
     struct pg_conn *hb_conn; /* plain connection to the source for heartbeats */
     int64_t last_hb_ms;
 
@@ -71,8 +74,13 @@ wc_lsn wc__safe_confirm_lsn(const struct session *s);
 int wc__route_one(struct session *s, struct wc_sink *k, struct wc_event *ev, int known, struct wc_err *err);
 int wc__event_known(const struct session *s, const struct wc_event *ev);
 
-/* rebuild.c: check the slot, open the sinks, rebuild those that lost data; *start = where to stream from. */
+/* rebuild.c: take the slot's lease, check the outbox and the slot, open and claim the sinks, rebuild those
+ * that lost data; *start = where to stream from. wc__lease_end gives the lease back (end of a session). */
 int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err);
+void wc__lease_end(struct session *s);
+
+/* poison.c: an outbox row no projection can be given (ev->poison) goes to the dead-letter sink. */
+int wc__route_poison(struct session *s, struct wc_sink *k, struct wc_event *ev, struct wc_err *err);
 
 /* heartbeat.c */
 void wc__heartbeat(struct session *s);

@@ -18,6 +18,7 @@ static void usage(FILE *f)
         "  %s slot create|status|drop|check [CONNECTION] [--json] [--force]\n"
         "  %s check-config -c FILE\n"
         "  %s dlq list|retry -c FILE [--sink NAME] [--id ID] [--json]\n"
+        "  %s sink owner|release -c FILE [--sink NAME] [--json] [--force]\n"
         "  %s version\n"
         "\n"
         "Connection (any command):\n"
@@ -43,7 +44,7 @@ static void usage(FILE *f)
         "Exit codes: 0 ok, 1 runtime error, 2 configuration or usage error, 3 replication slot missing or\n"
         "lost, 4 replication slot in use by another process.\n",
         wc__cli_progname, wc__cli_progname, wc__cli_progname, wc__cli_progname, wc__cli_progname,
-        wc__cli_progname);
+        wc__cli_progname, wc__cli_progname);
 }
 
 int main(int argc, char **argv)
@@ -86,10 +87,12 @@ int main(int argc, char **argv)
     }
     const char *action = NULL;
     int first = 2;
-    if (strcmp(cmd, "slot") == 0 || strcmp(cmd, "dlq") == 0) {
+    if (strcmp(cmd, "slot") == 0 || strcmp(cmd, "dlq") == 0 || strcmp(cmd, "sink") == 0) {
         if (argc < 3 || argv[2][0] == '-') {
             fprintf(stderr, "%s: error: %s needs an action: %s\n", wc__cli_progname, cmd,
-                    cmd[0] == 's' ? "create, status, drop or check" : "list or retry");
+                    strcmp(cmd, "slot") == 0  ? "create, status, drop or check"
+                    : strcmp(cmd, "dlq") == 0 ? "list or retry"
+                                              : "owner or release");
             return EXIT_CONFIG;
         }
         action = argv[2];
@@ -165,6 +168,8 @@ int main(int argc, char **argv)
         return wc__cmd_check_config(&o);
     if (strcmp(cmd, "dlq") == 0)
         return wc__cmd_dlq(action, &o);
+    if (strcmp(cmd, "sink") == 0)
+        return wc__cmd_sink(action, &o);
     fprintf(stderr, "%s: error: unknown command \"%s\"\n", wc__cli_progname, cmd);
     usage(stderr);
     return EXIT_CONFIG;

@@ -266,6 +266,7 @@ Test(orders, least_privilege_roles)
     free(err);
     const char *denied[] = {
         "SELECT * FROM walcast_cursor",
+        "SELECT * FROM walcast_owner",
         "SELECT * FROM walcast_dead_letters",
         "UPDATE order_summary SET status = 'x'",
         "INSERT INTO customer_ltv VALUES (99, 1, 1, now())",

@@ -58,7 +58,8 @@ struct wc_config {
     char *slot;
     char *outbox_schema;
     char *outbox_table;
-    char *columns[WC_COL_COUNT];
+    char *columns[WC_COL_COUNT]; /* "" = the outbox has no such column */
+    char *outbox_order_by;  /* rebuilds replay in this order (columns, comma-separated); NULL = event_id */
     char *msg_prefix;       /* logical-message prefix (default "walcast") */
     int status_interval_ms; /* standby status updates at least this often (default 1000) */
     /* engine */

@@ -11,6 +11,14 @@
 
 struct wc_sink;
 struct wc_dlq_ops;
+struct wc_owner_ops;
+
+/* Who owns a sink: the engine of this source system, database and slot applies events to it. */
+struct wc_owner {
+    char system_id[32]; /* the source's pg_control_system().system_identifier */
+    char database[128];
+    char slot[64];
+};
 
 /*
  * A commit in progress. The engine's committer hands it to commit_detached(); the sink hands it on to
@@ -67,6 +75,8 @@ struct wc_sink_ops {
     int (*reset)(struct wc_sink *s, struct wc_err *err);
     /* The sink's dead-letter store, for `walcast dlq` (sinks/dlq.h); NULL when it keeps none. */
     const struct wc_dlq_ops *dlq;
+    /* The sink's owner record (sinks/owner.h); NULL when it keeps none (the tail sink). */
+    const struct wc_owner_ops *owner;
 };
 
 struct wc_sink {
@@ -104,6 +114,20 @@ void wc_sink_free(struct wc_sink *s); /* closes it first; NULL is fine */
  */
 int wc_sink_handle_error(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev, int policy,
                          const char *error, struct wc_err *err);
+
+/*
+ * Ownership (sinks/owner.c). A sink belongs to the engine of one source and slot: its cursor is a
+ * position in that slot's stream, meaningless in any other. An open sink with no owner recorded is
+ * claimed for me (atomically: of two engines claiming at once one wins); one owned by another source or
+ * slot is refused: -1 with WC_ERR_CONFIG naming the owner and `walcast sink release`. A sink without an
+ * owner record (tail) is always 0.
+ */
+int wc_sink_claim(struct wc_sink *s, const struct wc_owner *me, struct wc_err *err);
+/* The recorded owner; *found = 0 when none. */
+int wc_sink_owner(struct wc_sink *s, struct wc_owner *out, int *found, struct wc_err *err);
+/* Hand the sink over: remove its owner record and its cursor in that owner's slot, in one atomic unit.
+ * The projections stay; the next engine to open the sink claims it. *found = 0 when it had no owner. */
+int wc_sink_release(struct wc_sink *s, struct wc_owner *was, int *found, struct wc_err *err);
 
 /* Print the sink's dead letters (id NULL = all), one line each, or one JSON object each. */
 int wc_sink_dlq_list(struct wc_sink *s, const char *id, int json, struct wc_err *err);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "../owner.h"
 #include "redis.h"
 #include "walcast/log.h"
 
@@ -300,4 +301,5 @@ const struct wc_sink_ops wc_sink_redis_ops = {
     .close = redis_close,
     .reset = redis_reset,
     .dlq = &redis_dlq_ops,
+    .owner = &wc_redis_owner_ops,
 };
