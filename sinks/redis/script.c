@@ -62,9 +62,10 @@ static void lua_str(struct wc_buf *b, const char *s, size_t len)
     wc_buf_append(b, "'", 1);
 }
 
-/* The helpers every script starts with. The failure path writes the dead letter (mode d, r), nothing
- * (s), or the cursor before the event and the halt key (h). */
-static void gen_prologue(struct wc_buf *b, const char *sink, int max, int counters, int hcounters)
+/* What every script starts with: its mode, where its keys and values start, the halt check, and the
+ * type each key holds as the event's commands go (t). No closure is made unless a counter or a script
+ * action needs one: a script runs once per event. */
+static void gen_prologue(struct wc_buf *b, const char *sink, int counters, int hcounters, int scripts)
 {
     wc_buf_puts(b, "-- walcast: every action of one event type of sink ");
     lua_str(b, sink, strlen(sink));
@@ -73,41 +74,10 @@ static void gen_prologue(struct wc_buf *b, const char *sink, int max, int counte
                    "local b = (m == 'd' and 8) or (m == 'r' and 9) or (m == 'h' and 3) or 1\n"
                    "local kb = (m == 'h' and 3) or 1\n"
                    "if m == 'h' and redis.call('EXISTS', KEYS[3]) == 1 then return 'halted' end\n"
-                   "local function fail(why, done)\n"
-                   "  if m == 'd' or (m == 'r' and done > 0) then\n"
-                   "    if m == 'r' then redis.call('XDEL', KEYS[1], ARGV[9]) end\n"
-                   "    local f = {'XADD', KEYS[1]}\n");
-    if (max > 0)
-        wc_buf_printf(b, "    f[3] = 'MAXLEN'; f[4] = '~'; f[5] = '%d'\n", max);
-    wc_buf_puts(b, "    local v = {'*', 'sink', ");
-    lua_str(b, sink, strlen(sink));
-    wc_buf_puts(
-        b, ", 'lsn', ARGV[2], 'idx', ARGV[3], 'event_id', ARGV[4], 'event_type', ARGV[5],\n"
-           "      'aggregate_type', ARGV[6], 'aggregate_id', ARGV[7], 'payload', ARGV[8], 'error', why}\n"
-           "    for i = 1, #v do f[#f + 1] = v[i] end\n"
-           "    if done > 0 then f[#f + 1] = 'applied'; f[#f + 1] = tostring(done) end\n"
-           "    redis.call(unpack(f))\n"
-           "  elseif m == 'h' then\n"
-           "    local at = ARGV[2]\n"
-           "    if done > 0 then at = ARGV[3] end\n"
-           "    if at ~= '' then redis.call('HSET', KEYS[2], ");
-    lua_str(b, sink, strlen(sink));
-    wc_buf_puts(
-        b, ", at) end\n"
-           "    redis.call('SET', KEYS[3], '1')\n"
-           "  end\n"
-           "  return {done, why}\n"
-           "end\n"
-           "local function emsg(e) if type(e) == 'table' then return e.err or '?' end return tostring(e) "
-           "end\n"
-           "local t = {}\n"
-           "local function ty(k) local x = t[k] if x == nil then x = redis.call('TYPE', k).ok t[k] = x "
-           "end return x end\n"
-           "local function ok(k, want) local x = ty(k) if x == 'none' or x == want then t[k] = want "
-           "return true end return false end\n"
-           "local function wrong(c, k, want) return c .. ' on key \"' .. k .. '\": WRONGTYPE Operation "
-           "against a key holding the wrong kind of value (a ' .. ty(k) .. ', not a ' .. want .. ')' "
-           "end\n");
+                   "local t, why, done, x = {}, nil, 0, nil\n");
+    if (scripts)
+        wc_buf_puts(b, "local function emsg(e) if type(e) == 'table' then return e.err or '?' end return "
+                       "tostring(e) end\n");
     if (counters || hcounters)
         wc_buf_puts(b, "local function int(x) if type(x) == 'number' then if x % 1 ~= 0 then return nil end "
                        "return x end if x == '0' then return 0 end if #x > 20 or not string.find(x, "
@@ -142,6 +112,38 @@ static void gen_prologue(struct wc_buf *b, const char *sink, int max, int counte
                     "e x, e = add(x, d, float) if x == nil then return e end h[i] = x end\n");
 }
 
+/* The end: a failed event writes its dead letter (d, and r after a partial write), nothing (s), or the
+ * cursor before it and the halt key (h); an applied one in dlq retry removes the dead letter it was. */
+static void gen_epilogue(struct wc_buf *b, const char *sink, int max)
+{
+    wc_buf_puts(b, "if why then\n"
+                   "  if m == 'd' or (m == 'r' and done > 0) then\n"
+                   "    if m == 'r' then redis.call('XDEL', KEYS[1], ARGV[9]) end\n"
+                   "    local f = {'XADD', KEYS[1]}\n");
+    if (max > 0)
+        wc_buf_printf(b, "    f[3] = 'MAXLEN'; f[4] = '~'; f[5] = '%d'\n", max);
+    wc_buf_puts(b, "    local v = {'*', 'sink', ");
+    lua_str(b, sink, strlen(sink));
+    wc_buf_puts(
+        b, ", 'lsn', ARGV[2], 'idx', ARGV[3], 'event_id', ARGV[4], 'event_type', ARGV[5],\n"
+           "      'aggregate_type', ARGV[6], 'aggregate_id', ARGV[7], 'payload', ARGV[8], 'error', why}\n"
+           "    for i = 1, #v do f[#f + 1] = v[i] end\n"
+           "    if done > 0 then f[#f + 1] = 'applied'; f[#f + 1] = tostring(done) end\n"
+           "    redis.call(unpack(f))\n"
+           "  elseif m == 'h' then\n"
+           "    local at = ARGV[2]\n"
+           "    if done > 0 then at = ARGV[3] end\n"
+           "    if at ~= '' then redis.call('HSET', KEYS[2], ");
+    lua_str(b, sink, strlen(sink));
+    wc_buf_puts(b, ", at) end\n"
+                   "    redis.call('SET', KEYS[3], '1')\n"
+                   "  end\n"
+                   "  return {done, why}\n"
+                   "end\n"
+                   "if m == 'r' then redis.call('XDEL', KEYS[1], ARGV[9]) end\n"
+                   "return 0\n");
+}
+
 /* The Lua expression of argument i of cmd: KEYS[...], ARGV[...] or a literal. */
 static void arg_expr(struct wc_buf *b, const struct wc_redis_cmd *cmd, int i, const unsigned char *how, int k,
                      int a)
@@ -171,7 +173,8 @@ static void cmd_exprs(struct wc_buf *ex, const struct wc_redis_cmd *cmd, const u
     }
 }
 
-/* The checks of one plain command before any write of the event; then what it leaves behind. */
+/* The checks of one plain command before any write of the event (each sets why and stops the rest);
+ * then what the command leaves behind, for the checks after it. */
 static void gen_check(struct wc_buf *b, const struct wc_redis_cmd *cmd, struct wc_buf *ex, int counters,
                       int hcounters)
 {
@@ -181,8 +184,13 @@ static void gen_check(struct wc_buf *b, const struct wc_redis_cmd *cmd, struct w
         if (cmd->kinds[i] != WC_RA_KEY)
             continue;
         if (cmd->type != NULL) {
-            wc_buf_printf(b, "if not ok(%s, '%s') then return fail(wrong('%s', %s, '%s'), 0) end\n",
-                          ex[i].data, cmd->type, name, ex[i].data, cmd->type);
+            const char *k = ex[i].data;
+            wc_buf_printf(
+                b,
+                "if not why then x = t[%s] or redis.call('TYPE', %s).ok if x == 'none' or x == '%s' "
+                "then t[%s] = '%s' else why = '%s on key \"' .. %s .. '\": WRONGTYPE Operation "
+                "against a key holding the wrong kind of value (a ' .. x .. ', not a %s)' end end\n",
+                k, k, cmd->type, k, cmd->type, name, k, cmd->type);
         } else if (cmd->effect == WC_RE_DELETE) {
             wc_buf_printf(b, "t[%s] = 'none'\n", ex[i].data);
             if (counters || hcounters)
@@ -197,12 +205,12 @@ static void gen_check(struct wc_buf *b, const struct wc_redis_cmd *cmd, struct w
     case WC_RC_INCR:
     case WC_RC_INCRF: {
         const char *d = strcmp(name, "INCR") == 0 ? "1" : strcmp(name, "DECR") == 0 ? "-1" : NULL;
-        wc_buf_printf(b, "do local e = incr(%s, ", ex[1].data);
+        wc_buf_printf(b, "if not why then local e = incr(%s, ", ex[1].data);
         if (d)
             wc_buf_puts(b, d);
         else
             wc_buf_printf(b, "%stonumber(%s)", strcmp(name, "DECRBY") == 0 ? "-" : "", ex[2].data);
-        wc_buf_printf(b, ", %s) if e then return fail('%s on key \"' .. %s .. '\": ' .. e, 0) end end\n",
+        wc_buf_printf(b, ", %s) if e then why = '%s on key \"' .. %s .. '\": ' .. e end end\n",
                       cmd->check == WC_RC_INCRF ? "true" : "false", name, ex[1].data);
         break;
     }
@@ -210,8 +218,8 @@ static void gen_check(struct wc_buf *b, const struct wc_redis_cmd *cmd, struct w
     case WC_RC_HINCRF:
         wc_buf_printf(
             b,
-            "do local e = hincr(%s, %s, tonumber(%s), %s) if e then return fail('%s on key \"' .. %s .. "
-            "'\" field \"' .. %s .. '\": ' .. e, 0) end end\n",
+            "if not why then local e = hincr(%s, %s, tonumber(%s), %s) if e then why = '%s on key \"' "
+            ".. %s .. '\" field \"' .. %s .. '\": ' .. e end end\n",
             ex[1].data, ex[2].data, ex[3].data, cmd->check == WC_RC_HINCRF ? "true" : "false", name,
             ex[1].data, ex[2].data);
         break;
@@ -235,27 +243,26 @@ static void gen_write(struct wc_buf *b, const struct wc_rule *rule, const struct
                       struct wc_buf *ex, int n, int fn)
 {
     if (cmd->script != NULL) {
-        wc_buf_printf(b, "do local okay, e = pcall(u%d, {", fn);
+        wc_buf_printf(b, "if not why then local okay, e = pcall(u%d, {", fn);
         for (int i = 0; i < cmd->nkeys; i++)
             wc_buf_printf(b, "%s%s", i ? ", " : "", ex[i].data);
         wc_buf_puts(b, "}, {");
         for (int i = cmd->nkeys; i < cmd->argc; i++)
             wc_buf_printf(b, "%s%s", i > cmd->nkeys ? ", " : "", ex[i].data);
-        wc_buf_printf(b, "}) if not okay then return fail(");
+        wc_buf_puts(b, "}) if not okay then why = ");
         lua_str(b, "projection \"", 12);
         wc_buf_puts(b, " .. ");
         lua_str(b, rule->projection, strlen(rule->projection));
-        wc_buf_printf(b, " .. '\": script at line %d: ' .. emsg(e), %d) end end\n", cmd->line, n);
+        wc_buf_printf(b, " .. '\": script at line %d: ' .. emsg(e) done = %d end end\n", cmd->line, n);
         return;
     }
-    wc_buf_printf(b, "do local r = redis.pcall('%s'", cmd->name);
+    wc_buf_printf(b, "if not why then local r = redis.pcall('%s'", cmd->name);
     for (int i = 1; i < cmd->argc; i++)
         wc_buf_printf(b, ", %s", ex[i].data);
-    wc_buf_printf(
-        b,
-        ") if type(r) == 'table' and r.err then return fail('%s on key \"' .. %s .. '\": ' .. r.err, %d) "
-        "end end\n",
-        cmd->name, ex[1].data, n);
+    wc_buf_printf(b,
+                  ") if type(r) == 'table' and r.err then why = '%s on key \"' .. %s .. '\": ' .. r.err "
+                  "done = %d end end\n",
+                  cmd->name, ex[1].data, n);
 }
 
 /* Generate the script of one event type: rules[0..n) are its rules in configuration order. */
@@ -291,13 +298,18 @@ static void gen_one(struct wc_sink *s, struct gen *g, struct wc_rule *const *rul
             }
         }
 
-    gen_prologue(&b, s->name, s->cfg ? s->cfg->dead_letter_max : 0, counters, hcounters);
-    /* The configuration's scripts, each a function of its own keys and args. */
+    int nscript = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < rules[i]->ncmd; j++)
+            nscript += rules[i]->cmds[j].script != NULL;
+    /* The configuration's scripts first, each a function of its own keys and args, so that none sees
+     * (or assigns) the generated script's locals. */
     for (int i = 0; i < n; i++)
         for (int j = 0; j < rules[i]->ncmd; j++)
             if (rules[i]->cmds[j].script != NULL)
                 wc_buf_printf(&b, "local function u%d(KEYS, ARGV, ...)\n%s\nend\n", ++fn,
                               rules[i]->cmds[j].script);
+    gen_prologue(&b, s->name, counters, hcounters, nscript > 0);
 
     struct wc_buf *ex = wc_xcalloc((size_t)maxargc, sizeof(*ex));
     /* First every check, then every write. */
@@ -323,8 +335,7 @@ static void gen_one(struct wc_sink *s, struct gen *g, struct wc_rule *const *rul
                     gen_write(&b, rules[i], cmd, ex, act, fn);
             }
     }
-    /* dlq retry: the dead letter goes with the writes that now applied it. */
-    wc_buf_puts(&b, "if m == 'r' then redis.call('XDEL', KEYS[1], ARGV[9]) end\nreturn 0\n");
+    gen_epilogue(&b, s->name, s->cfg ? s->cfg->dead_letter_max : 0);
     for (int i = 0; i < maxargc; i++)
         wc_buf_free(&ex[i]);
     free(ex);
