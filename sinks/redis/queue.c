@@ -91,6 +91,24 @@ static char mode_of(const struct wc_sink *s)
     }
 }
 
+/* The decimal text of v into buf (24 bytes at least); returns its length. No printf: once per event. */
+static size_t put_ll(char *buf, long long v)
+{
+    char tmp[24];
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    size_t n = 0, len = 0;
+
+    do
+        tmp[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        buf[len++] = '-';
+    while (n > 0)
+        buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
+}
+
 /* Put a fixed (not rendered) argument at slot i. */
 static void arg_fixed(struct redis_sink *p, int i, const char *s, size_t len)
 {
@@ -160,7 +178,7 @@ int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
     r = rec_for(b, ev);
 
     /* Slots: EVALSHA sha numkeys, walcast's keys, the event's keys, the mode's arguments, the values. */
-    char mode = mode_of(s), nk[16], lsn[WC_LSN_STRLEN], idx[24], prev[40], at[40];
+    char mode = mode_of(s), nk[24], lsn[WC_LSN_STRLEN], idx[24], prev[40], at[40];
     int nw = mode == 'h' ? 3 : 1, nm = mode == 'd' ? 8 : mode == 'r' ? 9 : mode == 'h' ? 3 : 1;
     int kpos = 3 + nw, mpos = kpos + g->nkeys, apos = mpos + nm, argc = apos + g->nargs;
     int x = 0, ki = 0, ai = 0;
@@ -197,7 +215,7 @@ int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
     }
     ARG_FIXED(p, 0, "EVALSHA");
     arg_fixed(p, 1, g->sha, 40);
-    arg_fixed(p, 2, nk, (size_t)snprintf(nk, sizeof(nk), "%d", nw + g->nkeys));
+    arg_fixed(p, 2, nk, put_ll(nk, nw + g->nkeys));
     ARG_FIXED(p, 3, p->dead_key);
     if (mode == 'h') {
         ARG_FIXED(p, 4, p->cursor_key);
@@ -208,7 +226,7 @@ int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
         static const int cols[5] = {WC_COL_EVENT_ID, WC_COL_EVENT_TYPE, WC_COL_AGGREGATE_TYPE,
                                     WC_COL_AGGREGATE_ID, WC_COL_PAYLOAD};
         ARG_FIXED(p, mpos + 1, wc_lsn_format(ev->pos.lsn, lsn));
-        arg_fixed(p, mpos + 2, idx, (size_t)snprintf(idx, sizeof(idx), "%" PRId64, ev->pos.index));
+        arg_fixed(p, mpos + 2, idx, put_ll(idx, ev->pos.index));
         for (int c = 0; c < 5; c++) {
             size_t len;
             const char *t = col_text(ev, cols[c], &len);
