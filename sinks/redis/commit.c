@@ -2,6 +2,7 @@
  * script answered (applied, dead-lettered, skipped, halted); refusals of every write; the rebuild's
  * FLUSHDB. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -125,33 +126,36 @@ static int results(struct wc_sink *s, struct redis_sink *p, const struct batch *
  */
 static int refused(struct wc_sink *s, struct redis_sink *p, const struct unit *u, struct wc_err *err)
 {
+    static pthread_mutex_t said_lock = PTHREAD_MUTEX_INITIALIZER;
     static struct {
         const struct wc_sink *s;
         int64_t at;
     } said[8];
     const char *hint = redis_refusal_hint(u->why);
+    int say = 0;
 
-    if (!u->transient) {
-        wc_err_set(err, WC_ERR_DATA, "sink \"%s\": redis at %s:%d refused the transaction: %s", s->name,
-                   p->host, p->port, u->why);
+    wc_err_set(err, u->transient ? WC_ERR_IO : WC_ERR_DATA,
+               "sink \"%s\": redis at %s:%d refused the transaction: %s%s%s", s->name, p->host, p->port,
+               u->why, *hint ? ": " : "", hint);
+    if (!u->transient || !*hint)
         return -1;
-    }
-    wc_err_set(err, WC_ERR_IO, "sink \"%s\": redis at %s:%d refused the transaction: %s%s%s", s->name,
-               p->host, p->port, u->why, *hint ? ": " : "", hint);
-    if (*hint) {
-        int64_t now = wc_now_ms();
-        int slot = 0;
-        for (int i = 0; i < 8; i++)
-            if (said[i].s == s || said[i].s == NULL) {
-                slot = i;
-                break;
-            }
-        if (said[slot].s != s || now - said[slot].at >= 60000) {
-            wc_error("%s; retrying (this is said once a minute while it lasts)", err->msg);
-            said[slot].s = s;
-            said[slot].at = now;
+    /* The sinks commit on threads of their own. */
+    int64_t now = wc_now_ms();
+    int slot = 0;
+    pthread_mutex_lock(&said_lock);
+    for (int i = 0; i < 8; i++)
+        if (said[i].s == s || said[i].s == NULL) {
+            slot = i;
+            break;
         }
+    if (said[slot].s != s || now - said[slot].at >= 60000) {
+        said[slot].s = s;
+        said[slot].at = now;
+        say = 1;
     }
+    pthread_mutex_unlock(&said_lock);
+    if (say)
+        wc_error("%s; retrying (this is said once a minute while it lasts)", err->msg);
     return -1;
 }
 
