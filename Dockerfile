@@ -7,9 +7,11 @@ RUN apt-get update \
 WORKDIR /src
 COPY CMakeLists.txt ./
 COPY include include
-COPY src src
+COPY base base
 COPY replication replication
+COPY config config
 COPY sinks sinks
+COPY src src
 RUN cmake -B build -DWC_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release \
  && cmake --build build -j"$(nproc)" \
  && strip build/walcast

@@ -44,7 +44,8 @@ cd "$root"
 say() { printf '\n== %s\n' "$*" >&2; }
 die() { echo "bench: $*" >&2; exit 1; }
 
-# ---- build walcast and the helpers ----
+# ---- what is missing, then build walcast and the helpers ----
+scripts/install-deps.sh bench
 say "building walcast (build-bench, RelWithDebInfo) and bench/drain.c, bench/probe.c"
 cmake -B build-bench -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-bench --target walcast -j "$(nproc 2>/dev/null || echo 2)" >/dev/null

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/demo.sh [--orders N] [--seed S] [--keep] - the order example end to end on this machine.
 #
-# Installs what is missing (Debian/Ubuntu packages), builds walcast, starts a private PostgreSQL 15
+# Installs what is missing (scripts/install-deps.sh demo), builds walcast, starts a private PostgreSQL 15
 # (write and read databases) and Redis in a temp dir, loads examples/orders, creates the slot, runs
 # `walcast run` in the background, drives N random order commands (CALL shop.run_workload), then shows
 # a customer's orders from both projections, the lifetime-value leaderboard and the end-to-end lag, and
@@ -28,20 +28,8 @@ cd "$root"
 say() { printf '\n== %s\n' "$*"; }
 now_ms() { date +%s%3N; }
 
-# ---- 1. packages: only the missing ones, one apt-get update ----
-packages=(postgresql-15 postgresql-15-wal2json redis-server libpq-dev libjansson-dev libhiredis-dev
-    libfyaml-dev libcriterion-dev cmake gcc pkg-config)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]}"
-    sudo=()
-    [ "$(id -u)" = 0 ] || sudo=(sudo)
-    "${sudo[@]}" apt-get update
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y "${missing[@]}"
-fi
+# ---- 1. packages: only the missing ones (scripts/install-deps.sh: no recommends, no system cluster) ----
+"$root/scripts/install-deps.sh" demo
 
 # ---- 2. build ----
 say "building"

@@ -51,17 +51,8 @@ have_libfuzzer() {
     rt="$(clang -print-resource-dir 2>/dev/null)" || return 1
     ls "$rt"/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 || ls "$rt"/lib/*/libclang_rt.fuzzer*.a >/dev/null 2>&1
 }
-if ! have_libfuzzer; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "fuzz.sh: clang with libFuzzer is missing; run as root to install clang and libclang-rt-14-dev" >&2
-        exit 1
-    fi
-    echo "fuzz.sh: installing clang and libclang-rt-14-dev" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update
-    apt-get install -y clang libclang-rt-14-dev
-    have_libfuzzer || { echo "fuzz.sh: clang still has no libFuzzer runtime" >&2; exit 1; }
-fi
+"$ROOT/scripts/install-deps.sh" fuzz
+have_libfuzzer || { echo "fuzz.sh: clang has no libFuzzer runtime (install libclang-rt-14-dev)" >&2; exit 1; }
 
 # The whole library is instrumented (coverage for libFuzzer, ASan, UBSan); the fuzz targets add
 # -fsanitize=fuzzer themselves (CMakeLists.txt, option WC_FUZZ). UBSan findings abort, so they count.

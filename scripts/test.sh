@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Build walcast and run every test against a private PostgreSQL 15 (wal2json) and Redis.
+# Build walcast and run every test against a private PostgreSQL 15 (wal2json), Redis and Redis Cluster.
 #
 #   scripts/test.sh [--asan] [--valgrind] [CTEST ARGS...]
 #
-# On a fresh Debian bookworm machine it first installs what is missing (as root: apt-get update once,
-# then apt-get install -y). The servers live in a temp dir on loopback ports and are stopped at exit.
+# On a fresh Debian bookworm machine it first installs what is missing (scripts/install-deps.sh test). The
+# servers live in a temp dir on loopback ports and are stopped at exit.
 # --asan      also build and run the suite under AddressSanitizer and UndefinedBehaviorSanitizer
 # --valgrind  also run the unit tests (no servers needed) under valgrind memcheck
 set -euo pipefail
@@ -21,7 +21,7 @@ for a in "$@"; do
     esac
 done
 
-scripts/install-deps.sh
+scripts/install-deps.sh test
 
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build-test -DWC_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -34,7 +34,10 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-scripts/services.sh start "$tmp"
+# With the Redis Cluster (3 masters, 3 replicas) for test_redis_cluster: it starts beside PostgreSQL and
+# adds no wall time to the start (about 3 s either way, measured on 2 vCPUs); idle, its six servers cost
+# a few MiB each and no CPU to speak of.
+scripts/services.sh start "$tmp" --cluster
 # shellcheck disable=SC1091
 . "$tmp/env"
 

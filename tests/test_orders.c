@@ -227,3 +227,75 @@ Test(orders, kill_9_during_workload_then_check)
     run_check(&e, WORKLOAD / 3);
     teardown_env(&e);
 }
+
+/* The error of sql run as the connection c, or NULL when it succeeded. */
+static char *try_sql(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    char *msg = NULL;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        msg = strdup(PQresultErrorMessage(r));
+    PQclear(r);
+    return msg;
+}
+
+/* Least privilege in the example: walcast runs on the read side with neither REPLICATION nor CREATE,
+ * can rebuild (TRUNCATE), and role reader reads the projections and nothing else. */
+Test(orders, least_privilege_roles)
+{
+    struct orders_env e;
+    setup_env(&e, 12);
+    long long customer = 1;
+    command(&e, "INSERT INTO shop.customers (email, name) VALUES ('lp@example.com', 'LP')");
+    long long id = place(&e, customer, "[{\"sku\": \"A\", \"qty\": 1, \"unit_price\": 5.00}]");
+    wait_order(&e, id, "placed", 20000); /* walcast (user walcast) applied it and kept its cursor */
+
+    char *rights = qv(e.r, "SELECT r.rolreplication::text || ' ' || has_schema_privilege('walcast', 'public', "
+                           "'CREATE')::text || ' ' || has_table_privilege('walcast', 'order_summary', "
+                           "'TRUNCATE')::text FROM pg_roles r WHERE r.rolname = 'walcast'");
+    expect_str("walcast on the read side: no REPLICATION, no CREATE, TRUNCATE for a rebuild", rights,
+               "false false true");
+
+    char *rd = xprintf("%s user=reader", e.read_dsn);
+    PGconn *reader = wct_pg_connect(rd);
+    char *err = try_sql(reader, "SELECT count(*) FROM order_summary");
+    cr_expect_null(err, "reader reads the projections: %s", err);
+    free(err);
+    err = try_sql(reader, "SELECT count(*) FROM customer_ltv");
+    cr_expect_null(err, "reader reads the projections: %s", err);
+    free(err);
+    const char *denied[] = {
+        "SELECT * FROM walcast_cursor",
+        "SELECT * FROM walcast_dead_letters",
+        "UPDATE order_summary SET status = 'x'",
+        "INSERT INTO customer_ltv VALUES (99, 1, 1, now())",
+        "DELETE FROM order_summary",
+        "CREATE TABLE reader_junk (a int)",
+    };
+    for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++) {
+        err = try_sql(reader, denied[i]);
+        cr_expect(err != NULL && strstr(err, "permission denied"), "reader: \"%s\" should be denied, got: %s",
+                  denied[i], err ? err : "success");
+        free(err);
+    }
+    PQfinish(reader);
+    free(rd);
+
+    /* Not the write side: reader may not even connect there. */
+    char *wd = xprintf("%s user=reader", e.write_dsn);
+    PGconn *w = PQconnectdb(wd);
+    cr_expect_neq(PQstatus(w), CONNECTION_OK, "reader connected to the write database");
+    cr_expect(strstr(PQerrorMessage(w), "permission denied"), "%s", PQerrorMessage(w));
+    PQfinish(w);
+    free(wd);
+
+    /* The documented rebuild runs as walcast. */
+    char *wr = xprintf("%s user=walcast", e.read_dsn);
+    PGconn *wc = wct_pg_connect(wr);
+    err = try_sql(wc, "BEGIN; TRUNCATE order_summary, customer_ltv; ROLLBACK");
+    cr_expect_null(err, "walcast can TRUNCATE for a rebuild: %s", err);
+    free(err);
+    PQfinish(wc);
+    free(wr);
+    teardown_env(&e);
+}

@@ -1,12 +1,14 @@
 -- examples/orders/read.sql - the read database of the order example: the projections walcast keeps.
 --
--- walcast (role walcast) writes the projections and creates its own walcast_* tables (cursor, dead
--- letters) in schema public; role reader may only SELECT the projections.
+-- Least privilege: role walcast may read and write the projections (TRUNCATE too, for a documented
+-- `rebuild`) and its own walcast_* tables, which this script creates so that walcast needs no CREATE
+-- on the schema and no REPLICATION here (the read database is not streamed from). Role reader may only
+-- SELECT the projections: not walcast's tables, not the write side, no writes.
 
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'walcast') THEN
-        CREATE ROLE walcast LOGIN REPLICATION;
+        CREATE ROLE walcast LOGIN;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'reader') THEN
         CREATE ROLE reader LOGIN;
@@ -37,10 +39,42 @@ CREATE TABLE public.customer_ltv (
     updated_at     timestamptz
 );
 
-REVOKE ALL ON public.order_summary, public.customer_ltv FROM PUBLIC;
-GRANT SELECT, INSERT, UPDATE, DELETE ON public.order_summary, public.customer_ltv TO walcast;
-GRANT USAGE, CREATE ON SCHEMA public TO walcast;
-GRANT USAGE ON SCHEMA public TO reader;
+-- walcast's own tables (as the PostgreSQL sink would create them where its role may): the cursor,
+-- written in the same transaction as the projections, and the dead letters.
+CREATE TABLE IF NOT EXISTS public.walcast_cursor (
+    slot       text,
+    sink       text,
+    lsn        pg_lsn NOT NULL,
+    idx        bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (slot, sink)
+);
+CREATE TABLE IF NOT EXISTS public.walcast_dead_letters (
+    id             bigserial PRIMARY KEY,
+    slot           text,
+    sink           text,
+    lsn            pg_lsn,
+    idx            bigint,
+    event_id       text,
+    event_type     text,
+    aggregate_type text,
+    aggregate_id   text,
+    payload        text,
+    error          text NOT NULL,
+    created_at     timestamptz DEFAULT now()
+);
+
+-- Nobody creates objects in public by default (PostgreSQL 15 already revokes it; older clusters and
+-- upgraded ones do not), and nobody gets anything on these tables but what follows.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+REVOKE ALL ON public.order_summary, public.customer_ltv, public.walcast_cursor, public.walcast_dead_letters
+    FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO walcast, reader;
+-- The projections' statements read what they update (ON CONFLICT DO UPDATE, UPDATE ... WHERE); a rebuild
+-- empties them with TRUNCATE.
+GRANT SELECT, INSERT, UPDATE, TRUNCATE ON public.order_summary, public.customer_ltv TO walcast;
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.walcast_cursor, public.walcast_dead_letters TO walcast;
+GRANT USAGE ON SEQUENCE public.walcast_dead_letters_id_seq TO walcast;
 GRANT SELECT ON public.order_summary, public.customer_ltv TO reader;
 DO $$
 BEGIN

@@ -16,17 +16,24 @@
     "aggregate_id, payload, error) VALUES ($1, $2, $3::pg_lsn, $4::bigint, $5, $6, $7, $8, $9, $10)"
 
 /*
- * Creating the tables under an advisory lock: two sinks on the same database starting together would
- * otherwise race on CREATE TABLE IF NOT EXISTS (a unique violation in pg_type).
+ * walcast's own tables, created only when missing: a role without CREATE on the schema works with tables
+ * a setup script made for it (examples/orders/read.sql; CREATE TABLE IF NOT EXISTS would need CREATE even
+ * when the table exists). Under an advisory lock: two sinks on the same database starting together would
+ * otherwise race on the creation (a unique violation in pg_type).
  */
 static const char setup_sql[] =
     "BEGIN;"
     "SELECT pg_advisory_xact_lock(hashtext('walcast setup'));"
-    "CREATE TABLE IF NOT EXISTS walcast_cursor (slot text, sink text, lsn pg_lsn NOT NULL, "
-    "idx bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (slot, sink));"
-    "CREATE TABLE IF NOT EXISTS walcast_dead_letters (id bigserial PRIMARY KEY, slot text, sink text, "
+    "DO $walcast$ BEGIN "
+    "IF to_regclass('walcast_cursor') IS NULL THEN "
+    "CREATE TABLE walcast_cursor (slot text, sink text, lsn pg_lsn NOT NULL, "
+    "idx bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (slot, sink)); "
+    "END IF; "
+    "IF to_regclass('walcast_dead_letters') IS NULL THEN "
+    "CREATE TABLE walcast_dead_letters (id bigserial PRIMARY KEY, slot text, sink text, "
     "lsn pg_lsn, idx bigint, event_id text, event_type text, aggregate_type text, aggregate_id text, "
-    "payload text, error text NOT NULL, created_at timestamptz DEFAULT now());"
+    "payload text, error text NOT NULL, created_at timestamptz DEFAULT now()); "
+    "END IF; END $walcast$;"
     "COMMIT";
 
 const char *pg_slot_name(const struct wc_sink *s)
@@ -245,7 +252,10 @@ static int pg_open(struct wc_sink *s, struct wc_err *err)
     if (p->conn == NULL)
         goto error;
     PQsetNoticeProcessor(p->conn, notice_processor, s);
-    if (pg_exec_simple(s, setup_sql, "could not create walcast's tables", err) < 0) {
+    if (pg_exec_simple(s, setup_sql,
+                       "could not create walcast's tables walcast_cursor and walcast_dead_letters (create "
+                       "them as examples/orders/read.sql does, or grant the role CREATE on the schema)",
+                       err) < 0) {
         pg_rollback_quietly(p);
         goto error;
     }
