@@ -52,6 +52,7 @@ static const struct opt engine_opts[] = {
     {"retry_base_ms", O_INT, F(retry_base_ms), "100", 1, 600000, NULL},
     {"retry_max_ms", O_INT, F(retry_max_ms), "10000", 1, 3600000, NULL},
     {"retry_max_attempts", O_INT, F(retry_max_attempts), "0", 0, 1000000, NULL},
+    {"dead_letter_max", O_INT, F(dead_letter_max), "100000", 0, 1000000000, NULL},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 

@@ -120,4 +120,11 @@ void cf_build_index(struct wc_config *cfg);
 /* Free the sinks, their rules and indexes. */
 void cf_free_sinks(struct wc_config *cfg);
 
+/* ---- redis_cmds.c ---- */
+
+/* Check a redis command action against the allow-list and fill its kinds (lines[i]: argument i's line). */
+int cf_redis_check_cmd(struct ctx *c, struct wc_redis_cmd *cmd, const char *akey, const int *lines);
+/* Check a script action's keys (kline: the line of its keys list) and fill its kinds. */
+int cf_redis_check_script(struct ctx *c, struct wc_redis_cmd *cmd, const char *akey, int kline);
+
 #endif

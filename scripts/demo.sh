@@ -157,9 +157,10 @@ rsql -c "SELECT order_id, status, total, item_count, placed_at FROM order_summar
 say "customer $customer: ZREVRANGE customer:$customer:orders 0 9 WITHSCORES (score = placed_at, epoch ms)"
 rcli ZREVRANGE "customer:$customer:orders" 0 9 WITHSCORES |
     awk 'NR % 2 { m = $0; next } { printf "  order %-8s score %s\n", m, $0 }'
-say "top 10 lifetime values: ZREVRANGE ltv:leaderboard 0 9 WITHSCORES"
+say "top 10 lifetime values: ZREVRANGE ltv:leaderboard 0 9 WITHSCORES (score = cents, an exact integer)"
 rcli ZREVRANGE ltv:leaderboard 0 9 WITHSCORES |
-    awk 'NR % 2 { m = $0; next } { printf "  customer %-6s %12.2f   (score %s)\n", m, $0, $0 }'
+    awk 'NR % 2 { m = $0; next } { v = $0 + 0; s = v < 0 ? "-" : ""; if (v < 0) v = -v
+        printf "  customer %-6s %9s%d.%02d   (score %s)\n", m, s, int(v / 100), v % 100, $0 }'
 say "top 10 lifetime values from PostgreSQL (customer_ltv)"
 rsql -c "SELECT customer_id, lifetime_value, orders FROM customer_ltv ORDER BY lifetime_value DESC LIMIT 10"
 

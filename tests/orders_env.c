@@ -416,7 +416,12 @@ void expect_ltv(struct orders_env *e, long long customer, const char *value, con
                qv(e->r, "SELECT lifetime_value FROM customer_ltv WHERE customer_id = %lld", customer), value);
     expect_str("customer_ltv.orders",
                qv(e->r, "SELECT orders FROM customer_ltv WHERE customer_id = %lld", customer), orders);
-    expect_num("ltv:leaderboard score", rv(e, "ZSCORE ltv:leaderboard %lld", customer), strtod(value, NULL));
+    /* The leaderboard keeps cents: exactly the decimal's digits, no double in between. */
+    char cents[64];
+    const char *dot = strchr(value, '.');
+    long long whole = atoll(value), frac = dot ? atoll(dot + 1) * (dot[1] && !dot[2] ? 10 : 1) : 0;
+    snprintf(cents, sizeof(cents), "%lld", whole * 100 + (value[0] == '-' ? -frac : frac));
+    expect_str("ltv:leaderboard score (cents)", rv(e, "ZSCORE ltv:leaderboard %lld", customer), cents);
 }
 
 void run_check(struct orders_env *e, long long min_orders)

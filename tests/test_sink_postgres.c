@@ -405,8 +405,8 @@ Test(sink_postgres, engine_dead_letter_for_unknown_event)
     ev.col[WC_COL_EVENT_TYPE] = (struct wc_val){WC_VAL_STRING, "Mystery", 7};
     ev.col[WC_COL_AGGREGATE_ID] = (struct wc_val){WC_VAL_NUMBER, "99", 2};
     ev.col[WC_COL_PAYLOAD] = (struct wc_val){WC_VAL_NULL, NULL, 0};
-    cr_assert_eq(f.s->ops->dead_letter(f.s, NULL, &ev, "no projection for event type \"Mystery\"", &err), 0, "%s",
-                 err.msg);
+    cr_assert_eq(f.s->ops->dead_letter(f.s, NULL, &ev, "no projection for event type \"Mystery\"", &err), 0,
+                 "%s", err.msg);
     commit_ok(f.s, 0x7000, 4);
     assert_value(f.dsn,
                  "SELECT lsn || ' ' || idx || ' ' || event_id || ' ' || event_type || ' ' || aggregate_id"
@@ -649,5 +649,31 @@ Test(sink_postgres, detached_commit_while_the_next_batch_is_queued)
     assert_cursor(f.s, 0x7100, 200);
     cr_assert_eq(f.s->dead_lettered, 2);
     cr_assert_eq(f.s->applied, 202);
+    fx_fini(&f);
+}
+
+/* engine.dead_letter_max: the oldest of the sink's dead letters go, in the batch's transaction; other
+ * slots' and sinks' dead letters stay. */
+Test(sink_postgres, dead_letters_are_pruned)
+{
+    struct fx f;
+
+    fx_init(&f, "dead_letter\n  dead_letter_max: 20", orders_yaml, orders_sql);
+    wct_sql(f.dsn, "INSERT INTO walcast_dead_letters (slot, sink, error) VALUES ('otherslot', 'readdb', 'x'),"
+                   " ('testslot', 'othersink', 'y')");
+    for (int b = 0; b < 10; b++) {
+        for (int i = 0; i < 10; i++)
+            apply_ok(f.s, 0x7000 + (wc_lsn)b * 0x100, i, "OrderPlaced", "{\"order_id\": 2, \"total\": 1}");
+        commit_ok(f.s, 0x7000 + (wc_lsn)b * 0x100, 9);
+        assert_value(f.dsn,
+                     "SELECT count(*) FROM walcast_dead_letters WHERE slot = 'testslot' AND sink = 'readdb'",
+                     b == 0 ? "10" : "20");
+    }
+    assert_value(
+        f.dsn, "SELECT min(lsn)::text FROM walcast_dead_letters WHERE slot = 'testslot' AND sink = 'readdb'",
+        "0/7800");
+    assert_value(
+        f.dsn, "SELECT count(*) FROM walcast_dead_letters WHERE slot <> 'testslot' OR sink <> 'readdb'", "2");
+    cr_assert_eq(f.s->dead_lettered, 100);
     fx_fini(&f);
 }

@@ -21,6 +21,8 @@ static int commit_fast(struct wc_sink *s, const struct pg_batch *b, struct wc_po
     for (int i = 0; i < b->nops; i++)
         if (pg_pipe_op(s, b, &b->ops[i], err) < 0)
             goto send_failed;
+    if (pg_dlq_pipe_prune(s, err) < 0)
+        goto send_failed;
     if (pg_pipe_cursor(s, cursor, err) < 0 || pg_pipe_sql(s, "COMMIT", err) < 0)
         goto send_failed;
     if (pg_pipe_end(s, res, err) < 0)
