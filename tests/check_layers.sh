@@ -15,7 +15,7 @@ declare -A layer_of=(
     [buf]=base [err]=base [log]=base [lsn]=base [jscan]=base [event]=base [clock]=base
     [pgconn]=replication [stream]=replication [slot]=replication [decode]=replication [snapshot]=replication
     [config]=config [template]=config
-    [sink]=sinks
+    [sink]=sinks [tally]=sinks [probe]=sinks
     [engine]=src
 )
 # What each layer may include, by layer name.

@@ -100,9 +100,9 @@ static int commit_slow(struct wc_sink *s, struct redis_sink *p, struct batch *b,
         }
         /* This event cannot be queued: its dead letter (or nothing) with the cursor at it. */
         snprintf(msg, sizeof(msg), "%s", u.why);
-        if (r->counted)
-            WC_COUNT_ADD(s->applied, -1);
         wc_recs_event(&b->recs, r, &ev);
+        if (r->counted)
+            wc_sink_count_applied(s, 1, &ev, -1);
         redis_batch_reset(&p->loose);
         if (wc_sink_handle_error(s, c, &ev, s->cfg->on_error, msg, err) < 0)
             return -1;

@@ -172,7 +172,7 @@ int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
         }
     }
     if (r->n > 0) {
-        WC_COUNT_ADD(s->applied, 1);
+        wc_sink_count_applied(s, 0, ev, 1);
         r->counted = 1;
     } else
         batch_truncate(b, nrec, meta_len, pending_len, ncmd); /* nothing to remember */
