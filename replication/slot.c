@@ -142,7 +142,7 @@ int wc_slot_drop(const char *dsn, const char *slot, int force, struct wc_err *er
     }
     if (st.active) {
         if (!force) {
-            wc_err_set(err, WC_ERR_SLOT,
+            wc_err_set(err, WC_ERR_SLOT_ACTIVE,
                        "replication slot \"%s\" is active for PID %d: stop that process or use --force", slot,
                        st.active_pid);
             goto done;
