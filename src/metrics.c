@@ -181,8 +181,14 @@ void wc_metrics_streaming(struct wc_sink **sinks, int nsink, int on)
     if (m == NULL)
         return;
     STORE(m->streaming, on);
-    if (on)
+    if (on) {
         STORE(m->standby, 0);
+        /* Read the slot now: it has just become active, and /readyz and /status should say so. */
+        pthread_mutex_lock(&m->lock);
+        m->poll_now = 1;
+        pthread_cond_signal(&m->wake);
+        pthread_mutex_unlock(&m->lock);
+    }
     m->prog_at_ms = 0;
 }
 

@@ -110,6 +110,7 @@ struct wc_metrics {
     pthread_t poller;
     int poller_started;
     int poller_stop;   /* atomic */
+    int poll_now;      /* under lock: read the slot at once */
     int poller_leaked; /* it did not stop in time: the state stays allocated until the process exits */
     pthread_mutex_t lock;
     pthread_cond_t wake;

@@ -319,7 +319,11 @@ static void *poller_main(void *arg)
             sample_rates(m, now);
             next_rate = now + 1000;
         }
-        if (now >= next_poll) {
+        pthread_mutex_lock(&m->lock);
+        int asked = m->poll_now;
+        m->poll_now = 0;
+        pthread_mutex_unlock(&m->lock);
+        if (now >= next_poll || asked) {
             poll_slot(m, now);
             poll_sinks(m);
             next_poll = wc_now_ms() + m->cfg->slot_poll_interval_ms;
@@ -337,7 +341,7 @@ static void *poller_main(void *arg)
             ts.tv_nsec -= 1000000000;
         }
         pthread_mutex_lock(&m->lock);
-        if (!__atomic_load_n(&m->poller_stop, __ATOMIC_ACQUIRE))
+        if (!__atomic_load_n(&m->poller_stop, __ATOMIC_ACQUIRE) && !m->poll_now)
             pthread_cond_timedwait(&m->wake, &m->lock, &ts);
         pthread_mutex_unlock(&m->lock);
     }
