@@ -143,6 +143,17 @@ static const char *bytes(double v, char *buf, size_t size)
     return buf;
 }
 
+/* "3702 kB/s (3790473 bytes/s)", or "812 bytes/s". */
+static const char *rate(double v, char *buf, size_t size)
+{
+    char h[32];
+    if (fabs(v) < 10240)
+        snprintf(buf, size, "%.0f bytes/s", v);
+    else
+        snprintf(buf, size, "%s/s (%.0f bytes/s)", wc__fmt_size((int64_t)v, h, sizeof(h)), v);
+    return buf;
+}
+
 static void print_text(json_t *doc)
 {
     json_t *eng = json_object_get(doc, "engine"), *slot = json_object_get(doc, "slot");
@@ -187,7 +198,7 @@ static void print_text(json_t *doc)
         else
             printf("  safe_wal_size    unlimited (max_slot_wal_keep_size = -1)\n");
         if (has_num(slot, "wal_rate_bytes_per_second"))
-            printf("  WAL rate         %s/s\n", bytes(num(slot, "wal_rate_bytes_per_second"), a, sizeof(a)));
+            printf("  WAL rate         %s\n", rate(num(slot, "wal_rate_bytes_per_second"), a, sizeof(a)));
         if (has_num(slot, "retained_growth_bytes_per_second"))
             printf("  retained growth  %s/s\n",
                    bytes(num(slot, "retained_growth_bytes_per_second"), a, sizeof(a)));

@@ -14,6 +14,7 @@
 
 #include "opsutil.h"
 #include "testutil.h"
+#include "walcast/log.h"
 #include "walcast/lsn.h"
 
 /* src/fmt.c (in the library the tests link). */
@@ -311,4 +312,29 @@ Test(cli, man_page_is_installed, .timeout = 120)
     free(cmd);
     free(dir);
     free(build);
+}
+
+/* The net under the messages: a secret registered from the configuration is masked in every line. */
+Test(cli, log_lines_mask_secrets)
+{
+    char path[] = "/tmp/walcast-log-XXXXXX";
+    int fd = mkstemp(path), saved = dup(2);
+    cr_assert(fd >= 0 && saved >= 0);
+    fflush(stderr);
+    dup2(fd, 2);
+    wc_log_add_secret("hunter2-Secret");
+    wc_log_raw(WC_LOG_ERROR, "could not connect with \"password=hunter2-Secret host=x\"");
+    wc_log_format = WC_LOG_JSON;
+    wc_log_raw(WC_LOG_DEBUG, "again hunter2-Secret and hunter2-Secret");
+    wc_log_format = WC_LOG_PLAIN;
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char *text = read_file(path);
+    unlink(path);
+    close(fd);
+    cr_assert_null(strstr(text, "hunter2"), "%s", text);
+    cr_assert(strstr(text, "password=******** host=x") && strstr(text, "\"again ******** and ********\""),
+              "%s", text);
+    free(text);
 }
