@@ -144,6 +144,8 @@ void wc__doctor_events(struct doctor *d, void *src)
         for (int k = 0; k < cfg->sinks[s].nrule; k++) {
             const struct wc_rule *rule = &cfg->sinks[s].rules[k];
             int seen = 0, best = 1000;
+            if (rule->nstmt == 0 && rule->ncmd == 0)
+                continue; /* ignored explicitly ("Type: []"): whether it occurs does not matter */
             const char *near = NULL;
             for (int i = 0; i < nseen && !seen; i++) {
                 const char *t = PQgetvalue(r, i, 0);
