@@ -111,6 +111,8 @@ export WALCAST_SOURCE_DSN="host=127.0.0.1 port=$PGPORT dbname=shop user=walcast"
 export WALCAST_SOURCE_SLOT=walcast_chaos
 export WALCAST_SINKS_READDB_DSN="host=127.0.0.1 port=$WALCAST_TEST_READ_PG_PORT dbname=shop_read user=walcast"
 export WALCAST_SINKS_CACHE_DSN="redis://127.0.0.1:$WALCAST_TEST_REDIS_PORT/$redis_db"
+# The example serves metrics on 127.0.0.1:9187; a port of its own here, so runs side by side do not clash.
+export WALCAST_METRICS_LISTEN=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 EOF
 # shellcheck disable=SC1091
 . "$dir/orders.env"
