@@ -45,6 +45,7 @@ static const struct opt engine_opts[] = {
     {"dead_letter_sink", O_NONEMPTY, F(dead_letter_sink), NULL, 0, 0, NULL},
     {"log_level", O_LOGLEVEL, F(log_level), "info", 0, 0, NULL},
     {"log_format", O_LOGFORMAT, F(log_format), "plain", 0, 0, NULL},
+    {"progress_interval_ms", O_INT, F(progress_interval_ms), "5000", 100, 3600000, NULL},
     {"heartbeat_interval_ms", O_INT, F(heartbeat_interval_ms), "10000", 0, 3600000, NULL},
     {"retry_base_ms", O_INT, F(retry_base_ms), "100", 1, 600000, NULL},
     {"retry_max_ms", O_INT, F(retry_max_ms), "10000", 1, 3600000, NULL},

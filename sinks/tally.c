@@ -201,7 +201,16 @@ void wc_tally_count(struct wc_tally *t, int in_commit, const struct wc_event *ev
     if (t == NULL)
         return;
     st = &t->stage[in_commit ? !t->q : t->q];
-    type = wc_tally_type(ev->col[WC_COL_EVENT_TYPE].text);
+    /* Consecutive events (and the sinks of one event) mostly share a type: one comparison, not a lookup. */
+    static __thread const char *last_name;
+    static __thread int last_type = -1;
+    const char *text = ev->col[WC_COL_EVENT_TYPE].text ? ev->col[WC_COL_EVENT_TYPE].text : "";
+    if (last_type >= 0 && strcmp(last_name, text) == 0)
+        type = last_type;
+    else {
+        type = last_type = wc_tally_type(text);
+        last_name = type == WC_TALLY_OTHER ? "\x01" : type_names[type];
+    }
     st->n[type][outcome] += delta;
     st->events += delta;
     if (in_commit || delta <= 0)
@@ -211,7 +220,12 @@ void wc_tally_count(struct wc_tally *t, int in_commit, const struct wc_event *ev
         st->times[st->ntimes - 1].n++;
         return;
     }
-    int64_t us = wc_iso_to_us(ev->commit_time);
+    /* The sinks of one event parse its transaction's commit time once. */
+    static __thread wc_lsn last_lsn;
+    static __thread int64_t last_us = -1;
+    int64_t us = last_lsn == ev->pos.lsn && last_us >= 0 ? last_us : wc_iso_to_us(ev->commit_time);
+    last_lsn = ev->pos.lsn;
+    last_us = us;
     if (us < 0)
         return; /* a rebuild's rows and dead-letter retries have no commit time */
     if (st->ntimes == st->cap) {

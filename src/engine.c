@@ -152,7 +152,7 @@ static int run_session(struct session *s, struct wc_err *err)
         if (r > 0 && handle_message(s, msg, len, wal_start, &done, err) < 0)
             return -1;
         int64_t now = wc_now_ms();
-        wc_metrics_loop(now, r, s->pos.lsn, s->stream, s->stats);
+        wc_metrics_loop(now, s->pos.lsn, s->stream, s->stats);
         if (s->pending > 0 && (done || r == 0 || now - s->batch_start_ms >= s->cfg->batch_max_delay_ms) &&
             wc__commit_all(s, s->pos, r > 0 && !done, err) < 0)
             return -1;

@@ -1,6 +1,7 @@
 /*
  * metrics.c - the running engine's figures: set up and torn down around `walcast run`, the engine's
- * hooks (a few relaxed atomic stores per loop pass), and the progress lines while a backlog drains.
+ * hooks (a few relaxed atomic stores per loop pass), and the progress lines while a backlog drains (the
+ * poller thread writes them: it knows the server's WAL position, the engine's thread does not).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,13 +17,10 @@
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 #define ADD(x, v) __atomic_fetch_add(&(x), (v), __ATOMIC_RELAXED)
 
-#define PROGRESS_MS 5000         /* a progress line this often while behind */
-#define BEHIND_S 5               /* behind: the newest event committed is older than this ... */
-#define BEHIND_BYTES (16u << 20) /* ... or this much WAL is still to come */
+#define PROGRESS_MS 5000 /* a progress line this often while behind */
 
 struct wc_metrics *wc__metrics;
 int64_t wc__metrics_loop_ms;
-int64_t wc__metrics_drained_ms;
 
 int wc_metrics_start(const struct wc_config *cfg, struct wc_sink **sinks, int nsink, struct wc_err *err)
 {
@@ -95,25 +93,34 @@ static int64_t wall_us(void)
 }
 
 /*
- * Every PROGRESS_MS: is the engine behind (the stream has not been drained all that time, and the newest
- * event committed is more than BEHIND_S old or BEHIND_BYTES of WAL are still to come)? Then one line with
- * how far behind, how fast and when it will have caught up; one more when it has.
+ * Called by the poller every engine.progress_interval_ms (5 s) with the server's current WAL position: is
+ * the engine behind (WAL still to come, and either events received in the interval while the newest event
+ * committed is older than the interval, or a heartbeat that took longer than that to come through)? Then
+ * one line with how far behind, how fast and when it will have caught up; one more when it has. An idle
+ * engine receives no events and its heartbeats come back at once: it is never "behind", however old its
+ * last event.
  */
-static void progress(struct wc_metrics *m, int64_t now, wc_lsn pos, wc_lsn wal_end, uint64_t events)
+void wc__metrics_progress(struct wc_metrics *m, int64_t now, wc_lsn server)
 {
     char sz[32], eta[32];
+    int64_t pos = LOAD(m->received), session = LOAD(m->sessions);
+    uint64_t events = LOAD(m->events);
 
-    if (m->prog_at_ms == 0) {
+    if (!LOAD(m->streaming) || pos == 0 || server == 0)
+        return;
+    if (m->prog_at_ms == 0 || session != m->prog_session) {
+        /* The first reading of a session: the next one has something to compare with. */
         m->prog_at_ms = now;
-        m->prog_pos = (int64_t)pos;
-        m->prog_wal_end = (int64_t)wal_end;
+        m->prog_session = session;
+        m->prog_pos = pos;
+        m->prog_server = (int64_t)server;
         m->prog_events = events;
         return;
     }
-    if (now - m->prog_at_ms < PROGRESS_MS)
-        return;
     double secs = (double)(now - m->prog_at_ms) / 1000.0;
-    int64_t behind = wal_end > pos ? (int64_t)(wal_end - pos) : 0;
+    if (secs <= 0)
+        return;
+    int64_t behind = (int64_t)server > pos ? (int64_t)server - pos : 0;
     int64_t newest = 0;
     for (int i = 0; i < m->nsink; i++) {
         int64_t t = LOAD(m->sinks[i].tally->newest_commit_us);
@@ -121,30 +128,28 @@ static void progress(struct wc_metrics *m, int64_t now, wc_lsn pos, wc_lsn wal_e
             newest = t;
     }
     double age = newest > 0 ? (double)(wall_us() - newest) / 1e6 : 0;
-    int busy = wc__metrics_drained_ms < m->prog_at_ms; /* never drained in this window */
-    int is_behind =
-        busy && behind > 0 && ((events > m->prog_events && age > BEHIND_S) || behind > BEHIND_BYTES);
+    double limit = m->cfg->progress_interval_ms / 1000.0, lag = (double)LOAD(m->lag_ms) / 1000.0;
+    int is_behind = behind > 0 && ((events > m->prog_events && age > limit) || lag > limit);
     double rate = (double)(events - m->prog_events) / secs;
     if (is_behind) {
         /* How fast the distance shrinks: what was consumed minus what the server wrote meanwhile. */
-        double consumed = (double)((int64_t)pos - m->prog_pos) / secs;
-        double written = (double)((int64_t)wal_end - m->prog_wal_end) / secs;
+        double consumed = (double)(pos - m->prog_pos) / secs;
+        double written = (double)((int64_t)server - m->prog_server) / secs;
         if (consumed - written > 0)
             wc__fmt_duration((double)behind / (consumed - written), eta, sizeof(eta));
         else
             snprintf(eta, sizeof(eta), "unknown (falling behind)");
-        wc_info(
-            "catching up: %s of WAL behind (%lld bytes), %.0f events/s, newest event applied %.0f s after "
-            "its commit, ETA %s",
-            wc__fmt_size(behind, sz, sizeof(sz)), (long long)behind, rate, age, eta);
+        wc_info("catching up: %s of WAL behind (%lld bytes), %.0f events/s, the projections %.0f s behind, "
+                "ETA %s",
+                wc__fmt_size(behind, sz, sizeof(sz)), (long long)behind, rate, age, eta);
         m->prog_behind = 1;
     } else if (m->prog_behind) {
         wc_info("caught up: %lld bytes of WAL behind, %.0f events/s", (long long)behind, rate);
         m->prog_behind = 0;
     }
     m->prog_at_ms = now;
-    m->prog_pos = (int64_t)pos;
-    m->prog_wal_end = (int64_t)wal_end;
+    m->prog_pos = pos;
+    m->prog_server = (int64_t)server;
     m->prog_events = events;
 }
 
@@ -164,7 +169,6 @@ void wc__metrics_loop(int64_t now_ms, wc_lsn pos, const struct wc_stream *stream
     STORE(m->lag_ms, stats->lag_ms);
     STORE(m->events, stats->events);
     STORE(m->txns, stats->transactions);
-    progress(m, now_ms, pos, wal_end > pos ? wal_end : pos, stats->events);
 }
 
 void wc_metrics_streaming(struct wc_sink **sinks, int nsink, int on)
@@ -183,13 +187,13 @@ void wc_metrics_streaming(struct wc_sink **sinks, int nsink, int on)
     STORE(m->streaming, on);
     if (on) {
         STORE(m->standby, 0);
+        ADD(m->sessions, 1);
         /* Read the slot now: it has just become active, and /readyz and /status should say so. */
         pthread_mutex_lock(&m->lock);
         m->poll_now = 1;
         pthread_cond_signal(&m->wake);
         pthread_mutex_unlock(&m->lock);
     }
-    m->prog_at_ms = 0;
 }
 
 void wc_metrics_standby(void)

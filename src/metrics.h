@@ -94,15 +94,17 @@ struct wc_metrics {
     int standby;       /* waiting for another engine to release the slot */
     int64_t loop_ms;   /* monotonic time of the engine loop's last pass */
     int64_t received;  /* position handled last (LSN) */
-    int64_t wal_end;   /* newest server WAL end the stream reported */
+    int64_t wal_end;   /* newest WAL position the walsender reported (data, keepalives) */
     int64_t confirmed; /* confirmed to the slot */
     int64_t lag_ms;    /* heartbeat round trip; -1 none */
     uint64_t events;   /* outbox events received */
     uint64_t txns;     /* transactions received */
     uint64_t source_reconnects;
 
-    /* progress lines (engine thread only) */
-    int64_t prog_at_ms, prog_drained_ms, prog_pos, prog_wal_end;
+    int64_t sessions; /* sessions that streamed */
+
+    /* progress lines (the poller thread's) */
+    int64_t prog_at_ms, prog_session, prog_pos, prog_server;
     uint64_t prog_events;
     int prog_behind;
 
@@ -132,7 +134,6 @@ struct wc_metrics {
 
 extern struct wc_metrics *wc__metrics;
 extern int64_t wc__metrics_loop_ms;
-extern int64_t wc__metrics_drained_ms;
 
 /*
  * Start for a `walcast run`: tallies for the sinks, the poller thread and, when metrics.listen is set,
@@ -147,20 +148,19 @@ void wc_metrics_stop(void);
 void wc__metrics_loop(int64_t now_ms, wc_lsn pos, const struct wc_stream *stream,
                       const struct wc_engine_stats *stats);
 /*
- * Every pass of the engine's loop: now (monotonic ms, already read), whether the pass found the stream
- * drained (r == 0), the position handled, the stream and the counters. Does its work at most once per
- * millisecond.
+ * Every pass of the engine's loop: now (monotonic ms, already read), the position handled, the stream and
+ * the counters. Does its work at most once per millisecond.
  */
-static inline void wc_metrics_loop(int64_t now_ms, int r, wc_lsn pos, const struct wc_stream *stream,
+static inline void wc_metrics_loop(int64_t now_ms, wc_lsn pos, const struct wc_stream *stream,
                                    const struct wc_engine_stats *stats)
 {
-    if (r == 0)
-        wc__metrics_drained_ms = now_ms;
     if (now_ms != wc__metrics_loop_ms) {
         wc__metrics_loop_ms = now_ms;
         wc__metrics_loop(now_ms, pos, stream, stats);
     }
 }
+/* The poller, every engine.progress_interval_ms with the server's WAL position: the progress lines. */
+void wc__metrics_progress(struct wc_metrics *m, int64_t now_ms, wc_lsn server);
 /* A session streams (on = 1: every sink is open with its cursor read) or has ended (0: sinks closed). */
 void wc_metrics_streaming(struct wc_sink **sinks, int nsink, int on);
 /* Waiting as a standby. */

@@ -284,6 +284,32 @@ static void poll_sinks(struct wc_metrics *m)
     }
 }
 
+/* The progress lines need the server's WAL position: the last slot reading when it is recent enough,
+ * else a query of it alone. */
+static void progress_tick(struct wc_metrics *m, int64_t now)
+{
+    wc_lsn server = 0;
+    struct wc_err err = {0};
+
+    pthread_mutex_lock(&m->lock);
+    if (m->slot_ok && now - m->slot.at_ms < m->cfg->progress_interval_ms / 2)
+        server = m->slot.current_lsn;
+    pthread_mutex_unlock(&m->lock);
+    if (server == 0 && __atomic_load_n(&m->streaming, __ATOMIC_RELAXED)) {
+        if (m->src == NULL)
+            m->src = wc_pg_connect(m->cfg->source_dsn, NULL, &err);
+        PGresult *r = m->src ? PQexec(m->src, "SELECT pg_current_wal_lsn()") : NULL;
+        if (r && PQresultStatus(r) == PGRES_TUPLES_OK)
+            wc_lsn_parse(PQgetvalue(r, 0, 0), &server);
+        PQclear(r);
+        if (m->src && PQstatus(m->src) != CONNECTION_OK) {
+            PQfinish(m->src);
+            m->src = NULL;
+        }
+    }
+    wc__metrics_progress(m, now, server);
+}
+
 /* Events applied per second by each sink, over the last ten seconds. */
 static void sample_rates(struct wc_metrics *m, int64_t now)
 {
@@ -311,7 +337,7 @@ static void sample_rates(struct wc_metrics *m, int64_t now)
 static void *poller_main(void *arg)
 {
     struct wc_metrics *m = arg;
-    int64_t next_poll = 0, next_rate = 0;
+    int64_t next_poll = 0, next_rate = 0, next_progress = 0;
 
     while (!__atomic_load_n(&m->poller_stop, __ATOMIC_ACQUIRE)) {
         int64_t now = wc_now_ms();
@@ -328,7 +354,13 @@ static void *poller_main(void *arg)
             poll_sinks(m);
             next_poll = wc_now_ms() + m->cfg->slot_poll_interval_ms;
         }
+        if (now >= next_progress) {
+            progress_tick(m, wc_now_ms());
+            next_progress = wc_now_ms() + m->cfg->progress_interval_ms;
+        }
         int64_t until = next_poll < next_rate ? next_poll : next_rate;
+        if (next_progress < until)
+            until = next_progress;
         int64_t wait = until - wc_now_ms();
         if (wait <= 0)
             continue;

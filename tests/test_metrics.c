@@ -550,3 +550,79 @@ Test(metrics, passwords_never_shown, .timeout = 180)
     free(listen);
     free(dir);
 }
+
+/* A backlog (events written while walcast was not running) drains with progress lines: WAL behind,
+ * events/s, ETA; then one that says it caught up. */
+Test(metrics, progress_lines_while_a_backlog_drains, .timeout = 120)
+{
+    char *dir = ops_dir("walcast-progress"), *cfg = xprintf("%s/walcast.yaml", dir),
+         *log = xprintf("%s/walcast.log", dir);
+    char *src = wct_create_db("progsrc"), *rdb = create_read_db("progread"), *slot = wct_unique("prog");
+    wct_sql(src, "CREATE TABLE domain_events (event_id bigserial PRIMARY KEY, aggregate_type text NOT NULL, "
+                 "aggregate_id text NOT NULL, event_type text NOT NULL, payload jsonb NOT NULL, "
+                 "occurred_at timestamptz NOT NULL DEFAULT now())");
+    char *sql = xprintf("SELECT pg_create_logical_replication_slot('%s', 'wal2json')", slot);
+    wct_sql(src, sql);
+    free(sql);
+    wct_sql(rdb, "CREATE TABLE seen (id bigint PRIMARY KEY)");
+    /* Many transactions, as a backlog is: the position moves per transaction. */
+    int n = sanitized() ? 4000 : 20000;
+    sql = xprintf("DO $$ BEGIN FOR t IN 0..%d LOOP "
+                  "INSERT INTO domain_events (aggregate_type, aggregate_id, event_type, payload) "
+                  "SELECT 'o', i::text, 'OrderPlaced', jsonb_build_object('id', i) "
+                  "FROM generate_series(t * 10 + 1, t * 10 + 10) i; COMMIT; END LOOP; END $$",
+                  n / 10 - 1);
+    wct_sql(src, sql);
+    free(sql);
+
+    char *yaml =
+        xprintf("source:\n  dsn: \"%s\"\n  slot: %s\n"
+                "engine:\n  batch_max_events: 50\n  progress_interval_ms: 100\n"
+                "sinks:\n  readdb:\n    type: postgres\n    dsn: \"%s\"\n"
+                "projections:\n  seen:\n    sink: readdb\n    on:\n      OrderPlaced:\n"
+                "        - sql: INSERT INTO seen (id) VALUES ($1::bigint)\n          params: [payload.id]\n",
+                src, slot, rdb);
+    ops_write(cfg, yaml);
+    free(yaml);
+    sleep_ms(300); /* the backlog is older than a progress interval */
+    char *args = xprintf("run -c %s", cfg);
+    pid_t pid = ops_spawn(args, log);
+    free(args);
+    long long deadline = now_ms() + 60000;
+    for (;;) {
+        char *v = wct_sql_value(rdb, "SELECT count(*) FROM seen");
+        int done = v && atoi(v) == n;
+        free(v);
+        if (done)
+            break;
+        cr_assert(now_ms() < deadline, "the backlog did not drain");
+        sleep_ms(50);
+    }
+    sleep_ms(300);
+    cr_assert_eq(ops_wait((kill(pid, SIGTERM), pid), 10000), 0);
+    char *text = read_text(log);
+    cr_log_info("%s", text);
+    regex_t re;
+    cr_assert_eq(
+        regcomp(&re,
+                "walcast info: catching up: [0-9]+ (bytes|kB|MB) of WAL behind \\([0-9]+ bytes\\), [0-9]+ "
+                "events/s, the projections [0-9]+ s behind, ETA [0-9]+ s",
+                REG_EXTENDED),
+        0);
+    cr_assert_eq(regexec(&re, text, 0, NULL, 0), 0, "no progress line:\n%s", text);
+    regfree(&re);
+    cr_assert(strstr(text, "walcast info: caught up: "), "no caught-up line:\n%s", text);
+    free(text);
+    sql = xprintf("SELECT pg_drop_replication_slot('%s')", slot);
+    wct_sql(src, sql);
+    free(sql);
+    sql = xprintf("rm -rf %s", dir);
+    wct_run(sql, NULL);
+    free(sql);
+    free(src);
+    free(rdb);
+    free(slot);
+    free(cfg);
+    free(log);
+    free(dir);
+}

@@ -70,6 +70,7 @@ struct wc_config {
     char *dead_letter_sink; /* the sink whose store takes unknown events (default: the first) */
     char *log_level;
     char *log_format;          /* engine.log_format: plain | json (default plain) */
+    int progress_interval_ms;  /* engine.progress_interval_ms: progress lines while behind (5000) */
     int heartbeat_interval_ms; /* engine.heartbeat_interval_ms: 0 = off (default 10000) */
     int retry_base_ms;         /* engine.retry_base_ms: first reconnect delay (default 100) */
     int retry_max_ms;          /* engine.retry_max_ms: reconnect delay ceiling (default 10000) */
