@@ -256,6 +256,23 @@ Test(cli, exit_codes_are_one_table, .timeout = 60)
     out = walcast(&rc, "slot status --source 'host=127.0.0.1 port=1' --slot s");
     cr_assert_eq(rc, 1, "a server that cannot be reached: %s", out);
     free(out);
+    char *dir = wct_tmpdir(), *cfg, *text;
+    cr_assert(asprintf(&cfg, "%s/walcast.yaml", dir) > 0);
+    cr_assert(asprintf(&text, "source:\n  dsn: \"%s\"\n  slot: no_such_slot_here\n", wct_pg_dsn()) > 0);
+    ops_write(cfg, text);
+    out = walcast(&rc, "status -c %s", cfg);
+    cr_assert_eq(rc, 3, "status of a missing slot: %s", out);
+    cr_assert(strstr(out, "DOES NOT EXIST") && strstr(out, "walcast slot create"), "%s", out);
+    free(out);
+    out = walcast(&rc, "doctor -c %s", cfg);
+    cr_assert_eq(rc, 1, "doctor: a missing slot is a FAIL: %s", out);
+    cr_assert(strstr(out, "FAIL  source         slot") && strstr(out, "walcast slot create -c"), "%s", out);
+    free(out);
+    unlink(cfg);
+    rmdir(dir);
+    free(text);
+    free(cfg);
+    free(dir);
 }
 
 Test(cli, sizes_for_people)

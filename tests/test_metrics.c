@@ -518,8 +518,21 @@ Test(metrics, passwords_never_shown, .timeout = 180)
             free(cmd);
             free(c);
         }
-        if (phase == 0)
+        if (phase == 0) {
+            /* --watch refreshes every second until interrupted, and an interrupt is no error. */
+            char *cmd = xprintf("timeout --preserve-status -s INT 2.5 %s status --watch -c %s 2>&1",
+                                wct_walcast(), cfg),
+                 *out = NULL;
+            int rc = wct_run(cmd, &out);
+            int screens = 0;
+            for (const char *p = out; (p = strstr(p, "\033[H\033[2J")) != NULL; p++)
+                screens++;
+            cr_assert(rc == 0 && screens >= 2, "status --watch: exit %d, %d screens:\n%s", rc, screens, out);
+            wc_buf_puts(&all, out);
+            free(out);
+            free(cmd);
             cr_assert_eq(ops_wait((kill(pid, SIGTERM), pid), 10000), 0, "walcast run stops with 0");
+        }
     }
     char *text = read_text(log);
     cr_assert(strstr(text, "walcast debug:") && strstr(text, "dead-lettering") && strstr(text, "\"cache\""),
