@@ -222,10 +222,11 @@ int wc_slot_check(const char *dsn, struct wc_check_item *items, int max, struct 
     const char *keep = PQgetvalue(r, 0, 5);
     item(items, max, &n, "max_slot_wal_keep_size", 1,
          strcmp(keep, "-1") == 0 ? "%s (unlimited: a stalled slot can fill the disk)" : "%s", keep);
+    int logical = strcmp(wal_level, "logical") == 0; /* wal_level points into r */
     PQclear(r);
 
     /* The plugin: a temporary slot is dropped by the server at the end of the session. */
-    if (repl && strcmp(wal_level, "logical") == 0) {
+    if (repl && logical) {
         char name[64];
         const char *p[] = {name};
         snprintf(name, sizeof(name), "walcast_check_%d", (int)getpid());
