@@ -13,7 +13,7 @@
     "      --outbox=S.T       outbox table (overrides source.outbox.table)\n"
 
 #define COMMON_HELP                                                                                          \
-    "Other options:\n"                                                                                       \
+    "Options of every command:\n"                                                                            \
     "  -v, --verbose          log at debug level\n"                                                          \
     "      --log-level=LEVEL  debug, info, warning or error (overrides engine.log_level)\n"                  \
     "  -V, --version          print the version and exit\n"                                                  \
