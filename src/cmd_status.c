@@ -191,22 +191,31 @@ static void print_text(json_t *doc)
             printf("  not active");
         printf("\n  retained WAL     %s\n", bytes(num(slot, "retained_wal_bytes"), a, sizeof(a)));
         printf("  lag              %s\n", bytes(num(slot, "lag_bytes"), a, sizeof(a)));
+        int lost = strcmp(str(slot, "wal_status"), "lost") == 0;
+        int limited = has_num(slot, "max_slot_wal_keep_size");
         if (has_num(slot, "safe_wal_size"))
             printf("  safe_wal_size    %s of max_slot_wal_keep_size %s\n",
                    bytes(num(slot, "safe_wal_size"), a, sizeof(a)),
                    bytes(num(slot, "max_slot_wal_keep_size"), b, sizeof(b)));
+        else if (lost)
+            printf("  safe_wal_size    none: the slot is lost\n");
         else
             printf("  safe_wal_size    unlimited (max_slot_wal_keep_size = -1)\n");
         if (has_num(slot, "wal_rate_bytes_per_second"))
             printf("  WAL rate         %s\n", rate(num(slot, "wal_rate_bytes_per_second"), a, sizeof(a)));
         if (has_num(slot, "retained_growth_bytes_per_second"))
-            printf("  retained growth  %s/s\n",
-                   bytes(num(slot, "retained_growth_bytes_per_second"), a, sizeof(a)));
-        if (has_num(slot, "forecast_seconds"))
+            printf("  retained growth  %s\n",
+                   rate(num(slot, "retained_growth_bytes_per_second"), a, sizeof(a)));
+        if (has_num(slot, "forecast_seconds") && num(slot, "forecast_seconds") < 120)
+            printf("  forecast         invalidated in %.0f s at the current rate\n",
+                   num(slot, "forecast_seconds"));
+        else if (has_num(slot, "forecast_seconds"))
             printf("  forecast         invalidated in %s (%.0f s) at the current rate\n",
                    wc__fmt_duration(num(slot, "forecast_seconds"), a, sizeof(a)),
                    num(slot, "forecast_seconds"));
-        else if (!has_num(slot, "safe_wal_size"))
+        else if (lost)
+            printf("  forecast         none: the slot is lost already\n");
+        else if (!limited)
             printf("  forecast         none: the server keeps WAL for the slot without a limit\n");
         else
             printf("  forecast         none: the retained WAL is not growing\n");

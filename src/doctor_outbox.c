@@ -182,8 +182,8 @@ void wc__doctor_events(struct doctor *d, void *src)
                  t);
         wc__doctor_add(
             d, "events", "outbox_types", cfg->on_unknown_event == WC_POLICY_HALT ? DOC_FAIL : DOC_WARN, fix,
-            "event type \"%s\" (%s events in the outbox) is named by no projection: %s", t,
-            PQgetvalue(r, i, 1),
+            "event type \"%s\" (%s %s in the outbox) is named by no projection: %s", t, PQgetvalue(r, i, 1),
+            strcmp(PQgetvalue(r, i, 1), "1") == 0 ? "event" : "events",
             cfg->on_unknown_event == WC_POLICY_HALT   ? "walcast halts on it (on_unknown_event: halt)"
             : cfg->on_unknown_event == WC_POLICY_SKIP ? "walcast skips it (on_unknown_event: skip)"
                                                       : "walcast dead-letters it (on_unknown_event)");

@@ -70,8 +70,8 @@ void wc__slot_trend(const struct wc_slot_sample *old, const struct wc_slot_sampl
 
     t->wal_rate = t->retained_growth = t->forecast_s = -1;
     t->growth_known = 0;
-    if (old == NULL || secs <= 0)
-        return;
+    if (old == NULL || secs < 0.2)
+        return; /* readings too close together say nothing about a rate */
     if (cur->current_lsn >= old->current_lsn)
         t->wal_rate = (double)(cur->current_lsn - old->current_lsn) / secs;
     if (cur->found && old->found && cur->retained_bytes >= 0 && old->retained_bytes >= 0) {

@@ -410,6 +410,15 @@ Test(metrics, retention_warning_and_forecast_before_the_slot_is_lost, .timeout =
             break;
         cr_assert(now_ms() < deadline, "the slot was not lost");
     }
+    cmd = xprintf("%s status -c %s 2>&1", wct_walcast(), cfg);
+    rc = wct_run(cmd, &out);
+    cr_assert_eq(rc, 3, "status of a lost slot exits 3, as run does:\n%s", out);
+    cr_assert(strstr(out, "wal_status lost") && strstr(out, "none: the slot is lost") &&
+                  strstr(out, "WARNING: replication slot \"retained\" is lost") &&
+                  strstr(out, "walcast slot drop"),
+              "%s", out);
+    free(out);
+    free(cmd);
     kill(pid, SIGKILL);
     ops_wait(pid, 5000);
     PQfinish(w);
