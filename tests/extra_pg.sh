@@ -8,7 +8,10 @@
 set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start DIR PORT [SETTING=VALUE...] | stop DIR" >&2; exit 2; }
+if [ -z "$cmd" ] || [ -z "$dir" ]; then
+    echo "usage: $0 start DIR PORT [SETTING=VALUE...] | stop DIR" >&2
+    exit 2
+fi
 pgbin=/usr/lib/postgresql/15/bin
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 case "$cmd" in
@@ -35,7 +38,9 @@ start)
     as_pg "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w -t 60 start >/dev/null || { cat "$dir/pg.log" >&2; exit 1; }
     ;;
 stop)
-    [ -d "$dir/data" ] && as_pg "$pgbin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    if [ -d "$dir/data" ]; then
+        as_pg "$pgbin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
     ;;
 *) echo "usage: $0 start DIR PORT [SETTING=VALUE...] | stop DIR" >&2; exit 2 ;;
 esac
