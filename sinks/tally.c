@@ -67,9 +67,10 @@ int wc_tally_type(const char *type)
     pthread_mutex_lock(&type_lock);
     idx = lookup(type, h, &slot);
     if (idx < 0 && slot >= 0 && ntypes < WC_TALLY_TYPES) {
-        idx = ntypes++;
+        idx = ntypes;
         type_names[idx] = wc_xstrdup(type);
-        /* The name is written before the slot that publishes it. */
+        /* The name is written before what publishes it: the count (readers by index), the slot (by name). */
+        __atomic_store_n(&ntypes, idx + 1, __ATOMIC_RELEASE);
         __atomic_store_n(&type_slot[slot], idx + 1, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&type_lock);
