@@ -55,6 +55,59 @@ static void auth_args(const struct ops_redis *r, char *buf, size_t size)
         snprintf(buf, size, "-a %.*s --no-auth-warning", (int)strcspn(pw + 14, " "), pw + 14);
 }
 
+/*
+ * Servers a test started and has not stopped yet: stopped at exit, so that a failed assertion (which ends
+ * the test without its teardown) leaves no server behind.
+ */
+#define MAX_OWNED 8
+static struct {
+    char dir[256];
+    int redis; /* 1 a Redis (pid file in dir), 0 a PostgreSQL (tests/extra_pg.sh) */
+} owned[MAX_OWNED];
+
+static void stop_owned(void)
+{
+    for (int i = 0; i < MAX_OWNED; i++) {
+        char *cmd = NULL;
+        int n;
+        if (owned[i].dir[0] == '\0')
+            continue;
+        if (owned[i].redis)
+            n = asprintf(&cmd, "kill $(cat %s/redis.pid 2>/dev/null) 2>/dev/null; sleep 0.2; rm -rf %s",
+                         owned[i].dir, owned[i].dir);
+        else
+            n = asprintf(&cmd, "%s/tests/extra_pg.sh stop %s; rm -rf %s", wct_source_dir(), owned[i].dir,
+                         owned[i].dir);
+        if (n > 0 && system(cmd) != 0) {
+            /* best effort: the process is ending */
+        }
+        free(cmd);
+        owned[i].dir[0] = '\0';
+    }
+}
+
+static void own(const char *dir, int redis)
+{
+    static int registered;
+    if (!registered) {
+        atexit(stop_owned);
+        registered = 1;
+    }
+    for (int i = 0; i < MAX_OWNED; i++)
+        if (owned[i].dir[0] == '\0') {
+            snprintf(owned[i].dir, sizeof(owned[i].dir), "%s", dir);
+            owned[i].redis = redis;
+            return;
+        }
+}
+
+static void disown(const char *dir)
+{
+    for (int i = 0; i < MAX_OWNED; i++)
+        if (strcmp(owned[i].dir, dir) == 0)
+            owned[i].dir[0] = '\0';
+}
+
 static int redis_ping(const struct ops_redis *r)
 {
     char cmd[256], auth[160], *out = NULL;
@@ -88,6 +141,7 @@ void ops_redis_start(struct ops_redis *r, const char *args)
     r->port = ops_free_port();
     r->dir = ops_dir("walcast-redis");
     r->args = strdup(args ? args : "");
+    own(r->dir, 1);
     redis_launch(r);
 }
 
@@ -123,6 +177,7 @@ void ops_redis_free(struct ops_redis *r)
     if (r->dir == NULL)
         return;
     ops_redis_stop(r);
+    disown(r->dir);
     cr_assert(asprintf(&cmd, "rm -rf %s", r->dir) > 0);
     wct_run(cmd, NULL);
     free(cmd);
@@ -136,6 +191,7 @@ void ops_pg_start(struct ops_pg *p, const char *settings)
     char *cmd, *out = NULL;
     p->port = ops_free_port();
     p->dir = ops_dir("walcast-pg");
+    own(p->dir, 0);
     cr_assert(asprintf(&cmd, "%s/tests/extra_pg.sh start %s %d %s 2>&1", wct_source_dir(), p->dir, p->port,
                        settings ? settings : "") > 0);
     int rc = wct_run(cmd, &out);
@@ -153,6 +209,7 @@ void ops_pg_free(struct ops_pg *p)
     cr_assert(asprintf(&cmd, "%s/tests/extra_pg.sh stop %s; rm -rf %s", wct_source_dir(), p->dir, p->dir) >
               0);
     wct_run(cmd, NULL);
+    disown(p->dir);
     free(cmd);
     free(p->dir);
     free(p->dsn);
