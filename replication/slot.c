@@ -155,7 +155,7 @@ int wc_slot_drop(const char *dsn, const char *slot, int force, struct wc_err *er
     }
     if (st.active) {
         if (!force) {
-            wc_err_set(err, WC_ERR_SLOT,
+            wc_err_set(err, WC_ERR_SLOT_ACTIVE,
                        "replication slot \"%s\" is active for PID %d: stop that process or use --force", slot,
                        st.active_pid);
             goto done;
@@ -269,10 +269,11 @@ int wc_slot_check(const char *dsn, const struct wc_outbox *ob, int need_order, s
     const char *keep = PQgetvalue(r, 0, 5);
     item(items, max, &n, "max_slot_wal_keep_size", 1,
          strcmp(keep, "-1") == 0 ? "%s (unlimited: a stalled slot can fill the disk)" : "%s", keep);
+    int logical = strcmp(wal_level, "logical") == 0; /* wal_level points into r */
     PQclear(r);
 
     /* The plugin: a temporary slot is dropped by the server at the end of the session. */
-    if (repl && strcmp(wal_level, "logical") == 0) {
+    if (repl && logical) {
         char name[64];
         const char *p[] = {name};
         snprintf(name, sizeof(name), "walcast_check_%d", (int)getpid());

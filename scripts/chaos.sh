@@ -116,6 +116,8 @@ export WALCAST_SOURCE_SLOT=walcast_chaos
 export WALCAST_SINKS_READDB_DSN="host=127.0.0.1 port=$WALCAST_TEST_READ_PG_PORT dbname=shop_read user=walcast"
 export WALCAST_SINKS_CACHE_DSN="redis://127.0.0.1:$WALCAST_TEST_REDIS_PORT/$redis_db"
 export WALCAST_SINKS_CACHE_REBUILD=flushdb
+# The example serves metrics on 127.0.0.1:9187; a port of its own here, so runs side by side do not clash.
+export WALCAST_METRICS_LISTEN=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 EOF
 # shellcheck disable=SC1091
 . "$dir/orders.env"
@@ -279,14 +281,14 @@ if [ "$caught_up" = 1 ]; then say "caught up in $(($(date +%s) - t0)) s"; else s
 
 if [ "$plant" = 1 ]; then
     # A double: an order still placed, its OrderPlaced applied again (counters, lifetime value, leaderboard).
-    read -r ev oid cust total < <(wsql -At -F ' ' -c "SELECT e.event_id, o.id, o.customer_id, o.total
-        FROM shop.orders o JOIN domain_events e ON e.aggregate_id = o.id::text AND e.event_type = 'OrderPlaced'
+    read -r ev oid cust total cents < <(wsql -At -F ' ' -c "SELECT e.event_id, o.id, o.customer_id, o.total,
+        (o.total * 100)::bigint FROM shop.orders o JOIN domain_events e ON e.aggregate_id = o.id::text AND e.event_type = 'OrderPlaced'
         WHERE o.status = 'placed' AND o.id <> $marker ORDER BY o.id LIMIT 1")
     rsql -c "UPDATE chaos_applied SET n = n + 1 WHERE event_id = $ev;
              UPDATE customer_ltv SET lifetime_value = lifetime_value + $total, orders = orders + 1
              WHERE customer_id = $cust" >/dev/null
     rcli HINCRBY chaos:applied "$ev" 1 >/dev/null
-    rcli ZINCRBY ltv:leaderboard "$total" "$cust" >/dev/null
+    rcli ZINCRBY ltv:leaderboard "$cents" "$cust" >/dev/null # the leaderboard keeps cents
     # A loss: another placed order's OrderPlaced undone in the read database.
     read -r ev2 oid2 < <(wsql -At -F ' ' -c "SELECT e.event_id, o.id
         FROM shop.orders o JOIN domain_events e ON e.aggregate_id = o.id::text AND e.event_type = 'OrderPlaced'

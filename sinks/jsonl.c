@@ -83,19 +83,30 @@ static int write_cursor_line(struct jsonl *j, const char *pos, struct wc_err *er
     char tmp[4096], line[128];
     int fd, n;
 
-    snprintf(tmp, sizeof(tmp), "%s.tmp", j->cursor_path);
+    /* A temporary file of an unpredictable name in the cursor's folder (rename stays within one file
+     * system), created 0600 with O_EXCL: an existing file or symbolic link there is never written through. */
+    if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", j->cursor_path) >= (int)sizeof(tmp)) {
+        wc_err_set(err, WC_ERR_IO, "cursor file name \"%s\" is too long", j->cursor_path);
+        return -1;
+    }
     n = snprintf(line, sizeof(line), "%s %" PRId64 "\n", pos, j->regular ? j->size : (int64_t)-1);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || write_all(fd, line, (size_t)n) < 0 || fsync(fd) < 0) {
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        wc_err_set(err, WC_ERR_IO, "could not create a temporary file beside cursor file \"%s\": %s",
+                   j->cursor_path, strerror(errno));
+        return -1;
+    }
+    if (write_all(fd, line, (size_t)n) < 0 || fsync(fd) < 0) {
         wc_err_set(err, WC_ERR_IO, "could not write cursor file \"%s\": %s", tmp, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+        close(fd);
+        unlink(tmp);
         return -1;
     }
     close(fd);
     if (rename(tmp, j->cursor_path) < 0) {
         wc_err_set(err, WC_ERR_IO, "could not rename \"%s\" to \"%s\": %s", tmp, j->cursor_path,
                    strerror(errno));
+        unlink(tmp);
         return -1;
     }
     /* The rename itself is durable once the directory is synced. */
@@ -130,7 +141,8 @@ static int jsonl_open(struct wc_sink *s, struct wc_err *err)
     if (strcmp(j->path, "-") == 0) {
         j->fd = STDOUT_FILENO;
     } else {
-        j->fd = open(j->path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        /* Events are data someone may not want every user to read: only the owner, as for the cursor. */
+        j->fd = open(j->path, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (j->fd < 0) {
             wc_err_set(err, WC_ERR_IO, "could not open output file \"%s\": %s", j->path, strerror(errno));
             return -1;

@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "engine_int.h"
+#include "metrics.h"
 #include "walcast/log.h"
 
 wc_lsn wc__safe_confirm_lsn(const struct session *s)
@@ -29,8 +30,10 @@ static void *commit_job_run(void *arg)
     struct commit_job *j = arg;
     const struct wc_sink_ops *ops = j->sink->ops;
 
+    wc_tally_commit_start(j->sink->tally);
     j->rc = ops->commit_detached ? ops->commit_detached(j->sink, &j->commit, &j->err)
                                  : ops->commit(j->sink, j->commit.cursor, &j->err);
+    wc_tally_commit_end(j->sink->tally, j->rc);
     __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -74,10 +77,12 @@ int wc__commit_wait(struct session *s, struct wc_err *err)
             if (rc == 0 || j->err.code != WC_ERR_IO)
                 *err = j->err;
             rc = -1;
+            wc_metrics_commit_failed(j->sink);
             continue;
         }
         j->sink->cursor = j->commit.cursor;
         j->sink->has_cursor = 1;
+        wc_tally_publish(j->sink->tally, j->commit.cursor.lsn);
     }
     if (rc < 0)
         return -1;
@@ -108,15 +113,22 @@ int wc__commit_all(struct session *s, struct wc_pos pos, int overlap, struct wc_
         struct wc_sink *k = s->sinks[i];
         if (wc_pos_cmp(k->cursor, pos) >= 0)
             continue;
+        wc_tally_detach(k->tally);
         if (k->ops->detach && k->ops->commit_detached && n < MAX_JOBS) {
             k->ops->detach(k);
             c->jobs[n++] = (struct commit_job){.sink = k, .commit = {.cursor = pos}};
             continue;
         }
-        if (k->ops->commit(k, pos, err) < 0)
+        wc_tally_commit_start(k->tally);
+        int rc = k->ops->commit(k, pos, err);
+        wc_tally_commit_end(k->tally, rc);
+        if (rc < 0) {
+            wc_metrics_commit_failed(k);
             return -1; /* sinks name themselves in their messages */
+        }
         k->cursor = pos;
         k->has_cursor = 1;
+        wc_tally_publish(k->tally, pos.lsn);
     }
     s->pending = 0;
     s->pending_bytes = 0;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
+#include "metrics.h"
 #include "walcast/clock.h"
 #include "walcast/log.h"
 
@@ -95,6 +96,7 @@ static void close_session(struct session *s)
         if (s->sinks[i]->ops->close)
             s->sinks[i]->ops->close(s->sinks[i]);
     wc__lease_end(s);
+    wc_metrics_streaming(s->sinks, s->nsink, 0);
 }
 
 /* One session: returns 0 when stopped or at endpos, -1 with err. */
@@ -125,6 +127,7 @@ static int run_session(struct session *s, struct wc_err *err)
     else
         wc_info("streaming slot \"%s\" from " WC_LSN_FMT " (walsender pid %d)", s->cfg->slot,
                 WC_LSN_ARGS(start), wc_stream_backend_pid(s->stream));
+    wc_metrics_streaming(s->sinks, s->nsink, 1);
     s->outage = 0;
     s->attempt = 0;
     s->last_walsender = wc_stream_backend_pid(s->stream);
@@ -152,6 +155,7 @@ static int run_session(struct session *s, struct wc_err *err)
         if (r > 0 && handle_message(s, msg, len, wal_start, &done, err) < 0)
             return -1;
         int64_t now = wc_now_ms();
+        wc_metrics_loop(now, s->pos.lsn, s->stream, s->stats);
         if (s->pending > 0 && (done || r == 0 || now - s->batch_start_ms >= s->cfg->batch_max_delay_ms) &&
             wc__commit_all(s, s->pos, r > 0 && !done, err) < 0)
             return -1;
@@ -215,6 +219,7 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
             /* Another engine streams this slot: wait for the server to release it, then take over. */
             if (!s.outage)
                 wc_info("standby: %s; waiting to take over", err->msg);
+            wc_metrics_standby();
             s.outage = 1;
             wc_sleep_ms(500, &wc_engine_stop);
             if (wc_engine_stop)
@@ -239,6 +244,7 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
         if (opts->max_retries > 0 && s.attempt > opts->max_retries)
             return -1;
         s.stats->reconnects++;
+        wc_metrics_reconnect(err);
         int delay = base;
         for (int i = 1; i < s.attempt && delay < ceiling; i++)
             delay *= 2;

@@ -16,7 +16,7 @@ declare -A layer_of=(
     [pgconn]=replication [stream]=replication [slot]=replication [decode]=replication [snapshot]=replication
     [outbox]=replication [lease]=replication
     [config]=config [template]=config
-    [sink]=sinks
+    [sink]=sinks [tally]=sinks [probe]=sinks
     [engine]=src
 )
 # What each layer may include, by layer name.

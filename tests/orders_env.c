@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "opsutil.h"
 #include "orders_env.h"
 
 long long now_ms(void)
@@ -227,6 +228,13 @@ void setup_env(struct orders_env *e, int db)
     setenv("WALCAST_SOURCE_SLOT", e->slot, 1);
     setenv("WALCAST_SINKS_READDB_DSN", rd, 1);
     setenv("WALCAST_SINKS_CACHE_DSN", url, 1);
+    /* The example serves metrics on 127.0.0.1:9187: each fixture on a port of its own (unless the test
+     * chose one). */
+    if (getenv("WALCAST_METRICS_LISTEN") == NULL) {
+        char *listen = xprintf("127.0.0.1:%d", ops_free_port());
+        setenv("WALCAST_METRICS_LISTEN", listen, 1);
+        free(listen);
+    }
     setenv("CHECK_WRITE_DSN", e->write_dsn, 1);
     setenv("CHECK_READ_DSN", e->read_dsn, 1);
     setenv("CHECK_REDIS_URL", url, 1);

@@ -114,11 +114,21 @@ struct wc_config {
     int on_error;           /* enum wc_policy, default dead_letter */
     char *dead_letter_sink; /* the sink whose store takes unknown events (default: the first) */
     char *log_level;
+    char *log_format;          /* engine.log_format: plain | json (default plain) */
+    int progress_interval_ms;  /* engine.progress_interval_ms: progress lines while behind (5000) */
     int heartbeat_interval_ms; /* engine.heartbeat_interval_ms: 0 = off (default 10000) */
     int retry_base_ms;         /* engine.retry_base_ms: first reconnect delay (default 100) */
     int retry_max_ms;          /* engine.retry_max_ms: reconnect delay ceiling (default 10000) */
     int retry_max_attempts;    /* engine.retry_max_attempts: per outage, 0 = forever (default 0) */
     int dead_letter_max;       /* engine.dead_letter_max: dead letters kept per sink, 0 = all (100000) */
+    /* metrics: the HTTP endpoint and the slot's WAL retention (docs/operations.md) */
+    char *metrics_listen;            /* metrics.listen: host:port of /metrics, /healthz, /readyz; "" = off */
+    int slot_poll_interval_ms;       /* metrics.slot_poll_interval_ms: slot figures this often (10000) */
+    int retention_warn_percent;      /* share of max_slot_wal_keep_size retained: a warning (50) */
+    int retention_critical_percent;  /* ... and a critical warning (80) */
+    size_t retention_warn_bytes;     /* with max_slot_wal_keep_size = -1: a warning above this (1 GiB) */
+    size_t retention_critical_bytes; /* ... and a critical warning (4 GiB) */
+    int forecast_warn_seconds;       /* a warning when the slot would be lost within this (3600; 0 = off) */
     int nsink;
     struct wc_sink_conf *sinks;
 };
@@ -137,5 +147,14 @@ struct wc_rule *const *wc_config_rules(const struct wc_sink_conf *sink, const ch
 int wc_config_knows_event(const struct wc_config *cfg, const char *event_type);
 
 const char *wc_policy_name(int policy);
+
+/*
+ * Set one scalar key ("source.slot", "source.outbox.table", "source.dsn") from a command-line option,
+ * validated as the file's value would be. Returns 0, or -1 with err (WC_ERR_USAGE) "option OPTION: ...".
+ */
+int wc_config_set(struct wc_config *cfg, const char *key, const char *value, const char *option,
+                  struct wc_err *err);
+/* Parse "host:port", "[ipv6]:port" or ":port" (host "" = every address). 0, or -1 when malformed. */
+int wc_config_parse_listen(const char *s, char *host, size_t hostsize, int *port);
 
 #endif

@@ -8,6 +8,7 @@
 #include "walcast/err.h"
 #include "walcast/event.h"
 #include "walcast/lsn.h"
+#include "walcast/tally.h"
 
 struct wc_sink;
 struct wc_dlq_ops;
@@ -92,10 +93,22 @@ struct wc_sink {
     uint64_t dead_lettered; /* events sent to the dead-letter store */
     uint64_t skipped;       /* events dropped by the skip policy */
     int retrying;           /* dlq retry: a failing event is an error, never a new dead letter */
+    /* 1 while the sink is open, its cursor read and its last commit good; 0 when closed or a commit failed.
+     * Set by the engine with atomic stores, read by the metrics endpoint (/readyz). */
+    int connected;
+    struct wc_tally *tally; /* what it did, for the metrics endpoint; NULL: not counted */
 };
 
 /* The counters are updated by the engine's thread and a commit thread: atomically. */
 #define WC_COUNT_ADD(counter, n) __atomic_fetch_add(&(counter), (uint64_t)(n), __ATOMIC_RELAXED)
+
+/* Count ev as applied (n = 1, when queued) or as not applied after all (n = -1, by the commit that found
+ * it failing: in_commit 1): the sink's counter and its tally by event type. */
+static inline void wc_sink_count_applied(struct wc_sink *s, int in_commit, const struct wc_event *ev, int n)
+{
+    WC_COUNT_ADD(s->applied, n);
+    wc_tally_count(s->tally, in_commit, ev, WC_OUT_APPLIED, n);
+}
 
 extern const struct wc_sink_ops wc_sink_postgres_ops;
 extern const struct wc_sink_ops wc_sink_redis_ops;

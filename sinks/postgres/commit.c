@@ -85,9 +85,9 @@ static int commit_slow(struct wc_sink *s, const struct pg_batch *b, struct wc_co
             snprintf(why, sizeof(why), "projection \"%s\" (line %d): %s", pp->projection, pp->line, res.msg);
         else
             snprintf(why, sizeof(why), "%s", res.msg);
-        if (e->counted)
-            WC_COUNT_ADD(s->applied, -1);
         wc_recs_event(&b->recs, e, &ev);
+        if (e->counted)
+            wc_sink_count_applied(s, 1, &ev, -1);
         if (wc_sink_handle_error(s, c, &ev, s->cfg->on_error, why, err) < 0)
             goto failed;
     }

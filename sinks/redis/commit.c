@@ -30,15 +30,17 @@ static int not_applied(struct wc_sink *s, struct redis_sink *p, const struct bat
         rep->elements > 0 && rep->element[0]->type == REDIS_REPLY_INTEGER ? rep->element[0]->integer : 0;
     const char *why = rep->elements > 1 && rep->element[1]->str ? rep->element[1]->str : "?";
     char lsn[WC_LSN_STRLEN], part[160] = "";
+    struct wc_event ev;
 
     wc_lsn_format(r->pos.lsn, lsn);
+    wc_recs_event(&b->recs, r, &ev); /* for the tally by event type */
     if (done > 0)
         snprintf(part, sizeof(part),
                  " (its first %lld action%s took effect and redis cannot undo them: the dead letter records "
                  "it, and dlq retry will not run them again)",
                  done, done == 1 ? "" : "s");
     if (r->counted)
-        WC_COUNT_ADD(s->applied, -1);
+        wc_sink_count_applied(s, 1, &ev, -1);
     if (s->retrying) {
         if (done > 0)
             p->retry_replaced = 1;
@@ -50,6 +52,7 @@ static int not_applied(struct wc_sink *s, struct redis_sink *p, const struct bat
         wc_warning("sink \"%s\": skipping event \"%s\" at %s:%" PRId64 ": %s%s", s->name, rec_type(b, r), lsn,
                    r->pos.index, why, part);
         WC_COUNT_ADD(s->skipped, 1);
+        wc_tally_count(s->tally, 1, &ev, WC_OUT_SKIPPED, 1);
         return 0;
     case WC_POLICY_HALT:
         wc_err_set(err, WC_ERR_DATA, "sink \"%s\": event \"%s\" at %s:%" PRId64 ": %s%s", s->name,
@@ -59,6 +62,7 @@ static int not_applied(struct wc_sink *s, struct redis_sink *p, const struct bat
         wc_warning("sink \"%s\": dead-lettering event \"%s\" at %s:%" PRId64 ": %s%s", s->name,
                    rec_type(b, r), lsn, r->pos.index, why, part);
         WC_COUNT_ADD(s->dead_lettered, 1);
+        wc_tally_count(s->tally, 1, &ev, WC_OUT_DEAD_LETTERED, 1);
         return 0;
     }
 }
@@ -97,8 +101,11 @@ static int results(struct wc_sink *s, struct redis_sink *p, const struct batch *
                 rc = -1;
             }
         } else if (rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_STRING) {
-            if (r->counted) /* "halted": an earlier event of the unit stopped it; it comes again */
-                WC_COUNT_ADD(s->applied, -1);
+            if (r->counted) { /* "halted": an earlier event of the unit stopped it; it comes again */
+                struct wc_event ev;
+                wc_recs_event(&b->recs, r, &ev);
+                wc_sink_count_applied(s, 1, &ev, -1);
+            }
         } else if (rc == 0) {
             /* The script itself failed: nothing a check foresaw, so its writes may be partial. */
             wc_err_set(err, WC_ERR_DATA,

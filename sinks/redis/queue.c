@@ -248,7 +248,7 @@ int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
     redis_queue_argv(b, r, argc, p->argv, p->arglen);
     r->first = REC_EVENT;
     b->scripts |= script_bit(gi);
-    WC_COUNT_ADD(s->applied, 1);
+    wc_sink_count_applied(s, 0, ev, 1);
     r->counted = 1;
     return 0;
 
