@@ -12,18 +12,22 @@
 #define F(field) offsetof(struct wc_config, field)
 
 static const struct opt column_opts[] = {
-    {"event_id", O_NONEMPTY, F(columns[WC_COL_EVENT_ID]), "event_id", 0, 0, NULL},
-    {"aggregate_type", O_NONEMPTY, F(columns[WC_COL_AGGREGATE_TYPE]), "aggregate_type", 0, 0, NULL},
-    {"aggregate_id", O_NONEMPTY, F(columns[WC_COL_AGGREGATE_ID]), "aggregate_id", 0, 0, NULL},
+    /* "" says the outbox has no such column (its value is always null); event_type and payload are
+     * required. The start of every session checks that each named column exists (replication/outbox.c). */
+    {"event_id", O_STR, F(columns[WC_COL_EVENT_ID]), "event_id", 0, 0, NULL},
+    {"aggregate_type", O_STR, F(columns[WC_COL_AGGREGATE_TYPE]), "aggregate_type", 0, 0, NULL},
+    {"aggregate_id", O_STR, F(columns[WC_COL_AGGREGATE_ID]), "aggregate_id", 0, 0, NULL},
     {"event_type", O_NONEMPTY, F(columns[WC_COL_EVENT_TYPE]), "event_type", 0, 0, NULL},
     {"payload", O_NONEMPTY, F(columns[WC_COL_PAYLOAD]), "payload", 0, 0, NULL},
-    {"occurred_at", O_NONEMPTY, F(columns[WC_COL_OCCURRED_AT]), "occurred_at", 0, 0, NULL},
+    {"occurred_at", O_STR, F(columns[WC_COL_OCCURRED_AT]), "occurred_at", 0, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
 static const struct opt outbox_opts[] = {
     {"table", O_TABLE, 0, "public.domain_events", 0, 0, NULL},
     {"columns", O_SUB, 0, NULL, 0, 0, column_opts},
+    /* The replay order of rebuilds: columns, comma-separated; unset = event_id when it is an integer. */
+    {"order_by", O_STR, F(outbox_order_by), NULL, 0, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -44,10 +48,13 @@ static const struct opt engine_opts[] = {
     {"on_error", O_POLICY, F(on_error), "dead_letter", 0, 0, NULL},
     {"dead_letter_sink", O_NONEMPTY, F(dead_letter_sink), NULL, 0, 0, NULL},
     {"log_level", O_LOGLEVEL, F(log_level), "info", 0, 0, NULL},
+    {"log_format", O_LOGFORMAT, F(log_format), "plain", 0, 0, NULL},
+    {"progress_interval_ms", O_INT, F(progress_interval_ms), "5000", 100, 3600000, NULL},
     {"heartbeat_interval_ms", O_INT, F(heartbeat_interval_ms), "10000", 0, 3600000, NULL},
     {"retry_base_ms", O_INT, F(retry_base_ms), "100", 1, 600000, NULL},
     {"retry_max_ms", O_INT, F(retry_max_ms), "10000", 1, 3600000, NULL},
     {"retry_max_attempts", O_INT, F(retry_max_attempts), "0", 0, 1000000, NULL},
+    {"dead_letter_max", O_INT, F(dead_letter_max), "100000", 0, 1000000000, NULL},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -60,9 +67,22 @@ static const struct opt sink_opts[] = {
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
-static const char *const top_keys[] = {"source", "engine", "sinks", "projections", NULL};
+/* Operating walcast: the HTTP endpoint, the slot's figures and when retained WAL is worth a warning. */
+static const struct opt metrics_opts[] = {
+    {"listen", O_LISTEN, F(metrics_listen), "", 0, 0, NULL},
+    {"slot_poll_interval_ms", O_INT, F(slot_poll_interval_ms), "10000", 100, 3600000, NULL},
+    {"retention_warn_percent", O_INT, F(retention_warn_percent), "50", 1, 100, NULL},
+    {"retention_critical_percent", O_INT, F(retention_critical_percent), "80", 1, 100, NULL},
+    {"retention_warn_bytes", O_SIZE, F(retention_warn_bytes), "1073741824", 1048576, 1LL << 50, NULL},
+    {"retention_critical_bytes", O_SIZE, F(retention_critical_bytes), "4294967296", 1048576, 1LL << 50, NULL},
+    {"forecast_warn_seconds", O_INT, F(forecast_warn_seconds), "3600", 0, 31536000, NULL},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
+static const char *const top_keys[] = {"source", "engine", "sinks", "projections", "metrics", NULL};
 static const char *const policy_names[] = {"dead_letter", "skip", "halt", NULL};
 static const char *const level_names[] = {"debug", "info", "warning", "error", NULL};
+static const char *const format_names[] = {"plain", "json", NULL};
 
 const char *wc_policy_name(int policy)
 {
@@ -100,9 +120,12 @@ static int store_opt(struct ctx *c, void *base, const struct opt *o, const char 
             *(size_t *)field = (size_t)n;
         return 0;
     case O_POLICY:
-    case O_LOGLEVEL: {
-        const char *const *names = o->type == O_POLICY ? policy_names : level_names;
-        int count = o->type == O_POLICY ? 3 : 4;
+    case O_LOGLEVEL:
+    case O_LOGFORMAT: {
+        const char *const *names = o->type == O_POLICY     ? policy_names
+                                   : o->type == O_LOGLEVEL ? level_names
+                                                           : format_names;
+        int count = o->type == O_POLICY ? 3 : o->type == O_LOGLEVEL ? 4 : 2;
         if ((i = cf_find_name(names, count, val)) < 0) {
             cf_list_names(names, NULL, hint, sizeof(hint));
             return cf_fail_at(c, w, key, "invalid value \"%s\" (expected %s)", val, hint);
@@ -113,6 +136,18 @@ static int store_opt(struct ctx *c, void *base, const struct opt *o, const char 
             free(*(char **)field);
             *(char **)field = wc_xstrdup(val);
         }
+        return 0;
+    }
+    case O_LISTEN: {
+        char host[256];
+        int port;
+        if (val[0] != '\0' && wc_config_parse_listen(val, host, sizeof(host), &port) < 0)
+            return cf_fail_at(c, w, key,
+                              "invalid address \"%s\" (expected host:port, [ipv6]:port or :port, e.g. "
+                              "127.0.0.1:9187; empty for none)",
+                              val);
+        free(*(char **)field);
+        *(char **)field = wc_xstrdup(val);
         return 0;
     }
     case O_SLOT:
@@ -185,10 +220,11 @@ int cf_load_sink_options(struct ctx *c, struct fy_node *node, int line, struct w
     return load_options(c, s, node, line, prefix, sink_opts, 0);
 }
 
-/* Report an error about engine.NAME where its value came from: the environment or the file's line. */
-static int fail_engine_key(struct ctx *c, struct fy_node *root, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail_engine_key(struct ctx *c, struct fy_node *root, const char *name, const char *fmt, ...)
+/* Report an error about SECTION.NAME where its value came from: the environment or the file's line. */
+static int fail_section_key(struct ctx *c, struct fy_node *root, const char *section, const char *name,
+                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int fail_section_key(struct ctx *c, struct fy_node *root, const char *section, const char *name,
+                            const char *fmt, ...)
 {
     char key[KEYLEN], var[KEYLEN], msg[768];
     int line, kline;
@@ -197,11 +233,11 @@ static int fail_engine_key(struct ctx *c, struct fy_node *root, const char *name
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    cf_mkkey(key, "engine.%s", name);
+    cf_mkkey(key, "%s.%s", section, name);
     cf_env_name(key, var, sizeof(var));
     if (getenv(var) != NULL)
         return cf_fail_env(c, var, key, "%s", msg);
-    struct fy_node *e = cf_lookup(root, "engine", &line, 1);
+    struct fy_node *e = cf_lookup(root, section, &line, 1);
     struct fy_node *v = cf_lookup(e, name, &kline, line);
     return cf_fail(c, cf_value_line(v, kline), key, "%s", msg);
 }
@@ -218,9 +254,12 @@ void wc_config_free(struct wc_config *cfg)
     free(cfg->slot);
     free(cfg->outbox_schema);
     free(cfg->outbox_table);
+    free(cfg->outbox_order_by);
     free(cfg->msg_prefix);
     free(cfg->dead_letter_sink);
     free(cfg->log_level);
+    free(cfg->log_format);
+    free(cfg->metrics_listen);
     free(cfg);
 }
 
@@ -258,6 +297,9 @@ struct wc_config *wc_config_load(const char *path, struct wc_err *err)
     n = cf_lookup(root, "engine", &line, 1);
     if (load_section(&c, n, line, "engine", engine_opts) < 0)
         goto error;
+    n = cf_lookup(root, "metrics", &line, 1);
+    if (load_section(&c, n, line, "metrics", metrics_opts) < 0)
+        goto error;
     n = cf_lookup(root, "sinks", &line, 1);
     if (cf_load_sinks(&c, n, line) < 0)
         goto error;
@@ -267,12 +309,25 @@ struct wc_config *wc_config_load(const char *path, struct wc_err *err)
 
     /* Checks across keys, made once everything is loaded. The dead-letter sink must exist. */
     if (cfg->dead_letter_sink != NULL && cf_find_sink(cfg, cfg->dead_letter_sink) == NULL) {
-        fail_engine_key(&c, root, "dead_letter_sink", "unknown sink \"%s\"", cfg->dead_letter_sink);
+        fail_section_key(&c, root, "engine", "dead_letter_sink", "unknown sink \"%s\"",
+                         cfg->dead_letter_sink);
         goto error;
     }
     if (cfg->retry_base_ms > cfg->retry_max_ms) {
-        fail_engine_key(&c, root, "retry_base_ms", "value %d is above engine.retry_max_ms (%d)",
-                        cfg->retry_base_ms, cfg->retry_max_ms);
+        fail_section_key(&c, root, "engine", "retry_base_ms", "value %d is above engine.retry_max_ms (%d)",
+                         cfg->retry_base_ms, cfg->retry_max_ms);
+        goto error;
+    }
+    if (cfg->retention_warn_percent > cfg->retention_critical_percent) {
+        fail_section_key(&c, root, "metrics", "retention_warn_percent",
+                         "value %d is above metrics.retention_critical_percent (%d)",
+                         cfg->retention_warn_percent, cfg->retention_critical_percent);
+        goto error;
+    }
+    if (cfg->retention_warn_bytes > cfg->retention_critical_bytes) {
+        fail_section_key(&c, root, "metrics", "retention_warn_bytes",
+                         "value %zu is above metrics.retention_critical_bytes (%zu)",
+                         cfg->retention_warn_bytes, cfg->retention_critical_bytes);
         goto error;
     }
     if (cfg->dead_letter_sink == NULL && cfg->nsink > 0)
@@ -288,4 +343,86 @@ error:
         fy_document_destroy(doc);
     wc_config_free(cfg);
     return NULL;
+}
+
+/* The option row for a dotted key ("source.slot", "source.outbox.table"), or NULL. */
+static const struct opt *find_opt(const char *key)
+{
+    static const struct {
+        const char *name;
+        const struct opt *opts;
+    } sections[] = {{"source", source_opts}, {"engine", engine_opts}, {"metrics", metrics_opts}};
+    const struct opt *opts = NULL;
+    const char *p = key;
+
+    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]) && opts == NULL; i++) {
+        size_t n = strlen(sections[i].name);
+        if (strncmp(key, sections[i].name, n) == 0 && key[n] == '.') {
+            opts = sections[i].opts;
+            p = key + n + 1;
+        }
+    }
+    while (opts != NULL) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        const struct opt *o = opts;
+        while (o->name && (strlen(o->name) != n || strncmp(o->name, p, n) != 0))
+            o++;
+        if (o->name == NULL)
+            return NULL;
+        if (dot == NULL)
+            return o->type == O_SUB ? NULL : o;
+        if (o->type != O_SUB)
+            return NULL;
+        opts = o->sub;
+        p = dot + 1;
+    }
+    return NULL;
+}
+
+int wc_config_set(struct wc_config *cfg, const char *key, const char *value, const char *option,
+                  struct wc_err *err)
+{
+    struct ctx c = {cfg->path, cfg, err};
+    struct src w = {NULL, option, 0};
+    const struct opt *o = find_opt(key);
+
+    if (o == NULL) {
+        wc_err_set(err, WC_ERR_INTERNAL, "no configuration key \"%s\"", key);
+        return -1;
+    }
+    return store_opt(&c, cfg, o, value, key, &w);
+}
+
+int wc_config_parse_listen(const char *s, char *host, size_t hostsize, int *port)
+{
+    const char *colon, *h = s;
+    size_t hlen;
+    char *end;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL)
+            return -1; /* a bare IPv6 address needs its brackets */
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen + 1 > hostsize)
+        return -1;
+    for (size_t i = 0; i < hlen; i++)
+        if (isspace((unsigned char)h[i]) || h[i] == '/' || h[i] == '@')
+            return -1;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || p < 1 || p > 65535)
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (int)p;
+    return 0;
 }

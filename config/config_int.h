@@ -14,15 +14,17 @@
 
 /* Option types of the table below. */
 enum otype {
-    O_STR,      /* any string */
-    O_NONEMPTY, /* a non-empty string */
-    O_INT,      /* an int within min..max */
-    O_SIZE,     /* a size_t within min..max */
-    O_POLICY,   /* dead_letter | skip | halt */
-    O_LOGLEVEL, /* debug | info | warning | error */
-    O_SLOT,     /* [a-z0-9_]{1,63} */
-    O_TABLE,    /* table or schema.table: fills outbox_schema and outbox_table */
-    O_SUB,      /* a nested mapping with its own table */
+    O_STR,       /* any string */
+    O_NONEMPTY,  /* a non-empty string */
+    O_INT,       /* an int within min..max */
+    O_SIZE,      /* a size_t within min..max */
+    O_POLICY,    /* dead_letter | skip | halt */
+    O_LOGLEVEL,  /* debug | info | warning | error */
+    O_LOGFORMAT, /* plain | json */
+    O_LISTEN,    /* "" (off) or host:port, [v6]:port, :port */
+    O_SLOT,      /* [a-z0-9_]{1,63} */
+    O_TABLE,     /* table or schema.table: fills outbox_schema and outbox_table */
+    O_SUB,       /* a nested mapping with its own table */
 };
 
 /* One row per option (Redis static_configs[] style): name, type, field, default, bounds. */
@@ -44,7 +46,8 @@ struct ctx {
 
 /* Where a value came from, so one validation routine reports both kinds of error. */
 struct src {
-    const char *var; /* the environment variable, or NULL */
+    const char *var;    /* the environment variable, or NULL */
+    const char *option; /* the command-line option (wc_config_set), or NULL */
     int line;
 };
 
@@ -125,5 +128,12 @@ struct wc_sink_conf *cf_find_sink(struct wc_config *cfg, const char *name);
 void cf_build_index(struct wc_config *cfg);
 /* Free the sinks, their rules and indexes. */
 void cf_free_sinks(struct wc_config *cfg);
+
+/* ---- redis_cmds.c ---- */
+
+/* Check a redis command action against the allow-list and fill its kinds (lines[i]: argument i's line). */
+int cf_redis_check_cmd(struct ctx *c, struct wc_redis_cmd *cmd, const char *akey, const int *lines);
+/* Check a script action's keys (kline: the line of its keys list) and fill its kinds. */
+int cf_redis_check_script(struct ctx *c, struct wc_redis_cmd *cmd, const char *akey, int kline);
 
 #endif

@@ -293,7 +293,7 @@ static int load_redis_script(struct ctx *c, struct fy_node *m, int line, const c
     cf_mkkey(key, "%s.args", akey);
     if (args && compile_list(c, args, aline, key, 0, cmd->argv, &cmd->argc) < 0)
         return -1;
-    return 0;
+    return cf_redis_check_script(c, cmd, akey, kline);
 }
 
 /* [COMMAND, ARG, ...] for a redis sink. */
@@ -310,7 +310,15 @@ static int load_redis_cmd(struct ctx *c, struct fy_node *seq, int line, const ch
         return -1;
     if (wc_tmpl_source(cmd->argv[0])[0] == '\0')
         return cf_fail(c, line, akey, "redis command is empty");
-    return 0;
+    /* The line of each argument, for the allow-list's messages. */
+    int *lines = wc_xcalloc((size_t)n, sizeof(int)), i = 0, rc;
+    struct fy_node *item;
+    void *it = NULL;
+    while ((item = fy_node_sequence_iterate(seq, &it)) != NULL && i < n)
+        lines[i++] = cf_line_of(item, line);
+    rc = cf_redis_check_cmd(c, cmd, akey, lines);
+    free(lines);
+    return rc;
 }
 
 /*
@@ -537,6 +545,7 @@ static void cf_free_rule(struct wc_rule *r)
             wc_tmpl_free(r->cmds[i].argv[j]);
         free(r->cmds[i].argv);
         free(r->cmds[i].script);
+        free(r->cmds[i].kinds);
     }
     free(r->cmds);
     free(r->projection);

@@ -44,6 +44,23 @@ int wc_tmpl_is_whole_payload(const struct wc_tmpl *t)
            t->parts[0].e.nstep == 0 && t->parts[0].e.nfilter == 0;
 }
 
+int tp_literal(const struct wc_tmpl *t, const char **s, size_t *len)
+{
+    if (t->npart > 0 && t->parts[0].lit != NULL) {
+        *s = t->parts[0].lit;
+        *len = t->parts[0].litlen;
+        return t->npart == 1;
+    }
+    *s = "";
+    *len = 0;
+    return 0;
+}
+
+int wc_tmpl_literal(const struct wc_tmpl *t, const char **text, size_t *len)
+{
+    return !t->bare && tp_literal(t, text, len);
+}
+
 /* Characters of a member name: letters, digits, '_', '-' and any UTF-8 byte. */
 static int name_char(unsigned char c)
 {
@@ -164,6 +181,20 @@ static int compile_expr(const char *s, size_t len, struct expr *e, struct wc_err
         for (int i = 0; i < NFILTER; i++)
             if (strlen(filter_names[i]) == (size_t)(p - f) && memcmp(filter_names[i], f, p - f) == 0)
                 which = i;
+        if (p - f == 5 && memcmp(f, "cents", 5) == 0)
+            which = F_SCALE + 2;
+        if (p - f >= 8 && memcmp(f, "scale(", 6) == 0 && p[-1] == ')') {
+            const char *d = f + 6;
+            int n = 0;
+            while (d < p - 1 && isdigit((unsigned char)*d) && n <= SCALE_MAX)
+                n = n * 10 + (*d++ - '0');
+            if (d != p - 1 || n > SCALE_MAX) {
+                wc_err_set(err, WC_ERR_CONFIG, "bad filter \"%.*s\" (scale takes 0 to %d decimal places)",
+                           (int)(p - f), f, SCALE_MAX);
+                return -1;
+            }
+            which = F_SCALE + n;
+        }
         if (which < 0) {
             wc_err_set(err, WC_ERR_CONFIG, "unknown filter \"%.*s\"", (int)(p - f), f);
             return -1;

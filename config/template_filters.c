@@ -1,5 +1,6 @@
 /* template_filters.c - the filters of template expressions (epoch_ms, epoch_s, number, json, lower,
- * upper, length) and the timestamp and number parsing they need. Nothing here allocates per event. */
+ * upper, length, scale/cents) and the timestamp and number parsing they need. Nothing here allocates per
+ * event. */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -250,6 +251,102 @@ int tp_filter_number(const struct expr *e, struct val *v, struct wc_buf *out, st
         wc_err_set(err, WC_ERR_DATA, "%s is not a number: \"%.*s\"", w, (int)(len < 64 ? len : 64), s);
     else
         wc_err_set(err, WC_ERR_DATA, "%s is not a number", w);
+    return -1;
+}
+
+/*
+ * The "scale(n)" filter ("cents" is scale(2)): a decimal times 10^n as an exact integer, worked out on the
+ * digits (never through a double): "19.99" -> 1999, "-0.5" -> -50, "1.5e1" -> 1500, 7 -> 700. A value
+ * with more decimal places than n that are not zero ("0.125" for cents) is refused, as is one beyond
+ * 2^53 in magnitude (an integer a double, and so a Redis score, holds exactly). Numeric strings count.
+ */
+int tp_filter_scale(const struct expr *e, struct val *v, int n, struct wc_buf *out, struct wc_err *err)
+{
+    char w[300];
+    const char *s;
+    size_t len, i = 0, ib, ie, fb, fe;
+    long long ex = 0;
+    int neg = 0;
+    unsigned long long acc = 0;
+
+    if (v->kind == V_INT) {
+        unsigned long long a = v->i < 0 ? 0ULL - (unsigned long long)v->i : (unsigned long long)v->i;
+        neg = v->i < 0;
+        for (int k = 0; k < n && a <= SCALE_LIMIT; k++)
+            a *= 10;
+        acc = a;
+        goto done;
+    }
+    s = v->kind == V_JVAL || v->kind == V_RAWJSON ? NULL : tp_text_of(v, out, &len);
+    if (s == NULL)
+        goto not_number;
+    while (len > 0 && isspace((unsigned char)*s))
+        s++, len--;
+    while (len > 0 && isspace((unsigned char)s[len - 1]))
+        len--;
+    if (!is_number_text(s, len))
+        goto not_number;
+    if (s[i] == '-' || s[i] == '+')
+        neg = s[i++] == '-';
+    ib = i;
+    while (i < len && isdigit((unsigned char)s[i]))
+        i++;
+    ie = fb = fe = i;
+    if (i < len && s[i] == '.') {
+        fb = ++i;
+        while (i < len && isdigit((unsigned char)s[i]))
+            i++;
+        fe = i;
+    }
+    if (i < len) { /* the exponent: clamped, a zero mantissa or the range check settles it */
+        int eneg = 0;
+        i++;
+        if (s[i] == '-' || s[i] == '+')
+            eneg = s[i++] == '-';
+        for (; i < len; i++)
+            if (ex < 100000)
+                ex = ex * 10 + (s[i] - '0');
+        ex = eneg ? -ex : ex;
+    }
+    /* The digits d1..dm (integer then fraction) stand for D * 10^k with k = n + exponent - fraction. */
+    {
+        long long k = n + ex - (long long)(fe - fb);
+        size_t m = (ie - ib) + (fe - fb), keep = m;
+        if (k < 0) {
+            /* the last -k digits go: they must be zeros */
+            keep = (unsigned long long)-k >= m ? 0 : m - (size_t)-k;
+            for (size_t j = keep; j < m; j++) {
+                char c = j < ie - ib ? s[ib + j] : s[fb + j - (ie - ib)];
+                if (c != '0') {
+                    tp_what(e, w, sizeof(w));
+                    wc_err_set(err, WC_ERR_DATA, "%s has more than %d decimal place%s: \"%.*s\"", w, n,
+                               n == 1 ? "" : "s", (int)(len < 64 ? len : 64), s);
+                    return -1;
+                }
+            }
+            k = 0;
+        }
+        for (size_t j = 0; j < keep && acc <= SCALE_LIMIT; j++)
+            acc = acc * 10 + (unsigned)((j < ie - ib ? s[ib + j] : s[fb + j - (ie - ib)]) - '0');
+        for (long long j = 0; j < k && acc != 0 && acc <= SCALE_LIMIT; j++)
+            acc *= 10;
+    }
+done:
+    if (acc > SCALE_LIMIT) {
+        tp_what(e, w, sizeof(w));
+        wc_err_set(err, WC_ERR_DATA, "%s is out of range for scale(%d): more than 2^53 (%llu) once scaled", w,
+                   n, SCALE_LIMIT);
+        return -1;
+    }
+    if (v->kind == V_OUT)
+        out->len = v->start, out->data[out->len] = '\0';
+    v->kind = V_INT;
+    v->i = neg ? -(long long)acc : (long long)acc;
+    return 0;
+
+not_number:
+    tp_what(e, w, sizeof(w));
+    wc_err_set(err, WC_ERR_DATA, "%s is not a number (scale and cents take a decimal)", w);
     return -1;
 }
 

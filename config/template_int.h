@@ -12,7 +12,11 @@
 /* Roots: the outbox columns keep their enum wc_col values, then the two transaction fields. */
 enum { ROOT_LSN = WC_COL_COUNT, ROOT_COMMIT_TIME };
 
-enum filter { F_EPOCH_MS, F_EPOCH_S, F_NUMBER, F_JSON, F_LOWER, F_UPPER, F_LENGTH };
+/* F_SCALE + n stands for scale(n) (cents is scale(2)): a decimal times 10^n as an exact integer. */
+enum filter { F_EPOCH_MS, F_EPOCH_S, F_NUMBER, F_JSON, F_LOWER, F_UPPER, F_LENGTH, F_SCALE = 100 };
+#define SCALE_MAX 18
+/* The largest magnitude scale() gives: 2^53, so that the integer is exact as a double (a Redis score). */
+#define SCALE_LIMIT 9007199254740992ULL
 
 /* One expression: a root, a payload path, filters; path is its text for messages ("items[0].name"). */
 struct expr {
@@ -60,6 +64,11 @@ struct val {
     int numeric;  /* V_OUT: the text is a number */
 };
 
+/* template.c */
+/* The leading literal text of t (*s, *len; empty when t starts with a placeholder). Returns 1 when t is
+ * nothing but that literal text. */
+int tp_literal(const struct wc_tmpl *t, const char **s, size_t *len);
+
 /* template_render.c */
 /* Turn v into text appended to out (V_OUT). Null appends nothing. */
 void tp_materialize(struct val *v, struct wc_buf *out);
@@ -76,6 +85,7 @@ int tp_filter_number(const struct expr *e, struct val *v, struct wc_buf *out, st
 int tp_filter_length(const struct expr *e, struct wc_event *ev, struct val *v, struct wc_buf *out,
                      struct wc_err *err);
 void tp_filter_json(struct val *v, struct wc_buf *out);
+int tp_filter_scale(const struct expr *e, struct val *v, int n, struct wc_buf *out, struct wc_err *err);
 void tp_ascii_case(char *s, size_t n, int upper);
 
 #endif

@@ -211,6 +211,10 @@ static int render_expr(const struct expr *e, struct wc_event *ev, struct wc_buf 
             tp_ascii_case(out->data + v.start, out->len - v.start, e->filters[i] == F_UPPER);
             v.numeric = 0;
             break;
+        default: /* F_SCALE + n */
+            if (tp_filter_scale(e, &v, e->filters[i] - F_SCALE, out, err) < 0)
+                goto fail;
+            break;
         }
     }
     if (v.kind == V_NULL)

@@ -126,6 +126,10 @@ int cf_fail_at(struct ctx *c, const struct src *s, const char *key, const char *
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (s->option) {
+        wc_err_set(c->err, WC_ERR_USAGE, "option %s: %s", s->option, msg);
+        return -1;
+    }
     if (s->var)
         return cf_fail_env(c, s->var, key, "%s", msg);
     return cf_fail(c, s->line, key, "%s", msg);
@@ -225,6 +229,7 @@ int cf_scalar_value(struct ctx *c, struct fy_node *map, const char *name, const 
 
     cf_env_name(key, var, varsize);
     where->var = NULL;
+    where->option = NULL;
     where->line = cf_value_line(v, keyline);
     *out = NULL;
     const char *env = getenv(var);

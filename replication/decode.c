@@ -12,6 +12,7 @@ struct wc_decoder {
     char *schema;
     char *table;
     const char *colnames[WC_COL_COUNT];
+    unsigned want; /* the columns with a name (bit per WC_COL_*): a row without one of them is poison */
     char *prefix;
 
     json_t *msg;     /* the message being handed out; freed at the next call */
@@ -25,6 +26,7 @@ struct wc_decoder {
     char commit_time[48];
 
     char numtext[WC_COL_COUNT][48]; /* numbers rendered as text */
+    char poison[256];               /* why the row handed out last cannot be routed */
     char occurred_iso[WC_COL_COUNT][48];
     struct wc_buf scratch; /* column values of the fast path, unescaped and NUL-terminated */
     int no_fast;           /* tests: always take the full parse */
@@ -45,8 +47,11 @@ struct wc_decoder *wc_decoder_new(const char *schema, const char *table, const c
     d->schema = strdup(schema ? schema : "public");
     d->table = strdup(table ? table : "domain_events");
     d->prefix = msg_prefix ? strdup(msg_prefix) : NULL;
-    for (int i = 0; i < WC_COL_COUNT; i++)
+    for (int i = 0; i < WC_COL_COUNT; i++) {
         d->colnames[i] = colnames && colnames[i] ? colnames[i] : wc_col_names[i];
+        if (d->colnames[i][0] != '\0')
+            d->want |= 1u << i;
+    }
     if (d->schema == NULL || d->table == NULL || (msg_prefix && d->prefix == NULL)) {
         wc_decoder_free(d);
         return NULL;
@@ -86,12 +91,45 @@ static int protocol_error(struct wc_err *err, wc_lsn lsn, const char *what)
     return -1;
 }
 
+/*
+ * A row that no projection can be given is not an error of the stream: it becomes a poison event
+ * (ev->poison says why) that the engine sends to the dead-letter store like any event that cannot be
+ * applied, and the stream goes on. A configured column missing from the row (renamed or dropped since)
+ * and an event type that is null or not text make a row poison; a null or malformed payload does not
+ * (a projection that does not read it applies it; one that does dead-letters it).
+ */
+static void check_poison(struct wc_decoder *d, struct wc_event *ev, unsigned seen)
+{
+    static const char *const keys[WC_COL_COUNT] = {"event_id",   "aggregate_type", "aggregate_id",
+                                                   "event_type", "payload",        "occurred_at"};
+    unsigned missing = d->want & ~seen;
+
+    ev->poison = NULL;
+    if (missing) {
+        int k = __builtin_ctz(missing);
+        snprintf(
+            d->poison, sizeof(d->poison),
+            "the outbox row has no column \"%.64s\" (source.outbox.columns.%s): was it renamed or dropped?",
+            d->colnames[k], keys[k]);
+        ev->poison = d->poison;
+    } else if (ev->col[WC_COL_EVENT_TYPE].kind == WC_VAL_NULL) {
+        snprintf(d->poison, sizeof(d->poison), "the event type (column \"%.64s\") is null",
+                 d->colnames[WC_COL_EVENT_TYPE]);
+        ev->poison = d->poison;
+    } else if (ev->col[WC_COL_EVENT_TYPE].kind != WC_VAL_STRING) {
+        snprintf(d->poison, sizeof(d->poison), "the event type (column \"%.64s\") is not text",
+                 d->colnames[WC_COL_EVENT_TYPE]);
+        ev->poison = d->poison;
+    }
+}
+
 /* Fill ev's columns from a wal2json v2 "columns" array. */
 static int decode_columns(struct wc_decoder *d, json_t *cols, struct wc_event *ev, wc_lsn lsn,
                           struct wc_err *err)
 {
     size_t i;
     json_t *c;
+    unsigned seen = 0;
 
     for (int k = 0; k < WC_COL_COUNT; k++)
         ev->col[k] = (struct wc_val){WC_VAL_NULL, NULL, 0};
@@ -110,6 +148,7 @@ static int decode_columns(struct wc_decoder *d, json_t *cols, struct wc_event *e
                 break;
         if (k == WC_COL_COUNT)
             continue;
+        seen |= 1u << k;
         struct wc_val *out = &ev->col[k];
         if (val == NULL || json_is_null(val)) {
             *out = (struct wc_val){WC_VAL_NULL, NULL, 0};
@@ -135,13 +174,7 @@ static int decode_columns(struct wc_decoder *d, json_t *cols, struct wc_event *e
             return protocol_error(err, lsn, "a column value is an object or array");
         }
     }
-    if (ev->col[WC_COL_EVENT_TYPE].kind != WC_VAL_STRING) {
-        wc_err_set(err, WC_ERR_DATA,
-                   "outbox row at %X/%X has no value in column \"%s\" (was the column renamed or dropped? "
-                   "set source.outbox.columns.event_type)",
-                   WC_LSN_ARGS(lsn), d->colnames[WC_COL_EVENT_TYPE]);
-        return -1;
-    }
+    check_poison(d, ev, seen);
     return 0;
 }
 
@@ -381,6 +414,7 @@ static int decode_insert_fast(struct wc_decoder *d, const char *msg, size_t len,
     size_t off, l, schema_off = 0, table_off = 0, lsn_off = 0, ts_off = 0;
     size_t coff[WC_COL_COUNT];
     int ckind[WC_COL_COUNT], have_schema = 0, have_table = 0, have_lsn = 0, have_ts = 0;
+    unsigned seen = 0;
     struct wc_event *ev = &out->event;
 
     if (d->no_fast || scan_lit(&sc, "{\"action\":\"I\"") < 0)
@@ -421,6 +455,7 @@ static int decode_insert_fast(struct wc_decoder *d, const char *msg, size_t len,
                 for (int k = 0; k < WC_COL_COUNT; k++) {
                     if (strcmp(b->data + noff, d->colnames[k]) != 0)
                         continue;
+                    seen |= 1u << k;
                     ckind[k] = vkind;
                     coff[k] = voff;
                     /* occurred_at: the timestamp types are rewritten to ISO 8601 below. */
@@ -465,8 +500,8 @@ static int decode_insert_fast(struct wc_decoder *d, const char *msg, size_t len,
         out->kind = WC_DECODED_IGNORED;
         return 1;
     }
-    if (ckind[WC_COL_EVENT_TYPE] != WC_VAL_STRING)
-        return 0; /* the full parse words the error */
+    if (ckind[WC_COL_EVENT_TYPE] != WC_VAL_STRING || (d->want & ~seen) != 0)
+        return 0; /* a poison row: the full parse words why */
     for (int k = 0; k < WC_COL_COUNT; k++) {
         struct wc_val *v = &ev->col[k];
         if (ckind[k] == WC_VAL_NULL) {

@@ -6,8 +6,9 @@
 
 #include <libpq-fe.h>
 
-#include "walcast/slot.h"
+#include "walcast/outbox.h"
 #include "walcast/pgconn.h"
+#include "walcast/slot.h"
 
 /* How long a slot command may wait for the server. */
 #define QUERY_TIMEOUT_MS 30000
@@ -63,7 +64,9 @@ static int status_on(PGconn *c, const char *slot, struct wc_slot_status *st, int
                         "confirmed_flush_lsn, pg_current_wal_lsn(), "
                         "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, "
                         "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, "
-                        "wal_status, safe_wal_size FROM pg_replication_slots WHERE slot_name = $1",
+                        "wal_status, safe_wal_size, "
+                        "(SELECT backend_type FROM pg_stat_activity a WHERE a.pid = s.active_pid) "
+                        "FROM pg_replication_slots s WHERE slot_name = $1",
                         1, params, err);
     if (r == NULL)
         return -1;
@@ -83,9 +86,19 @@ static int status_on(PGconn *c, const char *slot, struct wc_slot_status *st, int
         st->lag_bytes = int_field(r, 10);
         copy_field(st->wal_status, sizeof(st->wal_status), r, 11);
         st->safe_wal_size = int_field(r, 12);
+        /* A backend that is not a walsender holds a slot only for a moment (pg_drop_replication_slot,
+         * pg_replication_slot_advance); one that is gone already has let go of it. */
+        st->active_walsender =
+            st->active && !PQgetisnull(r, 0, 13) && strcmp(PQgetvalue(r, 0, 13), "walsender") == 0;
     }
     PQclear(r);
     return 0;
+}
+
+int wc_slot_status_conn(struct pg_conn *conn, const char *slot, struct wc_slot_status *st, int *found,
+                        struct wc_err *err)
+{
+    return status_on(conn, slot, st, found, err);
 }
 
 int wc_slot_status(const char *dsn, const char *slot, struct wc_slot_status *st, int *found,
@@ -157,7 +170,7 @@ int wc_slot_drop(const char *dsn, const char *slot, int force, struct wc_err *er
     }
     if (st.active) {
         if (!force) {
-            wc_err_set(err, WC_ERR_SLOT,
+            wc_err_set(err, WC_ERR_SLOT_ACTIVE,
                        "replication slot \"%s\" is active for PID %d: stop that process or use --force", slot,
                        st.active_pid);
             goto done;
@@ -201,7 +214,40 @@ static void item(struct wc_check_item *items, int max, int *n, const char *name,
     (*n)++;
 }
 
-int wc_slot_check(const char *dsn, struct wc_check_item *items, int max, struct wc_err *err)
+/* The outbox: the check every engine makes before it streams, and the order a rebuild would replay. */
+static void check_outbox(PGconn *c, const struct wc_outbox *ob, int need_order, struct wc_check_item *items,
+                         int max, int *n)
+{
+    struct wc_outbox_info info;
+    struct wc_err e = {0};
+    char what[1600];
+
+    if (wc_outbox_check(c, ob, &info, &e) < 0) {
+        item(items, max, n, "outbox", 0, "%s", e.msg);
+        return;
+    }
+    snprintf(what, sizeof(what), "%s.%s (", ob->schema, ob->table);
+    for (int k = 0, first = 1; k < WC_COL_COUNT; k++) {
+        if (info.typid[k] == 0)
+            continue;
+        size_t used = strlen(what);
+        snprintf(what + used, sizeof(what) - used, "%s%s %s", first ? "" : ", ", ob->columns[k],
+                 info.type[k]);
+        first = 0;
+    }
+    strncat(what, "), readable", sizeof(what) - strlen(what) - 1);
+    item(items, max, n, "outbox", 1, "%s", what);
+    if (info.order[0] == '\0')
+        snprintf(what, sizeof(what), "%s%s",
+                 need_order ? "" : "none (a rebuild would need one): ", info.order_problem);
+    else
+        snprintf(what, sizeof(what), "%s%s%s", info.order_desc, info.order_caveat[0] ? ": " : "",
+                 info.order_caveat);
+    item(items, max, n, "replay_order", info.order[0] != '\0' || !need_order, "%s", what);
+}
+
+int wc_slot_check(const char *dsn, const struct wc_outbox *ob, int need_order, struct wc_check_item *items,
+                  int max, struct wc_err *err)
 {
     int n = 0;
     PGresult *r;
@@ -220,7 +266,8 @@ int wc_slot_check(const char *dsn, struct wc_check_item *items, int max, struct 
         PQfinish(c);
         return -1;
     }
-    const char *wal_level = PQgetvalue(r, 0, 0);
+    char wal_level[32]; /* kept past the PQclear below */
+    snprintf(wal_level, sizeof(wal_level), "%s", PQgetvalue(r, 0, 0));
     item(items, max, &n, "server_version", 1, "%s", PQgetvalue(r, 0, 6));
     item(items, max, &n, "wal_level", strcmp(wal_level, "logical") == 0,
          strcmp(wal_level, "logical") == 0 ? "%s" : "%s (set wal_level = logical and restart the server)",
@@ -237,10 +284,11 @@ int wc_slot_check(const char *dsn, struct wc_check_item *items, int max, struct 
     const char *keep = PQgetvalue(r, 0, 5);
     item(items, max, &n, "max_slot_wal_keep_size", 1,
          strcmp(keep, "-1") == 0 ? "%s (unlimited: a stalled slot can fill the disk)" : "%s", keep);
+    int logical = strcmp(wal_level, "logical") == 0; /* wal_level points into r */
     PQclear(r);
 
     /* The plugin: a temporary slot is dropped by the server at the end of the session. */
-    if (repl && strcmp(wal_level, "logical") == 0) {
+    if (repl && logical) {
         char name[64];
         const char *p[] = {name};
         snprintf(name, sizeof(name), "walcast_check_%d", (int)getpid());
@@ -251,6 +299,8 @@ int wc_slot_check(const char *dsn, struct wc_check_item *items, int max, struct 
              ok ? "installed" : "not loadable (install postgresql-15-wal2json on the server)");
         PQclear(r);
     }
+    if (ob != NULL)
+        check_outbox(c, ob, need_order, items, max, &n);
     PQfinish(c);
     return n;
 }

@@ -10,14 +10,17 @@
 #
 # For --seconds N (default 180) a workload loop commits random order commands (CALL shop.run_workload,
 # 50 per call, ~300/s; a call cut off by a restart is simply retried) while every 2-8 s one fault is
-# injected, drawn from a shuffled deck of ten so that each kind comes up: kill -9 of walcast (restarted
+# injected, drawn from a shuffled deck of eleven so that each kind comes up: kill -9 of walcast (restarted
 # after up to 1 s with --standby), restart of the source PostgreSQL (-m fast, -m immediate), of the read
-# database (-m fast, -m immediate), and of Redis (SHUTDOWN NOSAVE: the AOF is kept); and the hangs and the
-# outage, each held 10-20 s: a reader holding ACCESS EXCLUSIVE on order_summary (lock), Redis under
-# CLIENT PAUSE ALL (pause), the read server's processes stopped with SIGSTOP (sigstop), Redis stopped
-# (redis-down). The sinks' statement_timeout_ms is 5 s and the read database's lock_timeout_ms 3 s here,
-# so that each hang times out and is retried while it lasts. walcast must ride out every fault on its
-# own; an exit it was not killed for is reported and fails the run.
+# database (-m fast, -m immediate), of Redis (SHUTDOWN NOSAVE: the AOF is kept), and Redis losing its
+# data (restarted with its AOF removed: the Redis sink has rebuild: flushdb here, so walcast finds its
+# cursor gone and rebuilds it from the outbox table while the load goes on; every run has at least one
+# such rebuild); and the hangs and the outage, each held 10-20 s: a reader holding ACCESS EXCLUSIVE on
+# order_summary (lock), Redis under CLIENT PAUSE ALL (pause), the read server's processes stopped with
+# SIGSTOP (sigstop), Redis stopped (redis-down). The sinks' statement_timeout_ms is 5 s and the read
+# database's lock_timeout_ms 3 s here, so that each hang times out and is retried while it lasts.
+# walcast must ride out every fault on its own; an exit it was not killed for is reported and fails the
+# run.
 #
 # The comparison. walcast runs examples/orders/walcast.yaml plus two counting projections, one per sink,
 # written in the same transaction (PostgreSQL) or MULTI/EXEC (Redis) as the example's projections: every
@@ -34,7 +37,8 @@
 # Any other difference check.sh reports (a wrong value that is neither missing nor above) is printed and
 # fails the run too. The last line is exactly
 #   chaos: events=N applied=N lost=L duplicated=D restarts=K
-# and the exit status is 0 only when L=0, D=0, K>=6 (and check.sh found nothing else).
+# and the exit status is 0 only when L=0, D=0, K>=6, the Redis sink was rebuilt at least once (and
+# check.sh found nothing else).
 #
 # --plant: after the catch-up, apply one OrderPlaced event a second time (both sinks) and undo one
 # OrderPlaced in the read database, to show that the comparison sees them (then lost and duplicated are
@@ -118,6 +122,9 @@ export WALCAST_SINKS_CACHE_DSN="redis://127.0.0.1:$WALCAST_TEST_REDIS_PORT/$redi
 export WALCAST_SINKS_READDB_STATEMENT_TIMEOUT_MS=5000
 export WALCAST_SINKS_READDB_LOCK_TIMEOUT_MS=3000
 export WALCAST_SINKS_CACHE_STATEMENT_TIMEOUT_MS=5000
+export WALCAST_SINKS_CACHE_REBUILD=flushdb
+# The example serves metrics on 127.0.0.1:9187; a port of its own here, so runs side by side do not clash.
+export WALCAST_METRICS_LISTEN=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 EOF
 # shellcheck disable=SC1091
 . "$dir/orders.env"
@@ -175,6 +182,7 @@ workload_pid=$!
 
 # ---- 4. faults at random moments ----
 restarts=0
+redis_losses=0
 unexpected=0
 deck=()
 # walcast must not exit unless we killed it: restart it and count the exit.
@@ -201,6 +209,23 @@ read_server_pids() {
     local pm
     pm=$(head -n 1 "$WALCAST_TEST_READ_PGDATA/postmaster.pid")
     echo "$pm" $(pgrep -P "$pm" || true)
+}
+# Redis comes back empty, as after a restart without persistence: walcast must notice (the sink's
+# cursor is gone while the read database has one) and rebuild the sink from the outbox table.
+redis_lost() {
+    local port=$WALCAST_TEST_REDIS_PORT
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    for _ in $(seq 1 100); do
+        redis-cli -p "$port" ping >/dev/null 2>&1 || break
+        sleep 0.05
+    done
+    rm -rf "$dir/redis/appendonlydir" "$dir/redis/"*.aof "$dir/redis/dump.rdb"
+    redis-server "$dir/redis.conf"
+    for _ in $(seq 1 200); do
+        [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break
+        sleep 0.05
+    done
+    redis_losses=$((redis_losses + 1))
 }
 inject() {
     local kind=$1 t0 rc=0 hold=$((10 + RANDOM % 11))
@@ -244,6 +269,7 @@ inject() {
         watch $((hold * 10))
         scripts/services.sh start-redis "$dir" >/dev/null || rc=$?
         ;;
+    redis-lost) redis_lost || rc=$? ;;
     esac
     [ "$rc" = 0 ] || { echo "chaos: restarting for $kind failed ($rc)" >&2; exit 1; }
     restarts=$((restarts + 1))
@@ -259,7 +285,7 @@ while :; do
     watch $((20 + RANDOM % 61))
     [ "$(date +%s)" -lt "$deadline" ] || break
     if [ ${#deck[@]} -eq 0 ]; then
-        deck=(kill9 source-fast source-immediate read-fast read-immediate redis lock pause sigstop redis-down)
+        deck=(kill9 source-fast source-immediate read-fast read-immediate redis redis-lost lock pause sigstop redis-down)
         for ((i = ${#deck[@]} - 1; i > 0; i--)); do
             j=$((RANDOM % (i + 1)))
             tmp=${deck[i]}; deck[i]=${deck[j]}; deck[j]=$tmp
@@ -268,6 +294,9 @@ while :; do
     inject "${deck[0]}"
     deck=("${deck[@]:1}")
 done
+
+# A short run may not have drawn it: every run rebuilds the Redis sink at least once, under load.
+[ "$redis_losses" -gt 0 ] || { watch 20; inject redis-lost; }
 
 # ---- 5. stop the load, wait for walcast to catch up ----
 touch "$dir/stop"
@@ -292,14 +321,14 @@ if [ "$caught_up" = 1 ]; then say "caught up in $(($(date +%s) - t0)) s"; else s
 
 if [ "$plant" = 1 ]; then
     # A double: an order still placed, its OrderPlaced applied again (counters, lifetime value, leaderboard).
-    read -r ev oid cust total < <(wsql -At -F ' ' -c "SELECT e.event_id, o.id, o.customer_id, o.total
-        FROM shop.orders o JOIN domain_events e ON e.aggregate_id = o.id::text AND e.event_type = 'OrderPlaced'
+    read -r ev oid cust total cents < <(wsql -At -F ' ' -c "SELECT e.event_id, o.id, o.customer_id, o.total,
+        (o.total * 100)::bigint FROM shop.orders o JOIN domain_events e ON e.aggregate_id = o.id::text AND e.event_type = 'OrderPlaced'
         WHERE o.status = 'placed' AND o.id <> $marker ORDER BY o.id LIMIT 1")
     rsql -c "UPDATE chaos_applied SET n = n + 1 WHERE event_id = $ev;
              UPDATE customer_ltv SET lifetime_value = lifetime_value + $total, orders = orders + 1
              WHERE customer_id = $cust" >/dev/null
     rcli HINCRBY chaos:applied "$ev" 1 >/dev/null
-    rcli ZINCRBY ltv:leaderboard "$total" "$cust" >/dev/null
+    rcli ZINCRBY ltv:leaderboard "$cents" "$cust" >/dev/null # the leaderboard keeps cents
     # A loss: another placed order's OrderPlaced undone in the read database.
     read -r ev2 oid2 < <(wsql -At -F ' ' -c "SELECT e.event_id, o.id
         FROM shop.orders o JOIN domain_events e ON e.aggregate_id = o.id::text AND e.event_type = 'OrderPlaced'
@@ -377,9 +406,11 @@ done <"$dir/mismatches"
 lost=$((counter_lost + proj_lost))
 duplicated=$((counter_dup + proj_dup))
 walcast_reconnects=$(grep -c 'reconnecting' "$dir/walcast.log" || true)
+rebuilds=$(grep -c 'sink "cache" has lost data' "$dir/walcast.log" || true)
 say "sinks: read database counted $pg_have events (+$pg_extra extra), redis $redis_have (+$redis_extra extra);" \
     "projections: $proj_lost missing/behind, $proj_dup above, $proj_other other differences"
-say "walcast: $walcast_reconnects reconnecting warnings, $unexpected exits it was not killed for;" \
+say "walcast: $walcast_reconnects reconnecting warnings, $rebuilds rebuilds of the Redis sink" \
+    "($redis_losses losses of its data), $unexpected exits it was not killed for;" \
     "faults: $(awk '{print $3}' "$dir/faults.log" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $2, $1; sep=" "}')"
 say "ran $(($(date +%s) - t_start)) s in all"
 ok=1
@@ -387,5 +418,6 @@ if [ "$lost" -ne 0 ] || [ "$duplicated" -ne 0 ] || [ "$restarts" -lt 6 ]; then o
 if [ "$proj_other" -ne 0 ] || [ "$check_rc" -ne 0 ]; then ok=0; say "check.sh found differences (exit $check_rc)"; fi
 [ "$unexpected" -eq 0 ] || { ok=0; say "walcast exited on its own $unexpected time(s)"; }
 [ "$caught_up" = 1 ] || ok=0
+[ "$rebuilds" -ge 1 ] || { ok=0; say "the Redis sink was never rebuilt"; }
 echo "chaos: events=$events applied=$applied lost=$lost duplicated=$duplicated restarts=$restarts"
 [ "$ok" = 1 ]

@@ -67,11 +67,13 @@ say "starting PostgreSQL and Redis in $dir"
 # shellcheck disable=SC1091
 . "$dir/env"
 redis_db=0
+metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$dir/orders.env" <<EOF
 export WALCAST_SOURCE_DSN="host=127.0.0.1 port=$PGPORT dbname=shop user=walcast"
 export WALCAST_SOURCE_SLOT=walcast_orders
 export WALCAST_SINKS_READDB_DSN="host=127.0.0.1 port=$PGPORT dbname=shop_read user=walcast"
 export WALCAST_SINKS_CACHE_DSN="redis://127.0.0.1:$WALCAST_TEST_REDIS_PORT/$redis_db"
+export WALCAST_METRICS_LISTEN=127.0.0.1:$metrics_port
 EOF
 # shellcheck disable=SC1091
 . "$dir/orders.env"
@@ -157,11 +159,15 @@ rsql -c "SELECT order_id, status, total, item_count, placed_at FROM order_summar
 say "customer $customer: ZREVRANGE customer:$customer:orders 0 9 WITHSCORES (score = placed_at, epoch ms)"
 rcli ZREVRANGE "customer:$customer:orders" 0 9 WITHSCORES |
     awk 'NR % 2 { m = $0; next } { printf "  order %-8s score %s\n", m, $0 }'
-say "top 10 lifetime values: ZREVRANGE ltv:leaderboard 0 9 WITHSCORES"
+say "top 10 lifetime values: ZREVRANGE ltv:leaderboard 0 9 WITHSCORES (score = cents, an exact integer)"
 rcli ZREVRANGE ltv:leaderboard 0 9 WITHSCORES |
-    awk 'NR % 2 { m = $0; next } { printf "  customer %-6s %12.2f   (score %s)\n", m, $0, $0 }'
+    awk 'NR % 2 { m = $0; next } { v = $0 + 0; s = v < 0 ? "-" : ""; if (v < 0) v = -v
+        printf "  customer %-6s %9s%d.%02d   (score %s)\n", m, s, int(v / 100), v % 100, $0 }'
 say "top 10 lifetime values from PostgreSQL (customer_ltv)"
 rsql -c "SELECT customer_id, lifetime_value, orders FROM customer_ltv ORDER BY lifetime_value DESC LIMIT 10"
+
+say "walcast status (from http://$WALCAST_METRICS_LISTEN/status; /metrics, /healthz, /readyz beside it)"
+"$walcast" status -c "$config"
 
 say "examples/orders/check.sh: every projection against the write side"
 "$root/examples/orders/check.sh" "$dir"

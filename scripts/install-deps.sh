@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh [demo|test|bench|fuzz ...]     (default: test)
 #
 #   demo   build tools and libraries, PostgreSQL 15 with wal2json, Redis
-#   test   demo, plus Criterion, valgrind, python3
+#   test   demo, plus Criterion, valgrind, python3 and prometheus (for promtool)
 #   bench  demo, plus valgrind and python3
 #   fuzz   build tools and libraries, plus clang with libFuzzer
 #
@@ -18,14 +18,14 @@
 # services. Remove that file to get Debian's default back for clusters made later.
 set -euo pipefail
 
-build=(cmake gcc make pkg-config libc6-dev libpq-dev libjansson-dev libhiredis-dev libfyaml-dev)
+build=(cmake gcc make pkg-config libc6-dev libpq-dev libjansson-dev libhiredis-dev libfyaml-dev libmicrohttpd-dev)
 servers=(postgresql-15 postgresql-15-wal2json postgresql-client-15 redis-server)
 pkgs=()
 [ $# -eq 0 ] && set -- test
 for profile in "$@"; do
     case "$profile" in
     demo) pkgs+=("${build[@]}" "${servers[@]}") ;;
-    test) pkgs+=("${build[@]}" "${servers[@]}" libcriterion-dev valgrind python3) ;;
+    test) pkgs+=("${build[@]}" "${servers[@]}" libcriterion-dev valgrind python3 prometheus) ;;
     bench) pkgs+=("${build[@]}" "${servers[@]}" valgrind python3) ;;
     fuzz) pkgs+=("${build[@]}" clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown profile \"$profile\" (use demo, test, bench or fuzz)" >&2; exit 2 ;;
@@ -68,3 +68,8 @@ if ! { apt-get update -q && apt-get install -y -q --no-install-recommends "${mis
     exit 1
 fi
 rm -f "$log"
+# The tests need prometheus's promtool only, never its daemon; nor at the next boot (the package
+# enables its unit).
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi

@@ -122,6 +122,7 @@ wal_level = logical
 max_replication_slots = 64
 max_wal_senders = 64
 max_slot_wal_keep_size = 4GB
+track_commit_timestamp = ${WALCAST_PG_TRACK_COMMIT_TS:-on}
 wal_sender_timeout = 60s
 fsync = ${WALCAST_PG_FSYNC:-on}
 synchronous_commit = on

@@ -53,6 +53,10 @@ static void print_one(const struct wc_sink *s, int json, const struct wc_dead_le
         }
         wc_buf_puts(&b, ",\"error\":");
         wc_buf_json_string(&b, dl->error ? dl->error : "", dl->error ? strlen(dl->error) : 0);
+        if (dl->applied) {
+            wc_buf_puts(&b, ",\"applied\":");
+            wc_buf_json_string(&b, dl->applied, strlen(dl->applied));
+        }
         if (dl->created) {
             wc_buf_puts(&b, ",\"created_at\":");
             wc_buf_json_string(&b, dl->created, strlen(dl->created));
@@ -113,8 +117,18 @@ int wc_sink_dlq_retry(struct wc_sink *s, const char *id, int *retried, int *fail
 
         wc_dlq_event(&ev, &dl[i]);
         d->discard(s);
+        if (d->prepare)
+            d->prepare(s, &dl[i]);
         uint64_t before = s->applied;
-        if (type == NULL || !wc_config_rules(s->conf, type, &nrule) || nrule == 0) {
+        if (dl[i].applied && atoll(dl[i].applied) > 0) {
+            /* Part of it took effect when it failed: running it again would apply that part twice. */
+            (*failed)++;
+            wc_warning("sink \"%s\": dead letter %s was partly applied (its first %s actions took effect): "
+                       "not retried; apply the rest by hand, then remove it",
+                       s->name, dl[i].id, dl[i].applied);
+            json_decref(ev.payload_json);
+            continue;
+        } else if (type == NULL || !wc_config_rules(s->conf, type, &nrule) || nrule == 0) {
             wc_err_set(&e2, WC_ERR_DATA, "no projection of sink \"%s\" handles event type \"%s\"", s->name,
                        type ? type : "");
         } else if (s->ops->apply(s, &ev, &e2) == 0 && s->applied == before) {

@@ -21,6 +21,7 @@ struct wc_dead_letter {
     const char *col[DL_NCOLS];
     const char *error;
     const char *created; /* NULL when the store keeps no time */
+    const char *applied; /* how many of the event's actions took effect before it failed (Redis), or NULL */
 };
 
 struct wc_dlq_ops {
@@ -29,6 +30,8 @@ struct wc_dlq_ops {
     int (*fetch)(struct wc_sink *s, const char *id, struct wc_dead_letter **out, int *n, void **hold,
                  struct wc_err *err);
     void (*release)(struct wc_dead_letter *dl, void *hold);
+    /* Optional: dl is about to be applied again (before apply()). */
+    void (*prepare)(struct wc_sink *s, const struct wc_dead_letter *dl);
     /* Drop whatever is queued (and any open transaction): the start and the end of each retry. */
     void (*discard)(struct wc_sink *s);
     /* Queue dl's removal into the event apply() has just queued, so that it commits with its writes. */

@@ -29,6 +29,7 @@ struct jsonl {
     int64_t size;      /* output size after the last commit */
     struct wc_pos cursor;
     int has_cursor;
+    int has_size; /* a cursor file of a run that has printed nothing yet ("none SIZE"): size is known */
 };
 
 static int write_all(int fd, const char *p, size_t n)
@@ -46,7 +47,7 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* Cursor file: "X/X:idx size\n". */
+/* Cursor file: "X/X:idx size\n", or "none size\n" before the first batch. */
 static int read_cursor_file(struct jsonl *j, struct wc_err *err)
 {
     FILE *f = fopen(j->cursor_path, "r");
@@ -62,6 +63,11 @@ static int read_cursor_file(struct jsonl *j, struct wc_err *err)
     }
     int n = fscanf(f, "%63s %lld", pos, &size);
     fclose(f);
+    if (n == 2 && strcmp(pos, "none") == 0) {
+        j->has_size = 1;
+        j->size = size;
+        return 0;
+    }
     if (n < 1 || wc_pos_parse(pos, &j->cursor) < 0) {
         wc_err_set(err, WC_ERR_CONFIG, "cursor file \"%s\" is corrupt: remove it to start from the slot",
                    j->cursor_path);
@@ -72,25 +78,35 @@ static int read_cursor_file(struct jsonl *j, struct wc_err *err)
     return 0;
 }
 
-static int write_cursor_file(struct jsonl *j, struct wc_pos pos, struct wc_err *err)
+static int write_cursor_line(struct jsonl *j, const char *pos, struct wc_err *err)
 {
-    char tmp[4096], p[40], line[128];
+    char tmp[4096], line[128];
     int fd, n;
 
-    snprintf(tmp, sizeof(tmp), "%s.tmp", j->cursor_path);
-    n = snprintf(line, sizeof(line), "%s %" PRId64 "\n", wc_pos_format(pos, p),
-                 j->regular ? j->size : (int64_t)-1);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || write_all(fd, line, (size_t)n) < 0 || fsync(fd) < 0) {
+    /* A temporary file of an unpredictable name in the cursor's folder (rename stays within one file
+     * system), created 0600 with O_EXCL: an existing file or symbolic link there is never written through. */
+    if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", j->cursor_path) >= (int)sizeof(tmp)) {
+        wc_err_set(err, WC_ERR_IO, "cursor file name \"%s\" is too long", j->cursor_path);
+        return -1;
+    }
+    n = snprintf(line, sizeof(line), "%s %" PRId64 "\n", pos, j->regular ? j->size : (int64_t)-1);
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        wc_err_set(err, WC_ERR_IO, "could not create a temporary file beside cursor file \"%s\": %s",
+                   j->cursor_path, strerror(errno));
+        return -1;
+    }
+    if (write_all(fd, line, (size_t)n) < 0 || fsync(fd) < 0) {
         wc_err_set(err, WC_ERR_IO, "could not write cursor file \"%s\": %s", tmp, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+        close(fd);
+        unlink(tmp);
         return -1;
     }
     close(fd);
     if (rename(tmp, j->cursor_path) < 0) {
         wc_err_set(err, WC_ERR_IO, "could not rename \"%s\" to \"%s\": %s", tmp, j->cursor_path,
                    strerror(errno));
+        unlink(tmp);
         return -1;
     }
     /* The rename itself is durable once the directory is synced. */
@@ -109,6 +125,12 @@ static int write_cursor_file(struct jsonl *j, struct wc_pos pos, struct wc_err *
     return 0;
 }
 
+static int write_cursor_file(struct jsonl *j, struct wc_pos pos, struct wc_err *err)
+{
+    char p[40];
+    return write_cursor_line(j, wc_pos_format(pos, p), err);
+}
+
 static int jsonl_open(struct wc_sink *s, struct wc_err *err)
 {
     struct jsonl *j = s->priv;
@@ -119,7 +141,8 @@ static int jsonl_open(struct wc_sink *s, struct wc_err *err)
     if (strcmp(j->path, "-") == 0) {
         j->fd = STDOUT_FILENO;
     } else {
-        j->fd = open(j->path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        /* Events are data someone may not want every user to read: only the owner, as for the cursor. */
+        j->fd = open(j->path, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (j->fd < 0) {
             wc_err_set(err, WC_ERR_IO, "could not open output file \"%s\": %s", j->path, strerror(errno));
             return -1;
@@ -127,7 +150,7 @@ static int jsonl_open(struct wc_sink *s, struct wc_err *err)
     }
     j->regular = fstat(j->fd, &st) == 0 && S_ISREG(st.st_mode);
     if (j->regular) {
-        if (j->has_cursor && j->size >= 0 && st.st_size > j->size) {
+        if ((j->has_cursor || j->has_size) && j->size >= 0 && st.st_size > j->size) {
             wc_info("output file \"%s\": dropping %lld bytes written after the last cursor", j->path,
                     (long long)(st.st_size - j->size));
             if (ftruncate(j->fd, j->size) < 0) {
@@ -136,6 +159,13 @@ static int jsonl_open(struct wc_sink *s, struct wc_err *err)
             }
         } else {
             j->size = st.st_size;
+        }
+        /* Nothing printed by this output's stream yet: record where its output starts before the first
+         * batch, or a crash between that batch and its cursor would leave it there to be printed again. */
+        if (j->cursor_path && !j->has_cursor && !j->has_size) {
+            if (write_cursor_line(j, "none", err) < 0)
+                return -1;
+            j->has_size = 1;
         }
     }
     return 0;

@@ -62,6 +62,7 @@ int wc_sink_handle_error(struct wc_sink *s, struct wc_commit *in, struct wc_even
         wc_warning("sink \"%s\": skipping event \"%s\" at %s:%lld: %s", s->name, type, lsn,
                    (long long)ev->pos.index, error);
         WC_COUNT_ADD(s->skipped, 1);
+        wc_tally_count(s->tally, in != NULL, ev, WC_OUT_SKIPPED, 1);
         return 0;
     case WC_POLICY_HALT:
         wc_err_set(err, WC_ERR_DATA, "sink \"%s\": event \"%s\" at %s:%lld: %s", s->name, type, lsn,
@@ -73,6 +74,7 @@ int wc_sink_handle_error(struct wc_sink *s, struct wc_commit *in, struct wc_even
         if (s->ops->dead_letter(s, in, ev, error, err) < 0)
             return -1;
         WC_COUNT_ADD(s->dead_lettered, 1);
+        wc_tally_count(s->tally, in != NULL, ev, WC_OUT_DEAD_LETTERED, 1);
         return 0;
     }
 }

@@ -1,12 +1,16 @@
-/* cli.c - what the walcast commands share: exit codes for errors, configuration with overrides, signals. */
+/* cli.c - what the walcast commands share: exit codes for errors, configuration with overrides, logging
+ * and the passwords it must never show, signals. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
 #include "cli.h"
 #include "walcast/engine.h"
 #include "walcast/log.h"
+#include "walcast/probe.h"
 
 const char *wc__cli_progname = "walcast";
 
@@ -33,39 +37,51 @@ int wc__cli_exit_code_for(const struct wc_err *err)
 
 int wc__cli_fail(const struct wc_err *err)
 {
-    fprintf(stderr, "%s: error: %s\n", wc__cli_progname, err->msg);
+    wc_error("%s", err->msg);
     return wc__cli_exit_code_for(err);
 }
 
-static void replace(char **field, const char *value)
+/* The password of a libpq conninfo or URI (new string), NULL when it has none. */
+static char *pg_password(const char *dsn)
 {
-    free(*field);
-    *field = strdup(value);
+    char *pw = NULL;
+    PQconninfoOption *opts = dsn && *dsn ? PQconninfoParse(dsn, NULL) : NULL;
+
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+            pw = strdup(o->val);
+    PQconninfoFree(opts);
+    return pw;
 }
 
-/* Load the configuration and apply the command-line overrides. */
+/* Every password of the configuration (and libpq's PGPASSWORD) is masked in every log line. */
+static void mask_passwords(const struct wc_config *cfg)
+{
+    char *pw = pg_password(cfg->source_dsn);
+    wc_log_add_secret(pw);
+    free(pw);
+    wc_log_add_secret(getenv("PGPASSWORD"));
+    for (int i = 0; i < cfg->nsink; i++) {
+        pw = cfg->sinks[i].type == WC_SINK_REDIS ? wc_redis_dsn_password(cfg->sinks[i].dsn)
+                                                 : pg_password(cfg->sinks[i].dsn);
+        wc_log_add_secret(pw);
+        free(pw);
+    }
+}
+
+/* Load the configuration and apply the command-line overrides, validated as the file's values are. */
 struct wc_config *wc__cli_load_config(const struct options *o, struct wc_err *err)
 {
     struct wc_config *cfg = wc_config_load(o->config, err);
     if (cfg == NULL)
         return NULL;
-    if (o->source)
-        replace(&cfg->source_dsn, o->source);
-    if (o->slot)
-        replace(&cfg->slot, o->slot);
-    if (o->outbox) {
-        const char *dot = strchr(o->outbox, '.');
-        if (dot) {
-            char *schema = strndup(o->outbox, (size_t)(dot - o->outbox));
-            replace(&cfg->outbox_schema, schema);
-            free(schema);
-            replace(&cfg->outbox_table, dot + 1);
-        } else {
-            replace(&cfg->outbox_schema, "public");
-            replace(&cfg->outbox_table, o->outbox);
-        }
+    if ((o->source && wc_config_set(cfg, "source.dsn", o->source, "--source", err) < 0) ||
+        (o->slot && wc_config_set(cfg, "source.slot", o->slot, "--slot", err) < 0) ||
+        (o->outbox && wc_config_set(cfg, "source.outbox.table", o->outbox, "--outbox", err) < 0)) {
+        wc_config_free(cfg);
+        return NULL;
     }
-    const char *lvl = o->log_level ? o->log_level : cfg->log_level;
+    const char *lvl = o->verbose ? "debug" : o->log_level ? o->log_level : cfg->log_level;
     if (lvl) {
         int l = wc_log_level_parse(lvl);
         if (l < 0) {
@@ -74,6 +90,18 @@ struct wc_config *wc__cli_load_config(const struct options *o, struct wc_err *er
             return NULL;
         }
         wc_log_level = l;
+    }
+    if (cfg->log_format)
+        wc_log_format = wc_log_format_parse(cfg->log_format) == WC_LOG_JSON ? WC_LOG_JSON : WC_LOG_PLAIN;
+    mask_passwords(cfg);
+    if (o->source) {
+        char *pw = pg_password(o->source);
+        if (pw)
+            wc_warning("the connection string given with --source holds a password, which every user of this "
+                       "machine can read in the process list: keep it in a password file (PGPASSFILE, by "
+                       "default ~/.pgpass) or in the environment (PGPASSWORD, or the whole string in "
+                       "WALCAST_SOURCE_DSN)");
+        free(pw);
     }
     return cfg;
 }

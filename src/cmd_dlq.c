@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "walcast/log.h"
 #include "walcast/sink.h"
 
 /* walcast dlq list|retry: the dead letters of every sink (or --sink NAME), or one (--id ID). */
@@ -15,8 +16,7 @@ int wc__cmd_dlq(const char *action, const struct options *o)
     int retry = strcmp(action, "retry") == 0;
 
     if (!retry && strcmp(action, "list") != 0) {
-        fprintf(stderr, "%s: error: unknown dlq action \"%s\": use list or retry\n", wc__cli_progname,
-                action);
+        wc_error("unknown dlq action \"%s\": use list or retry", action);
         return EXIT_CONFIG;
     }
     cfg = wc__cli_load_config(o, &err);
@@ -34,8 +34,7 @@ int wc__cmd_dlq(const char *action, const struct options *o)
             if (wc_sink_dlq_list(k, o->id, o->json, &err) < 0)
                 rc = wc__cli_fail(&err);
         } else if (!found) {
-            fprintf(stderr, "%s: sink \"%s\" has not run yet: no dead letters to retry\n", wc__cli_progname,
-                    k->name);
+            wc_info("sink \"%s\" has not run yet: no dead letters to retry", k->name);
         } else if (wc_sink_dlq_retry(k, o->id, &retried, &failed, &err) < 0) {
             rc = wc__cli_fail(&err);
         } else {
@@ -47,7 +46,7 @@ int wc__cmd_dlq(const char *action, const struct options *o)
         wc_sink_free(k);
     }
     if (o->sink && matched == 0) {
-        fprintf(stderr, "%s: error: no sink \"%s\" in the configuration\n", wc__cli_progname, o->sink);
+        wc_error("no sink \"%s\" in the configuration", o->sink);
         rc = EXIT_CONFIG;
     }
     wc_config_free(cfg);
@@ -59,10 +58,6 @@ int wc__cmd_check_config(const struct options *o)
     struct wc_err err = {0};
     struct wc_config *cfg;
 
-    if (o->config == NULL) {
-        fprintf(stderr, "%s: error: check-config needs -c FILE\n", wc__cli_progname);
-        return EXIT_CONFIG;
-    }
     cfg = wc_config_load(o->config, &err);
     if (cfg == NULL)
         return wc__cli_fail(&err);

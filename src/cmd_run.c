@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "metrics.h"
 #include "walcast/engine.h"
 #include "walcast/log.h"
 #include "walcast/sink.h"
@@ -19,7 +20,8 @@ int wc__cmd_run(const struct options *o)
     if (cfg == NULL)
         return wc__cli_fail(&err);
     if (cfg->nsink == 0) {
-        wc_err_set(&err, WC_ERR_CONFIG, "%s: no sinks configured: add a \"sinks\" section",
+        wc_err_set(&err, WC_ERR_CONFIG,
+                   "%s: no sinks configured: add a \"sinks\" section and projections (docs/configuration.md)",
                    o->config ? o->config : "configuration");
         wc_config_free(cfg);
         return wc__cli_fail(&err);
@@ -33,6 +35,10 @@ int wc__cmd_run(const struct options *o)
         }
     }
     wc__cli_install_signals();
+    if (wc_metrics_start(cfg, sinks, cfg->nsink, &err) < 0) {
+        rc = wc__cli_fail(&err);
+        goto done;
+    }
     struct wc_engine_opts eo = {
         .standby = o->standby,
         .heartbeat_ms = cfg->heartbeat_interval_ms,
@@ -47,6 +53,7 @@ int wc__cmd_run(const struct options *o)
     wc_info("stopped: %llu events in %llu transactions, %llu sink commits, confirmed " WC_LSN_FMT,
             (unsigned long long)stats.events, (unsigned long long)stats.transactions,
             (unsigned long long)stats.commits, WC_LSN_ARGS(stats.confirmed));
+    wc_metrics_stop();
 done:
     for (int i = 0; i < cfg->nsink; i++)
         wc_sink_free(sinks[i]);

@@ -4,6 +4,10 @@
 #include <string.h>
 
 #include "cli.h"
+#include "walcast/engine.h"
+#include "walcast/outbox.h"
+#include "metrics.h"
+#include "walcast/log.h"
 #include "walcast/slot.h"
 
 static void fmt_lsn(wc_lsn l, char *buf)
@@ -30,11 +34,22 @@ static void json_int_or_null(const char *key, long long v, int last)
         printf("\"%s\":null%s", key, last ? "" : ",");
 }
 
-/* The DBA commands exit 1 on any server-side refusal, as psql would; 2 stays for usage. */
+/* The exit code table is the one of every command: 3 for a slot that is missing or lost, 4 for one in use
+ * by another process. A slot that exists with another plugin is a plain refusal (1). */
 static int slot_fail(const struct wc_err *err)
 {
-    int rc = wc__cli_fail(err);
-    return rc == EXIT_SLOT || rc == EXIT_SLOT_ACTIVE ? EXIT_ERROR : rc;
+    return wc__cli_fail(err);
+}
+
+/* "16777216 bytes (16 MB)": the exact figure, and one for people. */
+static const char *bytes_text(long long n, char *buf, size_t size)
+{
+    char h[32];
+    if (n < 10240)
+        snprintf(buf, size, "%lld bytes", n);
+    else
+        snprintf(buf, size, "%lld bytes (%s)", n, wc__fmt_size(n, h, sizeof(h)));
+    return buf;
 }
 
 int wc__cmd_slot(const char *action, const struct options *o)
@@ -49,9 +64,11 @@ int wc__cmd_slot(const char *action, const struct options *o)
         int existed;
         wc_lsn lsn = 0;
         char l[WC_LSN_STRLEN];
-        if (wc_slot_create(cfg->source_dsn, cfg->slot, &existed, &lsn, &err) < 0)
+        if (wc_slot_create(cfg->source_dsn, cfg->slot, &existed, &lsn, &err) < 0) {
             rc = slot_fail(&err);
-        else if (existed)
+            if (err.code == WC_ERR_SLOT)
+                rc = EXIT_ERROR; /* it exists, with another plugin */
+        } else if (existed)
             printf("replication slot \"%s\" already exists with plugin \"wal2json\" (confirmed at %s)\n",
                    cfg->slot, wc_lsn_format(lsn, l));
         else
@@ -98,11 +115,12 @@ int wc__cmd_slot(const char *action, const struct options *o)
                 printf("restart_lsn:          %s\n", rl[0] ? rl : "(invalid)");
                 printf("confirmed_flush_lsn:  %s\n", cf[0] ? cf : "(invalid)");
                 printf("current_wal_lsn:      %s\n", cur);
-                printf("retained WAL:         %lld bytes\n", (long long)st.retained_bytes);
-                printf("lag:                  %lld bytes\n", (long long)st.lag_bytes);
+                char b1[64];
+                printf("retained WAL:         %s\n", bytes_text(st.retained_bytes, b1, sizeof(b1)));
+                printf("lag:                  %s\n", bytes_text(st.lag_bytes, b1, sizeof(b1)));
                 printf("wal_status:           %s\n", st.wal_status);
                 if (st.safe_wal_size >= 0)
-                    printf("safe_wal_size:        %lld bytes\n", (long long)st.safe_wal_size);
+                    printf("safe_wal_size:        %s\n", bytes_text(st.safe_wal_size, b1, sizeof(b1)));
                 else
                     printf("safe_wal_size:        unlimited (max_slot_wal_keep_size = -1)\n");
             }
@@ -122,7 +140,9 @@ int wc__cmd_slot(const char *action, const struct options *o)
             printf("replication slot \"%s\" dropped\n", cfg->slot);
     } else if (strcmp(action, "check") == 0) {
         struct wc_check_item items[16];
-        int n = wc_slot_check(cfg->source_dsn, items, 16, &err);
+        struct wc_outbox ob;
+        int replay = wc_engine_outbox(cfg, &ob);
+        int n = wc_slot_check(cfg->source_dsn, &ob, replay, items, 16, &err);
         if (n < 0) {
             rc = slot_fail(&err);
         } else {
@@ -132,14 +152,13 @@ int wc__cmd_slot(const char *action, const struct options *o)
                 bad += !items[i].ok;
             }
             if (bad) {
-                fprintf(stderr, "%s: error: the server is not ready for logical replication with wal2json\n",
-                        wc__cli_progname);
+                wc_error("the server or the outbox is not ready for walcast: see the FAIL lines (and "
+                         "\"walcast doctor\" for the whole setup)");
                 rc = EXIT_ERROR;
             }
         }
     } else {
-        fprintf(stderr, "%s: error: unknown slot action \"%s\": use create, status, drop or check\n",
-                wc__cli_progname, action);
+        wc_error("unknown slot action \"%s\": use create, status, drop or check", action);
         rc = EXIT_CONFIG;
     }
     wc_config_free(cfg);

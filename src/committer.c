@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
+#include "metrics.h"
 #include "walcast/buf.h"
 #include "walcast/clock.h"
 #include "walcast/log.h"
@@ -56,11 +57,11 @@ static void *job_main(void *arg)
     char b = 1;
 
     if (j->kind == JOB_COMMIT) {
+        wc_tally_commit_start(k->tally);
         j->rc = k->ops->commit_detached(k, &j->commit, &j->err);
+        wc_tally_commit_end(k->tally, j->rc);
     } else {
-        j->rc = k->ops->open(k, &j->err);
-        if (j->rc == 0)
-            j->rc = k->ops->read_cursor(k, &j->cursor, &j->found, &j->err);
+        j->rc = wc__open_sink(k, &j->owner, &j->cursor, &j->found, &j->err);
     }
     /* The byte goes first: once the engine sees done, it is in the pipe, and taking the job in reads it
      * (exactly one per job, so a byte of a job not yet done is never consumed). */
@@ -95,6 +96,7 @@ int wc__job_start(struct session *s, struct sink_rt *r, int kind, struct wc_pos 
 
     j->kind = kind;
     j->sink = r->k;
+    j->owner = s->me;
     j->wake_fd = s->wake[1];
     j->commit.cursor = cursor;
     j->start_ms = wc_now_ms();
@@ -109,6 +111,7 @@ int wc__job_start(struct session *s, struct sink_rt *r, int kind, struct wc_pos 
 /* Set aside what r's sink queued and commit it at cursor on its thread. */
 static void start_commit(struct session *s, struct sink_rt *r, struct wc_pos cursor)
 {
+    wc_tally_detach(r->k->tally);
     r->k->ops->detach(r->k);
     r->queued = 0;
     r->queued_bytes = 0;
@@ -152,10 +155,17 @@ int wc__commit_round(struct session *s, struct wc_pos pos, struct wc_err *err)
             continue;
         any = 1;
         if (r->inline_commit) {
-            if (k->ops->commit(k, at, err) < 0)
+            wc_tally_detach(k->tally);
+            wc_tally_commit_start(k->tally);
+            int rc = k->ops->commit(k, at, err);
+            wc_tally_commit_end(k->tally, rc);
+            if (rc < 0) {
+                wc_metrics_commit_failed(k);
                 return -1; /* sinks name themselves in their messages */
+            }
             k->cursor = at;
             k->has_cursor = 1;
+            wc_tally_publish(k->tally, at.lsn);
             continue;
         }
         start_commit(s, r, at);
@@ -182,17 +192,20 @@ static int committed(struct session *s, struct sink_rt *r, struct sink_job *j, s
 
     if (j->rc < 0) {
         if (!retryable(j->err.code)) {
+            wc_metrics_commit_failed(k);
             *err = j->err;
             return -1;
         }
         /* The outcome is unknown (it may have committed before the connection broke): the sink reads its
          * cursor when it is opened again, and resumes from there. */
+        wc_metrics_commit_failed(k);
         wc__sink_down(s, r, &j->err);
         return 0;
     }
     r->avg_commit_ms = (int)((r->avg_commit_ms * 7 + (now - j->start_ms)) / 8);
     k->cursor = j->commit.cursor;
     k->has_cursor = 1;
+    wc_tally_publish(k->tally, j->commit.cursor.lsn);
     if (r->retry.attempt > 0) {
         int attempts = r->retry.attempt;
         int64_t lasted = wc_backoff_ok(&r->retry, now);

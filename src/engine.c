@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
+#include "metrics.h"
 #include "walcast/clock.h"
 #include "walcast/log.h"
 #include "walcast/slot.h"
@@ -25,6 +26,8 @@ volatile sig_atomic_t wc_engine_stop;
 /* Hand one event to one sink: its projections, or the unknown-event policy. */
 int wc__route_one(struct session *s, struct wc_sink *k, struct wc_event *ev, int known, struct wc_err *err)
 {
+    if (ev->poison)
+        return wc__route_poison(s, k, ev, err);
     if (known)
         return k->ops->apply(k, ev, err);
     if (k != s->dead_letter_sink)
@@ -199,8 +202,10 @@ static int stream_failed(struct session *s, struct wc_err *err)
         return -1;
     if (wc_engine_stop)
         return 0;
+    s->lease_again = 1;
     wc__report(&s->stream_retry, now, err, &delay);
     s->stats->reconnects++;
+    wc_metrics_reconnect(err);
     if (s->opts->max_retries > 0 && s->stream_retry.attempt > s->opts->max_retries) {
         s->gave_up = 1;
         return -1;
@@ -236,6 +241,10 @@ static int run_session(struct session *s, struct wc_err *err)
     if (stream_open(s, &start, err) < 0)
         return -1;
     s->started = 1;
+    wc_metrics_streaming(s->sinks, s->nsink, 1);
+    /* ... but a sink that is not open is not connected. */
+    for (int i = 0; i < s->nsink; i++)
+        __atomic_store_n(&s->sinks[i]->connected, s->rt[i].state == SINK_UP, __ATOMIC_RELEASE);
     s->pending = 0;
     s->pending_bytes = 0;
 
@@ -256,6 +265,16 @@ static int run_session(struct session *s, struct wc_err *err)
                 wc__wait_wake(s,
                               (int)(s->stream_retry_at_ms - now < 100 ? s->stream_retry_at_ms - now : 100));
                 continue;
+            }
+            /* After a failure the source may have restarted, and the slot's lease (a session on it) with it:
+             * take it again first; another engine holding it now ends this session. */
+            if (s->lease_again) {
+                if (wc__lease_again(s, err) < 0) {
+                    if (err->code == WC_ERR_SLOT_ACTIVE || stream_failed(s, err) < 0)
+                        return -1;
+                    continue;
+                }
+                s->lease_again = 0;
             }
             if (stream_open(s, NULL, err) < 0 && stream_failed(s, err) < 0)
                 return -1;
@@ -284,6 +303,7 @@ static int run_session(struct session *s, struct wc_err *err)
         if (r > 0 && handle_message(s, msg, len, wal_start, &done, err) < 0)
             return -1;
         int64_t now = wc_now_ms();
+        wc_metrics_loop(now, s->pos.lsn, s->stream, s->stats);
         if (s->pending > 0 && (done || r == 0 || now - s->batch_start_ms >= s->cfg->batch_max_delay_ms) &&
             wc__commit_round(s, s->pos, err) < 0)
             return -1;
@@ -316,6 +336,8 @@ static void close_session(struct session *s)
     if (s->stream)
         stream_close(s);
     wc__close_all(s);
+    wc__lease_end(s);
+    wc_metrics_streaming(s->sinks, s->nsink, 0);
     s->lost = 0;
     s->restart = 0;
     s->stopping = 0;
@@ -369,6 +391,7 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
             /* Another engine streams this slot: wait for the server to release it, then take over. */
             if (s.session_retry.attempt++ == 0)
                 wc_info("standby: %s; waiting to take over", err->msg);
+            wc_metrics_standby();
             wc_sleep_ms(500, &wc_engine_stop);
             continue;
         }
@@ -381,6 +404,7 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
         if (opts->max_retries > 0 && s.session_retry.attempt > opts->max_retries)
             break;
         s.stats->reconnects++;
+        wc_metrics_reconnect(err);
         wc_sleep_ms(delay, &wc_engine_stop);
     }
     if (!s.abandoned) {

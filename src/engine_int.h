@@ -13,6 +13,7 @@
 #include "walcast/stream.h"
 
 struct pg_conn;
+struct wc_lease;
 
 /* A commit that has run this long while the other sinks wait for events (its next batch is full) takes
  * its sink out of the stream: the others go on, it catches up once the commit returns. Four times the
@@ -50,6 +51,8 @@ enum job_kind { JOB_COMMIT = 1, JOB_OPEN };
 struct sink_job {
     int kind;
     struct wc_sink *sink;
+    struct wc_owner
+        owner; /* JOB_OPEN: claim the sink for this owner (a copy: the job may outlive the engine) */
     pthread_t thread;
     int threaded;
     int done; /* set (atomically) when it has returned; then a byte goes to wake_fd */
@@ -117,6 +120,10 @@ struct session {
     struct wc_backoff stream_retry;  /* the stream, once started */
     int64_t stream_retry_at_ms;
     int last_walsender;      /* PID of the walsender of our last stream */
+    struct wc_lease *lease;  /* the slot's lease on the source, held from the start of a session to its end */
+    int last_lease_pid;      /* the source backend that held our previous session's lease */
+    int lease_again;         /* the stream failed: take the lease anew before streaming again */
+    struct wc_owner me;      /* who the sinks belong to: this source and slot (from the lease) */
     int own_walsender_waits; /* restarts that found that walsender still holding the slot */
     struct pg_conn *hb_conn; /* plain connection to the source for heartbeats */
     int64_t last_hb_ms;
@@ -147,6 +154,9 @@ wc_lsn wc__safe_confirm_lsn(const struct session *s);
 void wc__confirm(struct session *s);
 
 /* sinkstate.c: a sink down, retried, opened again, caught up. */
+/* Open k, claim it for owner and read its cursor (what an open job does). */
+int wc__open_sink(struct wc_sink *k, const struct wc_owner *owner, struct wc_pos *cursor, int *found,
+                  struct wc_err *err);
 void wc__sink_down(struct session *s, struct sink_rt *r, const struct wc_err *err);
 int wc__sink_opened(struct session *s, struct sink_rt *r, struct sink_job *j, struct wc_err *err);
 int wc__sinks_tick(struct session *s, struct wc_err *err);
@@ -159,8 +169,15 @@ void wc__report(struct wc_backoff *b, int64_t now, const struct wc_err *err, int
 int wc__route_one(struct session *s, struct wc_sink *k, struct wc_event *ev, int known, struct wc_err *err);
 int wc__event_known(const struct session *s, const struct wc_event *ev);
 
-/* rebuild.c: check the slot, open the sinks, rebuild those that lost data; *start = where to stream from. */
+/* rebuild.c: take the slot's lease, check the outbox and the slot, open and claim the sinks, rebuild those
+ * that lost data; *start = where to stream from. wc__lease_end gives the lease back (end of a session);
+ * wc__lease_again takes it anew (the stream reconnects: the source may have restarted, the lease with it). */
 int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err);
+void wc__lease_end(struct session *s);
+int wc__lease_again(struct session *s, struct wc_err *err);
+
+/* poison.c: an outbox row no projection can be given (ev->poison) goes to the dead-letter sink. */
+int wc__route_poison(struct session *s, struct wc_sink *k, struct wc_event *ev, struct wc_err *err);
 
 /* heartbeat.c */
 void wc__heartbeat(struct session *s);

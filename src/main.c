@@ -1,102 +1,145 @@
-/* main.c - the walcast command line: parse the options, run the command. */
+/* main.c - the walcast command line: find the command, parse its options, run it. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "metrics.h"
+#include "walcast/log.h"
 
-static void usage(FILE *f)
+static const struct option longopts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"source", required_argument, NULL, 'd'},
+    {"slot", required_argument, NULL, 'S'},
+    {"outbox", required_argument, NULL, 1000 + OPT_OUTBOX},
+    {"output", required_argument, NULL, 'o'},
+    {"cursor", required_argument, NULL, 1000 + OPT_CURSOR},
+    {"no-cursor", no_argument, NULL, 1000 + OPT_NO_CURSOR},
+    {"endpos", required_argument, NULL, 'E'},
+    {"from-file", required_argument, NULL, 1000 + OPT_FROM_FILE},
+    {"json", no_argument, NULL, 1000 + OPT_JSON},
+    {"force", no_argument, NULL, 1000 + OPT_FORCE},
+    {"standby", no_argument, NULL, 1000 + OPT_STANDBY},
+    {"sink", required_argument, NULL, 1000 + OPT_SINK},
+    {"id", required_argument, NULL, 1000 + OPT_ID},
+    {"watch", no_argument, NULL, 1000 + OPT_WATCH},
+    {"verbose", no_argument, NULL, 'v'},
+    {"log-level", required_argument, NULL, 2000},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The OPT_* of a getopt result, or -1 for an option every command takes. */
+static int opt_of(int c)
 {
-    fprintf(
-        f,
-        "walcast streams a PostgreSQL outbox table through a wal2json replication slot into projections.\n"
-        "\n"
-        "Usage:\n"
-        "  %s run -c FILE [--standby]          apply every event to the configured projections\n"
-        "  %s tail [CONNECTION] [OPTIONS]      print each outbox event as one JSON line\n"
-        "  %s slot create|status|drop|check [CONNECTION] [--json] [--force]\n"
-        "  %s check-config -c FILE\n"
-        "  %s dlq list|retry -c FILE [--sink NAME] [--id ID] [--json]\n"
-        "  %s version\n"
-        "\n"
-        "Connection (any command):\n"
-        "  -c, --config FILE     configuration file (see docs/configuration.md)\n"
-        "  -d, --source DSN      source database (libpq conninfo or URI; overrides source.dsn)\n"
-        "  -S, --slot NAME       replication slot (overrides source.slot)\n"
-        "      --outbox S.T      outbox table (overrides source.outbox.table)\n"
-        "\n"
-        "tail options:\n"
-        "  -o, --output FILE     write to FILE instead of stdout (exactly once across restarts)\n"
-        "      --cursor FILE     cursor file (default: OUTPUT.cursor, or SLOT.cursor for stdout)\n"
-        "      --no-cursor       keep no cursor: start at the slot's position\n"
-        "  -E, --endpos LSN      stop once the stream reaches LSN\n"
-        "      --from-file FILE  decode a captured pg_recvlogical wal2json v2 stream, no server\n"
-        "\n"
-        "Other:\n"
-        "  -v, --log-level LVL   debug, info, warning, error\n"
-        "  -h, --help\n"
-        "\n"
-        "run options:\n"
-        "      --standby         if the slot is in use, wait and take over when it is released\n"
-        "\n"
-        "Exit codes: 0 ok, 1 runtime error, 2 configuration or usage error, 3 replication slot missing or\n"
-        "lost, 4 replication slot in use by another process.\n",
-        wc__cli_progname, wc__cli_progname, wc__cli_progname, wc__cli_progname, wc__cli_progname,
-        wc__cli_progname);
+    switch (c) {
+    case 'c':
+        return OPT_CONFIG;
+    case 'd':
+        return OPT_SOURCE;
+    case 'S':
+        return OPT_SLOT;
+    case 'o':
+        return OPT_OUTPUT;
+    case 'E':
+        return OPT_ENDPOS;
+    default:
+        return c >= 1000 && c < 1000 + OPT_COUNT ? c - 1000 : -1;
+    }
+}
+
+/* An option as the command line spells it, without its value ("--json", "-x"). */
+static const char *spelled(const char *arg)
+{
+    static char buf[64];
+    size_t n = strcspn(arg, "=");
+    snprintf(buf, sizeof(buf), "%.*s", (int)(n < 60 ? n : 60), arg);
+    return buf;
+}
+
+/* "--json" or "-c, --config" for an option getopt returned. */
+static const char *opt_name(int c)
+{
+    static char buf[64];
+    for (const struct option *l = longopts; l->name; l++)
+        if (l->val == c) {
+            if (c < 128)
+                snprintf(buf, sizeof(buf), "-%c/--%s", c, l->name);
+            else
+                snprintf(buf, sizeof(buf), "--%s", l->name);
+            return buf;
+        }
+    return "?";
+}
+
+static int usage_error(const struct wc_command *cmd, const char *fmt, const char *arg)
+{
+    char msg[512];
+    snprintf(msg, sizeof(msg), fmt, arg);
+    wc_error("%s", msg);
+    fprintf(stderr, "Try \"%s %s%s--help\" for more information.\n", wc__cli_progname, cmd ? cmd->name : "",
+            cmd ? " " : "");
+    return EXIT_CONFIG;
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"source", required_argument, NULL, 'd'},
-        {"slot", required_argument, NULL, 'S'},
-        {"outbox", required_argument, NULL, 1},
-        {"output", required_argument, NULL, 'o'},
-        {"cursor", required_argument, NULL, 2},
-        {"no-cursor", no_argument, NULL, 3},
-        {"endpos", required_argument, NULL, 'E'},
-        {"from-file", required_argument, NULL, 4},
-        {"log-level", required_argument, NULL, 'v'},
-        {"json", no_argument, NULL, 5},
-        {"force", no_argument, NULL, 6},
-        {"standby", no_argument, NULL, 7},
-        {"sink", required_argument, NULL, 8},
-        {"id", required_argument, NULL, 9},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     struct options o = {0};
-    const char *cmd;
-    int c;
+    const struct wc_command *cmd;
+    const char *action = NULL;
+    int c, first = 2, idx;
 
     if (argc < 2) {
-        usage(stderr);
+        wc__cli_usage(stderr);
         return EXIT_CONFIG;
     }
-    cmd = argv[1];
-    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-        usage(stdout);
+    const char *name = argv[1];
+    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "help") == 0) {
+        if (strcmp(name, "help") == 0 && argc > 2 && (cmd = wc__cli_command(argv[2])) != NULL)
+            wc__cli_command_usage(stdout, cmd);
+        else
+            wc__cli_usage(stdout);
         return EXIT_OK;
     }
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("walcast 0.1.0\n");
+    if (strcmp(name, "-V") == 0 || strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        printf("walcast %s\n", WC_VERSION);
         return EXIT_OK;
     }
-    const char *action = NULL;
-    int first = 2;
-    if (strcmp(cmd, "slot") == 0 || strcmp(cmd, "dlq") == 0) {
-        if (argc < 3 || argv[2][0] == '-') {
-            fprintf(stderr, "%s: error: %s needs an action: %s\n", wc__cli_progname, cmd,
-                    cmd[0] == 's' ? "create, status, drop or check" : "list or retry");
-            return EXIT_CONFIG;
+    cmd = wc__cli_command(name);
+    if (cmd == NULL) {
+        if (name[0] == '-')
+            return usage_error(NULL,
+                               "a command comes first, before \"%s\": run, tail, slot, status, doctor, "
+                               "check-config, dlq or sink",
+                               name);
+        return usage_error(
+            NULL, "unknown command \"%s\": use run, tail, slot, status, doctor, check-config, dlq or sink",
+            name);
+    }
+    o.command = cmd;
+    if (cmd->actions) {
+        /* The action comes next; --help is fine in its place. */
+        if (argc > 2 && argv[2][0] != '-') {
+            action = argv[2];
+            first = 3;
         }
-        action = argv[2];
-        first = 3;
     }
     optind = first;
-    while ((c = getopt_long(argc, argv, "c:d:S:o:E:v:h", longopts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:d:S:o:E:vVh", longopts, &idx)) != -1) {
+        if (c == '?')
+            return usage_error(cmd, "unknown option \"%s\"", spelled(argv[optind - 1]));
+        if (c == ':')
+            return usage_error(cmd, "option \"%s\" needs a value", spelled(argv[optind - 1]));
+        int opt = opt_of(c);
+        if (opt >= 0 && !(cmd->accepts & (1u << opt))) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "option \"%%s\" does not apply to \"%s %s\"", wc__cli_progname,
+                     cmd->name);
+            return usage_error(cmd, msg, opt_name(c));
+        }
         switch (c) {
         case 'c':
             o.config = optarg;
@@ -107,65 +150,85 @@ int main(int argc, char **argv)
         case 'S':
             o.slot = optarg;
             break;
-        case 1:
-            o.outbox = optarg;
-            break;
         case 'o':
             o.output = optarg;
-            break;
-        case 2:
-            o.cursor = optarg;
-            break;
-        case 3:
-            o.no_cursor = 1;
             break;
         case 'E':
             o.endpos = optarg;
             break;
-        case 4:
-            o.from_file = optarg;
-            break;
         case 'v':
+            o.verbose = 1;
+            break;
+        case 'V':
+            printf("walcast %s\n", WC_VERSION);
+            return EXIT_OK;
+        case 'h':
+            wc__cli_command_usage(stdout, cmd);
+            return EXIT_OK;
+        case 2000:
             o.log_level = optarg;
             break;
-        case 5:
+        case 1000 + OPT_OUTBOX:
+            o.outbox = optarg;
+            break;
+        case 1000 + OPT_CURSOR:
+            o.cursor = optarg;
+            break;
+        case 1000 + OPT_NO_CURSOR:
+            o.no_cursor = 1;
+            break;
+        case 1000 + OPT_FROM_FILE:
+            o.from_file = optarg;
+            break;
+        case 1000 + OPT_JSON:
             o.json = 1;
             break;
-        case 6:
+        case 1000 + OPT_FORCE:
             o.force = 1;
             break;
-        case 7:
+        case 1000 + OPT_STANDBY:
             o.standby = 1;
             break;
-        case 8:
+        case 1000 + OPT_SINK:
             o.sink = optarg;
             break;
-        case 9:
+        case 1000 + OPT_ID:
             o.id = optarg;
             break;
-        case 'h':
-            usage(stdout);
-            return EXIT_OK;
-        default:
-            fprintf(stderr, "Try \"%s --help\" for more information.\n", wc__cli_progname);
-            return EXIT_CONFIG;
+        case 1000 + OPT_WATCH:
+            o.watch = 1;
+            break;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "%s: error: unexpected argument \"%s\"\n", wc__cli_progname, argv[optind]);
-        return EXIT_CONFIG;
+    if (optind < argc)
+        return usage_error(cmd, "unexpected argument \"%s\"", argv[optind]);
+    if (first == 2 && cmd->actions) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%s needs an action: %s", cmd->name, cmd->actions);
+        return usage_error(cmd, "%s", msg);
     }
-    if (strcmp(cmd, "run") == 0)
+    if (cmd->needs_config && o.config == NULL) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%s %s needs a configuration file: add -c FILE (--config=FILE)",
+                 wc__cli_progname, cmd->name);
+        return usage_error(cmd, "%s", msg);
+    }
+    if (strcmp(cmd->name, "run") == 0)
         return wc__cmd_run(&o);
-    if (strcmp(cmd, "tail") == 0)
+    if (strcmp(cmd->name, "tail") == 0)
         return wc__cmd_tail(&o);
-    if (strcmp(cmd, "slot") == 0)
+    if (strcmp(cmd->name, "slot") == 0)
         return wc__cmd_slot(action, &o);
-    if (strcmp(cmd, "check-config") == 0)
+    if (strcmp(cmd->name, "check-config") == 0)
         return wc__cmd_check_config(&o);
-    if (strcmp(cmd, "dlq") == 0)
+    if (strcmp(cmd->name, "dlq") == 0)
         return wc__cmd_dlq(action, &o);
-    fprintf(stderr, "%s: error: unknown command \"%s\"\n", wc__cli_progname, cmd);
-    usage(stderr);
-    return EXIT_CONFIG;
+    if (strcmp(cmd->name, "sink") == 0)
+        return wc__cmd_sink(action, &o);
+    if (strcmp(cmd->name, "status") == 0)
+        return wc__cmd_status(&o);
+    if (strcmp(cmd->name, "doctor") == 0)
+        return wc__cmd_doctor(&o);
+    printf("walcast %s\n", WC_VERSION);
+    return EXIT_OK;
 }

@@ -1,13 +1,27 @@
 /*
- * rebuild.c - the start of a session: check who owns the slot, open the sinks, read their cursors, and
- * rebuild a sink that lost data (or has none yet and may be built) from a snapshot of the outbox table.
+ * rebuild.c - the start of a session: take the slot's lease, check the outbox and the slot, open the sinks
+ * and claim them, read their cursors, and rebuild a sink that lost data (or has none yet and may be
+ * built) from a snapshot of the outbox table.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "engine_int.h"
+#include "walcast/lease.h"
 #include "walcast/log.h"
 #include "walcast/slot.h"
 #include "walcast/snapshot.h"
+
+int wc_engine_outbox(const struct wc_config *cfg, struct wc_outbox *ob)
+{
+    int replay = 0;
+
+    *ob = (struct wc_outbox){cfg->outbox_schema, cfg->outbox_table, (const char *const *)cfg->columns,
+                             cfg->outbox_order_by};
+    for (int i = 0; i < cfg->nsink; i++)
+        replay |= cfg->sinks[i].rebuild != NULL;
+    return replay;
+}
 
 /*
  * Rebuild one sink from the outbox table (invariant 4): wipe it with its configured rebuild action,
@@ -16,15 +30,16 @@
  * snapshot; the stream brings everything after it. A crash midway leaves a cursor at 0/0, which the
  * next start finds behind the slot again: the rebuild starts over from the wipe.
  */
-static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err)
+static int rebuild_sink(struct session *s, struct wc_sink *k, const struct wc_owner *me, struct wc_err *err)
 {
-    struct wc_outbox ob = {s->cfg->outbox_schema, s->cfg->outbox_table, (const char *const *)s->cfg->columns};
+    struct wc_outbox ob;
     struct wc_snapshot *snap;
     struct wc_event ev;
     wc_lsn point = 0;
     int64_t n = 0, pending = 0;
     int rc = -1, r;
 
+    wc_engine_outbox(s->cfg, &ob);
     if (k->ops->reset == NULL) {
         wc_err_set(err, WC_ERR_DATA, "sink \"%s\" cannot be rebuilt", k->name);
         return -1;
@@ -35,19 +50,16 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, struct wc_err *err
         return -1;
     }
     /* Wipe only once the snapshot exists. From here until the final cursor, the sink has no cursor or
-     * one at 0/0: a start after a crash finds it and rebuilds again. */
-    if (k->ops->reset(k, err) < 0)
+     * one at 0/0: a start after a crash finds it and rebuilds again. A FLUSHDB takes the owner record
+     * with it: claim the sink again before writing to it. */
+    if (k->ops->reset(k, err) < 0 || wc_sink_claim(k, me, err) < 0)
         goto done;
     wc_warning("sink \"%s\": rebuilding its projections from the outbox table up to " WC_LSN_FMT, k->name,
                WC_LSN_ARGS(point));
     while ((r = wc_snapshot_next(snap, &ev, err)) > 0) {
         n++;
-        if (ev.col[WC_COL_EVENT_TYPE].kind == WC_VAL_NULL)
-            continue;
-        int known = wc__event_known(s, &ev);
-        int rr = wc__route_one(s, k, &ev, known, err);
-        json_decref(ev.payload_json);
-        if (rr < 0)
+        /* The snapshot's decoder owns the event (its payload included), as the stream's does. */
+        if (wc__route_one(s, k, &ev, wc__event_known(s, &ev), err) < 0)
             goto done;
         if (++pending >= s->cfg->batch_max_events) {
             /* Not a stream position: a crash here makes the next start rebuild again. */
@@ -72,8 +84,72 @@ done:
 }
 
 /*
- * Open every sink and read its cursor; returns the LSN to stream from. A sink whose cursor is behind
- * the slot's confirmed position, or that has none while others do, lost writes the slot will not send
+ * Take the slot's lease before anything else (lease.h): a second engine on the slot, or one that starts
+ * together with this one, stops here rather than open, claim or rebuild the sinks this one is about to.
+ */
+static int take_lease(struct session *s, struct wc_err *err)
+{
+    int holder = 0, r;
+
+    if (s->lease == NULL && (s->lease = wc_lease_open(s->cfg->source_dsn, err)) == NULL)
+        return -1;
+    r = wc_lease_take(s->lease, s->cfg->slot, &holder, err);
+    if (r > 0)
+        return 0;
+    if (r == 0) {
+        struct wc_slot_status st;
+        struct wc_err e2 = {0};
+        int found = 0;
+        if (holder == s->last_lease_pid) {
+            /* Our previous session's backend, not gone yet: transient. */
+            err->code = WC_ERR_IO;
+        } else if (wc_slot_status_conn(wc_lease_conn(s->lease), s->cfg->slot, &st, &found, &e2) == 0 &&
+                   found && st.active && st.active_walsender) {
+            /* The other engine streams: name its walsender, as `walcast slot status` shows it. */
+            wc_err_set(err, WC_ERR_SLOT_ACTIVE, "replication slot \"%s\" is active for PID %d", s->cfg->slot,
+                       st.active_pid);
+        }
+    }
+    wc_lease_close(s->lease);
+    s->lease = NULL;
+    return -1;
+}
+
+void wc__lease_end(struct session *s)
+{
+    if (s->lease == NULL)
+        return;
+    s->last_lease_pid = wc_lease_pid(s->lease);
+    wc_lease_close(s->lease);
+    s->lease = NULL;
+}
+
+int wc__lease_again(struct session *s, struct wc_err *err)
+{
+    wc__lease_end(s);
+    return take_lease(s, err);
+}
+
+/* The outbox must be there, with its columns, readable, before the stream may confirm anything; and
+ * with a replay order when a sink may be rebuilt. */
+static int check_outbox(struct session *s, struct wc_err *err)
+{
+    struct wc_outbox ob;
+    struct wc_outbox_info info;
+    int replay = wc_engine_outbox(s->cfg, &ob);
+
+    if (wc_outbox_check(wc_lease_conn(s->lease), &ob, &info, err) < 0)
+        return -1;
+    if (replay && info.order[0] == '\0') {
+        wc_err_set(err, WC_ERR_CONFIG, "%s", info.order_problem);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Open every sink, claim it and read its cursor; returns the LSN to stream from. A sink whose cursor is
+ * behind the slot's confirmed position, or that has none while others do, lost writes the slot will not send
  * again (Redis restarted without persistence, a restored backup): it is rebuilt, or the engine stops.
  */
 int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
@@ -83,10 +159,16 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
     char p[40], c[WC_LSN_STRLEN];
 
     *start = 0;
+    if (take_lease(s, err) < 0 || check_outbox(s, err) < 0)
+        return -1;
+    memset(&s->me, 0, sizeof(s->me));
+    snprintf(s->me.system_id, sizeof(s->me.system_id), "%s", wc_lease_system_id(s->lease));
+    snprintf(s->me.database, sizeof(s->me.database), "%s", wc_lease_database(s->lease));
+    snprintf(s->me.slot, sizeof(s->me.slot), "%s", s->cfg->slot);
     /* The slot first: its confirmed position only ever trails the sinks' cursors, so read before them it
      * cannot make a cursor look lost; and a slot another engine streams must not have its sinks touched
      * (a standby waits here). */
-    if (wc_slot_status(s->cfg->source_dsn, s->cfg->slot, &st, &found, err) < 0) {
+    if (wc_slot_status_conn(wc_lease_conn(s->lease), s->cfg->slot, &st, &found, err) < 0) {
         /* No privilege to read pg_replication_slots: a fault to fix (WC_ERR_CONFIG); anything else may
          * pass. */
         if (err->code != WC_ERR_CONFIG)
@@ -100,14 +182,18 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
         return -1;
     }
     if (st.active && st.active_pid != 0) {
-        /* Our own previous walsender may take a moment to exit after a reconnect: that is transient. */
-        wc_err_set(err, st.active_pid == s->last_walsender ? WC_ERR_IO : WC_ERR_SLOT_ACTIVE,
-                   "replication slot \"%s\" is active for PID %d", s->cfg->slot, st.active_pid);
+        /* Our own previous walsender may take a moment to exit after a reconnect, and a backend that is
+         * not a walsender holds a slot only while it drops or advances it: both are transient (a dropped
+         * slot is then reported as missing, exit 3, not as in use). */
+        wc_err_set(
+            err, st.active_pid == s->last_walsender || !st.active_walsender ? WC_ERR_IO : WC_ERR_SLOT_ACTIVE,
+            "replication slot \"%s\" is active for PID %d", s->cfg->slot, st.active_pid);
         return -1;
     }
     s->slot_confirmed = st.confirmed_flush_lsn;
-    /* Every sink side by side on its thread; one that cannot be opened now is retried while the others
-     * stream (a sink that never opened counts as being at the slot's position meanwhile). */
+    /* Every sink side by side on its thread (open, claim, read the cursor); one that cannot be opened now
+     * is retried while the others stream (a sink that never opened counts as being at the slot's position
+     * meanwhile). */
     if (wc__open_all(s, err) < 0)
         return -1;
     for (int i = 0; i < s->nsink; i++) {
@@ -146,7 +232,7 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
                     k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c);
             else
                 wc_info("sink \"%s\" has no cursor: building it from the outbox table", k->name);
-            if (rebuild_sink(s, k, err) < 0)
+            if (rebuild_sink(s, k, &s->me, err) < 0)
                 return -1;
         }
     }

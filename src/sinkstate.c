@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "engine_int.h"
+#include "metrics.h"
 #include "walcast/clock.h"
 #include "walcast/log.h"
 
@@ -83,6 +84,8 @@ void wc__sink_down(struct session *s, struct sink_rt *r, const struct wc_err *er
     __atomic_store_n(&k->connected, 0, __ATOMIC_RELEASE);
     if (k->ops->close)
         k->ops->close(k); /* drops what it had queued: the stream brings it again */
+    wc_tally_reset(k->tally);
+    wc_metrics_reconnect(err);
     r->state = SINK_DOWN;
     r->due = 0;
     r->queued = 0;
@@ -177,16 +180,21 @@ int wc__sinks_tick(struct session *s, struct wc_err *err)
     return 0;
 }
 
-/* Open a sink without the two halves (the tail's file) here and now, as a finished job. */
-static void open_inline(struct sink_rt *r, struct sink_job *j)
+int wc__open_sink(struct wc_sink *k, const struct wc_owner *owner, struct wc_pos *cursor, int *found,
+                  struct wc_err *err)
 {
-    struct wc_sink *k = r->k;
+    if (k->ops->open(k, err) < 0 || wc_sink_claim(k, owner, err) < 0 ||
+        k->ops->read_cursor(k, cursor, found, err) < 0)
+        return -1;
+    return 0;
+}
 
+/* Open a sink without the two halves (the tail's file) here and now, as a finished job. */
+static void open_inline(struct session *s, struct sink_rt *r, struct sink_job *j)
+{
     j->kind = JOB_OPEN;
-    j->sink = k;
-    j->rc = k->ops->open(k, &j->err);
-    if (j->rc == 0)
-        j->rc = k->ops->read_cursor(k, &j->cursor, &j->found, &j->err);
+    j->sink = r->k;
+    j->rc = wc__open_sink(r->k, &s->me, &j->cursor, &j->found, &j->err);
     j->done = 1;
 }
 
@@ -214,7 +222,7 @@ int wc__open_all(struct session *s, struct wc_err *err)
         r->state = SINK_OPENING;
         r->k->writer = 1;
         if (r->inline_commit)
-            open_inline(r, &inl[i]);
+            open_inline(s, r, &inl[i]);
         else
             wc__job_start(s, r, JOB_OPEN, WC_POS_NONE);
     }

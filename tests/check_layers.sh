@@ -14,8 +14,9 @@ set -u
 declare -A layer_of=(
     [buf]=base [backoff]=base [err]=base [log]=base [lsn]=base [jscan]=base [event]=base [clock]=base
     [pgconn]=replication [stream]=replication [slot]=replication [decode]=replication [snapshot]=replication
+    [outbox]=replication [lease]=replication
     [config]=config [template]=config
-    [sink]=sinks
+    [sink]=sinks [tally]=sinks [probe]=sinks
     [engine]=src
 )
 # What each layer may include, by layer name.

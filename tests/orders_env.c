@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "opsutil.h"
 #include "orders_env.h"
 
 long long now_ms(void)
@@ -228,6 +229,13 @@ void setup_env(struct orders_env *e, int db)
     setenv("WALCAST_SOURCE_SLOT", e->slot, 1);
     setenv("WALCAST_SINKS_READDB_DSN", rd, 1);
     setenv("WALCAST_SINKS_CACHE_DSN", url, 1);
+    /* The example serves metrics on 127.0.0.1:9187: each fixture on a port of its own (unless the test
+     * chose one). */
+    if (getenv("WALCAST_METRICS_LISTEN") == NULL) {
+        char *listen = xprintf("127.0.0.1:%d", ops_free_port());
+        setenv("WALCAST_METRICS_LISTEN", listen, 1);
+        free(listen);
+    }
     setenv("CHECK_WRITE_DSN", e->write_dsn, 1);
     setenv("CHECK_READ_DSN", e->read_dsn, 1);
     setenv("CHECK_REDIS_URL", url, 1);
@@ -423,7 +431,12 @@ void expect_ltv(struct orders_env *e, long long customer, const char *value, con
                qv(e->r, "SELECT lifetime_value FROM customer_ltv WHERE customer_id = %lld", customer), value);
     expect_str("customer_ltv.orders",
                qv(e->r, "SELECT orders FROM customer_ltv WHERE customer_id = %lld", customer), orders);
-    expect_num("ltv:leaderboard score", rv(e, "ZSCORE ltv:leaderboard %lld", customer), strtod(value, NULL));
+    /* The leaderboard keeps cents: exactly the decimal's digits, no double in between. */
+    char cents[64];
+    const char *dot = strchr(value, '.');
+    long long whole = atoll(value), frac = dot ? atoll(dot + 1) * (dot[1] && !dot[2] ? 10 : 1) : 0;
+    snprintf(cents, sizeof(cents), "%lld", whole * 100 + (value[0] == '-' ? -frac : frac));
+    expect_str("ltv:leaderboard score (cents)", rv(e, "ZSCORE ltv:leaderboard %lld", customer), cents);
 }
 
 void run_check(struct orders_env *e, long long min_orders)
@@ -680,7 +693,7 @@ int log_has_line(struct orders_env *e, const char *a, const char *b)
     return n;
 }
 
-int sanitized(void)
+int sanitized_pass(void)
 {
     const char *v = getenv("WALCAST_TEST_SANITIZED");
     return v != NULL && *v != '\0' && strcmp(v, "0") != 0;

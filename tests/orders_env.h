@@ -96,7 +96,7 @@ long long services(const char *cmd, const char *arg);
 int log_count(struct orders_env *e, const char *text);
 int log_has_line(struct orders_env *e, const char *a, const char *b);
 /* WALCAST_TEST_SANITIZED is set (the ASan pass): hold faults shorter. */
-int sanitized(void);
+int sanitized_pass(void);
 /* A sink's cursor as walcast stored it ("X/X:index" for readdb, "X/X:index" for cache), NULL when none. */
 char *sink_cursor(struct orders_env *e, const char *sink);
 /* Connect, retrying until timeout_ms has passed; NULL then. */

@@ -623,3 +623,115 @@ Test(config, yaml_the_parser_crashes_on_is_an_error)
     cr_assert(strstr(err.msg, path) && strstr(err.msg, "YAML parser failed"), "%s", err.msg);
     unlink(path);
 }
+
+/* A redis projection with one action, written one argument per line (line 9 is the first). */
+#define REDIS_ACTION(args)                                                                                   \
+    "sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n        -\n" args
+
+/* Safe Redis actions: a literal command from the allow-list, in the shape Redis expects, with keys
+ * outside walcast's own names. Each refusal names file, line and key. */
+Test(config, redis_actions_allow_list)
+{
+    expect_error(
+        REDIS_ACTION("          - \"{payload.cmd}\"\n          - k\n"),
+        "10: key \"projections.p.on.E[0][0]\": the redis command must be written out, not a template "
+        "(\"{payload.cmd}\"): a payload must not choose the command");
+    expect_error(
+        REDIS_ACTION("          - EXEC\n"),
+        "10: key \"projections.p.on.E[0][0]\": redis command \"EXEC\" is not allowed in a projection: "
+        "it is a transaction command (walcast wraps each batch in its own MULTI/EXEC)");
+    expect_error(
+        REDIS_ACTION("          - MULTI\n"),
+        "10: key \"projections.p.on.E[0][0]\": redis command \"MULTI\" is not allowed in a projection: "
+        "it is a transaction command (walcast wraps each batch in its own MULTI/EXEC)");
+    expect_error(
+        REDIS_ACTION("          - SELECT\n          - \"3\"\n"),
+        "10: key \"projections.p.on.E[0][0]\": redis command \"SELECT\" is not allowed in a projection: "
+        "it is a database command (the sink's database is its dsn's)");
+    expect_error(REDIS_ACTION("          - flushall\n"),
+                 "10: key \"projections.p.on.E[0][0]\": redis command \"flushall\" is not allowed in a "
+                 "projection: it is a key-space-wide command");
+    expect_error(REDIS_ACTION("          - SCRIPT\n          - FLUSH\n"),
+                 "10: key \"projections.p.on.E[0][0]\": redis command \"SCRIPT\" is not allowed in a "
+                 "projection: it is a script-management command (write a script action instead: {script, "
+                 "keys, args})");
+    expect_error(REDIS_ACTION("          - CONFIG\n          - SET\n"),
+                 "10: key \"projections.p.on.E[0][0]\": redis command \"CONFIG\" is not allowed in a "
+                 "projection: it is a server command");
+    expect_error(REDIS_ACTION("          - ZADD\n          - \"walcast:cursor:walcast\"\n          - 1\n"
+                              "          - m\n"),
+                 "11: key \"projections.p.on.E[0][1]\": key \"walcast:cursor:walcast\" could fall into "
+                 "walcast's own names (\"walcast:...\": cursor, dead letters): choose another prefix");
+    expect_error(REDIS_ACTION("          - DEL\n          - a\n          - \"walcast{payload.x}\"\n"),
+                 "12: key \"projections.p.on.E[0][2]\": key \"walcast{payload.x}\" could fall into walcast's "
+                 "own names (\"walcast:...\": cursor, dead letters): choose another prefix");
+    expect_error(REDIS_ACTION("          - ZADD\n          - z\n          - abc\n          - m\n"),
+                 "12: key \"projections.p.on.E[0][2]\": argument 2 of ZADD must be a number, got \"abc\"");
+    expect_error(REDIS_ACTION("          - HSET\n          - h\n          - f\n"),
+                 "10: key \"projections.p.on.E[0]\": wrong number of arguments for HSET (expected HSET key "
+                 "field value [field value ...])");
+    expect_error(
+        REDIS_ACTION("          - ZADD\n          - z\n          - NX\n          - XX\n          - 1\n"
+                     "          - m\n"),
+        "10: key \"projections.p.on.E[0]\": ZADD options NX and XX exclude each other");
+    expect_error(
+        REDIS_ACTION("          - SET\n          - k\n          - v\n          - EX\n          - \"0\"\n"),
+        "14: key \"projections.p.on.E[0][4]\": argument 4 of SET must be an integer above 0, got \"0\"");
+    expect_error(
+        REDIS_ACTION("          - SET\n          - k\n          - v\n          - KEEP\n"),
+        "13: key \"projections.p.on.E[0][3]\": unknown option \"KEEP\" for SET (expected SET key value "
+        "[EX|PX|EXAT|PXAT n] [NX|XX] [KEEPTTL])");
+    expect_error(
+        REDIS_ACTION("          - XADD\n          - s\n          - \"1-1\"\n          - f\n          - v\n"),
+        "12: key \"projections.p.on.E[0][2]\": XADD takes \"*\" here (walcast lets redis choose the id): "
+        "XADD key [NOMKSTREAM] [MAXLEN [~|=] n] * field value [field value ...]");
+    expect_error("sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n        "
+                 "- script: "
+                 "\"return 1\"\n          keys: [\"walcast:dead_letters:x\"]\n",
+                 "10: key \"projections.p.on.E[0].keys[0]\": key \"walcast:dead_letters:x\" could fall into "
+                 "walcast's own "
+                 "names (\"walcast:...\": cursor, dead letters): choose another prefix");
+
+    /* Allowed: commands in any case, options, templated values of the right kinds. */
+    char path[128];
+    struct wc_err err = {0};
+    struct wc_config *cfg =
+        load_string("sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n"
+                    "        - [zadd, \"k:{payload.a}\", GT, CH, \"{payload.s|cents}\", m, 2.5, n]\n"
+                    "        - [SET, \"s:{payload.a}\", v, EX, 60, NX]\n"
+                    "        - [XADD, \"log\", MAXLEN, \"~\", 1000, \"*\", a, \"{payload.a}\"]\n"
+                    "        - [HINCRBY, h, \"{payload.a}\", \"{payload.n}\"]\n"
+                    "        - [ZREMRANGEBYSCORE, z, \"-inf\", \"({payload.cut}\"]\n"
+                    "        - [DEL, a, b, \"{payload.k}\"]\n",
+                    &err, path, sizeof(path));
+    cr_assert_not_null(cfg, "%s", err.msg);
+    const struct wc_redis_cmd *c = cfg->sinks[0].rules[0].cmds;
+    cr_expect_str_eq(c[0].name, "ZADD");
+    cr_expect_str_eq(c[0].type, "zset");
+    cr_expect_str_eq(c[0].kinds, "CKOOFVFV");
+    cr_expect_str_eq(c[1].kinds, "CKVOP"
+                                 "O");
+    cr_expect_str_eq(c[2].kinds, "CKOONOVV");
+    cr_expect_eq(c[3].check, WC_RC_HINCR);
+    cr_expect_str_eq(c[4].kinds, "CKRR");
+    cr_expect_str_eq(c[5].kinds, "CKKK");
+    cr_expect_eq(c[5].effect, WC_RE_DELETE);
+    wc_config_free(cfg);
+}
+
+/* engine.dead_letter_max: 0 keeps all; a negative bound is refused. */
+Test(config, dead_letter_max)
+{
+    char path[128];
+    struct wc_err err = {0};
+    struct wc_config *cfg = load_string("engine:\n  dead_letter_max: 0\n", &err, path, sizeof(path));
+    cr_assert_not_null(cfg, "%s", err.msg);
+    cr_expect_eq(cfg->dead_letter_max, 0);
+    wc_config_free(cfg);
+    cfg = load_string("", &err, path, sizeof(path));
+    cr_assert_not_null(cfg, "%s", err.msg);
+    cr_expect_eq(cfg->dead_letter_max, 100000);
+    wc_config_free(cfg);
+    expect_error("engine:\n  dead_letter_max: -1\n",
+                 "2: key \"engine.dead_letter_max\": value -1 is out of range (0..1000000000)");
+}

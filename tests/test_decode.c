@@ -214,14 +214,50 @@ Test(decode, logical_messages_filtered_by_prefix)
     cr_assert_eq(out.kind, WC_DECODED_IGNORED);
 }
 
-Test(decode, missing_event_type_column)
+/* A row that cannot be routed is not an error of the stream: it is an event marked poison, with why. */
+Test(decode, poison_rows_are_events_with_a_reason)
 {
     const char *m =
         "{\"action\":\"I\",\"lsn\":\"0/AB\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":["
         "{\"name\":\"kind\",\"type\":\"text\",\"value\":\"T\"}]}";
-    cr_assert_eq(feed(m), -1);
-    cr_assert_eq(err.code, WC_ERR_DATA);
-    cr_assert(strstr(err.msg, "\"event_type\"") && strstr(err.msg, "0/AB"), "%s", err.msg);
+    cr_assert_eq(feed(m), 0, "%s", err.msg);
+    cr_assert_eq(out.kind, WC_DECODED_EVENT);
+    cr_assert_eq(out.event.pos.lsn, 0xAB, "the poison row keeps its position");
+    cr_assert_not_null(out.event.poison);
+    cr_assert(strstr(out.event.poison, "no column \"event_id\"") &&
+                  strstr(out.event.poison, "renamed or dropped"),
+              "%s", out.event.poison);
+
+    char *ok = insert_msg("domain_events", "OrderPlaced", "\"{}\"");
+    cr_assert_eq(feed(ok), 0, "%s", err.msg);
+    cr_assert_null(out.event.poison, "every column there, an event type: a good row");
+    free(ok);
+
+    /* Null event type (the fast scanner hands it to the full parse, which says why). */
+    const char *nt =
+        "{\"action\":\"I\",\"lsn\":\"0/AD\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":["
+        "{\"name\":\"event_id\",\"type\":\"bigint\",\"value\":1},"
+        "{\"name\":\"aggregate_type\",\"type\":\"text\",\"value\":\"order\"},"
+        "{\"name\":\"aggregate_id\",\"type\":\"text\",\"value\":\"42\"},"
+        "{\"name\":\"event_type\",\"type\":\"text\",\"value\":null},"
+        "{\"name\":\"payload\",\"type\":\"jsonb\",\"value\":\"{}\"},"
+        "{\"name\":\"occurred_at\",\"type\":\"timestamp with time zone\",\"value\":null}]}";
+    cr_assert_eq(feed(nt), 0, "%s", err.msg);
+    cr_assert_not_null(out.event.poison, "%s", nt);
+    cr_assert(strstr(out.event.poison, "event type (column \"event_type\") is null"), "%s", out.event.poison);
+
+    /* A column the configuration says the outbox does not have ("") is never missing. */
+    const char *cols[WC_COL_COUNT] = {"", "", "", "kind", "payload", ""};
+    struct wc_decoder *d2 = wc_decoder_new("public", "domain_events", cols, NULL);
+    const char *two =
+        "{\"action\":\"I\",\"lsn\":\"0/AC\",\"schema\":\"public\",\"table\":\"domain_events\",\"columns\":["
+        "{\"name\":\"kind\",\"type\":\"text\",\"value\":\"T\"},{\"name\":\"payload\",\"type\":\"jsonb\","
+        "\"value\":\"{}\"}]}";
+    cr_assert_eq(wc_decode_message(d2, two, strlen(two), 0, &out, &err), 0, "%s", err.msg);
+    cr_assert_null(out.event.poison);
+    cr_assert_str_eq(out.event.col[WC_COL_EVENT_TYPE].text, "T");
+    cr_assert_eq(out.event.col[WC_COL_OCCURRED_AT].kind, WC_VAL_NULL);
+    wc_decoder_free(d2);
 }
 
 /* Each tests/fixtures/decode/NAME.jsonl decoded by `walcast tail --from-file` equals NAME.expected. */
@@ -268,6 +304,9 @@ static void compare_paths(const char *const *lines, size_t n)
         cr_assert_eq(a.event.pos.index, b.event.pos.index);
         cr_assert_eq(a.event.end_lsn, b.event.end_lsn);
         cr_assert_str_eq(a.event.commit_time, b.event.commit_time);
+        cr_assert_eq(a.event.poison == NULL, b.event.poison == NULL, "line %zu: poison", i);
+        if (a.event.poison)
+            cr_assert_str_eq(a.event.poison, b.event.poison);
         for (int k = 0; k < WC_COL_COUNT; k++) {
             cr_assert_eq(a.event.col[k].kind, b.event.col[k].kind, "line %zu column %d", i, k);
             if (a.event.col[k].kind == WC_VAL_NULL)

@@ -25,7 +25,7 @@
 /* How long a fault is held: the figure, or a fraction of it in the sanitizer pass. */
 static int hold_ms(int normal_ms)
 {
-    return sanitized() ? normal_ms / 4 : normal_ms;
+    return sanitized_pass() ? normal_ms / 4 : normal_ms;
 }
 
 /* SIGTERM in the middle of a fault: walcast must exit 0 within a few seconds (it abandons what hangs),
@@ -116,7 +116,7 @@ TestSuite(outages, .timeout = 300);
 Test(outages, lock_held_on_a_projection_table)
 {
     struct orders_env e;
-    if (sanitized())
+    if (sanitized_pass())
         setenv("WALCAST_SINKS_READDB_LOCK_TIMEOUT_MS", "2000", 1);
     setup_env(&e, 13);
     pid_t wl = start_paced_workload(&e, 300);
@@ -361,7 +361,7 @@ Test(outages, redis_down_postgres_goes_on, .fini = bring_back)
     pid_t wl = start_paced_workload(&e, 1000);
     warm_up(&e);
 
-    int nb = probe_postgres(&e, sanitized() ? 4000 : 10000, before, 1000);
+    int nb = probe_postgres(&e, sanitized_pass() ? 4000 : 10000, before, 1000);
     long long p99_before = p99(before, nb);
     long long events0 = outbox_events(&e);
     services("stop-redis", NULL);

@@ -598,29 +598,6 @@ Test(run, dlq_list_and_retry, .timeout = 120)
     drop_slot(&e);
 }
 
-Test(run, renamed_outbox_column_is_a_clear_error, .timeout = 60)
-{
-    struct env e;
-    setup_env(&e, 0);
-    pid_t pid = start_run(&e, NULL);
-    insert_event(&e, "OrderPlaced", "{\"order_id\": 1, \"total\": 10}");
-    cr_assert(wait_applied(&e, 20000));
-    wct_sql(e.src, "ALTER TABLE domain_events RENAME COLUMN event_type TO kind");
-    wct_sql(e.src, "INSERT INTO domain_events (aggregate_type, aggregate_id, kind, payload) "
-                   "VALUES ('order', '2', 'OrderPlaced', '{\"order_id\": 2, \"total\": 1}')");
-    int rc = wait_exit(pid, 15000);
-    char *log = log_text(&e);
-    cr_assert_eq(rc, 1, "walcast stops rather than skipping events it cannot route:\n%s", log);
-    cr_assert(strstr(log, "no value in column \"event_type\"") &&
-                  strstr(log, "source.outbox.columns.event_type"),
-              "the error names the column and the setting:\n%s", log);
-    free(log);
-    char *n = wct_sql_value(e.read, "SELECT count(*) FROM orders_seen");
-    cr_assert_str_eq(n, "1", "what was committed before stays");
-    free(n);
-    drop_slot(&e);
-}
-
 /* Poll cmd until it returns want (or timeout_ms passes); returns the last value (caller frees). */
 static char *wait_redis(struct env *e, const char *cmd, const char *want, int timeout_ms)
 {

@@ -652,6 +652,32 @@ Test(sink_postgres, detached_commit_while_the_next_batch_is_queued)
     fx_fini(&f);
 }
 
+/* engine.dead_letter_max: the oldest of the sink's dead letters go, in the batch's transaction; other
+ * slots' and sinks' dead letters stay. */
+Test(sink_postgres, dead_letters_are_pruned)
+{
+    struct fx f;
+
+    fx_init(&f, "dead_letter\n  dead_letter_max: 20", orders_yaml, orders_sql);
+    wct_sql(f.dsn, "INSERT INTO walcast_dead_letters (slot, sink, error) VALUES ('otherslot', 'readdb', 'x'),"
+                   " ('testslot', 'othersink', 'y')");
+    for (int b = 0; b < 10; b++) {
+        for (int i = 0; i < 10; i++)
+            apply_ok(f.s, 0x7000 + (wc_lsn)b * 0x100, i, "OrderPlaced", "{\"order_id\": 2, \"total\": 1}");
+        commit_ok(f.s, 0x7000 + (wc_lsn)b * 0x100, 9);
+        assert_value(f.dsn,
+                     "SELECT count(*) FROM walcast_dead_letters WHERE slot = 'testslot' AND sink = 'readdb'",
+                     b == 0 ? "10" : "20");
+    }
+    assert_value(
+        f.dsn, "SELECT min(lsn)::text FROM walcast_dead_letters WHERE slot = 'testslot' AND sink = 'readdb'",
+        "0/7800");
+    assert_value(
+        f.dsn, "SELECT count(*) FROM walcast_dead_letters WHERE slot <> 'testslot' OR sink <> 'readdb'", "2");
+    cr_assert_eq(f.s->dead_lettered, 100);
+    fx_fini(&f);
+}
+
 /*
  * The read server's TimeZone, DateStyle and extra_float_digits must not change what a projection stores:
  * walcast pins them on its connection (TimeZone UTC, so that a time without a zone is the instant the

@@ -545,9 +545,9 @@ Test(sink_redis, unknown_event_dead_letter)
     teardown(&f);
 }
 
-/* A command Redis refuses to queue (wrong arity) aborts the whole EXEC: the batch is redone event by
- * event and only the bad event is dead-lettered. */
-Test(sink_redis, queueing_error_redone_event_by_event)
+/* A value Redis would refuse while EXEC runs (a score that is no number) is found while the event is
+ * queued: the event is dead-lettered whole and the others apply. */
+Test(sink_redis, value_redis_would_refuse_is_dead_lettered_whole)
 {
     struct fixture f;
 
@@ -557,69 +557,308 @@ Test(sink_redis, queueing_error_redone_event_by_event)
           "    on:\n"
           "      Good:\n"
           "        - [INCR, good]\n"
-          "        - [RPUSH, seen, \"{payload.n}\"]\n"
-          "      Bad:\n"
-          "        - [INCR, bad]\n"
-          "        - [HSET, \"h:{payload.n}\"]\n");
+          "        - [ZADD, scores, \"{payload.score}\", \"{payload.n}\"]\n");
     struct wc_err err = {0};
-    cr_assert_eq(apply(f.sink, 0xE00, 0, "Good", "{\"n\": 1}", &err), 0, "%s", err.msg);
-    cr_assert_eq(apply(f.sink, 0xE00, 1, "Bad", "{\"n\": 2}", &err), 0, "%s", err.msg);
-    cr_assert_eq(apply(f.sink, 0xF00, 0, "Good", "{\"n\": 3}", &err), 0, "%s", err.msg);
+    cr_assert_eq(apply(f.sink, 0xE00, 0, "Good", "{\"n\": 1, \"score\": 1.5}", &err), 0, "%s", err.msg);
+    cr_assert_eq(apply(f.sink, 0xE00, 1, "Good", "{\"n\": 2, \"score\": \"abc\"}", &err), 0, "%s", err.msg);
+    cr_assert_eq(apply(f.sink, 0xF00, 0, "Good", "{\"n\": 3, \"score\": \"-inf\"}", &err), 0, "%s", err.msg);
     commit(&f, pos(0x1000, -1));
     expect(f.rc, "2", "GET good");
-    expect(f.rc, "0", "EXISTS bad");
-    expect(f.rc, "1", "LINDEX seen 0");
-    expect(f.rc, "3", "LINDEX seen 1");
+    expect(f.rc, "2", "ZCARD scores");
+    expect(f.rc, "-inf", "ZSCORE scores 3");
     expect_cursor(&f, pos(0x1000, -1));
     redisReply *dl = dead_letters(&f);
     cr_assert_eq(dl->elements, 1);
     cr_assert_str_eq(entry_field(dl->element[0], "idx"), "1");
     cr_assert_str_eq(entry_field(dl->element[0], "lsn"), "0/E00");
-    cr_assert_not_null(strstr(entry_field(dl->element[0], "error"), "wrong number of arguments"), "%s",
-                       entry_field(dl->element[0], "error"));
+    cr_assert_not_null(
+        strstr(entry_field(dl->element[0], "error"), "is not a number as redis reads one: \"abc\""), "%s",
+        entry_field(dl->element[0], "error"));
     freeReplyObject(dl);
     cr_assert_eq(f.sink->dead_lettered, 1);
     cr_assert_eq(f.sink->applied, 2);
     teardown(&f);
 }
 
-/* A command failing while EXEC runs it (WRONGTYPE) is not rolled back by Redis: the others apply and the
- * event is dead-lettered after the fact. */
-Test(sink_redis, runtime_error_dead_lettered_after_exec)
+#define WRONGTYPE_MID_EVENT                                                                                  \
+    "  p:\n"                                                                                                 \
+    "    sink: cache\n"                                                                                      \
+    "    on:\n"                                                                                              \
+    "      E:\n"                                                                                             \
+    "        - [INCR, count]\n"                                                                              \
+    "        - [HINCRBY, totals, \"{payload.who}\", \"{payload.n}\"]\n"                                      \
+    "        - [ZADD, \"{payload.key}\", 1, member]\n"                                                       \
+    "        - [SADD, seen, \"{payload.who}\"]\n"
+
+/*
+ * A command that would fail while EXEC runs (WRONGTYPE on the third of four commands) used to leave the
+ * event's other commands applied and its dead letter written after EXEC. Now the event's script checks
+ * every key before its first write: nothing of the event is applied, its dead letter is written by the
+ * script in the same EXEC as the cursor, and a retry after the key is fixed applies it once.
+ */
+Test(sink_redis, wrongtype_mid_event_applies_nothing_and_retry_is_exact)
 {
     struct fixture f;
 
-    setup(&f, 15, "dead_letter",
+    setup(&f, 15, "dead_letter", WRONGTYPE_MID_EVENT);
+    struct wc_err err = {0};
+    expect(f.rc, "OK", "SET str value");
+    cr_assert_eq(apply(f.sink, 0x1100, 0, "E", "{\"key\": \"z\", \"who\": \"a\", \"n\": 5}", &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(apply(f.sink, 0x1100, 1, "E", "{\"key\": \"str\", \"who\": \"b\", \"n\": 7}", &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(apply(f.sink, 0x1100, 2, "E", "{\"key\": \"z\", \"who\": \"c\", \"n\": 1}", &err), 0, "%s",
+                 err.msg);
+    commit(&f, pos(0x1100, 2));
+    expect(f.rc, "2", "GET count");
+    expect(f.rc, "(nil)", "HGET totals b");
+    expect(f.rc, "0", "SISMEMBER seen b");
+    expect(f.rc, "2", "SCARD seen");
+    expect_cursor(&f, pos(0x1100, 2));
+    cr_assert_eq(f.sink->applied, 2);
+    cr_assert_eq(f.sink->dead_lettered, 1);
+    redisReply *dl = dead_letters(&f);
+    cr_assert_eq(dl->elements, 1);
+    cr_assert_str_eq(entry_field(dl->element[0], "idx"), "1");
+    cr_assert_str_eq(entry_field(dl->element[0], "event_type"), "E");
+    cr_assert_str_eq(entry_field(dl->element[0], "sink"), "cache");
+    cr_assert_null(entry_field(dl->element[0], "applied"), "nothing of the event took effect");
+    cr_assert_not_null(strstr(entry_field(dl->element[0], "error"), "ZADD on key \"str\": WRONGTYPE"), "%s",
+                       entry_field(dl->element[0], "error"));
+    freeReplyObject(dl);
+
+    /* Still the wrong type: the retry fails, applies nothing and keeps the dead letter. */
+    int retried = 0, failed = 0;
+    cr_assert_eq(wc_sink_dlq_retry(f.sink, NULL, &retried, &failed, &err), 0, "%s", err.msg);
+    cr_assert_eq(retried, 0);
+    cr_assert_eq(failed, 1);
+    expect(f.rc, "2", "GET count");
+    expect(f.rc, "(nil)", "HGET totals b");
+    dl = dead_letters(&f);
+    cr_assert_eq(dl->elements, 1);
+    freeReplyObject(dl);
+
+    /* Fixed: applied once, every command, and the dead letter goes in the same unit. */
+    expect(f.rc, "1", "DEL str");
+    cr_assert_eq(wc_sink_dlq_retry(f.sink, NULL, &retried, &failed, &err), 0, "%s", err.msg);
+    cr_assert_eq(retried, 1);
+    expect(f.rc, "3", "GET count");
+    expect(f.rc, "7", "HGET totals b");
+    expect(f.rc, "5", "HGET totals a");
+    expect(f.rc, "1", "HGET totals c");
+    expect(f.rc, "1", "ZCARD str");
+    expect(f.rc, "3", "SCARD seen");
+    dl = dead_letters(&f);
+    cr_assert_eq(dl->elements, 0);
+    freeReplyObject(dl);
+    expect_cursor(&f, pos(0x1100, 2));
+    teardown(&f);
+}
+
+/* With on_error: skip the failing event writes nothing, leaves no dead letter, and the others apply. */
+Test(sink_redis, wrongtype_with_skip_applies_nothing_of_the_event)
+{
+    struct fixture f;
+
+    setup(&f, 10, "skip", WRONGTYPE_MID_EVENT);
+    struct wc_err err = {0};
+    expect(f.rc, "OK", "SET str value");
+    cr_assert_eq(apply(f.sink, 0x1100, 0, "E", "{\"key\": \"str\", \"who\": \"b\", \"n\": 7}", &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(apply(f.sink, 0x1100, 1, "E", "{\"key\": \"z\", \"who\": \"c\", \"n\": 1}", &err), 0, "%s",
+                 err.msg);
+    commit(&f, pos(0x1100, 1));
+    expect(f.rc, "1", "GET count");
+    expect(f.rc, "(nil)", "HGET totals b");
+    expect(f.rc, "0", "EXISTS walcast:dead_letters:%s", f.slot);
+    cr_assert_eq(f.sink->skipped, 1);
+    cr_assert_eq(f.sink->applied, 1);
+    expect_cursor(&f, pos(0x1100, 1));
+    teardown(&f);
+}
+
+/*
+ * With on_error: halt the engine stops BEFORE the cursor passes the failed event: the unit stores the
+ * cursor at the event before it, and the events after it in the same unit are not applied (they come
+ * again with the failed one after a restart).
+ */
+Test(sink_redis, wrongtype_with_halt_stops_before_the_event)
+{
+    struct fixture f;
+
+    setup(&f, 11, "halt", WRONGTYPE_MID_EVENT);
+    struct wc_err err = {0};
+    expect(f.rc, "OK", "SET str value");
+    cr_assert_eq(apply(f.sink, 0x1100, 0, "E", "{\"key\": \"z\", \"who\": \"a\", \"n\": 5}", &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(apply(f.sink, 0x1100, 1, "E", "{\"key\": \"str\", \"who\": \"b\", \"n\": 7}", &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(apply(f.sink, 0x1100, 2, "E", "{\"key\": \"z\", \"who\": \"c\", \"n\": 1}", &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(f.sink->ops->commit(f.sink, pos(0x1200, -1), &err), -1);
+    cr_assert_eq(err.code, WC_ERR_DATA);
+    cr_assert_not_null(strstr(err.msg, "event \"E\" at 0/1100:1"), "%s", err.msg);
+    cr_assert_not_null(strstr(err.msg, "WRONGTYPE"), "%s", err.msg);
+    expect(f.rc, "1", "GET count");
+    expect(f.rc, "5", "HGET totals a");
+    expect(f.rc, "(nil)", "HGET totals b");
+    expect(f.rc, "(nil)", "HGET totals c");
+    expect_cursor(&f, pos(0x1100, 0));
+    expect(f.rc, "0", "EXISTS walcast:halt:%s:cache", f.slot);
+    expect(f.rc, "0", "EXISTS walcast:dead_letters:%s", f.slot);
+
+    /* The first event of a unit halting leaves the stored cursor as it was. */
+    cr_assert_eq(apply(f.sink, 0x1100, 1, "E", "{\"key\": \"str\", \"who\": \"b\", \"n\": 7}", &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(f.sink->ops->commit(f.sink, pos(0x1200, -1), &err), -1);
+    expect_cursor(&f, pos(0x1100, 0));
+    expect(f.rc, "1", "GET count");
+    teardown(&f);
+}
+
+/* Counters: a stored value INCRBY or HINCRBY cannot add to fails the event before any write, as does an
+ * overflow; the event's own earlier writes count (SET then INCR). */
+Test(sink_redis, counter_checks_before_the_first_write)
+{
+    struct fixture f;
+
+    setup(&f, 1, "dead_letter",
           "  p:\n"
           "    sink: cache\n"
           "    on:\n"
           "      E:\n"
-          "        - [INCR, count]\n"
-          "        - [ZADD, \"{payload.key}\", 1, member]\n");
+          "        - [SADD, seen, \"{payload.n}\"]\n"
+          "        - [INCRBY, \"{payload.k}\", \"{payload.by}\"]\n"
+          "        - [HINCRBY, h, \"{payload.f}\", 1]\n"
+          "      S:\n"
+          "        - [SET, \"{payload.k}\", \"{payload.v}\"]\n"
+          "        - [INCR, \"{payload.k}\"]\n");
     struct wc_err err = {0};
-    expect(f.rc, "OK", "SET str value");
-    cr_assert_eq(apply(f.sink, 0x1100, 0, "E", "{\"key\": \"z\"}", &err), 0, "%s", err.msg);
-    cr_assert_eq(apply(f.sink, 0x1100, 1, "E", "{\"key\": \"str\"}", &err), 0, "%s", err.msg);
-    commit(&f, pos(0x1100, 1));
-    expect(f.rc, "2", "GET count");
-    expect(f.rc, "1", "ZCARD z");
-    expect_cursor(&f, pos(0x1100, 1));
+    expect(f.rc, "OK", "SET text abc");
+    expect(f.rc, "OK", "SET big 9223372036854775800");
+    expect(f.rc, "1", "HSET h x notanumber");
+    cr_assert_eq(apply(f.sink, 0x100, 0, "E", "{\"n\": 1, \"k\": \"text\", \"by\": 1, \"f\": \"y\"}", &err),
+                 0);
+    cr_assert_eq(apply(f.sink, 0x100, 1, "E", "{\"n\": 2, \"k\": \"big\", \"by\": 100, \"f\": \"y\"}", &err),
+                 0);
+    cr_assert_eq(apply(f.sink, 0x100, 2, "E", "{\"n\": 3, \"k\": \"c\", \"by\": 2, \"f\": \"x\"}", &err), 0);
+    cr_assert_eq(apply(f.sink, 0x100, 3, "E", "{\"n\": 4, \"k\": \"c\", \"by\": 3, \"f\": \"y\"}", &err), 0);
+    cr_assert_eq(apply(f.sink, 0x100, 4, "S", "{\"k\": \"s1\", \"v\": \"41\"}", &err), 0);
+    cr_assert_eq(apply(f.sink, 0x100, 5, "S", "{\"k\": \"s2\", \"v\": \"x\"}", &err), 0);
+    commit(&f, pos(0x100, 5));
+    expect(f.rc, "1", "SCARD seen");
+    expect(f.rc, "1", "SISMEMBER seen 4");
+    expect(f.rc, "3", "GET c");
+    expect(f.rc, "abc", "GET text");
+    expect(f.rc, "9223372036854775800", "GET big");
+    expect(f.rc, "1", "HGET h y");
+    expect(f.rc, "42", "GET s1");
+    expect(f.rc, "(nil)", "GET s2");
     redisReply *dl = dead_letters(&f);
-    cr_assert_eq(dl->elements, 1);
-    cr_assert_str_eq(entry_field(dl->element[0], "idx"), "1");
-    cr_assert_not_null(strstr(entry_field(dl->element[0], "error"), "WRONGTYPE"), "%s",
-                       entry_field(dl->element[0], "error"));
-    cr_assert_not_null(strstr(entry_field(dl->element[0], "error"), "ZADD on key \"str\""), "%s",
-                       entry_field(dl->element[0], "error"));
+    cr_assert_eq(dl->elements, 4);
+    cr_assert_not_null(
+        strstr(entry_field(dl->element[0], "error"), "INCRBY on key \"text\": ERR value is not an integer"));
+    cr_assert_not_null(strstr(entry_field(dl->element[1], "error"), "would overflow"));
+    cr_assert_not_null(strstr(entry_field(dl->element[2], "error"), "HINCRBY on key \"h\" field \"x\""));
+    cr_assert_not_null(strstr(entry_field(dl->element[3], "error"), "INCR on key \"s2\""));
     freeReplyObject(dl);
     teardown(&f);
 }
 
 /*
+ * A failure no check foresees (a script action raising an error after the event's first command wrote):
+ * the dead letter is still written in the unit and records how many actions took effect, and dlq retry
+ * refuses it rather than apply them twice.
+ */
+Test(sink_redis, failure_after_a_write_is_recorded_and_not_retried)
+{
+    struct fixture f;
+
+    setup(&f, 2, "dead_letter",
+          "  p:\n"
+          "    sink: cache\n"
+          "    on:\n"
+          "      E:\n"
+          "        - [INCR, count]\n"
+          "        - script: \"if ARGV[1] == 'bad' then error('refused by the script') end\n"
+          "            return redis.call('SET', KEYS[1], ARGV[1])\"\n"
+          "          keys: [last]\n"
+          "          args: [\"{payload.v}\"]\n");
+    struct wc_err err = {0};
+    cr_assert_eq(apply(f.sink, 0x100, 0, "E", "{\"v\": \"ok\"}", &err), 0);
+    cr_assert_eq(apply(f.sink, 0x100, 1, "E", "{\"v\": \"bad\"}", &err), 0);
+    commit(&f, pos(0x100, 1));
+    expect(f.rc, "2", "GET count");
+    expect(f.rc, "ok", "GET last");
+    redisReply *dl = dead_letters(&f);
+    cr_assert_eq(dl->elements, 1);
+    cr_assert_str_eq(entry_field(dl->element[0], "applied"), "1");
+    cr_assert_not_null(strstr(entry_field(dl->element[0], "error"), "refused by the script"), "%s",
+                       entry_field(dl->element[0], "error"));
+    freeReplyObject(dl);
+    int retried = 0, failed = 0;
+    cr_assert_eq(wc_sink_dlq_retry(f.sink, NULL, &retried, &failed, &err), 0, "%s", err.msg);
+    cr_assert_eq(failed, 1);
+    expect(f.rc, "2", "GET count");
+    teardown(&f);
+}
+
+/* A key rendered into walcast's own names is refused with the event (the configuration could not tell). */
+Test(sink_redis, rendered_key_in_walcast_names_is_refused)
+{
+    struct fixture f;
+
+    setup(&f, 3, "dead_letter",
+          "  p:\n"
+          "    sink: cache\n"
+          "    on:\n"
+          "      E:\n"
+          "        - [HSET, \"{payload.k}\", a, b]\n");
+    struct wc_err err = {0};
+    char payload[200];
+    snprintf(payload, sizeof(payload), "{\"k\": \"walcast:cursor:%s\"}", f.slot);
+    cr_assert_eq(apply(f.sink, 0x100, 0, "E", payload, &err), 0);
+    commit(&f, pos(0x100, 0));
+    expect(f.rc, "(nil)", "HGET walcast:cursor:%s a", f.slot);
+    redisReply *dl = dead_letters(&f);
+    cr_assert_eq(dl->elements, 1);
+    cr_assert_not_null(strstr(entry_field(dl->element[0], "error"), "walcast's own names"));
+    freeReplyObject(dl);
+    teardown(&f);
+}
+
+/* engine.dead_letter_max bounds the stream (XADD MAXLEN ~: whole stream nodes go, so a little more stays). */
+Test(sink_redis, dead_letters_are_bounded)
+{
+    struct fixture f;
+
+    setup(&f, 4, "dead_letter\n  dead_letter_max: 10",
+          "  p:\n"
+          "    sink: cache\n"
+          "    on:\n"
+          "      E:\n"
+          "        - [ZADD, z, \"{payload.score}\", m]\n"
+          "        - [INCR, n]\n");
+    struct wc_err err = {0};
+    expect(f.rc, "OK", "SET z string");
+    for (int i = 0; i < 300; i++) {
+        cr_assert_eq(apply(f.sink, 0x100, i, "E", i % 2 ? "{\"score\": 1}" : "{}", &err), 0);
+        if (i % 100 == 99)
+            commit(&f, pos(0x100, i));
+    }
+    char *n = cmd_str(f.rc, "XLEN walcast:dead_letters:%s", f.slot);
+    cr_assert(atoi(n) >= 10 && atoi(n) <= 110, "XLEN %s", n);
+    free(n);
+    expect(f.rc, "0", "EXISTS n");
+    cr_assert_eq(f.sink->dead_lettered, 300);
+    teardown(&f);
+}
+
+/*
  * The engine commits a batch on a thread while it queues the next one. The batch set aside commits
- * alone: its runtime error is dead-lettered by the commit thread, right after its EXEC, and its script
- * is loaded again (the cache was flushed); the next batch, with a dead letter of its own queued on this
- * thread, stays queued until its own commit.
+ * alone: its event with a key of the wrong type is dead-lettered by its script, inside the EXEC, and its
+ * script is loaded again (the cache was flushed); the next batch, with a dead letter of its own queued on
+ * this thread, stays queued until its own commit.
  */
 Test(sink_redis, detached_commit_while_the_next_batch_is_queued)
 {
@@ -652,7 +891,7 @@ Test(sink_redis, detached_commit_while_the_next_batch_is_queued)
     cr_assert_eq(apply(f.sink, 0x1300, 500, "E", "{\"key\": \"y\"}", &err), 0, "%s", err.msg); /* no score */
     wct_detached_join(&d);
     cr_assert_eq(d.rc, 0, "commit_detached: %s", d.err.msg);
-    expect(f.rc, "2", "GET count");
+    expect(f.rc, "1", "GET count"); /* the event with the wrong type applied nothing */
     expect(f.rc, "1", "ZCARD z");
     expect(f.rc, "0", "EXISTS y");
     expect(f.rc, "5", "GET ticks");
@@ -664,7 +903,7 @@ Test(sink_redis, detached_commit_while_the_next_batch_is_queued)
     freeReplyObject(dl);
 
     commit(&f, pos(0x1300, 500));
-    expect(f.rc, "502", "GET count");
+    expect(f.rc, "501", "GET count");
     expect(f.rc, "499", "ZSCORE y member"); /* the last score: applied in order */
     expect_cursor(&f, pos(0x1300, 500));
     dl = dead_letters(&f);

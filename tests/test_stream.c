@@ -100,7 +100,7 @@ Test(slot, create_status_drop)
     cr_assert_eq(st, 0, "%s", out);
     free(out);
     out = run_walcast(dsn, slot, "slot status", &st);
-    cr_assert_neq(st, 0, "status of a dropped slot fails");
+    cr_assert_eq(st, 3, "status of a dropped slot: exit 3, as run gives for a missing slot");
     cr_assert(strstr(out, "does not exist"), "%s", out);
     free(out);
     free(slot);
@@ -166,7 +166,7 @@ Test(slot, drop_refuses_active_unless_forced)
     cr_assert(wait_active(dsn, slot, 1), "tail made the slot active");
     int st;
     char *out = run_walcast(dsn, slot, "slot drop", &st);
-    cr_assert_eq(st, 1, "%s", out);
+    cr_assert_eq(st, 4, "exit 4 for a slot in use by another process, as in run: %s", out);
     cr_assert(strstr(out, "is active for PID") && strstr(out, "--force"), "%s", out);
     free(out);
     out = run_walcast(dsn, slot, "slot drop --force", &st);

@@ -665,3 +665,62 @@ Test(template, filter_chains_are_bounded)
     cr_assert_not_null(t, "%s", err.msg);
     wc_tmpl_free(t);
 }
+
+/* cents / scale(n): a decimal as exact integer minor units, worked out on the digits (never a double). */
+Test(template, filter_cents_and_scale)
+{
+    struct wc_event ev = make_event(
+        "{\"a\": 19.99, \"b\": \"2450.20\", \"c\": 7, \"d\": -0.5, \"e\": 1.5e1, \"f\": 0.125, \"g\": "
+        "\"12.500\","
+        " \"h\": 90071992547409.92, \"i\": 90071992547409.93, \"j\": 0.1, \"k\": 12e-1, \"l\": -0.00,"
+        " \"m\": \"abc\", \"n\": [1], \"o\": 1e-3, \"p\": \" 3.10 \", \"q\": 0.30000000000000004,"
+        " \"r\": 9223372036854775807, \"s\": \"5e400000\", \"t\": 0e999999, \"u\": null}");
+    struct wc_err err = {0};
+
+    cr_expect_str_eq(render("payload.a|cents", 1, &ev), "1999");
+    cr_expect_str_eq(render("{payload.b|cents}", 0, &ev), "245020");
+    cr_expect_str_eq(render("payload.c|cents", 1, &ev), "700");
+    cr_expect_str_eq(render("payload.d|cents", 1, &ev), "-50");
+    cr_expect_str_eq(render("payload.e|cents", 1, &ev), "1500");
+    cr_expect_str_eq(render("payload.f|scale(3)", 1, &ev), "125");
+    cr_expect_str_eq(render("payload.g|cents", 1, &ev), "1250", "trailing zeros are no decimals");
+    cr_expect_str_eq(render("payload.h|cents", 1, &ev), "9007199254740992", "2^53 fits");
+    render_rc("payload.j|scale(0)", 1, &ev, -1, &err);
+    cr_expect_str_eq(render("payload.j|scale(15)", 1, &ev), "100000000000000");
+    cr_expect_str_eq(render("payload.k|cents", 1, &ev), "120");
+    cr_expect_str_eq(render("payload.l|cents", 1, &ev), "0");
+    cr_expect_str_eq(render("payload.p|cents", 1, &ev), "310");
+    cr_expect_str_eq(render("payload.t|cents", 1, &ev), "0");
+    cr_expect_str_eq(render("{payload.u|cents}", 0, &ev), "", "null passes through");
+    cr_expect_str_eq(render("-{payload.a|cents}", 0, &ev), "-1999");
+    render_rc("aggregate_id|scale(0)", 1, &ev, -1, &err); /* a numeric column, beyond 2^53 */
+    cr_expect_str_eq(err.msg, "field \"aggregate_id\" is out of range for scale(0): more than 2^53 "
+                              "(9007199254740992) once scaled");
+
+    render_rc("payload.f|cents", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"f\" has more than 2 decimal places: \"0.125\"");
+    render_rc("payload.q|cents", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"q\" has more than 2 decimal places: \"0.30000000000000004\"");
+    render_rc("payload.o|cents", 1, &ev, -1, &err);
+    cr_expect_eq(err.code, WC_ERR_DATA);
+    render_rc("payload.i|cents", 1, &ev, -1, &err);
+    cr_expect_str_eq(
+        err.msg,
+        "payload field \"i\" is out of range for scale(2): more than 2^53 (9007199254740992) once scaled");
+    render_rc("payload.r|cents", 1, &ev, -1, &err);
+    render_rc("payload.s|cents", 1, &ev, -1, &err);
+    cr_expect_eq(err.code, WC_ERR_DATA);
+    render_rc("payload.m|cents", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"m\" is not a number (scale and cents take a decimal)");
+    render_rc("payload.n|cents", 1, &ev, -1, &err);
+    cr_expect_str_eq(err.msg, "payload field \"n\" is not a number (scale and cents take a decimal)");
+    done(&ev);
+
+    struct wc_err cerr = {0};
+    cr_expect_null(wc_tmpl_compile("payload.a|scale(19)", 1, &cerr));
+    cr_expect_str_eq(cerr.msg, "bad filter \"scale(19)\" (scale takes 0 to 18 decimal places)");
+    cr_expect_null(wc_tmpl_compile("payload.a|scale()", 1, &cerr));
+    cr_expect_null(wc_tmpl_compile("payload.a|scale(x)", 1, &cerr));
+    cr_expect_null(wc_tmpl_compile("payload.a|cent", 1, &cerr));
+    cr_expect_str_eq(cerr.msg, "unknown filter \"cent\"");
+}

@@ -65,7 +65,8 @@ wq "SELECT o.id, concat_ws('|', o.status, o.total, o.customer_id, $placed_iso, $
     >"$tmp/hash.exp"
 wq "SELECT format('orders:status:%s %s', o.status, o.id), $(ms o.updated_at) FROM shop.orders o" \
     >"$tmp/zstatus.exp"
-wq "SELECT customer_id, coalesce(sum(total) FILTER (WHERE status <> 'cancelled'), 0.00)
+# The leaderboard's score is the lifetime value in cents: an integer, compared exactly.
+wq "SELECT customer_id, (coalesce(sum(total) FILTER (WHERE status <> 'cancelled'), 0) * 100)::bigint
     FROM shop.orders GROUP BY customer_id" >"$tmp/board.exp"
 orders=$(wq "SELECT count(*) FROM shop.orders")
 
@@ -99,13 +100,11 @@ for _, k in ipairs(redis.call('KEYS', 'orders:status:*')) do
 end
 return out" 0 >"$tmp/zstatus.act"
 redis ZRANGE ltv:leaderboard 0 -1 WITHSCORES | awk -v OFS='\t' 'NR % 2 { m = $0; next } { print m, $0 }' \
-    >"$tmp/board.raw"
+    >"$tmp/board.act"
 
-# Numbers compared with two decimals (Redis keeps totals as given, scores as doubles).
+# Order totals compared with two decimals (the hash keeps each payload's total as it was written).
 awk -F'\t' -v OFS='\t' '{ n = split($2, v, "|"); if (v[2] ~ /^-?[0-9.]+$/) v[2] = sprintf("%.2f", v[2])
     s = v[1]; for (i = 2; i <= n; i++) s = s "|" v[i]; print $1, s }' "$tmp/hash.raw" >"$tmp/hash.act"
-awk -F'\t' -v OFS='\t' '{ v = sprintf("%.2f", $2); if (v == "-0.00") v = "0.00"; print $1, v }' \
-    "$tmp/board.raw" >"$tmp/board.act"
 
 # ---- compare: missing, unexpected and different keys; prints up to max_print, counts all ----
 compare() { # name expected actual -> prints mismatches, adds the count to $tmp/count

@@ -40,7 +40,7 @@ CREATE TABLE public.customer_ltv (
 );
 
 -- walcast's own tables (as the PostgreSQL sink would create them where its role may): the cursor,
--- written in the same transaction as the projections, and the dead letters.
+-- written in the same transaction as the projections, the dead letters, and the owner (below).
 CREATE TABLE IF NOT EXISTS public.walcast_cursor (
     slot       text,
     sink       text,
@@ -64,17 +64,27 @@ CREATE TABLE IF NOT EXISTS public.walcast_dead_letters (
     created_at     timestamptz DEFAULT now()
 );
 
+-- Which source and slot own each sink of this database (one engine per sink, see docs/configuration.md).
+CREATE TABLE IF NOT EXISTS public.walcast_owner (
+    sink              text PRIMARY KEY,
+    system_identifier text NOT NULL,
+    database          text NOT NULL,
+    slot              text NOT NULL,
+    since             timestamptz NOT NULL DEFAULT now()
+);
+
 -- Nobody creates objects in public by default (PostgreSQL 15 already revokes it; older clusters and
 -- upgraded ones do not), and nobody gets anything on these tables but what follows.
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-REVOKE ALL ON public.order_summary, public.customer_ltv, public.walcast_cursor, public.walcast_dead_letters
-    FROM PUBLIC;
+REVOKE ALL ON public.order_summary, public.customer_ltv, public.walcast_cursor, public.walcast_dead_letters,
+    public.walcast_owner FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO walcast, reader;
 -- The projections' statements read what they update (ON CONFLICT DO UPDATE, UPDATE ... WHERE); a rebuild
 -- empties them with TRUNCATE.
 GRANT SELECT, INSERT, UPDATE, TRUNCATE ON public.order_summary, public.customer_ltv TO walcast;
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.walcast_cursor, public.walcast_dead_letters TO walcast;
 GRANT USAGE ON SEQUENCE public.walcast_dead_letters_id_seq TO walcast;
+GRANT SELECT, INSERT, DELETE ON public.walcast_owner TO walcast;
 GRANT SELECT ON public.order_summary, public.customer_ltv TO reader;
 DO $$
 BEGIN

@@ -19,14 +19,58 @@ struct wc_pg_stmt {
     int line;
 };
 
-/* One Redis command (argv[0] is the command name), or a Lua script run with EVALSHA. */
+/*
+ * What each argument of a Redis action is, checked when the configuration is loaded (config/redis_cmds.c)
+ * and again on each rendered value (wc_redis_arg_ok): the command name, a key, a keyword, any value, or a
+ * number in the form Redis parses it.
+ */
+enum wc_redis_arg {
+    WC_RA_NAME = 'C',    /* the command name (a literal from the allow-list) */
+    WC_RA_KEY = 'K',     /* a key (never one of walcast's own "walcast:" names) */
+    WC_RA_WORD = 'O',    /* an option keyword, or a literal such as XADD's "*" */
+    WC_RA_VALUE = 'V',   /* any value */
+    WC_RA_INT = 'I',     /* a 64-bit integer as Redis reads one ("-12"; no "+", blanks or leading zeros) */
+    WC_RA_POSINT = 'P',  /* an integer above 0 */
+    WC_RA_NATURAL = 'N', /* an integer of 0 or more */
+    WC_RA_FLOAT = 'F',   /* a float as Redis reads one (inf and -inf included, nan never) */
+    WC_RA_FINITE = 'f',  /* a finite float (an increment: inf could make a score nan) */
+    WC_RA_RANGE = 'R',   /* a score range bound: a float, "(" then a float, -inf or +inf */
+};
+
+/* How a command changes its key, for the checks a Redis event makes before its first write. */
+enum wc_redis_effect {
+    WC_RE_WRITE,  /* the key holds (or comes to hold) the command's type */
+    WC_RE_DELETE, /* the key is gone afterwards (DEL, UNLINK) */
+    WC_RE_KEEP,   /* the key keeps whatever it holds (EXPIRE, PERSIST) */
+};
+
+/* Counters whose stored value must parse before the command runs (else it fails after other writes). */
+enum wc_redis_check {
+    WC_RC_NONE,
+    WC_RC_INCR,   /* INCR, INCRBY, DECR, DECRBY: the string is an integer and stays in range */
+    WC_RC_INCRF,  /* INCRBYFLOAT: the string is a float and the sum stays finite */
+    WC_RC_HINCR,  /* HINCRBY: the field is an integer and stays in range */
+    WC_RC_HINCRF, /* HINCRBYFLOAT: the field is a float and the sum stays finite */
+};
+
+/* One Redis command (argv[0] is the command name), or a Lua script; every action of an event type runs in
+ * one generated script (sinks/redis/script.c). */
 struct wc_redis_cmd {
     int argc;
     struct wc_tmpl **argv; /* the command and its arguments; for a script: keys then args */
     char *script;          /* Lua source, or NULL for a plain command */
     int nkeys;             /* for a script: how many of argv are keys */
     int line;
+    /* Filled by the loader from its allow-list (plain commands) or the keys/args lists (scripts): */
+    char *kinds;      /* one enum wc_redis_arg per argv entry */
+    const char *name; /* the command in upper case (static), NULL for a script */
+    const char *type; /* the type its keys must hold ("zset", "hash", ...), NULL = any (SET, DEL) */
+    int effect;       /* enum wc_redis_effect */
+    int check;        /* enum wc_redis_check */
 };
+
+/* Whether a rendered value fits its kind (enum wc_redis_arg); a key is checked for walcast's prefix. */
+int wc_redis_arg_ok(int kind, const char *s, size_t len);
 
 /* The actions of one projection for one event type on one sink, in configuration order. */
 struct wc_rule {
@@ -60,7 +104,8 @@ struct wc_config {
     char *slot;
     char *outbox_schema;
     char *outbox_table;
-    char *columns[WC_COL_COUNT];
+    char *columns[WC_COL_COUNT]; /* "" = the outbox has no such column */
+    char *outbox_order_by;  /* rebuilds replay in this order (columns, comma-separated); NULL = event_id */
     char *msg_prefix;       /* logical-message prefix (default "walcast") */
     int status_interval_ms; /* standby status updates at least this often (default 1000) */
     /* engine */
@@ -71,10 +116,21 @@ struct wc_config {
     int on_error;           /* enum wc_policy, default dead_letter */
     char *dead_letter_sink; /* the sink whose store takes unknown events (default: the first) */
     char *log_level;
+    char *log_format;          /* engine.log_format: plain | json (default plain) */
+    int progress_interval_ms;  /* engine.progress_interval_ms: progress lines while behind (5000) */
     int heartbeat_interval_ms; /* engine.heartbeat_interval_ms: 0 = off (default 10000) */
     int retry_base_ms;         /* engine.retry_base_ms: first reconnect delay (default 100) */
     int retry_max_ms;          /* engine.retry_max_ms: reconnect delay ceiling (default 10000) */
     int retry_max_attempts;    /* engine.retry_max_attempts: per outage, 0 = forever (default 0) */
+    int dead_letter_max;       /* engine.dead_letter_max: dead letters kept per sink, 0 = all (100000) */
+    /* metrics: the HTTP endpoint and the slot's WAL retention (docs/operations.md) */
+    char *metrics_listen;            /* metrics.listen: host:port of /metrics, /healthz, /readyz; "" = off */
+    int slot_poll_interval_ms;       /* metrics.slot_poll_interval_ms: slot figures this often (10000) */
+    int retention_warn_percent;      /* share of max_slot_wal_keep_size retained: a warning (50) */
+    int retention_critical_percent;  /* ... and a critical warning (80) */
+    size_t retention_warn_bytes;     /* with max_slot_wal_keep_size = -1: a warning above this (1 GiB) */
+    size_t retention_critical_bytes; /* ... and a critical warning (4 GiB) */
+    int forecast_warn_seconds;       /* a warning when the slot would be lost within this (3600; 0 = off) */
     int nsink;
     struct wc_sink_conf *sinks;
 };
@@ -93,5 +149,14 @@ struct wc_rule *const *wc_config_rules(const struct wc_sink_conf *sink, const ch
 int wc_config_knows_event(const struct wc_config *cfg, const char *event_type);
 
 const char *wc_policy_name(int policy);
+
+/*
+ * Set one scalar key ("source.slot", "source.outbox.table", "source.dsn") from a command-line option,
+ * validated as the file's value would be. Returns 0, or -1 with err (WC_ERR_USAGE) "option OPTION: ...".
+ */
+int wc_config_set(struct wc_config *cfg, const char *key, const char *value, const char *option,
+                  struct wc_err *err);
+/* Parse "host:port", "[ipv6]:port" or ":port" (host "" = every address). 0, or -1 when malformed. */
+int wc_config_parse_listen(const char *s, char *host, size_t hostsize, int *port);
 
 #endif

@@ -27,8 +27,8 @@ struct wc_decoded {
 
 /*
  * New decoder for table schema.table whose columns are named colnames[WC_COL_*] (borrowed, must
- * outlive the decoder; NULL = defaults). msg_prefix: the logical-message prefix to report (others are
- * ignored); may be NULL.
+ * outlive the decoder; NULL = defaults; "" = the outbox has no such column, its value is always null).
+ * msg_prefix: the logical-message prefix to report (others are ignored); may be NULL.
  */
 struct wc_decoder *wc_decoder_new(const char *schema, const char *table, const char *const *colnames,
                                   const char *msg_prefix);
@@ -38,7 +38,8 @@ void wc_decoder_free(struct wc_decoder *d);
  * Decode one wal2json message (not NUL-terminated necessarily). wal_lsn: the dataStart of the XLogData
  * that carried it, used in error messages when the message itself has no lsn. Returns 0 and fills out
  * (whose pointers stay valid until the next call), or -1 with err (WC_ERR_PROTOCOL: malformed message,
- * the message names the LSN; WC_ERR_DATA: an outbox row missing a required column).
+ * the message names the LSN). An outbox row that cannot be routed (a configured column missing from it,
+ * a null event type) is no error: it is an event whose poison member says why.
  * Events outside a B..C pair are numbered as if in their own transaction.
  */
 int wc_decode_message(struct wc_decoder *d, const char *msg, size_t len, wc_lsn wal_lsn,

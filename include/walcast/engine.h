@@ -41,6 +41,13 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
                   const struct wc_engine_opts *opts, struct wc_engine_stats *stats, struct wc_err *err);
 
 /*
+ * The outbox as the source side is given it (outbox.h), from the configuration (borrowed from cfg).
+ * Returns nonzero when a sink has a rebuild action: then the outbox needs a replay order.
+ */
+struct wc_outbox;
+int wc_engine_outbox(const struct wc_config *cfg, struct wc_outbox *ob);
+
+/*
  * Decode a captured pg_recvlogical wal2json v2 stream (one message per line) from path ("-" = stdin)
  * into sink, without a server. Returns 0 or -1 with err naming the line.
  */

@@ -48,6 +48,9 @@ struct wc_event {
     /* The members of an object payload, indexed when payload_checked becomes 1 (lookups skip the text). */
     struct wc_json_index payload_index;
     size_t size; /* bytes of the wal2json message, for batch accounting */
+    /* Non-NULL for an outbox row no projection can be given (a null event type, a configured column
+     * missing from the row): why, for its dead letter. Borrowed from the decoder like the texts. */
+    const char *poison;
     /* Where the producer keeps payload_json to free it later (the decoder's slot, freed at its next
      * message); NULL for an event built by hand, whose caller json_decref()s payload_json. */
     json_t **payload_owner;

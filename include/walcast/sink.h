@@ -8,9 +8,18 @@
 #include "walcast/err.h"
 #include "walcast/event.h"
 #include "walcast/lsn.h"
+#include "walcast/tally.h"
 
 struct wc_sink;
 struct wc_dlq_ops;
+struct wc_owner_ops;
+
+/* Who owns a sink: the engine of this source system, database and slot applies events to it. */
+struct wc_owner {
+    char system_id[32]; /* the source's pg_control_system().system_identifier */
+    char database[128];
+    char slot[64];
+};
 
 /*
  * A commit in progress. The engine's committer hands it to commit_detached(); the sink hands it on to
@@ -71,6 +80,8 @@ struct wc_sink_ops {
     int (*reset)(struct wc_sink *s, struct wc_err *err);
     /* The sink's dead-letter store, for `walcast dlq` (sinks/dlq.h); NULL when it keeps none. */
     const struct wc_dlq_ops *dlq;
+    /* The sink's owner record (sinks/owner.h); NULL when it keeps none (the tail sink). */
+    const struct wc_owner_ops *owner;
 };
 
 struct wc_sink {
@@ -86,9 +97,10 @@ struct wc_sink {
     uint64_t dead_lettered; /* events sent to the dead-letter store */
     uint64_t skipped;       /* events dropped by the skip policy */
     int retrying;           /* dlq retry: a failing event is an error, never a new dead letter */
-    /* 1 after the sink opened and read its cursor, 0 when it is closed or a commit failed (for /readyz).
-     * Written by the engine's threads with atomic stores: read it with __atomic_load_n. */
+    /* 1 while the sink is open, its cursor read and its last commit good; 0 when closed or a commit failed.
+     * Set by the engine with atomic stores, read by the metrics endpoint (/readyz). */
     int connected;
+    struct wc_tally *tally; /* what it did, for the metrics endpoint; NULL: not counted */
     /* Set by the engine before open(): this is the sink's one writer. open() then ends any earlier session
      * of the same slot and sink that still runs on the server (a connection given up after a timeout, or
      * left by a killed process) before the cursor is read, so that a transaction it still had in flight
@@ -101,6 +113,14 @@ struct wc_sink {
 
 /* The counters are updated by the engine's thread and a commit thread: atomically. */
 #define WC_COUNT_ADD(counter, n) __atomic_fetch_add(&(counter), (uint64_t)(n), __ATOMIC_RELAXED)
+
+/* Count ev as applied (n = 1, when queued) or as not applied after all (n = -1, by the commit that found
+ * it failing: in_commit 1): the sink's counter and its tally by event type. */
+static inline void wc_sink_count_applied(struct wc_sink *s, int in_commit, const struct wc_event *ev, int n)
+{
+    WC_COUNT_ADD(s->applied, n);
+    wc_tally_count(s->tally, in_commit, ev, WC_OUT_APPLIED, n);
+}
 
 extern const struct wc_sink_ops wc_sink_postgres_ops;
 extern const struct wc_sink_ops wc_sink_redis_ops;
@@ -119,6 +139,20 @@ void wc_sink_free(struct wc_sink *s); /* closes it first; NULL is fine */
  */
 int wc_sink_handle_error(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev, int policy,
                          const char *error, struct wc_err *err);
+
+/*
+ * Ownership (sinks/owner.c). A sink belongs to the engine of one source and slot: its cursor is a
+ * position in that slot's stream, meaningless in any other. An open sink with no owner recorded is
+ * claimed for me (atomically: of two engines claiming at once one wins); one owned by another source or
+ * slot is refused: -1 with WC_ERR_CONFIG naming the owner and `walcast sink release`. A sink without an
+ * owner record (tail) is always 0.
+ */
+int wc_sink_claim(struct wc_sink *s, const struct wc_owner *me, struct wc_err *err);
+/* The recorded owner; *found = 0 when none. */
+int wc_sink_owner(struct wc_sink *s, struct wc_owner *out, int *found, struct wc_err *err);
+/* Hand the sink over: remove its owner record and its cursor in that owner's slot, in one atomic unit.
+ * The projections stay; the next engine to open the sink claims it. *found = 0 when it had no owner. */
+int wc_sink_release(struct wc_sink *s, struct wc_owner *was, int *found, struct wc_err *err);
 
 /* Print the sink's dead letters (id NULL = all), one line each, or one JSON object each. */
 int wc_sink_dlq_list(struct wc_sink *s, const char *id, int json, struct wc_err *err);

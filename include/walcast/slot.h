@@ -13,8 +13,9 @@ struct wc_slot_status {
     char slot_type[16];
     char database[64];
     int active;
-    int active_pid;     /* 0 when none */
-    wc_lsn restart_lsn; /* 0 when invalid */
+    int active_pid;       /* 0 when none */
+    int active_walsender; /* the active pid is a walsender (not a backend dropping or advancing the slot) */
+    wc_lsn restart_lsn;   /* 0 when invalid */
     wc_lsn confirmed_flush_lsn;
     wc_lsn current_wal_lsn;
     int64_t retained_bytes; /* WAL held back by the slot: current - restart_lsn; -1 when unknown */
@@ -29,6 +30,10 @@ int wc_slot_create(const char *dsn, const char *slot, int *existed, wc_lsn *lsn,
 /* *found = 0 when there is no such slot. */
 int wc_slot_status(const char *dsn, const char *slot, struct wc_slot_status *st, int *found,
                    struct wc_err *err);
+/* The same on an open connection (a plain SQL one). */
+struct pg_conn;
+int wc_slot_status_conn(struct pg_conn *conn, const char *slot, struct wc_slot_status *st, int *found,
+                        struct wc_err *err);
 /* Drop; an active slot is refused (WC_ERR_SLOT) unless force, which terminates its walsender first.
  * A missing slot: -1 with WC_ERR_SLOT. */
 int wc_slot_drop(const char *dsn, const char *slot, int force, struct wc_err *err);
@@ -37,10 +42,16 @@ int wc_slot_drop(const char *dsn, const char *slot, int force, struct wc_err *er
 struct wc_check_item {
     char name[64];
     int ok;
-    char detail[256];
+    char detail[1600];
 };
-/* Check wal_level, slots and senders, REPLICATION privilege, the wal2json plugin. Returns the number
- * of items written to items (at most max), or -1 with err when the server cannot be reached. */
-int wc_slot_check(const char *dsn, struct wc_check_item *items, int max, struct wc_err *err);
+/*
+ * Check wal_level, slots and senders, REPLICATION privilege, the wal2json plugin and, when ob is not
+ * NULL, the outbox (outbox.h: table, columns, types, privilege) and its replay order, which is a failure
+ * only when need_order (a sink may be rebuilt). Returns the number of items written to items (at most
+ * max), or -1 with err when the server cannot be reached.
+ */
+struct wc_outbox;
+int wc_slot_check(const char *dsn, const struct wc_outbox *ob, int need_order, struct wc_check_item *items,
+                  int max, struct wc_err *err);
 
 #endif

@@ -6,28 +6,27 @@
 #include "walcast/err.h"
 #include "walcast/event.h"
 #include "walcast/lsn.h"
-
-/* Where the outbox is: schema, table and its column names (borrowed, WC_COL_COUNT of them). */
-struct wc_outbox {
-    const char *schema;
-    const char *table;
-    const char *const *columns;
-};
+#include "walcast/outbox.h"
 
 struct wc_snapshot;
 
 /*
- * Create a temporary wal2json slot that exports a snapshot, and open a cursor over the outbox rows
- * visible in it (in event_id order) on a second connection. *point is the slot's consistent point:
- * transactions that committed before it are exactly the rows of the snapshot, the stream brings every
- * one after it. NULL with err (WC_ERR_IO) when the source cannot be reached or refuses.
+ * Create a temporary wal2json slot that exports a snapshot, check the outbox in it (outbox.h) and open a
+ * cursor over its rows in replay order (ob->order_by, else an integer event_id) on a second connection.
+ * *point is the slot's consistent point: transactions that committed before it are exactly the rows of
+ * the snapshot, the stream brings every one after it. NULL with err: WC_ERR_CONFIG when the outbox fails
+ * the check or has no replay order (the message explains the risk and the fix), WC_ERR_IO when the
+ * source cannot be reached or refuses.
  */
 struct wc_snapshot *wc_snapshot_open(const char *dsn, const struct wc_outbox *ob, wc_lsn *point,
                                      struct wc_err *err);
 /*
- * The next row as an event at position (0, its index among the rows). Returns 1 with ev set (its texts
- * are valid until the next call; ev->payload_json, when parsed, is the caller's to json_decref), 0 after
- * the last row, -1 with err.
+ * The next row as an event, built by the stream's own decoder from the message wal2json would have sent
+ * for it (replication/decode.c): the same column values, the same poison rows. Its position is (the
+ * consistent point, its index in replay order), its lsn therefore the consistent point; its commit_time
+ * is the commit time of the row's transaction when the server tracks it (track_commit_timestamp = on and
+ * the transaction not yet frozen), else empty. Returns 1 with ev set (everything in it, payload_json
+ * included, is the snapshot's until the next call), 0 after the last row, -1 with err.
  */
 int wc_snapshot_next(struct wc_snapshot *s, struct wc_event *ev, struct wc_err *err);
 /* Close both connections; the temporary slot goes with them. NULL is fine. */

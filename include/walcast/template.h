@@ -32,6 +32,9 @@ struct wc_tmpl *wc_tmpl_compile(const char *src, int bare, struct wc_err *err);
 void wc_tmpl_free(struct wc_tmpl *t);
 /* The source text, for messages. */
 const char *wc_tmpl_source(const struct wc_tmpl *t);
+/* Nonzero when the template is literal text without a placeholder; *text and *len are then that text
+ * ("{{" and "}}" already turned into braces), borrowed from t. */
+int wc_tmpl_literal(const struct wc_tmpl *t, const char **text, size_t *len);
 /* Nonzero when the template is one bare placeholder "payload" (the whole payload). */
 int wc_tmpl_is_whole_payload(const struct wc_tmpl *t);
 

@@ -21,6 +21,8 @@ static int commit_fast(struct wc_sink *s, const struct pg_batch *b, struct wc_po
     for (int i = 0; i < b->nops; i++)
         if (pg_pipe_op(s, b, &b->ops[i], err) < 0)
             goto send_failed;
+    if (pg_dlq_pipe_prune(s, err) < 0)
+        goto send_failed;
     if (pg_pipe_cursor(s, cursor, err) < 0 || pg_pipe_sql(s, "COMMIT", err) < 0)
         goto send_failed;
     if (pg_pipe_end(s, res, err) < 0)
@@ -84,9 +86,9 @@ static int commit_slow(struct wc_sink *s, const struct pg_batch *b, struct wc_co
             snprintf(why, sizeof(why), "projection \"%s\" (line %d): %s", pp->projection, pp->line, res.msg);
         else
             snprintf(why, sizeof(why), "%s", res.msg);
-        if (e->counted)
-            WC_COUNT_ADD(s->applied, -1);
         wc_recs_event(&b->recs, e, &ev);
+        if (e->counted)
+            wc_sink_count_applied(s, 1, &ev, -1);
         if (wc_sink_handle_error(s, c, &ev, s->cfg->on_error, why, err) < 0)
             goto failed;
     }

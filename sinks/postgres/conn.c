@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../owner.h"
 #include "pg.h"
 #include "walcast/clock.h"
 #include "walcast/log.h"
@@ -435,4 +436,5 @@ const struct wc_sink_ops wc_sink_postgres_ops = {
     .close = pg_close,
     .reset = pg_reset,
     .dlq = &pg_dlq_ops,
+    .owner = &wc_pg_owner_ops,
 };

@@ -1,4 +1,5 @@
 /* dlq.c - the PostgreSQL sink's dead-letter table for `walcast dlq list|retry` (sinks/dlq.c drives). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +74,30 @@ static int dlq_still_failing(struct wc_sink *s, const struct wc_dead_letter *dl,
     PQclear(PQexecParams(p->conn, "UPDATE walcast_dead_letters SET error = $1 WHERE id = $2::bigint", 2, NULL,
                          up, NULL, NULL, 0));
     return 0;
+}
+
+/*
+ * Keep at most engine.dead_letter_max dead letters of this sink: the oldest go, in the transaction of a
+ * batch, once a tenth of the bound (at least one) were written since the last time, so that the cost (an
+ * index scan of the bound's length) is spread over that many dead letters. The slot and sink names are
+ * [a-z0-9_] (checked at load), so they go into the statement as literals.
+ */
+int pg_dlq_pipe_prune(struct wc_sink *s, struct wc_err *err)
+{
+    struct pg *p = s->priv;
+    int max = s->cfg ? s->cfg->dead_letter_max : 0;
+    uint64_t n = __atomic_load_n(&s->dead_lettered, __ATOMIC_RELAXED);
+    uint64_t step = max >= 10 ? (uint64_t)max / 10 : 1;
+    char sql[512];
+
+    if (max <= 0 || n - p->dl_pruned_at < step)
+        return 0;
+    p->dl_pruned_at = n;
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM walcast_dead_letters WHERE slot = '%s' AND sink = '%s' AND id <= (SELECT id FROM "
+             "walcast_dead_letters WHERE slot = '%s' AND sink = '%s' ORDER BY id DESC OFFSET %d LIMIT 1)",
+             pg_slot_name(s), s->name, pg_slot_name(s), s->name, max);
+    return pg_pipe_sql(s, sql, err);
 }
 
 const struct wc_dlq_ops pg_dlq_ops = {

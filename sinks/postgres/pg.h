@@ -19,6 +19,8 @@
 #ifndef WALCAST_SINKS_PG_H
 #define WALCAST_SINKS_PG_H
 
+#include <stdint.h>
+
 #include <libpq-fe.h>
 
 #include "../dlq.h"
@@ -65,7 +67,8 @@ struct pg {
     struct pg_batch *cb; /* set aside by detach(), sent by commit_detached() */
     const char **values; /* scratch of the committing side: parameter values of one execution */
     int capvalues;
-    int nsent; /* commands sent in the current pipeline */
+    int nsent;             /* commands sent in the current pipeline */
+    uint64_t dl_pruned_at; /* s->dead_lettered when the dead letters were last pruned (dlq.c) */
 };
 
 /* The outcome of a pipeline. */
@@ -118,5 +121,8 @@ int pg_reset(struct wc_sink *s, struct wc_err *err);
 
 /* dlq.c */
 extern const struct wc_dlq_ops pg_dlq_ops;
+/* Pipe a DELETE of the sink's oldest dead letters beyond engine.dead_letter_max into the transaction
+ * being sent, when enough were written since the last one (a tenth of the bound); 0 or -1 with err. */
+int pg_dlq_pipe_prune(struct wc_sink *s, struct wc_err *err);
 
 #endif

@@ -145,7 +145,7 @@ int pg_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
         return 0;
     }
     p->recs.v[ei].counted = 1;
-    WC_COUNT_ADD(s->applied, 1);
+    wc_sink_count_applied(s, 0, ev, 1);
     return 0;
 
 render_failed:

@@ -1,130 +1,169 @@
-/* commit.c - the Redis sink's commit: the batch and the cursor in one MULTI/EXEC; event by event when
- * Redis refuses the batch; the dead letters of commands that fail while EXEC runs; the rebuild's FLUSHDB. */
+/* commit.c - the Redis sink's commit: the batch and the cursor in one MULTI/EXEC; what each event's
+ * script answered (applied, dead-lettered, skipped, halted); refusals of every write; the rebuild's
+ * FLUSHDB. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "redis.h"
+#include "walcast/clock.h"
 #include "walcast/log.h"
 
-/*
- * After an EXEC: the commands that failed while running (Redis applied the others). Warn for each one,
- * then apply the on_error policy to each failed event, its dead letter written outside the unit.
- * recs[0..nrec) are the unit's events, their commands at cmds. Returns 0, or -1 (halt, or connection).
- */
-static int runtime_errors(struct wc_sink *s, struct redis_sink *p, struct wc_commit *c,
-                          const struct batch *from, const struct wc_rec *recs, int nrec, const char *cmds,
-                          const redisReply *exec, int dead_letter_them, struct wc_err *err)
+/* The event type and position of a record, for messages. */
+static const char *rec_type(const struct batch *b, const struct wc_rec *r)
 {
-    size_t k = 0, off = 0;
-    int rc = 0;
-    struct wc_err herr = {0};
+    const char *t = wc_recs_str(&b->recs, r->col[WC_COL_EVENT_TYPE]);
 
-    if (exec->elements > 0 && exec->element[exec->elements - 1]->type == REDIS_REPLY_ERROR) {
-        wc_err_set(err, WC_ERR_DATA, "sink \"%s\": could not store the cursor in \"%s\": %s", s->name,
-                   p->cursor_key, exec->element[exec->elements - 1]->str);
+    return t ? t : "";
+}
+
+/*
+ * An event its script did not apply: {applied, error}. By the mode it ran in, the script has written its
+ * dead letter (counted here), done nothing (skip), or stored the cursor before it (halt: -1 with err,
+ * the engine stops before the cursor passes the event); in dlq retry it is an error for the driver.
+ */
+static int not_applied(struct wc_sink *s, struct redis_sink *p, const struct batch *b, const struct wc_rec *r,
+                       const redisReply *rep, struct wc_err *err)
+{
+    long long done =
+        rep->elements > 0 && rep->element[0]->type == REDIS_REPLY_INTEGER ? rep->element[0]->integer : 0;
+    const char *why = rep->elements > 1 && rep->element[1]->str ? rep->element[1]->str : "?";
+    char lsn[WC_LSN_STRLEN], part[160] = "";
+    struct wc_event ev;
+
+    wc_lsn_format(r->pos.lsn, lsn);
+    wc_recs_event(&b->recs, r, &ev); /* for the tally by event type */
+    if (done > 0)
+        snprintf(part, sizeof(part),
+                 " (its first %lld action%s took effect and redis cannot undo them: the dead letter records "
+                 "it, and dlq retry will not run them again)",
+                 done, done == 1 ? "" : "s");
+    if (r->counted)
+        wc_sink_count_applied(s, 1, &ev, -1);
+    if (s->retrying) {
+        if (done > 0)
+            p->retry_replaced = 1;
+        wc_err_set(err, WC_ERR_DATA, "%s%s", why, part);
         return -1;
     }
-    /* The common case: no command failed, and describing each one would cost more than the batch. */
-    int any = 0;
-    for (size_t i = 0; i < exec->elements && !any; i++)
-        any = exec->element[i]->type == REDIS_REPLY_ERROR;
-    for (int i = 0; i < nrec && any; i++) {
-        char first[1024] = "";
-        char lsn[WC_LSN_STRLEN];
-        const char *type;
-        struct wc_event ev;
+    switch (s->cfg ? s->cfg->on_error : WC_POLICY_DEAD_LETTER) {
+    case WC_POLICY_SKIP:
+        wc_warning("sink \"%s\": skipping event \"%s\" at %s:%" PRId64 ": %s%s", s->name, rec_type(b, r), lsn,
+                   r->pos.index, why, part);
+        WC_COUNT_ADD(s->skipped, 1);
+        wc_tally_count(s->tally, 1, &ev, WC_OUT_SKIPPED, 1);
+        return 0;
+    case WC_POLICY_HALT:
+        wc_err_set(err, WC_ERR_DATA, "sink \"%s\": event \"%s\" at %s:%" PRId64 ": %s%s", s->name,
+                   rec_type(b, r), lsn, r->pos.index, why, part);
+        return -1;
+    default:
+        wc_warning("sink \"%s\": dead-lettering event \"%s\" at %s:%" PRId64 ": %s%s", s->name,
+                   rec_type(b, r), lsn, r->pos.index, why, part);
+        WC_COUNT_ADD(s->dead_lettered, 1);
+        wc_tally_count(s->tally, 1, &ev, WC_OUT_DEAD_LETTERED, 1);
+        return 0;
+    }
+}
 
-        for (int j = 0; j < recs[i].n; j++, k++) {
-            const redisReply *r = exec->element[k];
-            char what[300];
+/* Go through the EXEC's replies: one per queued command after the SCRIPT LOADs, then the cursor's. */
+static int results(struct wc_sink *s, struct redis_sink *p, const struct batch *b, const struct unit *u,
+                   struct wc_err *err)
+{
+    const redisReply *exec = u->exec;
+    size_t k = (size_t)u->nload;
+    int rc = 0;
+    char lsn[WC_LSN_STRLEN];
 
-            redis_describe_cmd(cmds, &off, what, sizeof(what));
-            if (r->type != REDIS_REPLY_ERROR)
-                continue;
-            wc_recs_event(&from->recs, &recs[i], &ev);
-            type = ev.col[WC_COL_EVENT_TYPE].text ? ev.col[WC_COL_EVENT_TYPE].text : "";
-            wc_warning("sink \"%s\": %s failed for event \"%s\" at %s:%" PRId64
-                       " (its other commands were applied): %s",
-                       s->name, what, type, wc_lsn_format(recs[i].pos.lsn, lsn), recs[i].pos.index, r->str);
-            if (first[0] == '\0')
-                snprintf(first, sizeof(first), "%s: %s", what, r->str);
-        }
-        if (first[0] == '\0' || !dead_letter_them)
+    for (size_t i = 0; i < k; i++)
+        if (exec->element[i]->type == REDIS_REPLY_ERROR)
+            wc_warning("sink \"%s\": could not load a script: %s", s->name, exec->element[i]->str);
+    for (int i = 0; i < b->recs.n; i++) {
+        const struct wc_rec *r = &b->recs.v[i];
+        if (r->n == 0)
             continue;
-        wc_recs_event(&from->recs, &recs[i], &ev);
-        if (rc == 0 && wc_sink_handle_error(s, c, &ev, s->cfg->on_error, first, &herr) < 0) {
-            *err = herr;
+        const redisReply *rep = exec->element[k++];
+        if (r->first == REC_DEAD_LETTER) {
+            if (rep->type == REDIS_REPLY_ERROR && rc == 0) {
+                wc_err_set(err, WC_ERR_DATA, "sink \"%s\": could not write a dead letter to \"%s\": %s",
+                           s->name, p->dead_key, rep->str);
+                rc = -1;
+            }
+            continue;
+        }
+        if (rep->type == REDIS_REPLY_INTEGER)
+            continue; /* applied */
+        if (rep->type == REDIS_REPLY_ARRAY) {
+            struct wc_err e2 = {0};
+            if (not_applied(s, p, b, r, rep, &e2) < 0 && rc == 0) {
+                *err = e2;
+                rc = -1;
+            }
+        } else if (rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_STRING) {
+            if (r->counted) { /* "halted": an earlier event of the unit stopped it; it comes again */
+                struct wc_event ev;
+                wc_recs_event(&b->recs, r, &ev);
+                wc_sink_count_applied(s, 1, &ev, -1);
+            }
+        } else if (rc == 0) {
+            /* The script itself failed: nothing a check foresaw, so its writes may be partial. */
+            wc_err_set(err, WC_ERR_DATA,
+                       "sink \"%s\": the script of event \"%s\" at %s:%" PRId64
+                       " failed and may have applied part of its actions: %s",
+                       s->name, rec_type(b, r), wc_lsn_format(r->pos.lsn, lsn), r->pos.index,
+                       rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
             rc = -1;
         }
     }
-    if (!dead_letter_them)
-        return rc;
-    if (redis_send_loose(s, p, rc < 0 ? &herr : err) < 0 && rc == 0)
+    const redisReply *cur = exec->element[exec->elements - 1];
+    if (cur->type == REDIS_REPLY_ERROR && rc == 0) {
+        wc_err_set(err, WC_ERR_DATA, "sink \"%s\": could not store the cursor in \"%s\": %s", s->name,
+                   p->cursor_key, cur->str);
         rc = -1;
+    }
     return rc;
 }
 
 /*
- * EXEC refused the batch: redo it event by event, each in its own unit with the cursor at that event
- * (the last one with the commit's cursor). An event that still fails to queue goes through on_error.
+ * Redis refused the whole unit. A refusal that passes (OOM, MISCONF, READONLY, LOADING...) is retried
+ * from the durable cursor (WC_ERR_IO); one that means every write is refused until someone acts is also
+ * logged as an error naming the cause and the fix, at most once a minute per sink, so that it does not
+ * pass for an ordinary reconnect.
  */
-static int commit_slow(struct wc_sink *s, struct redis_sink *p, struct batch *b, struct wc_commit *c,
-                       struct wc_err *err)
+static int refused(struct wc_sink *s, struct redis_sink *p, const struct unit *u, struct wc_err *err)
 {
-    struct wc_pos cursor = c->cursor;
+    static pthread_mutex_t said_lock = PTHREAD_MUTEX_INITIALIZER;
+    static struct {
+        const struct wc_sink *s;
+        int64_t at;
+    } said[8];
+    const char *hint = redis_refusal_hint(u->why);
+    int say = 0;
 
-    for (int i = 0; i < b->recs.n; i++) {
-        const struct wc_rec *r = &b->recs.v[i];
-        size_t end = i + 1 < b->recs.n ? b->recs.v[i + 1].off : b->pending.len;
-        struct wc_pos at = i + 1 < b->recs.n ? r->pos : cursor;
-        struct unit u;
-        struct wc_event ev;
-        char msg[600];
-
-        if (i + 1 < b->recs.n && wc_pos_cmp(at, cursor) > 0)
-            at = cursor;
-        if (redis_send_unit(s, p, b->pending.data + r->off, end - r->off, r->n, b->scripts, at, &u, err) < 0)
-            return -1;
-        if (!u.aborted) {
-            int rc = runtime_errors(s, p, c, b, r, 1, b->pending.data + r->off, u.exec, 1, err);
-            freeReplyObject(u.exec);
-            if (rc < 0)
-                return -1;
-            continue;
-        }
-        if (u.transient) {
-            wc_err_set(err, WC_ERR_IO, "sink \"%s\": redis at %s:%d refused the transaction: %s", s->name,
-                       p->host, p->port, u.why);
-            return -1;
-        }
-        /* This event cannot be queued: its dead letter (or nothing) with the cursor at it. */
-        snprintf(msg, sizeof(msg), "%s", u.why);
-        if (r->counted)
-            WC_COUNT_ADD(s->applied, -1);
-        wc_recs_event(&b->recs, r, &ev);
-        redis_batch_reset(&p->loose);
-        if (wc_sink_handle_error(s, c, &ev, s->cfg->on_error, msg, err) < 0)
-            return -1;
-        if (redis_send_unit(s, p, p->loose.pending.data, p->loose.pending.len, p->loose.ncmd, 0, at, &u,
-                            err) < 0)
-            return -1;
-        if (u.aborted) {
-            wc_err_set(err, WC_ERR_DATA, "sink \"%s\": could not write the dead letter to \"%s\": %s",
-                       s->name, p->dead_key, u.why);
-            return -1;
-        }
-        runtime_errors(s, p, c, &p->loose, p->loose.recs.v, p->loose.recs.n, p->loose.pending.data, u.exec, 0,
-                       err);
-        freeReplyObject(u.exec);
-        redis_batch_reset(&p->loose);
-    }
-    if (b->recs.n == 0) {
-        wc_err_set(err, WC_ERR_DATA, "sink \"%s\": redis refused to store the cursor: %s", s->name,
-                   "EXECABORT");
+    wc_err_set(err, u->transient ? WC_ERR_IO : WC_ERR_DATA,
+               "sink \"%s\": redis at %s:%d refused the transaction: %s%s%s", s->name, p->host, p->port,
+               u->why, *hint ? ": " : "", hint);
+    if (!u->transient || !*hint)
         return -1;
+    /* The sinks commit on threads of their own. */
+    int64_t now = wc_now_ms();
+    int slot = 0;
+    pthread_mutex_lock(&said_lock);
+    for (int i = 0; i < 8; i++)
+        if (said[i].s == s || said[i].s == NULL) {
+            slot = i;
+            break;
+        }
+    if (said[slot].s != s || now - said[slot].at >= 60000) {
+        said[slot].s = s;
+        said[slot].at = now;
+        say = 1;
     }
-    return 0;
+    pthread_mutex_unlock(&said_lock);
+    if (say)
+        wc_error("%s; retrying (this is said once a minute while it lasts)", err->msg);
+    return -1;
 }
 
 /* Set the queued batch aside for commit_detached(); apply() queues into the other one meanwhile. */
@@ -139,7 +178,6 @@ void redis_detach(struct wc_sink *s)
 int redis_commit_detached(struct wc_sink *s, struct wc_commit *c, struct wc_err *err)
 {
     struct redis_sink *p = s->priv;
-    struct wc_pos cursor = c->cursor;
     struct batch *b;
     struct unit u;
     int rc;
@@ -147,31 +185,19 @@ int redis_commit_detached(struct wc_sink *s, struct wc_commit *c, struct wc_err 
     if (p == NULL)
         return redis_not_open(s, err);
     b = p->cb;
-    c->unit = &p->loose; /* dead letters of this commit go there, not into the batch apply() fills */
-    redis_batch_reset(&p->loose);
-    rc = redis_send_unit(s, p, b->pending.data, b->pending.len, b->ncmd, b->scripts, cursor, &u, err);
-    if (rc == 0 && !u.aborted) {
-        rc = runtime_errors(s, p, c, b, b->recs.v, b->recs.n, b->pending.data, u.exec, 1, err);
+    rc = redis_send_unit(s, p, b, c->cursor, &u, err);
+    if (rc == 0 && u.aborted)
+        rc = refused(s, p, &u, err);
+    else if (rc == 0) {
+        rc = results(s, p, b, &u, err);
         freeReplyObject(u.exec);
-    } else if (rc == 0) {
-        if (u.transient) {
-            wc_err_set(err, WC_ERR_IO, "sink \"%s\": redis at %s:%d refused the transaction: %s", s->name,
-                       p->host, p->port, u.why);
-            rc = -1;
-        } else {
-            wc_warning("sink \"%s\": redis refused a batch of %d events (%s), applying them one by one",
-                       s->name, b->recs.n, u.why);
-            rc = commit_slow(s, p, b, c, err);
-        }
     }
     if (rc == 0)
         redis_batch_reset(b);
     return rc;
 }
 
-/* Commit what is queued, here and now: both halves in a row. After a failure parts of the batch may be
- * applied (Redis has no rollback): the sink is opened again and the stream resumed from its cursor,
- * never committed again (the failed batch is dropped at the next detach). */
+/* Commit what is queued, here and now: both halves in a row. */
 int redis_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err)
 {
     struct wc_commit c = {.cursor = cursor};

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "../owner.h"
 #include "redis.h"
 #include "walcast/log.h"
 
@@ -116,7 +117,8 @@ struct script *redis_find_script(struct redis_sink *p, const char *src)
     return NULL;
 }
 
-/* SCRIPT LOAD every script of the sink's rules; keep their SHA1s. */
+/* SCRIPT LOAD every script of the sink's rules (to check them; they run inside the generated scripts),
+ * then generate and load each event type's script (script.c). */
 int redis_load_scripts(struct wc_sink *s, struct redis_sink *p, struct wc_err *err)
 {
     const struct wc_sink_conf *conf = s->conf;
@@ -163,7 +165,7 @@ int redis_load_scripts(struct wc_sink *s, struct redis_sink *p, struct wc_err *e
             freeReplyObject(r);
         }
     }
-    return 0;
+    return redis_gen_scripts(s, p, err);
 }
 
 /*
@@ -262,6 +264,7 @@ static int redis_open(struct wc_sink *s, struct wc_err *err)
         goto fail;
     p->cursor_key = redis_xasprintf("walcast:cursor:%s", slot);
     p->dead_key = redis_xasprintf("walcast:dead_letters:%s", slot);
+    p->halt_key = redis_xasprintf("walcast:halt:%s:%s", slot, s->name);
 
     p->c = redisConnectWithTimeout(p->host, p->port, ctv);
     if (p->c == NULL) {
@@ -390,10 +393,11 @@ void redis_close(struct wc_sink *s)
     }
     free(p->cursor_key);
     free(p->dead_key);
+    free(p->halt_key);
     free(p->scripts);
+    redis_gen_free(p);
     redis_batch_free(&p->bufs[0]);
     redis_batch_free(&p->bufs[1]);
-    redis_batch_free(&p->loose);
     wc_buf_free(&p->arg);
     free(p->argoff);
     free(p->arglen);
@@ -414,4 +418,5 @@ const struct wc_sink_ops wc_sink_redis_ops = {
     .close = redis_close,
     .reset = redis_reset,
     .dlq = &redis_dlq_ops,
+    .owner = &wc_redis_owner_ops,
 };

@@ -27,6 +27,8 @@ static int entry_fields(struct wc_sink *s, redisReply *entry, struct wc_dead_let
             dl->idx = v;
         else if (strcmp(k, "error") == 0)
             dl->error = v;
+        else if (strcmp(k, "applied") == 0)
+            dl->applied = v;
         else
             for (int c = 0; c < DL_NCOLS; c++)
                 if (strcmp(k, wc_dl_col_names[c]) == 0)
@@ -74,23 +76,36 @@ static void dlq_discard(struct wc_sink *s)
     redis_batch_reset(p->b);
 }
 
-/* The removal rides in the event's own MULTI/EXEC. */
-static void dlq_queue_removal(struct wc_sink *s, const struct wc_dead_letter *dl)
+/* The event's script removes the dead letter it comes from when it applies (retry mode): nothing to
+ * queue; prepare() tells apply() which one. */
+static void dlq_prepare(struct wc_sink *s, const struct wc_dead_letter *dl)
 {
     struct redis_sink *p = s->priv;
-    const char *argv[] = {"XDEL", p->dead_key, dl->id};
 
-    redis_queue_argv(p->b, &p->b->recs.v[p->b->recs.n - 1], 3, argv, NULL);
+    p->retry_id = dl->id;
+    p->retry_replaced = 0;
 }
 
-/* An error while EXEC ran does not undo the unit's XDEL: put the dead letter back when it is gone. */
+static void dlq_queue_removal(struct wc_sink *s, const struct wc_dead_letter *dl)
+{
+    (void)s;
+    (void)dl;
+}
+
+/*
+ * The script left a dead letter that still fails where it was (its checks failed: it wrote nothing), or
+ * replaced it by one that records a partial application. A dead letter gone otherwise (removed by hand
+ * meanwhile) is written back with the new error.
+ */
 static int dlq_still_failing(struct wc_sink *s, const struct wc_dead_letter *dl, const char *msg,
                              struct wc_err *err)
 {
     struct redis_sink *p = s->priv;
     const char *chk[] = {"XRANGE", p->dead_key, dl->id, dl->id};
-    redisReply *c = redis_command(s, p, 4, chk, NULL, err);
 
+    if (p->retry_replaced)
+        return 0;
+    redisReply *c = redis_command(s, p, 4, chk, NULL, err);
     if (c == NULL)
         return -1;
     int gone = c->type == REDIS_REPLY_ARRAY && c->elements == 0;
@@ -117,6 +132,7 @@ const struct wc_dlq_ops redis_dlq_ops = {
     .action = "command",
     .fetch = dlq_fetch,
     .release = dlq_release,
+    .prepare = dlq_prepare,
     .discard = dlq_discard,
     .queue_removal = dlq_queue_removal,
     .still_failing = dlq_still_failing,

@@ -1,4 +1,5 @@
-/* queue.c - the Redis sink's batch: each event's commands rendered and formatted (RESP) into one buffer. */
+/* queue.c - the Redis sink's batch: each event's actions rendered into one EVALSHA of its type's generated
+ * script, formatted (RESP) into one buffer. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@ void redis_batch_reset(struct batch *b)
     wc_buf_reset(&b->pending);
     b->ncmd = 0;
     b->scripts = 0;
+    b->fixed = 0;
 }
 
 /* Cut the batch back to an earlier state. */
@@ -74,72 +76,80 @@ static void arg_reserve(struct redis_sink *p, int n)
     p->argv = wc_xrealloc(p->argv, (size_t)p->argcap * sizeof(*p->argv));
 }
 
-static void arg_push(struct redis_sink *p, int i, const char *s, size_t len)
+/* The mode an event's script runs in (script.c): the on_error policy, or "r" for dlq retry. */
+static char mode_of(const struct wc_sink *s)
 {
-    p->argoff[i] = p->arg.len;
-    wc_buf_append(&p->arg, s, len);
+    if (s->retrying)
+        return 'r';
+    switch (s->cfg ? s->cfg->on_error : WC_POLICY_DEAD_LETTER) {
+    case WC_POLICY_SKIP:
+        return 's';
+    case WC_POLICY_HALT:
+        return 'h';
+    default:
+        return 'd';
+    }
+}
+
+/* The decimal text of v into buf (24 bytes at least); returns its length. No printf: once per event. */
+static size_t put_ll(char *buf, long long v)
+{
+    char tmp[24];
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    size_t n = 0, len = 0;
+
+    do
+        tmp[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        buf[len++] = '-';
+    while (n > 0)
+        buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
+}
+
+/* Put a fixed (not rendered) argument at slot i. */
+static void arg_fixed(struct redis_sink *p, int i, const char *s, size_t len)
+{
+    p->argoff[i] = SIZE_MAX;
+    p->argv[i] = s;
     p->arglen[i] = len;
 }
 
-/*
- * Render one command of a rule for ev and queue it. Returns 0, or -1 with msg filled (the event cannot be
- * applied: a missing or null value, a filter that does not apply).
- */
-static int queue_cmd(struct wc_sink *s, struct redis_sink *p, const struct wc_rule *rule,
-                     const struct wc_redis_cmd *cmd, struct wc_event *ev, struct wc_rec *r, char *msg,
-                     size_t msgsize)
+#define ARG_FIXED(p, i, str) arg_fixed((p), (i), (str), strlen(str))
+
+static const char *col_text(const struct wc_event *ev, int c, size_t *len)
 {
-    struct script *sc = NULL;
-    int argc = 0, total = cmd->argc + (cmd->script ? 3 : 0);
-    const char *what = "script";
+    *len = ev->col[c].text ? ev->col[c].len : 0;
+    return ev->col[c].text ? ev->col[c].text : "";
+}
 
-    arg_reserve(p, total);
-    wc_buf_reset(&p->arg);
-    if (cmd->script != NULL) {
-        char nkeys[16];
-        int n = snprintf(nkeys, sizeof(nkeys), "%d", cmd->nkeys);
+/* Why a rendered value cannot be sent, for the on_error message. */
+static void bad_value(const struct wc_rule *rule, const struct wc_redis_cmd *cmd, int m, const char *v,
+                      size_t len, char *msg, size_t msgsize)
+{
+    const char *what = cmd->name ? cmd->name : "script";
 
-        sc = redis_find_script(p, cmd->script);
-        if (sc == NULL) {
-            snprintf(msg, msgsize, "projection \"%s\": script at line %d was not loaded", rule->projection,
-                     cmd->line);
-            return -1;
-        }
-        arg_push(p, argc++, "EVALSHA", 7);
-        arg_push(p, argc++, sc->sha, 40);
-        arg_push(p, argc++, nkeys, (size_t)n);
-    } else if (cmd->argc > 0) {
-        what = wc_tmpl_source(cmd->argv[0]);
-    }
-    for (int i = 0; i < cmd->argc; i++) {
-        struct wc_err terr = {0};
-        size_t off = p->arg.len;
-        int rc = wc_tmpl_render(cmd->argv[i], ev, &p->arg, &terr);
-
-        if (rc != 0) {
-            snprintf(msg, msgsize, "projection \"%s\": %.64s at line %d: argument %d \"%.200s\": %.500s",
-                     rule->projection, what, cmd->line, i + 1, wc_tmpl_source(cmd->argv[i]),
-                     rc > 0 ? "value is null" : terr.msg);
-            return -1;
-        }
-        p->argoff[argc] = off;
-        p->arglen[argc] = p->arg.len - off;
-        argc++;
-    }
-    if (argc == 0)
-        return 0;
-    /* pointers only now: rendering may have moved the buffer */
-    for (int i = 0; i < argc; i++)
-        p->argv[i] = p->arg.data + p->argoff[i];
-    redis_queue_argv(p->b, r, argc, p->argv, p->arglen);
-    if (sc != NULL)
-        p->b->scripts |= script_bit((int)(sc - p->scripts));
-    return 0;
+    if (cmd->kinds[m] == WC_RA_KEY)
+        snprintf(
+            msg, msgsize,
+            "projection \"%s\": %s at line %d: key \"%.*s\" is one of walcast's own names (\"walcast:...\")",
+            rule->projection, what, cmd->line, (int)(len > 200 ? 200 : len), v);
+    else
+        snprintf(msg, msgsize, "projection \"%s\": %s at line %d: argument %d \"%.200s\" is not %s: \"%.*s\"",
+                 rule->projection, what, cmd->line, m, wc_tmpl_source(cmd->argv[m]),
+                 cmd->kinds[m] == WC_RA_INT || cmd->kinds[m] == WC_RA_POSINT || cmd->kinds[m] == WC_RA_NATURAL
+                     ? "an integer as redis reads one"
+                     : "a number as redis reads one",
+                 (int)(len > 64 ? 64 : len), v);
 }
 
 /*
- * Queue the commands of every rule for ev's type. All of an event's commands or none: a failure rolls
- * the event back out of the batch, then the on_error policy decides.
+ * Queue the event's one EVALSHA of its type's generated script: every action of every rule for the
+ * type, rendered now, applied whole or not at all when the batch commits. A value that cannot be
+ * rendered (a missing field) or sent (a key in walcast's names, a number Redis would refuse) rolls the
+ * event back out of the batch, then the on_error policy decides.
  */
 int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
 {
@@ -148,7 +158,7 @@ int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
     struct wc_rule *const *rules;
     struct batch *b;
     size_t pending_len, meta_len;
-    int nrec, ncmd, n = 0;
+    int nrec, ncmd, n = 0, gi;
     struct wc_rec *r;
     char msg[1024];
 
@@ -156,30 +166,94 @@ int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
         return redis_not_open(s, err);
     if (type == NULL)
         return 0;
+    rules = wc_config_rules(s->conf, type, &n);
+    if (rules == NULL || n == 0 || (gi = p->gen_of_rule[rules[0] - s->conf->rules]) < 0)
+        return 0;
+    const struct gen *g = &p->gens[gi];
     b = p->b;
     pending_len = b->pending.len;
     meta_len = b->recs.arena.len;
     nrec = b->recs.n;
     ncmd = b->ncmd;
-    rules = wc_config_rules(s->conf, type, &n);
-    if (rules == NULL || n == 0)
-        return 0;
     r = rec_for(b, ev);
+
+    /* Slots: EVALSHA sha numkeys, walcast's keys, the event's keys, the mode's arguments, the values. */
+    char mode = mode_of(s), nk[24], lsn[WC_LSN_STRLEN], idx[24], prev[40], at[40];
+    int nw = mode == 'h' ? 3 : 1, nm = mode == 'd' ? 8 : mode == 'r' ? 9 : mode == 'h' ? 3 : 1;
+    int kpos = 3 + nw, mpos = kpos + g->nkeys, apos = mpos + nm, argc = apos + g->nargs;
+    int x = 0, ki = 0, ai = 0;
+
+    arg_reserve(p, argc);
+    wc_buf_reset(&p->arg);
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < rules[i]->ncmd; j++) {
-            if (queue_cmd(s, p, rules[i], &rules[i]->cmds[j], ev, r, msg, sizeof(msg)) < 0)
-                goto failed;
+            const struct wc_redis_cmd *cmd = &rules[i]->cmds[j];
+            for (int m = 0; m < cmd->argc; m++) {
+                int how = g->how[x++];
+                if (how == GEN_SKIP)
+                    continue;
+                struct wc_err terr = {0};
+                size_t off = p->arg.len;
+                int rc = wc_tmpl_render(cmd->argv[m], ev, &p->arg, &terr);
+                if (rc < 0) {
+                    snprintf(msg, sizeof(msg),
+                             "projection \"%s\": %.64s at line %d: argument %d \"%.200s\": %.500s",
+                             rules[i]->projection, cmd->name ? cmd->name : "script", cmd->line,
+                             cmd->script ? m + 1 : m, wc_tmpl_source(cmd->argv[m]), terr.msg);
+                    goto failed;
+                }
+                size_t len = p->arg.len - off;
+                if (cmd->kinds[m] != WC_RA_VALUE && !wc_redis_arg_ok(cmd->kinds[m], p->arg.data + off, len)) {
+                    bad_value(rules[i], cmd, m, p->arg.data + off, len, msg, sizeof(msg));
+                    goto failed;
+                }
+                int slot = how == GEN_KEY ? kpos + ki++ : apos + ai++;
+                p->argoff[slot] = off;
+                p->arglen[slot] = len;
+            }
         }
     }
-    if (r->n > 0) {
-        WC_COUNT_ADD(s->applied, 1);
-        r->counted = 1;
-    } else
-        batch_truncate(b, nrec, meta_len, pending_len, ncmd); /* nothing to remember */
+    ARG_FIXED(p, 0, "EVALSHA");
+    arg_fixed(p, 1, g->sha, 40);
+    arg_fixed(p, 2, nk, put_ll(nk, nw + g->nkeys));
+    ARG_FIXED(p, 3, p->dead_key);
+    if (mode == 'h') {
+        ARG_FIXED(p, 4, p->cursor_key);
+        ARG_FIXED(p, 5, p->halt_key);
+    }
+    arg_fixed(p, mpos, mode == 'd' ? "d" : mode == 'r' ? "r" : mode == 'h' ? "h" : "s", 1);
+    if (mode == 'd' || mode == 'r') {
+        static const int cols[5] = {WC_COL_EVENT_ID, WC_COL_EVENT_TYPE, WC_COL_AGGREGATE_TYPE,
+                                    WC_COL_AGGREGATE_ID, WC_COL_PAYLOAD};
+        ARG_FIXED(p, mpos + 1, wc_lsn_format(ev->pos.lsn, lsn));
+        arg_fixed(p, mpos + 2, idx, put_ll(idx, ev->pos.index));
+        for (int c = 0; c < 5; c++) {
+            size_t len;
+            const char *t = col_text(ev, cols[c], &len);
+            arg_fixed(p, mpos + 3 + c, t, len);
+        }
+        if (mode == 'r')
+            ARG_FIXED(p, mpos + 8, p->retry_id ? p->retry_id : "");
+    } else if (mode == 'h') {
+        /* Failing whole, the event leaves the cursor at the event queued before it in this batch (or
+         * where the last commit put it); failing part way, at itself. */
+        int ri = (int)(r - b->recs.v);
+        ARG_FIXED(p, mpos + 1, ri > 0 ? wc_pos_format(b->recs.v[ri - 1].pos, prev) : "");
+        ARG_FIXED(p, mpos + 2, wc_pos_format(ev->pos, at));
+    }
+    /* pointers only now: rendering may have moved the buffer */
+    for (int i = 0; i < argc; i++)
+        if (p->argoff[i] != SIZE_MAX)
+            p->argv[i] = p->arg.data + p->argoff[i];
+    redis_queue_argv(b, r, argc, p->argv, p->arglen);
+    r->first = REC_EVENT;
+    b->scripts |= script_bit(gi);
+    wc_sink_count_applied(s, 0, ev, 1);
+    r->counted = 1;
     return 0;
 
 failed:
-    /* Drop the event's commands but keep its record: a dead letter goes there. */
+    /* Drop the event's command but keep its record: a dead letter goes there. */
     batch_truncate(b, b->recs.n, b->recs.arena.len, pending_len, ncmd);
     r->n = 0;
     if (wc_sink_handle_error(s, NULL, ev, s->cfg->on_error, msg, err) < 0) {
@@ -191,32 +265,37 @@ failed:
     return 0;
 }
 
-/* Queue an XADD to the dead-letter stream for ev: into the batch being queued, or, found by a commit
- * (in), into that commit's unit (the loose batch its commit sends after the EXEC). */
+/* Queue a dead letter for ev, found while queueing (an unknown event type, a value that cannot be
+ * rendered): the fixed dead-letter script, so that it too is skipped after a halt in the same unit. */
 int redis_dead_letter(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev, const char *error,
                       struct wc_err *err)
 {
     struct redis_sink *p = s->priv;
     struct batch *into;
     struct wc_rec *r;
-    char lsn[WC_LSN_STRLEN], idx[24];
-    const char *argv[21];
-    size_t len[21];
+    char lsn[WC_LSN_STRLEN], idx[24], max[24];
+    const char *argv[24];
+    size_t len[24];
     int argc = 0;
 
+    (void)in;
     if (p == NULL)
         return redis_not_open(s, err);
-    into = in != NULL ? in->unit : p->b;
+    into = p->b;
     r = rec_for(into, ev);
 
     wc_lsn_format(ev->pos.lsn, lsn);
     snprintf(idx, sizeof(idx), "%" PRId64, ev->pos.index);
+    snprintf(max, sizeof(max), "%d", s->cfg ? s->cfg->dead_letter_max : 0);
 #define ARG(str, n) (argv[argc] = (str), len[argc] = (n), argc++)
 #define ARGS(str) ARG((str), strlen(str))
 #define ARGC(i) ARG(ev->col[i].text ? ev->col[i].text : "", ev->col[i].text ? ev->col[i].len : 0)
-    ARGS("XADD");
+    ARGS("EVALSHA");
+    ARG(p->fixed_sha[FIXED_DEAD_LETTER], 40);
+    ARGS("2");
     ARGS(p->dead_key);
-    ARGS("*");
+    ARGS(p->halt_key);
+    ARGS(max);
     ARGS("sink");
     ARGS(s->name);
     ARGS("lsn");
@@ -239,5 +318,7 @@ int redis_dead_letter(struct wc_sink *s, struct wc_commit *in, struct wc_event *
 #undef ARGS
 #undef ARG
     redis_queue_argv(into, r, argc, argv, len);
+    r->first = REC_DEAD_LETTER;
+    into->fixed |= 1 << FIXED_DEAD_LETTER;
     return 0;
 }

@@ -15,27 +15,26 @@
 #include "walcast/sink.h"
 
 /*
- * How a batch travels. apply() renders each event's commands and formats them (RESP) into one growing
- * buffer, remembering where each event starts, how many commands it has and a copy of the event's
- * columns (for a dead letter written later). commit() then writes, in one pipeline and so one round trip:
+ * How a batch travels. Every action of one event type (all the projections' commands and scripts for
+ * it) runs in one Lua script generated for that type when the sink opens (script.c), so that an event is
+ * applied whole or not at all. apply() renders each event's keys and values and formats one EVALSHA of
+ * its type's script (RESP) into one growing buffer, remembering where each event starts. commit() then
+ * writes, in one pipeline and so one round trip:
  *
- *     SCRIPT LOAD <each script the batch uses>    (cheap when cached; survives a SCRIPT FLUSH)
  *     MULTI
- *     <every queued command>
- *     HSET walcast:cursor:<slot> <sink> <cursor>
+ *     SCRIPT LOAD <each script the batch uses>    (inside the unit: EVALSHA cannot miss a flushed cache)
+ *     EVALSHA <type's script> ... for each event  (or a dead letter's, for one found while queueing)
+ *     HSET walcast:cursor:<slot> <sink> <cursor>  (on_error: halt -> a script that skips it after a halt)
  *     EXEC
  *
- * Redis queues the commands and runs them all at EXEC, or runs none when one failed to queue (unknown
- * command, wrong number of arguments: EXECABORT). Then the batch is redone event by event, each event in
- * its own MULTI/EXEC with the cursor at that event, and an event that still fails to queue goes through
- * the on_error policy in a unit of its own (its dead letter written with the cursor at that event).
- *
- * Limitation: an error while EXEC runs a command (WRONGTYPE, a failing script) does not roll the
- * transaction back; Redis has no rollback. The other commands and the cursor are applied. Such an event is
- * reported with a warning naming the command and its key, and its dead letter (per on_error) is written
- * right after the EXEC, best effort, outside the atomic unit. With on_error: halt the engine stops there,
- * but the cursor is already past the event: the next start does not meet it again (the warning and the
- * error name it).
+ * An event's script first checks what could make a write fail part way (the type each key holds, the
+ * value a counter increments, by simulating the event's own earlier commands), then writes. When a
+ * check fails it writes nothing of the event; by the on_error policy it adds the dead letter itself
+ * (XADD ... MAXLEN ~ dead_letter_max, in the same EXEC as the cursor), does nothing (skip), or (halt)
+ * stores the cursor at the event before it and makes the rest of the unit do nothing, so that the engine
+ * stops before the cursor passes the event. A write that fails even so (a failure no check foresaw) ends
+ * the event there: its dead letter records how many actions took effect ("applied"), and `dlq retry`
+ * refuses it rather than run those again. The script's keys are all in KEYS[] (never computed in Lua).
  */
 
 #define CONNECT_TIMEOUT_S 10
@@ -44,18 +43,36 @@
 #define IO_TIMEOUT_S 30
 #define DEFAULT_PORT 6379
 
-/* A Lua script of the configuration, with its SHA1 as SCRIPT LOAD returned it. */
+/* A Lua script of the configuration, with its SHA1 as SCRIPT LOAD returned it (loaded at open to check
+ * it: it runs inside its event type's generated script). */
 struct script {
     const char *src; /* borrowed from the configuration */
     char sha[41];
 };
 
-/* A batch: one record per event (rec.off: where its commands start in pending, rec.n: how many). */
+/* One generated script: every action of one event type. how[] has one entry per argument of its actions
+ * (rule by rule, action by action, argv in order): GEN_SKIP (a command name, or a literal written into
+ * the script), GEN_KEY (sent in KEYS) or GEN_ARG (rendered and sent in ARGV). */
+enum { GEN_SKIP, GEN_KEY, GEN_ARG };
+struct gen {
+    char *src;
+    char sha[41];
+    unsigned char *how;
+    int nkeys, nargs; /* sent per event, after walcast's own */
+};
+
+/* The fixed scripts: a dead letter found while queueing, and the cursor after a halt (on_error: halt). */
+enum { FIXED_DEAD_LETTER, FIXED_CURSOR, NFIXED };
+
+/* A batch: one record per event (rec.off: where its command starts in pending, rec.n: 0 or 1 command,
+ * rec.first: REC_EVENT or REC_DEAD_LETTER, what that command is). */
+enum { REC_EVENT, REC_DEAD_LETTER };
 struct batch {
-    struct wc_recs recs;   /* the events' identities (for a dead letter written later) */
+    struct wc_recs recs;   /* the events' identities (for messages) */
     struct wc_buf pending; /* formatted commands */
     int ncmd;
-    uint64_t scripts; /* the scripts its commands use (script_bit): loaded again before its MULTI */
+    uint64_t scripts; /* the generated scripts its commands use (script_bit) */
+    int fixed;        /* the fixed scripts it uses (1 << FIXED_*) */
 };
 
 /* A script's bit in batch.scripts; the 64th stands for every script from there on. */
@@ -74,14 +91,19 @@ struct redis_sink {
     char *password; /* never logged */
     char *cursor_key;
     char *dead_key;
+    char *halt_key; /* set by the script of an event that halts, removed in the same EXEC */
     struct script *scripts;
     int nscript;
-    /* Two batches: apply() queues into b while commit_detached() sends cb on the engine's commit thread.
-     * Dead letters written by a commit (after the fact, outside its unit) go into loose. */
+    struct gen *gens; /* generated scripts (script.c) */
+    int ngen;
+    int *gen_of_rule; /* per configured rule: its event type's generated script, or -1 */
+    char fixed_sha[NFIXED][41];
+    const char *retry_id; /* dlq retry: the dead letter the event being retried comes from */
+    int retry_replaced;   /* ... which its script replaced by one that records a partial application */
+    /* Two batches: apply() queues into b while commit_detached() sends cb on the engine's commit thread. */
     struct batch bufs[2];
     struct batch *b, *cb;
-    struct batch loose;
-    /* scratch for rendering one command */
+    /* scratch for rendering one event */
     struct wc_buf arg;
     size_t *argoff;
     size_t *arglen;
@@ -91,10 +113,11 @@ struct redis_sink {
 
 /* The result of one MULTI/EXEC unit. */
 struct unit {
-    int aborted;      /* EXEC refused: a command failed to queue */
-    int transient;    /* ... for a reason that passes (OOM, LOADING...): retry later, do not dead-letter */
+    int aborted;      /* EXEC refused: a command failed to queue, or the server refused the transaction */
+    int transient;    /* ... for a reason that passes (OOM, LOADING...): retry later */
     char why[512];    /* the first queueing error (or EXEC's own error) */
     redisReply *exec; /* the EXEC array (owned) when not aborted */
+    int nload;        /* the SCRIPT LOAD replies at the start of exec */
 };
 
 /* dsn.c: "redis://[[user]:password@]host[:port][/db]" into p; never quotes the string (a password). */
@@ -121,18 +144,27 @@ void redis_close(struct wc_sink *s);
 /* queue.c */
 void redis_batch_reset(struct batch *b);
 void redis_batch_free(struct batch *b);
-/* Format argv as one RESP command at the end of the batch, as one of r's commands. */
+/* Format argv as one RESP command at the end of the batch, as r's command. */
 void redis_queue_argv(struct batch *b, struct wc_rec *r, int argc, const char **argv, const size_t *len);
 int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err);
 int redis_dead_letter(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev, const char *error,
                       struct wc_err *err);
 
+/* script.c */
+/* Generate the script of every event type of the sink and load them; 0 or -1 with err. */
+int redis_gen_scripts(struct wc_sink *s, struct redis_sink *p, struct wc_err *err);
+void redis_gen_free(struct redis_sink *p);
+/* The source of fixed script i (FIXED_*). */
+const char *redis_fixed_script(int i);
+
 /* unit.c */
-/* Describe the command at buf[*off] for a message ("ZADD on key \"k\"") and advance *off past it. */
-void redis_describe_cmd(const char *buf, size_t *off, char *out, size_t outsize);
-int redis_send_unit(struct wc_sink *s, struct redis_sink *p, const char *cmds, size_t len, int ncmd,
-                    uint64_t scripts, struct wc_pos cursor, struct unit *u, struct wc_err *err);
-int redis_send_loose(struct wc_sink *s, struct redis_sink *p, struct wc_err *err);
+/* Write one atomic unit: MULTI, SCRIPT LOADs of b's scripts, b's commands, the cursor, EXEC; read every
+ * reply. 0 with u filled (u->exec owned by the caller when not aborted), or -1 with err (WC_ERR_IO when
+ * the connection is gone). */
+int redis_send_unit(struct wc_sink *s, struct redis_sink *p, const struct batch *b, struct wc_pos cursor,
+                    struct unit *u, struct wc_err *err);
+/* What a refusal of every write means and what to do, for messages ("" when nothing is known). */
+const char *redis_refusal_hint(const char *msg);
 
 /* commit.c */
 void redis_detach(struct wc_sink *s);

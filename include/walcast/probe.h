@@ -1,0 +1,27 @@
+/*
+ * probe.h - read-only looks at a Redis sink's server through the sink's own connection code (its DSN,
+ * AUTH and SELECT), for `walcast doctor`, `walcast status` and the metrics poller.
+ */
+#ifndef WALCAST_PROBE_H
+#define WALCAST_PROBE_H
+
+#include "walcast/err.h"
+#include "walcast/sink.h"
+
+struct wc_redis_info {
+    char version[32];          /* "" when unknown */
+    long long maxmemory;       /* bytes, 0 = no limit; -1 unknown */
+    char maxmemory_policy[32]; /* "" when unknown */
+    int appendonly;            /* 1 yes, 0 no, -1 unknown */
+    char appendfsync[16];      /* always, everysec, no; "" when unknown */
+    int cluster_enabled;       /* 1, 0, -1 unknown */
+    long long dead_letters;    /* entries in the slot's dead-letter stream; -1 unknown */
+    char config_error[256];    /* why CONFIG GET failed (renamed or refused), "" when it worked */
+};
+
+/* What the server of an opened Redis sink says about itself. 0, or -1 with err (the connection). */
+int wc_sink_redis_info(struct wc_sink *s, struct wc_redis_info *out, struct wc_err *err);
+/* The password of a Redis DSN (new string), NULL when it has none or does not parse. */
+char *wc_redis_dsn_password(const char *dsn);
+
+#endif

@@ -1,0 +1,162 @@
+/*
+ * http.c - the metrics endpoint, served by libmicrohttpd on a thread of its own:
+ *   GET /metrics   Prometheus text format
+ *   GET /healthz   200 while the engine's loop runs
+ *   GET /readyz    200 while streaming with every sink connected and the confirmed position keeping up
+ *   GET /status    the JSON document `walcast status` prints
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "metrics.h"
+#include "walcast/log.h"
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type, char *body,
+                             size_t len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    enum MHD_Result rc;
+
+    if (r == NULL) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
+{
+    char *body;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&body, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return MHD_NO;
+    return reply(c, status, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *upload, size_t *upload_size, void **state)
+{
+    struct wc_metrics *m = cls;
+    char why[256];
+
+    (void)version;
+    (void)upload;
+    (void)state;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
+    if (*upload_size != 0)
+        return MHD_NO;
+    if (strcmp(url, "/metrics") == 0) {
+        struct wc_buf b = WC_BUF_INIT;
+        wc__metrics_text(m, &b);
+        return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+    }
+    if (strcmp(url, "/healthz") == 0) {
+        int ok = wc__metrics_healthy(m, why, sizeof(why));
+        return reply_text(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "%s\n", why);
+    }
+    if (strcmp(url, "/readyz") == 0) {
+        int ok = wc__metrics_ready(m, why, sizeof(why));
+        return reply_text(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "%s\n", why);
+    }
+    if (strcmp(url, "/status") == 0) {
+        json_t *doc = wc__metrics_status(m);
+        char *body = json_dumps(doc, JSON_COMPACT);
+        json_decref(doc);
+        if (body == NULL)
+            return MHD_NO;
+        size_t n = strlen(body);
+        char *nl = realloc(body, n + 2);
+        if (nl == NULL) {
+            free(body);
+            return MHD_NO;
+        }
+        nl[n] = '\n';
+        nl[n + 1] = '\0';
+        return reply(c, MHD_HTTP_OK, "application/json", nl, n + 1);
+    }
+    if (strcmp(url, "/") == 0)
+        return reply_text(c, MHD_HTTP_OK, "walcast %s: /metrics /healthz /readyz /status\n", WC_VERSION);
+    return reply_text(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz, /readyz or /status\n");
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    wc_debug("metrics endpoint: %s", msg);
+}
+
+int wc__http_start(struct wc_metrics *m, const char *listen, struct wc_err *err)
+{
+    char host[256], port[16];
+    int p;
+    struct addrinfo hints = {0}, *ai = NULL;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
+
+    if (wc_config_parse_listen(listen, host, sizeof(host), &p) < 0) {
+        wc_err_set(err, WC_ERR_CONFIG, "metrics.listen: invalid address \"%s\"", listen);
+        return -1;
+    }
+    snprintf(port, sizeof(port), "%d", p);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+    if (gai != 0 || ai == NULL) {
+        wc_err_set(err, WC_ERR_CONFIG, "metrics.listen: cannot resolve \"%s\": %s", host, gai_strerror(gai));
+        return -1;
+    }
+    /* Every address when the host is empty: IPv6 with IPv4 mapped where the system has it. */
+    struct addrinfo *use = ai;
+    if (host[0] == '\0') {
+        for (struct addrinfo *a = ai; a; a = a->ai_next)
+            if (a->ai_family == AF_INET6) {
+                use = a;
+                flags |= MHD_USE_DUAL_STACK;
+                break;
+            }
+    }
+    if (use->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    errno = 0;
+    m->http = MHD_start_daemon(flags, (uint16_t)p, NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR, use->ai_addr,
+                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)32, MHD_OPTION_CONNECTION_TIMEOUT,
+                               (unsigned)10, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    int saved = errno;
+    freeaddrinfo(ai);
+    if (m->http == NULL) {
+        wc_err_set(err, WC_ERR_CONFIG, "metrics.listen: could not listen on \"%s\": %s", listen,
+                   saved ? strerror(saved) : "address not available");
+        return -1;
+    }
+    wc_info("metrics endpoint on http://%s/metrics (also /healthz, /readyz, /status)", listen);
+    return 0;
+}
+
+void wc__http_stop(struct wc_metrics *m)
+{
+    if (m->http)
+        MHD_stop_daemon(m->http);
+    m->http = NULL;
+}
