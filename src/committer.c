@@ -50,9 +50,8 @@ void wc__confirm(struct session *s)
         wc_stream_confirm(s->stream, lsn);
 }
 
-static void *job_main(void *arg)
+static void job_main(struct sink_job *j)
 {
-    struct sink_job *j = arg;
     struct wc_sink *k = j->sink;
     char b = 1;
 
@@ -69,7 +68,43 @@ static void *job_main(void *arg)
         /* The pipe is full: the engine is awake anyway. */
     }
     __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
-    return NULL;
+}
+
+/* A sink's worker: waits for a job, runs it, and so on until told to quit. A thread per sink for the
+ * engine's lifetime rather than one per commit: handing a job over costs a wake-up, not a thread. */
+static void *worker_main(void *arg)
+{
+    struct sink_worker *w = arg;
+
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (w->job == NULL && !w->quit)
+            pthread_cond_wait(&w->cv, &w->mu);
+        struct sink_job *j = w->job;
+        w->job = NULL;
+        pthread_mutex_unlock(&w->mu);
+        if (j == NULL)
+            return NULL;
+        job_main(j);
+    }
+}
+
+void wc__workers_end(struct session *s)
+{
+    for (int i = 0; i < s->nsink; i++) {
+        struct sink_worker *w = s->rt[i].worker;
+        if (w == NULL || __atomic_load_n(&s->rt[i].k->abandoned, __ATOMIC_ACQUIRE))
+            continue;
+        pthread_mutex_lock(&w->mu);
+        w->quit = 1;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        free(w);
+        s->rt[i].worker = NULL;
+    }
 }
 
 struct sink_job *wc__job_reap(struct session *s, struct sink_rt *r)
@@ -79,8 +114,6 @@ struct sink_job *wc__job_reap(struct session *s, struct sink_rt *r)
 
     if (j == NULL || !__atomic_load_n(&j->done, __ATOMIC_ACQUIRE))
         return NULL;
-    if (j->threaded)
-        pthread_join(j->thread, NULL);
     if (j->wake_fd >= 0 && read(s->wake[0], &b, 1) < 0) {
         /* Already read (the pipe was full when it wrote): nothing to take. */
     }
@@ -89,7 +122,7 @@ struct sink_job *wc__job_reap(struct session *s, struct sink_rt *r)
     return j;
 }
 
-/* Run kind on r's sink on a thread of its own (here and now when no thread can be made). */
+/* Run kind on r's sink on its worker thread (here and now when no thread can be made). */
 int wc__job_start(struct session *s, struct sink_rt *r, int kind, struct wc_pos cursor)
 {
     struct sink_job *j = wc_xcalloc(1, sizeof(*j));
@@ -102,9 +135,23 @@ int wc__job_start(struct session *s, struct sink_rt *r, int kind, struct wc_pos 
     j->start_ms = wc_now_ms();
     r->job = j;
     s->jobs_running++;
-    j->threaded = pthread_create(&j->thread, NULL, job_main, j) == 0;
-    if (!j->threaded)
-        job_main(j);
+    if (r->worker == NULL) {
+        struct sink_worker *w = wc_xcalloc(1, sizeof(*w));
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, NULL);
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            pthread_mutex_destroy(&w->mu);
+            pthread_cond_destroy(&w->cv);
+            free(w);
+            job_main(j);
+            return 0;
+        }
+        r->worker = w;
+    }
+    pthread_mutex_lock(&r->worker->mu);
+    r->worker->job = j;
+    pthread_cond_signal(&r->worker->cv);
+    pthread_mutex_unlock(&r->worker->mu);
     return 0;
 }
 
@@ -371,9 +418,10 @@ void wc__drain(struct session *s, int grace_ms)
                     r->k->name, r->job->kind == JOB_COMMIT ? "commit" : "connection",
                     (long long)(now - r->job->start_ms));
                 __atomic_store_n(&r->k->abandoned, 1, __ATOMIC_RELEASE);
-                if (r->job->threaded)
-                    pthread_detach(r->job->thread);
-                r->job = NULL; /* left to its thread */
+                if (r->worker)
+                    pthread_detach(r->worker->thread);
+                r->worker = NULL; /* left to itself, with its job */
+                r->job = NULL;
                 s->jobs_running--;
                 s->abandoned = 1;
             }

@@ -407,6 +407,7 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
         wc_metrics_reconnect(err);
         wc_sleep_ms(delay, &wc_engine_stop);
     }
+    wc__workers_end(&s);
     if (!s.abandoned) {
         close(s.wake[0]);
         close(s.wake[1]);

@@ -44,7 +44,7 @@ enum sink_state {
 enum job_kind { JOB_COMMIT = 1, JOB_OPEN };
 
 /*
- * Work on a sink's connection, on a thread of its own, so that the engine's thread never waits for a
+ * Work on a sink's connection, on the sink's worker thread, so that the engine's thread never waits for a
  * server: it keeps streaming, answering keepalives and sending status updates. Heap-allocated: one the
  * engine abandons at shutdown (a hung server) is left to its thread.
  */
@@ -53,9 +53,7 @@ struct sink_job {
     struct wc_sink *sink;
     struct wc_owner
         owner; /* JOB_OPEN: claim the sink for this owner (a copy: the job may outlive the engine) */
-    pthread_t thread;
-    int threaded;
-    int done; /* set (atomically) when it has returned; then a byte goes to wake_fd */
+    int done;  /* set (atomically) when it has returned; then a byte goes to wake_fd */
     int wake_fd;
     int rc;
     struct wc_err err;
@@ -63,6 +61,16 @@ struct sink_job {
     struct wc_pos cursor;    /* JOB_OPEN: the cursor it read */
     int found;
     int64_t start_ms;
+};
+
+/* A sink's worker thread: it runs the sink's jobs one at a time, for the engine's lifetime. Heap-allocated
+ * and left to itself when abandoned at shutdown (its job hangs). */
+struct sink_worker {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct sink_job *job; /* handed over, not yet taken */
+    int quit;
 };
 
 /* The engine's view of one sink; outlives sessions. */
@@ -80,6 +88,7 @@ struct sink_rt {
     int due;              /* commit once the job in flight returns */
     int avg_commit_ms;    /* its usual commit time */
     struct sink_job *job; /* the job in flight, or NULL */
+    struct sink_worker *worker; /* its thread, started with its first job */
     struct wc_backoff retry;
     int64_t retry_at_ms; /* DOWN: when to open it again */
 };
@@ -147,6 +156,8 @@ int wc__job_start(struct session *s, struct sink_rt *r, int kind, struct wc_pos 
  * NULL. */
 struct sink_job *wc__job_reap(struct session *s, struct sink_rt *r);
 int wc__busy(const struct session *s);
+/* End the sinks' workers (not those a job was abandoned on). */
+void wc__workers_end(struct session *s);
 int wc__stall(struct session *s);
 void wc__wait_wake(struct session *s, int timeout_ms);
 void wc__drain(struct session *s, int grace_ms);

@@ -95,6 +95,8 @@ static long long new_order(struct orders_env *e)
 /* The orders fixture, walcast stopped after it applied a first order, and customer 1 created. */
 static void setup_stopped(struct orders_env *e)
 {
+    /* No metrics endpoint: its port, chosen once, could meanwhile go to the private Redis of a test. */
+    setenv("WALCAST_METRICS_LISTEN", "", 1);
     setup_env(e, 13);
     pid_t wl = start_workload(e, 20, 0.5);
     finish_workload(e, wl, 60000);
