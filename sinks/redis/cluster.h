@@ -21,10 +21,7 @@
  * cluster shares its ACL only by configuration, as every cluster client assumes). No database number:
  * a cluster has only database 0 ("/0" is accepted, anything else is an error).
  *
- * Hash slots (as Redis's keyHashSlot): slot = CRC16(k) mod 16384 where k is the whole key, unless the
- * key has a '{' followed later by a '}' with at least one byte between the first '{' and the first '}'
- * after it: then k is those bytes. Only the first '{' counts: "foo{}{bar}" hashes all of "foo{}{bar}"
- * (the first tag is empty), not "bar"; "foo{{bar}}" hashes "{bar".
+ * Hash slots: base/keyslot.c (include/walcast/keyslot.h says how hash tags count).
  *
  * Thread safety: none. One struct redis_cluster per thread (the sink's commit thread).
  */
@@ -38,17 +35,23 @@
 #include <hiredis/hiredis.h>
 
 #include "walcast/err.h"
+#include "walcast/keyslot.h"
 
-#define REDIS_CLUSTER_SLOTS 16384
+#define REDIS_CLUSTER_SLOTS WC_KEYSLOTS
 /* Redirections followed for one pipeline before giving up (a slot moving again and again). */
 #define REDIS_CLUSTER_MAX_REDIRECTS 5
 
 /* ---- keys and slots (cluster_map.c) ---- */
 
-/* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), as Redis's crc16(); "123456789" gives 0x31C3. */
-uint16_t redis_cluster_crc16(const char *buf, size_t len);
-/* The hash slot of key[0..len), hash tags honoured. */
-int redis_cluster_keyslot(const char *key, size_t len);
+/* CRC16 and hash slots live in base/keyslot.c (the configuration checks literal keys with them too). */
+static inline uint16_t redis_cluster_crc16(const char *buf, size_t len)
+{
+    return wc_crc16(buf, len);
+}
+static inline int redis_cluster_keyslot(const char *key, size_t len)
+{
+    return wc_keyslot(key, len);
+}
 /*
  * A short string (1 to 3 characters of [0-9a-zA-Z]) whose slot is slot: "{" tag "}" in a key puts the key
  * into that slot. Tags are the first of that alphabet's strings, shortest first, then in alphabet order,
