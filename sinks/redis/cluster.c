@@ -97,6 +97,7 @@ static void node_drop(struct redis_cluster *cl, int i)
         redisFree(cl->map.nodes[i].c);
         cl->map.nodes[i].c = NULL;
     }
+    cl->map.nodes[i].ready = 0;
     cl->stale = 1;
 }
 
@@ -174,6 +175,7 @@ static void install_map(struct redis_cluster *cl, struct redis_cluster_map *m, r
             if (m->nodes[j].c == NULL && m->nodes[j].port == old->port &&
                 strcmp(m->nodes[j].host, old->host) == 0) {
                 m->nodes[j].c = old->c;
+                m->nodes[j].ready = old->ready;
                 old->c = NULL;
             }
         }
@@ -268,15 +270,23 @@ const struct redis_cluster_node *redis_cluster_master(struct redis_cluster *cl, 
 }
 
 /* One command, or MULTI ... EXEC: a redirection then means nothing of it ran. */
-static int all_or_nothing(const char *cmds, size_t len, int ncmd)
+static int all_or_nothing(const struct redis_cluster_job *j)
 {
     static const char multi[] = "*1\r\n$5\r\nMULTI\r\n", exec[] = "*1\r\n$4\r\nEXEC\r\n";
     const size_t ml = sizeof(multi) - 1, el = sizeof(exec) - 1;
+    const char *first = j->headlen ? j->head : j->cmds, *last = j->taillen ? j->tail : j->cmds;
+    size_t flen = j->headlen ? j->headlen : j->len, llen = j->taillen ? j->taillen : j->len;
 
-    if (ncmd == 1)
+    if (j->ncmd == 1)
         return 1;
-    return ncmd >= 2 && len >= ml + el && strncasecmp(cmds, multi, ml) == 0 &&
-           strncasecmp(cmds + len - el, exec, el) == 0;
+    return j->ncmd >= 2 && flen >= ml && llen >= el && j->headlen + j->len + j->taillen >= ml + el &&
+           strncasecmp(first, multi, ml) == 0 && strncasecmp(last + llen - el, exec, el) == 0;
+}
+
+void redis_cluster_unready(struct redis_cluster *cl)
+{
+    for (int i = 0; i < cl->map.nnode; i++)
+        cl->map.nodes[i].ready = 0;
 }
 
 /* Per job, between the send and the read of one round. */
@@ -332,10 +342,20 @@ static int send_job(struct redis_cluster *cl, struct redis_cluster_job *j, struc
         cl->stale = 1;
         return -1;
     }
+    if (!n->ready && cl->on_connect != NULL) {
+        /* Nothing is queued on this connection yet in this round: the hook may talk on it. */
+        if (cl->on_connect(cl, n->c, n->host, n->port, cl->on_connect_arg, err) < 0) {
+            node_drop(cl, i);
+            return -1;
+        }
+    }
+    n->ready = 1;
     pd->ask = pd->redirect == REDIS_CLUSTER_ASK;
     pd->redirect = REDIS_CLUSTER_NO_REDIRECT;
     if ((pd->ask && redisAppendCommand(n->c, "ASKING") != REDIS_OK) ||
-        redisAppendFormattedCommand(n->c, j->cmds, j->len) != REDIS_OK) {
+        (j->headlen && redisAppendFormattedCommand(n->c, j->head, j->headlen) != REDIS_OK) ||
+        (j->len && redisAppendFormattedCommand(n->c, j->cmds, j->len) != REDIS_OK) ||
+        (j->taillen && redisAppendFormattedCommand(n->c, j->tail, j->taillen) != REDIS_OK)) {
         wc_err_set(err, WC_ERR_INTERNAL, "sink \"%s\": out of memory", cl->name);
         return -1;
     }
@@ -431,8 +451,7 @@ int redis_cluster_run(struct redis_cluster *cl, struct redis_cluster_job *jobs, 
         jobs[k].state = REDIS_CLUSTER_JOB_NOT_APPLIED;
         jobs[k].node[0] = '\0';
         jobs[k].redirects = 0;
-        if (jobs[k].slot < 0 || jobs[k].slot >= REDIS_CLUSTER_SLOTS ||
-            !all_or_nothing(jobs[k].cmds, jobs[k].len, jobs[k].ncmd)) {
+        if (jobs[k].slot < 0 || jobs[k].slot >= REDIS_CLUSTER_SLOTS || !all_or_nothing(&jobs[k])) {
             wc_err_set(err, WC_ERR_INTERNAL,
                        "sink \"%s\": pipeline for hash slot %d is not one command or MULTI ... EXEC",
                        cl->name, jobs[k].slot);

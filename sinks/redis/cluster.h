@@ -92,6 +92,7 @@ struct redis_cluster_node {
     int port;
     char id[41];     /* "" when the reply gave none */
     redisContext *c; /* NULL until used, and after its connection was lost */
+    int ready;       /* the cluster's on_connect ran on c */
 };
 
 struct redis_cluster_map {
@@ -147,6 +148,11 @@ struct redis_cluster {
     int stale;     /* refresh the map before the next run (a MOVED, a lost connection) */
     int no_shards; /* the server has no CLUSTER SHARDS (before 7.0): CLUSTER SLOTS */
     struct timeval connect_timeout, io_timeout;
+    /* Optional: run on a master's connection before the first job is sent on it (the sink loads its
+     * scripts there); 0, or -1 with err (the connection is then dropped, the job not sent). */
+    int (*on_connect)(struct redis_cluster *cl, redisContext *c, const char *host, int port, void *arg,
+                      struct wc_err *err);
+    void *on_connect_arg;
     struct {
         long refreshes; /* maps read */
         long moved;     /* MOVED replies followed */
@@ -193,6 +199,10 @@ struct redis_cluster_job {
     const char *cmds; /* borrowed */
     size_t len;
     int ncmd;
+    /* Optional RESP sent before and after cmds (borrowed; ncmd counts their commands too): a unit's
+     * MULTI and EXEC around commands queued elsewhere, without copying them. */
+    const char *head, *tail;
+    size_t headlen, taillen;
     /* out */
     int state;            /* enum redis_cluster_job_state */
     redisReply **replies; /* ncmd of them, by the caller: filled with new replies (free each) when DONE */
@@ -214,6 +224,9 @@ struct redis_cluster_job {
  * in its slot (a MOVED for another slot). Each job's state says what became of it.
  */
 int redis_cluster_run(struct redis_cluster *cl, struct redis_cluster_job *jobs, int njob, struct wc_err *err);
+
+/* Make every connection run on_connect again before its next job (the sink's scripts were flushed). */
+void redis_cluster_unready(struct redis_cluster *cl);
 
 /* One job: redis_cluster_run() of a single pipeline for slot; replies as there. */
 int redis_cluster_pipeline(struct redis_cluster *cl, int slot, const char *cmds, size_t len, int ncmd,
