@@ -521,3 +521,49 @@ int redis_cluster_pipeline(struct redis_cluster *cl, int slot, const char *cmds,
 
     return redis_cluster_run(cl, &j, 1, err);
 }
+
+/* Connect to master i when not connected, and run on_connect there when it has not run. 0, or -1 with err
+ * (the connection dropped). */
+static int node_ready(struct redis_cluster *cl, int i, struct wc_err *err)
+{
+    struct redis_cluster_node *n = &cl->map.nodes[i];
+
+    if (n->c == NULL && (n->c = node_connect(cl, n->host, n->port, err)) == NULL) {
+        cl->stale = 1;
+        return -1;
+    }
+    if (!n->ready && cl->on_connect != NULL &&
+        cl->on_connect(cl, n->c, n->host, n->port, cl->on_connect_arg, err) < 0) {
+        node_drop(cl, i);
+        return -1;
+    }
+    n->ready = 1;
+    return 0;
+}
+
+int redis_cluster_ready_all(struct redis_cluster *cl, struct wc_err *err)
+{
+    if (cl->stale && redis_cluster_refresh(cl, err) < 0)
+        return -1;
+    for (int i = 0; i < cl->map.nnode; i++)
+        if (node_ready(cl, i, err) < 0)
+            return -1;
+    return 0;
+}
+
+redisReply *redis_cluster_node_command(struct redis_cluster *cl, int i, int argc, const char **argv,
+                                       const size_t *len, struct wc_err *err)
+{
+    redisReply *r;
+
+    if (i < 0 || i >= cl->map.nnode) {
+        wc_err_set(err, WC_ERR_INTERNAL, "sink \"%s\": no redis cluster master %d", cl->name, i);
+        return NULL;
+    }
+    if (node_ready(cl, i, err) < 0)
+        return NULL;
+    r = redisCommandArgv(cl->map.nodes[i].c, argc, argv, len);
+    if (r == NULL)
+        node_lost(cl, i, err);
+    return r;
+}

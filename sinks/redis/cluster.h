@@ -225,6 +225,15 @@ struct redis_cluster_job {
  */
 int redis_cluster_run(struct redis_cluster *cl, struct redis_cluster_job *jobs, int njob, struct wc_err *err);
 
+/* Connect to every master of the map (read first when stale) and run on_connect on each. 0, or -1 with
+ * err. */
+int redis_cluster_ready_all(struct redis_cluster *cl, struct wc_err *err);
+/* Run one command on master i of the map (connected and readied as a job would be): its reply (new), or
+ * NULL with err (WC_ERR_IO: the connection was lost and is dropped). For commands of a whole node
+ * (FLUSHDB, INFO, CONFIG GET, WAIT). */
+redisReply *redis_cluster_node_command(struct redis_cluster *cl, int i, int argc, const char **argv,
+                                       const size_t *len, struct wc_err *err);
+
 /* Make every connection run on_connect again before its next job (the sink's scripts were flushed). */
 void redis_cluster_unready(struct redis_cluster *cl);
 

@@ -213,5 +213,7 @@ int redis_reset(struct wc_sink *s, struct wc_err *err);
 
 /* dlq.c */
 extern const struct wc_dlq_ops redis_dlq_ops;
+/* The fields of one XRANGE entry into dl (texts borrowed from entry); 0 when it is one of this sink's. */
+int redis_dl_entry(struct wc_sink *s, redisReply *entry, struct wc_dead_letter *dl);
 
 #endif
