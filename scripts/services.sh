@@ -210,9 +210,19 @@ live_port() { # the port of a node that answers
     echo "services: no redis cluster node answers in $dir" >&2
     return 1
 }
-# The live masters as "ID PORT NSLOTS", from CLUSTER NODES on a live node (a failed master is left out).
+# A live node that is a master: its view of the cluster is the one to read (a node just restarted may
+# still hold an old view for a moment).
+master_port() {
+    local d port
+    for d in $(node_dirs); do
+        port=$(node_port "$d")
+        [ "$(cli "$port" role | head -1)" = master ] && { echo "$port"; return 0; }
+    done
+    live_port
+}
+# The live masters as "ID PORT NSLOTS", from CLUSTER NODES on a live master (a failed master is left out).
 masters() {
-    cli "$(live_port)" cluster nodes | awk '$3 ~ /master/ && $3 !~ /fail/ {
+    cli "$(master_port)" cluster nodes | awk '$3 ~ /master/ && $3 !~ /fail/ {
         n = 0
         for (i = 9; i <= NF; i++) {
             if ($i ~ /^\[/) continue
@@ -222,7 +232,7 @@ masters() {
 }
 # The port of the master that serves SLOT, as a live node sees it.
 slot_owner() {
-    cli "$(live_port)" cluster nodes | awk -v slot="$1" '$3 ~ /master/ && $3 !~ /fail/ {
+    cli "$(master_port)" cluster nodes | awk -v slot="$1" '$3 ~ /master/ && $3 !~ /fail/ {
         for (i = 9; i <= NF; i++) {
             if ($i ~ /^\[/) continue
             split($i, r, "-"); if (r[2] == "") r[2] = r[1]
@@ -354,6 +364,19 @@ cluster_kill() { # cluster_kill PORT [--no-wait]
     return 1
 }
 
+# Every live node sees node ID (on PORT) in the role it says it has (a master that came back as a replica
+# may claim its old slots until the others' newer epoch reaches it).
+roles_agree() {
+    local role d p
+    role=$(cli "$1" role | head -1)
+    [ "$role" = slave ] || [ "$role" = master ] || return 1
+    for d in $(node_dirs); do
+        p=$(node_port "$d")
+        alive "$p" || continue
+        cli "$p" cluster nodes | awk -v id="$2" -v r="$role" '$1 == id { ok = ($3 ~ r) } END { exit !ok }' || return 1
+    done
+}
+
 cluster_restart() { # cluster_restart PORT
     local port=${1:?cluster-restart needs a PORT} d
     d=$(node_dir_of "$port")
@@ -372,7 +395,7 @@ cluster_restart() { # cluster_restart PORT
             [ "$other" != "$port" ] && alive "$other" && break
         done
         if ! cli "$other" cluster nodes | awk -v id="$id" '$1 == id {print $3}' | grep -qw fail &&
-            redis-cli --cluster check "127.0.0.1:$port" >/dev/null 2>&1; then
+            redis-cli --cluster check "127.0.0.1:$port" >/dev/null 2>&1 && roles_agree "$port" "$id"; then
             break
         fi
         sleep 0.05
@@ -382,12 +405,13 @@ cluster_restart() { # cluster_restart PORT
 }
 
 cluster_reshard() { # cluster_reshard N [FROM_PORT TO_PORT]
-    local n=${1:?cluster-reshard needs a number of slots} from=${2:-} to=${3:-} fromid toid
+    local n=${1:?cluster-reshard needs a number of slots} from=${2:-} to=${3:-} fromid toid list
     case "$n" in '' | *[!0-9]*) echo "services: cluster-reshard wants a number of slots" >&2; return 2 ;; esac
-    [ -n "$from" ] || from=$(masters | sort -k3,3nr | awk 'NR == 1 {print $2}')
-    [ -n "$to" ] || to=$(masters | awk -v f="$from" '$2 != f' | sort -k3,3n | awk 'NR == 1 {print $2}')
-    fromid=$(masters | awk -v p="$from" '$2 == p {print $1}')
-    toid=$(masters | awk -v p="$to" '$2 == p {print $1}')
+    list=$(masters) # one view for every choice below
+    [ -n "$from" ] || from=$(echo "$list" | sort -k3,3nr | awk 'NR == 1 {print $2}')
+    [ -n "$to" ] || to=$(echo "$list" | awk -v f="$from" '$2 != f' | sort -k3,3n | awk 'NR == 1 {print $2}')
+    fromid=$(echo "$list" | awk -v p="$from" '$2 == p {print $1}')
+    toid=$(echo "$list" | awk -v p="$to" '$2 == p {print $1}')
     [ -n "$fromid" ] || { echo "services: no live redis cluster master on port $from" >&2; return 1; }
     [ -n "$toid" ] || { echo "services: no live redis cluster master on port $to" >&2; return 1; }
     redis-cli --cluster reshard "127.0.0.1:$from" --cluster-from "$fromid" --cluster-to "$toid" \
