@@ -18,6 +18,11 @@
 #         kill -9 the node on PORT; a master's replica takes over: wait (up to 30 s) until it has and
 #         every live node says cluster_state:ok, print "killed PORT, PORT2 took over" (--no-wait: return
 #         at once, the failover still to come)
+#   scripts/services.sh cluster-lose DIR PORT
+#         a failover that loses acknowledged writes: the replica of the master on PORT drops its
+#         replication link and blocks (CLIENT KILL TYPE master, DEBUG SLEEP: WALCAST_REDIS_CLUSTER_LOSE_SECONDS,
+#         default 4 s), the master takes writes for 2 s more, then it is killed (kill -9) and its replica,
+#         once awake, takes over without them; waits as cluster-kill does
 #   scripts/services.sh cluster-restart DIR PORT  start a killed node again (a former master comes back as
 #         a replica of its successor); wait until it is connected and its replication link is up
 #   scripts/services.sh cluster-reshard DIR N [FROM_PORT TO_PORT]
@@ -45,7 +50,7 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-usage="usage: $0 start|stop|restart-pg|restart-read-pg|stop-pg|start-pg|restart-redis|start-cluster|cluster-kill|cluster-restart|cluster-reshard|cluster-masters|cluster-wait DIR [ARGS]"
+usage="usage: $0 start|stop|restart-pg|restart-read-pg|stop-pg|start-pg|restart-redis|start-cluster|cluster-kill|cluster-lose|cluster-restart|cluster-reshard|cluster-masters|cluster-wait DIR [ARGS]"
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "$usage" >&2; exit 2; }
 
 pgbin=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)
@@ -281,6 +286,7 @@ cluster-config-file nodes.conf
 cluster-node-timeout ${WALCAST_REDIS_CLUSTER_NODE_TIMEOUT:-1500}
 cluster-replica-validity-factor 0
 repl-diskless-sync-delay 0
+enable-debug-command local
 dir $d
 daemonize yes
 pidfile $d/redis.pid
@@ -377,6 +383,22 @@ roles_agree() {
     done
 }
 
+cluster_lose() { # cluster_lose PORT
+    local port=${1:?cluster-lose needs a PORT} id replica secs=${WALCAST_REDIS_CLUSTER_LOSE_SECONDS:-4}
+    alive "$port" || { echo "services: the redis cluster node on port $port is not running" >&2; return 1; }
+    [ "$(cli "$port" role | head -1)" = master ] || { echo "services: 127.0.0.1:$port is not a master" >&2; return 1; }
+    id=$(cli "$port" cluster myid)
+    replica=$(cli "$port" cluster nodes | awk -v id="$id" '$3 ~ /slave/ && $4 == id && $3 !~ /fail/ { split($2, a, "@"); sub(/.*:/, "", a[1]); print a[1]; exit }')
+    [ -n "$replica" ] || { echo "services: the master on port $port has no live replica" >&2; return 1; }
+    # The replica drops its link to the master and blocks at once (DEBUG SLEEP: it cannot connect again)
+    # while the master goes on taking writes. (Blocking alone would not do: the master's writes wait in the
+    # replica's socket buffer, and it reads them when it wakes.)
+    printf 'CLIENT KILL TYPE master\nDEBUG SLEEP %s\n' "$secs" | cli "$replica" >/dev/null &
+    sleep 2
+    cluster_kill "$port" | sed 's/^services: killed/services: lost writes: killed/'
+    wait
+}
+
 cluster_restart() { # cluster_restart PORT
     local port=${1:?cluster-restart needs a PORT} d
     d=$(node_dir_of "$port")
@@ -435,6 +457,7 @@ start-cluster)
     ;;
 cluster-kill) cluster_kill "${@:3}" ;;
 cluster-restart) cluster_restart "${@:3}" ;;
+cluster-lose) cluster_lose "${@:3}" ;;
 cluster-reshard) cluster_reshard "${@:3}" ;;
 cluster-masters) masters | awk '{print $2, $3}' ;;
 cluster-wait) cluster_wait 30 ;;
