@@ -75,13 +75,15 @@ static redisReply *cluster_command(redisContext **c, const char *fmt, const char
         redisReply *r = redisCommand(*c, fmt, key);
         char host[256];
         int slot, port;
-        if (r == NULL || r->type != REDIS_REPLY_ERROR || sscanf(r->str, "MOVED %d %255[^:]:%d", &slot, host, &port) != 3)
+        if (r == NULL || r->type != REDIS_REPLY_ERROR ||
+            sscanf(r->str, "MOVED %d %255[^:]:%d", &slot, host, &port) != 3)
             return r;
         freeReplyObject(r);
         redisFree(*c);
         *c = redisConnect(host, port);
         if (*c == NULL || (*c)->err) {
-            fprintf(stderr, "drain: redis cluster node %s:%d: %s\n", host, port, *c ? (*c)->errstr : "out of memory");
+            fprintf(stderr, "drain: redis cluster node %s:%d: %s\n", host, port,
+                    *c ? (*c)->errstr : "out of memory");
             exit(2);
         }
     }
@@ -269,9 +271,10 @@ int main(int argc, char **argv)
         redisFree(rc);
     return ok ? 0 : 1;
 usage:
-    fprintf(stderr,
-            "usage: drain --slot S --after LSN --last-idx K [--pg DSN] [--pg-sink NAME] [--redis HOST:PORT] "
-            "[--redis-sink NAME] [--redis-cluster HOST:PORT --events N] [--timeout SEC] [--log FILE] -- COMMAND "
-            "ARGS...\n");
+    fprintf(
+        stderr,
+        "usage: drain --slot S --after LSN --last-idx K [--pg DSN] [--pg-sink NAME] [--redis HOST:PORT] "
+        "[--redis-sink NAME] [--redis-cluster HOST:PORT --events N] [--timeout SEC] [--log FILE] -- COMMAND "
+        "ARGS...\n");
     return 2;
 }

@@ -185,7 +185,8 @@ static void *redis_watcher(void *arg)
     if (redis_zset != NULL) { /* find the key's master: follow a MOVED */
         redisReply *r = redisCommand(c, "ZCARD %s", redis_zset);
         int slot;
-        if (r && r->type == REDIS_REPLY_ERROR && sscanf(r->str, "MOVED %d %255[^:]:%d", &slot, redis_host, &redis_port) == 3) {
+        if (r && r->type == REDIS_REPLY_ERROR &&
+            sscanf(r->str, "MOVED %d %255[^:]:%d", &slot, redis_host, &redis_port) == 3) {
             redisFree(c);
             c = redisConnect(redis_host, redis_port);
             if (!c || c->err) {

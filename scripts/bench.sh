@@ -128,8 +128,9 @@ div() {
 # auto-aof-rewrite-min-size (64 MB) during the next drain, and a rewrite forked in the middle of it
 # would take CPU from whichever run it lands in. One drain of 100,000 events appends ~40 MB.
 reset_sinks() {
-    rsql -c "SET client_min_messages = warning" -c "TRUNCATE order_summary, customer_ltv" \
-        -c "DROP TABLE IF EXISTS walcast_cursor, walcast_dead_letters"
+    # walcast's own tables are emptied, not dropped: read.sql creates them, and walcast's role may not.
+    rsql -c "SET client_min_messages = warning" \
+        -c "TRUNCATE order_summary, customer_ltv, walcast_cursor, walcast_dead_letters, walcast_owner"
     rcli FLUSHALL >/dev/null
     rcli BGREWRITEAOF >/dev/null
     for _ in $(seq 1 600); do

@@ -75,8 +75,8 @@ static int rec_for(struct cbatch *b, const struct wc_event *ev)
     return wc_recs_add(r, ev, WC_REC_ALL);
 }
 
-/* Room in the scratch for an event type of nact actions and nkeys keys (grows, never shrinks). */
-static void scratch(struct csink *cs, int nact, int nkeys)
+/* Room in the scratch for an event type of nact actions, nkeys keys and nargs values (grows only). */
+static void scratch(struct csink *cs, int nact, int nkeys, int nargs)
 {
     if (nact > cs->actcap) {
         cs->actcap = nact + 8;
@@ -89,6 +89,33 @@ static void scratch(struct csink *cs, int nact, int nkeys)
         cs->keyoff = wc_xrealloc(cs->keyoff, (size_t)cs->keycap * sizeof(size_t));
         cs->keylen = wc_xrealloc(cs->keylen, (size_t)cs->keycap * sizeof(size_t));
     }
+    if (nargs > cs->valcap) {
+        cs->valcap = nargs + 8;
+        cs->valoff = wc_xrealloc(cs->valoff, (size_t)cs->valcap * sizeof(size_t));
+        cs->vallen = wc_xrealloc(cs->vallen, (size_t)cs->valcap * sizeof(size_t));
+    }
+}
+
+/* walcast's keys of slot S (dead letters, cursor, halt), made at the first use and kept: apply() names
+ * them for every event part. Only the engine's thread uses this cache. */
+static const struct slot_keys *slot_keys(struct wc_sink *s, struct csink *cs, int S)
+{
+    if (cs->keys == NULL)
+        cs->keys = wc_xcalloc(REDIS_CLUSTER_SLOTS, sizeof(*cs->keys));
+    if (cs->keys[S] == NULL) {
+        char k[3][CS_KEYLEN];
+        size_t n[3] = {cs_key(k[0], "dead_letters", S, cs->rs, NULL), cs_key(k[1], "cursor", S, cs->rs, NULL),
+                       cs_key(k[2], "halt", S, cs->rs, s->name)};
+        struct slot_keys *sk = wc_xcalloc(1, sizeof(*sk) + n[0] + n[1] + n[2] + 3);
+        char *t = sk->text;
+        for (int i = 0; i < 3; i++) {
+            sk->len[i] = n[i];
+            memcpy(t, k[i], n[i] + 1);
+            t += n[i] + 1;
+        }
+        cs->keys[S] = sk;
+    }
+    return cs->keys[S];
 }
 
 /* Whether action a is outside the dead letter retried (its mask): dlq retry runs only its part. */
@@ -137,7 +164,7 @@ int cs_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
     int kpos = 6, mpos = kpos + g->nkeys, apos = mpos + nm, argc = apos + g->nargs + 1;
     int nparts = 0, queued = 0;
 
-    scratch(cs, g->nact, g->nkeys);
+    scratch(cs, g->nact, g->nkeys, g->nargs);
     int *slot_of = cs->slot_of, *parts = cs->parts;
     char *mask = cs->mask;
     redis_arg_reserve(p, argc);
@@ -145,6 +172,8 @@ int cs_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
         goto failed;
     memcpy(cs->keyoff, p->argoff + kpos, (size_t)g->nkeys * sizeof(size_t));
     memcpy(cs->keylen, p->arglen + kpos, (size_t)g->nkeys * sizeof(size_t));
+    memcpy(cs->valoff, p->argoff + apos, (size_t)g->nargs * sizeof(size_t));
+    memcpy(cs->vallen, p->arglen + apos, (size_t)g->nargs * sizeof(size_t));
     /* The slot of each action: its keys' (one slot), or, for an action without keys, the event's first. */
     for (int a = 0; a < g->nact; a++) {
         const struct gen_act *ga = &g->act[a];
@@ -195,20 +224,22 @@ int cs_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
     redis_mode_args(p, mode, ev, mpos, prev, &mt);
     for (int j = 0; j < nparts; j++) {
         int S = parts[j];
-        char dl[CS_KEYLEN], cur[CS_KEYLEN], halt[CS_KEYLEN];
+        char retried[CS_KEYLEN];
+        const char *dl, *cur, *halt;
         size_t dll, curl, haltl;
 
         if (!s->retrying && wc_pos_covered(cs->skip[S], ev->pos))
             continue; /* applied there before the restart */
-        dll = cs_key(dl, "dead_letters", S, cs->rs, NULL);
+        const struct slot_keys *sk = slot_keys(s, cs, S);
+        dl = sk->text, dll = sk->len[0];
+        cur = sk->text + sk->len[0] + 1, curl = sk->len[1];
+        halt = cur + curl + 1, haltl = sk->len[2];
         if (s->retrying) {
             char id[128];
             snprintf(id, sizeof(id), "%d-%s", cs->retry_slot, p->retry_id ? p->retry_id : "");
-            curl = cs_key(cur, "retried", S, cs->rs, id);
-        } else {
-            curl = cs_key(cur, "cursor", S, cs->rs, NULL);
+            curl = cs_key(retried, "retried", S, cs->rs, id);
+            cur = retried;
         }
-        haltl = cs_key(halt, "halt", S, cs->rs, s->name);
         redis_arg_fixed(p, 3, dl, dll);
         redis_arg_fixed(p, 4, cur, curl);
         redis_arg_fixed(p, 5, halt, haltl);
@@ -221,6 +252,15 @@ int cs_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
                     p->arglen[kpos + ga->k0 + k] = cs->keylen[ga->k0 + k];
                 } else { /* a stand-in in S, never touched: the KEYS of a script must all be in S */
                     redis_arg_fixed(p, kpos + ga->k0 + k, halt, haltl);
+                }
+            }
+            /* The values of another slot's actions are not read here (masked out): not sent either. */
+            for (int v = 0; v < ga->na; v++) {
+                if (slot_of[a] == S) {
+                    p->argoff[apos + ga->a0 + v] = cs->valoff[ga->a0 + v];
+                    p->arglen[apos + ga->a0 + v] = cs->vallen[ga->a0 + v];
+                } else {
+                    redis_arg_fixed(p, apos + ga->a0 + v, "", 0);
                 }
             }
         }

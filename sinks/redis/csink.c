@@ -157,6 +157,11 @@ static void cs_close(struct wc_sink *s)
         free(cs->mask);
         free(cs->keyoff);
         free(cs->keylen);
+        free(cs->valoff);
+        free(cs->vallen);
+        for (int i = 0; cs->keys && i < REDIS_CLUSTER_SLOTS; i++)
+            free(cs->keys[i]);
+        free(cs->keys);
         free(cs);
         p->cs = NULL;
     }
@@ -231,29 +236,38 @@ redisReply *cs_command(struct wc_sink *s, int argc, const char **argv, const siz
                          err);
 }
 
+/* Slots per round of cs_per_slot: a few hundred commands in flight per master, and little memory. */
+#define PER_SLOT_CHUNK 2048
+
 int cs_per_slot(struct wc_sink *s, const int *slots, int n,
                 void (*fmt)(struct wc_buf *b, int slot, void *arg), void *arg, redisReply **replies,
                 struct wc_err *err)
 {
     struct redis_sink *p = s->priv;
     struct wc_buf b = WC_BUF_INIT;
-    struct redis_cluster_job *jobs = wc_xcalloc((size_t)n + 1, sizeof(*jobs));
-    size_t *off = wc_xcalloc((size_t)n + 1, sizeof(*off));
-    int rc;
+    int chunk = n < PER_SLOT_CHUNK ? n : PER_SLOT_CHUNK;
+    struct redis_cluster_job *jobs = wc_xcalloc((size_t)chunk + 1, sizeof(*jobs));
+    size_t *off = wc_xcalloc((size_t)chunk + 1, sizeof(*off));
+    int rc = 0;
 
-    for (int i = 0; i < n; i++) {
-        off[i] = b.len;
-        fmt(&b, slots[i], arg);
-        replies[i] = NULL;
-    }
-    off[n] = b.len;
     for (int i = 0; i < n; i++)
-        jobs[i] = (struct redis_cluster_job){.slot = slots[i],
-                                             .cmds = b.data + off[i],
-                                             .len = off[i + 1] - off[i],
-                                             .ncmd = 1,
-                                             .replies = &replies[i]};
-    rc = n > 0 ? redis_cluster_run(p->cs->cl, jobs, n, err) : 0;
+        replies[i] = NULL;
+    for (int at = 0; at < n && rc == 0; at += chunk) {
+        int m = n - at < chunk ? n - at : chunk;
+        wc_buf_reset(&b);
+        for (int i = 0; i < m; i++) {
+            off[i] = b.len;
+            fmt(&b, slots[at + i], arg);
+        }
+        off[m] = b.len;
+        for (int i = 0; i < m; i++)
+            jobs[i] = (struct redis_cluster_job){.slot = slots[at + i],
+                                                 .cmds = b.data + off[i],
+                                                 .len = off[i + 1] - off[i],
+                                                 .ncmd = 1,
+                                                 .replies = &replies[at + i]};
+        rc = redis_cluster_run(p->cs->cl, jobs, m, err);
+    }
     if (rc < 0)
         for (int i = 0; i < n; i++)
             if (replies[i] != NULL) {

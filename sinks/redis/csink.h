@@ -60,6 +60,12 @@ struct cbatch {
     struct wc_recs recs;
 };
 
+/* walcast's keys of one slot: dead letters, cursor, halt, each NUL-terminated, one after the other. */
+struct slot_keys {
+    size_t len[3];
+    char text[];
+};
+
 struct csink {
     struct redis_cluster *cl;
     const char *rs; /* the replication slot: in every key's name (borrowed from the configuration) */
@@ -82,14 +88,15 @@ struct csink {
     struct wc_buf wire; /* the heads and tails of the units, the directory HSET */
     char ids[8][41];    /* the masters' node ids when the cursors were checked (failover detection) */
     int nid;
-    int64_t checked_ms; /* when the topology was last compared with ids */
-    long refreshes;     /* the map's refreshes then */
+    int64_t checked_ms;      /* when the topology was last compared with ids */
+    long refreshes;          /* the map's refreshes then */
+    struct slot_keys **keys; /* per slot, made at its first use by apply() */
     /* apply() scratch: per action its slot, the slots of the event, the mask; the rendered keys */
     int *slot_of, *parts;
     char *mask;
     int actcap;
-    size_t *keyoff, *keylen;
-    int keycap;
+    size_t *keyoff, *keylen, *valoff, *vallen;
+    int keycap, valcap;
     /* dlq retry: the slot and stream id of the dead letter retried, and its mask (NULL: every action) */
     int retry_slot;
     const char *retry_mask;

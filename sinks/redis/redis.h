@@ -52,12 +52,14 @@ struct script {
  * (rule by rule, action by action, argv in order): GEN_SKIP (a command name, or a literal written into
  * the script), GEN_KEY (sent in KEYS) or GEN_ARG (rendered and sent in ARGV). */
 enum { GEN_SKIP, GEN_KEY, GEN_ARG };
-/* One action of a generated script: its rule and command, and its keys among the script's (KEYS[kb + k0 +
- * 1..nk]): a Redis Cluster groups the actions of an event by the hash slot of their keys. */
+/* One action of a generated script: its rule and command, its keys among the script's (KEYS[kb + k0 +
+ * 1..nk]) and its values (ARGV[b + a0 + 1..na]): a Redis Cluster groups the actions of an event by the
+ * hash slot of their keys. */
 struct gen_act {
     const struct wc_rule *rule;
     const struct wc_redis_cmd *cmd;
     int k0, nk;
+    int a0, na;
 };
 struct gen {
     char *src;

@@ -329,7 +329,7 @@ static void gen_one(struct wc_sink *s, struct gen *g, struct wc_rule *const *rul
     for (int i = 0, x = 0; i < n; i++)
         for (int j = 0; j < rules[i]->ncmd; j++, act++) {
             const struct wc_redis_cmd *cmd = &rules[i]->cmds[j];
-            g->act[act] = (struct gen_act){rules[i], cmd, g->nkeys, 0};
+            g->act[act] = (struct gen_act){rules[i], cmd, g->nkeys, 0, g->nargs, 0};
             for (int m = 0; m < cmd->argc; m++, x++) {
                 const char *lit;
                 size_t len;
@@ -343,6 +343,7 @@ static void gen_one(struct wc_sink *s, struct gen *g, struct wc_rule *const *rul
                     g->how[x] = GEN_ARG, g->nargs++;
             }
             g->act[act].nk = g->nkeys - g->act[act].k0;
+            g->act[act].na = g->nargs - g->act[act].a0;
         }
 
     int nscript = 0;
