@@ -170,10 +170,14 @@ int cs_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
     redis_arg_reserve(p, argc);
     if (redis_render(s, p, ev, rules, n, g, kpos, apos, msg, sizeof(msg)) < 0)
         goto failed;
-    memcpy(cs->keyoff, p->argoff + kpos, (size_t)g->nkeys * sizeof(size_t));
-    memcpy(cs->keylen, p->arglen + kpos, (size_t)g->nkeys * sizeof(size_t));
-    memcpy(cs->valoff, p->argoff + apos, (size_t)g->nargs * sizeof(size_t));
-    memcpy(cs->vallen, p->arglen + apos, (size_t)g->nargs * sizeof(size_t));
+    if (g->nkeys > 0) {
+        memcpy(cs->keyoff, p->argoff + kpos, (size_t)g->nkeys * sizeof(size_t));
+        memcpy(cs->keylen, p->arglen + kpos, (size_t)g->nkeys * sizeof(size_t));
+    }
+    if (g->nargs > 0) { /* a type whose values are all literals sends none */
+        memcpy(cs->valoff, p->argoff + apos, (size_t)g->nargs * sizeof(size_t));
+        memcpy(cs->vallen, p->arglen + apos, (size_t)g->nargs * sizeof(size_t));
+    }
     /* The slot of each action: its keys' (one slot), or, for an action without keys, the event's first. */
     for (int a = 0; a < g->nact; a++) {
         const struct gen_act *ga = &g->act[a];

@@ -145,7 +145,7 @@ int cs_info(struct wc_sink *s, struct wc_redis_info *out, struct wc_err *err)
 int wc_sink_redis_info(struct wc_sink *s, struct wc_redis_info *out, struct wc_err *err)
 {
     struct redis_sink *p = s->priv;
-    char why[256] = "";
+    char why[200] = ""; /* fits config_error with its prefix */
     redisReply *r;
     int rc;
 
