@@ -54,6 +54,9 @@ static char *fmt(const char *f, ...)
     return s;
 }
 
+/* More of the engine's keys for the next load (on_error: halt). */
+static const char *engine_extra = "";
+
 /* Write and load a configuration: sink "cache" in cluster mode (extra: more of its keys), the projections
  * (YAML under "projections:", "%1$s" there is the test's key prefix). NULL with the error when it does not
  * load. */
@@ -68,6 +71,7 @@ static struct wc_config *load(struct fixture *f, const char *extra, const char *
             "  slot: %s\n"
             "engine:\n"
             "  log_level: error\n"
+            "%s"
             "sinks:\n"
             "  cache:\n"
             "    type: redis\n"
@@ -75,7 +79,7 @@ static struct wc_config *load(struct fixture *f, const char *extra, const char *
             "    dsn: \"redis://%s\"\n"
             "%s"
             "projections:\n",
-            f->slot, seeds(), extra);
+            f->slot, engine_extra, seeds(), extra);
     fprintf(fp, projections, f->pre);
     fclose(fp);
     return wc_config_load(f->path, err);
@@ -628,5 +632,58 @@ Test(csink_live, reset_and_release, .timeout = 60)
     expect_moved(&f, 20);
     free(k);
     free(dir);
+    teardown(&f);
+}
+
+/*
+ * on_error: halt in a cluster: the part that fails stops its slot's unit at the event (that slot's cursor
+ * stays before it, the rest of the unit is not applied), the other slots' units of the batch commit, and
+ * the engine stops. Once fixed, the replay applies the rest in the halted slot and nothing again in the
+ * others.
+ */
+Test(csink_live, halt_stops_one_slot, .timeout = 60)
+{
+    struct fixture f;
+    struct wc_err err = {0};
+    const char *two = "  p:\n    sink: cache\n    on:\n      Two:\n"
+                      "        - [INCRBY, \"%1$s:{{A}}:n\", \"{payload.n}\"]\n"
+                      "        - [INCRBY, \"%1$s:{{B}}:n\", \"{payload.n}\"]\n";
+    struct wc_pos c1 = {0x1000000, -1}, c2 = {0x2000000, -1};
+
+    engine_extra = "  on_error: halt\n";
+    setup(&f, "", two);
+    engine_extra = "";
+    struct wc_pos cur;
+    int found;
+    cr_assert_eq(f.sink->ops->read_cursor(f.sink, &cur, &found, &err), 0, "%s", err.msg);
+    must_apply(f.sink, 0x10100, 0, "Two", "{\"n\": 1}");
+    must_commit(f.sink, c1);
+    /* The next batch's first event fails in slot B (its counter holds no number). */
+    free(cmd(&f, "SET %s:{B}:n notanumber", f.pre));
+    must_apply(f.sink, c1.lsn + 0x100, 0, "Two", "{\"n\": 10}");
+    must_apply(f.sink, c1.lsn + 0x200, 0, "Two", "{\"n\": 100}");
+    must_apply(f.sink, c1.lsn + 0x300, 0, "Two", "{\"n\": 1000}");
+    cr_assert_eq(commit(f.sink, c2, &err), -1, "the halt should stop the commit");
+    cr_expect_eq(err.code, WC_ERR_DATA, "%s", err.msg);
+    expect(cmd(&f, "GET %s:{A}:n", f.pre), "1111", "slot A's unit committed");
+    expect(cmd(&f, "GET %s:{B}:n", f.pre), "notanumber", "nothing of slot B's unit after the halt");
+    char *kb = wkey(&f, "cursor", tag_slot("B")), *ka = wkey(&f, "cursor", tag_slot("A"));
+    expect(cmd(&f, "HGET %s cache", kb), "0/1000000:-1", "slot B's cursor stays before the halting event");
+    expect(cmd(&f, "HGET %s cache", ka), "0/2000000:-1", "slot A's cursor moved");
+
+    /* Fixed; the engine starts again from the floor and replays the batch. */
+    free(cmd(&f, "SET %s:{B}:n 1", f.pre));
+    struct wc_sink *s2 = reopen(&f);
+    cr_assert_eq(s2->ops->read_cursor(s2, &cur, &found, &err), 0, "%s", err.msg);
+    cr_expect(found && cur.lsn == c1.lsn);
+    must_apply(s2, c1.lsn + 0x100, 0, "Two", "{\"n\": 10}");
+    must_apply(s2, c1.lsn + 0x200, 0, "Two", "{\"n\": 100}");
+    must_apply(s2, c1.lsn + 0x300, 0, "Two", "{\"n\": 1000}");
+    must_commit(s2, c2);
+    expect(cmd(&f, "GET %s:{A}:n", f.pre), "1111", "slot A: nothing again");
+    expect(cmd(&f, "GET %s:{B}:n", f.pre), "1111", "slot B: the rest, once");
+    wc_sink_free(s2);
+    free(ka);
+    free(kb);
     teardown(&f);
 }
