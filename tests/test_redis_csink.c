@@ -687,3 +687,37 @@ Test(csink_live, halt_stops_one_slot, .timeout = 60)
     free(kb);
     teardown(&f);
 }
+
+/* walcast doctor on a cluster sink: every master's settings, cluster mode OK; a sink of one Redis pointed
+ * at a cluster node is a FAIL that names the fix. */
+Test(csink_live, doctor, .timeout = 60)
+{
+    struct fixture f;
+    char *out = NULL;
+
+    setup(&f, "", moved);
+    char *c = fmt("'%s' doctor -c '%s' 2>&1", wct_walcast(), f.path);
+    wct_run(c, &out);
+    cr_expect(strstr(out, "OK    sink:cache") && strstr(out, "redis cluster: each hash slot a batch writes"),
+              "%s", out);
+    cr_expect(strstr(out, "appendonly yes, appendfsync always") != NULL, "%s", out);
+    free(out);
+    free(c);
+    /* The same node as one Redis. */
+    char *first = strdup(seeds());
+    first[strcspn(first, ",")] = '\0';
+    char *single =
+        fmt("source:\n  dsn: \"\"\n  slot: %s\nsinks:\n  cache:\n    type: redis\n    dsn: \"redis://%s\"\n",
+            f.slot, first);
+    FILE *fp = fopen(f.path, "w");
+    fputs(single, fp);
+    fclose(fp);
+    c = fmt("'%s' doctor -c '%s' 2>&1", wct_walcast(), f.path);
+    wct_run(c, &out);
+    cr_expect(strstr(out, "FAIL  sink:cache") && strstr(out, "set sinks.NAME.cluster: true"), "%s", out);
+    free(out);
+    free(c);
+    free(single);
+    free(first);
+    teardown(&f);
+}
