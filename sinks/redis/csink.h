@@ -34,8 +34,14 @@
  * master flushed, replayed from the outbox table) or the engine stops with the slot, its master and both
  * cursors. Otherwise read_cursor returns the floor, and events between it and a slot's own cursor are
  * skipped in that slot. While running, the guard catches a slot that lost writes at its next unit (nothing
- * of that unit is applied; the sink reopens and checks as at start), and a topology change seen at a
- * commit makes the sink check the cursors of the slots whose master changed.
+ * of that unit is applied; the sink reopens and checks as at start), and a new master (a failover: the
+ * masters' node ids are compared at least once a second and after every refresh of the map) reopens the
+ * sink, so that every slot is checked again.
+ *
+ * Scripts: loaded on every master connection before its first unit, all in one MULTI (the on_connect hook
+ * of cluster.c), so that a master's script cache holds all of them or none; a unit refused for NOSCRIPT
+ * (every EVALSHA of it) did nothing and is sent again after a reload. Every command of a unit is an
+ * EVALSHA for that reason (the cursor too).
  */
 #ifndef WALCAST_SINKS_REDIS_CSINK_H
 #define WALCAST_SINKS_REDIS_CSINK_H
