@@ -208,7 +208,8 @@ Test(cluster_orders, failover_that_loses_writes_is_rebuilt)
     free(c);
     c = xprintf("grep -c 'rebuilt from' '%s'", e.log);
     wct_run(c, &n);
-    cr_expect(n && atoi(n) >= 2, "walcast did not rebuild the sink after the loss (rebuilds: %s)", n ? n : "");
+    cr_expect(n && atoi(n) >= 2, "walcast did not rebuild the sink after the loss (rebuilds: %s)",
+              n ? n : "");
     free(n);
     free(c);
     run_check(&e, events / 4);
