@@ -19,10 +19,10 @@
 #         every live node says cluster_state:ok, print "killed PORT, PORT2 took over" (--no-wait: return
 #         at once, the failover still to come)
 #   scripts/services.sh cluster-lose DIR PORT
-#         a failover that loses acknowledged writes: the replica of the master on PORT drops its
-#         replication link and blocks (CLIENT KILL TYPE master, DEBUG SLEEP: WALCAST_REDIS_CLUSTER_LOSE_SECONDS,
-#         default 4 s), the master takes writes for 2 s more, then it is killed (kill -9) and its replica,
-#         once awake, takes over without them; waits as cluster-kill does
+#         a failover that loses acknowledged writes: the replica of the master on PORT blocks (DEBUG SLEEP,
+#         WALCAST_REDIS_CLUSTER_LOSE_SECONDS, default 4 s), the master drops its link to it (CLIENT KILL TYPE
+#         replica) and takes writes for 2 s more, then it is killed (kill -9) and its replica, once awake,
+#         takes over without them; waits as cluster-kill does
 #   scripts/services.sh cluster-restart DIR PORT  start a killed node again (a former master comes back as
 #         a replica of its successor); wait until it is connected and its replication link is up
 #   scripts/services.sh cluster-reshard DIR N [FROM_PORT TO_PORT]
@@ -384,16 +384,27 @@ roles_agree() {
 }
 
 cluster_lose() { # cluster_lose PORT
-    local port=${1:?cluster-lose needs a PORT} id replica secs=${WALCAST_REDIS_CLUSTER_LOSE_SECONDS:-4}
+    local port=${1:?cluster-lose needs a PORT} replica secs=${WALCAST_REDIS_CLUSTER_LOSE_SECONDS:-4}
     alive "$port" || { echo "services: the redis cluster node on port $port is not running" >&2; return 1; }
     [ "$(cli "$port" role | head -1)" = master ] || { echo "services: 127.0.0.1:$port is not a master" >&2; return 1; }
-    id=$(cli "$port" cluster myid)
-    replica=$(cli "$port" cluster nodes | awk -v id="$id" '$3 ~ /slave/ && $4 == id && $3 !~ /fail/ { split($2, a, "@"); sub(/.*:/, "", a[1]); print a[1]; exit }')
-    [ -n "$replica" ] || { echo "services: the master on port $port has no live replica" >&2; return 1; }
-    # The replica drops its link to the master and blocks at once (DEBUG SLEEP: it cannot connect again)
-    # while the master goes on taking writes. (Blocking alone would not do: the master's writes wait in the
-    # replica's socket buffer, and it reads them when it wakes.)
-    printf 'CLIENT KILL TYPE master\nDEBUG SLEEP %s\n' "$secs" | cli "$replica" >/dev/null &
+    # Its replica, as the replica itself says (ROLE: slave, the master's address; its link up): a node's
+    # view of the others may lag a restart.
+    local d p r
+    replica=
+    for d in $(node_dirs); do
+        p=$(node_port "$d")
+        [ "$p" != "$port" ] && alive "$p" || continue
+        r=$(cli "$p" role | tr '\n' ' ')
+        case "$r" in "slave 127.0.0.1 $port connected "*) replica=$p; break ;; esac
+    done
+    [ -n "$replica" ] || { echo "services: the master on port $port has no replica connected to it" >&2; return 1; }
+    # The replica blocks (DEBUG SLEEP), then the master drops its link to it (CLIENT KILL TYPE replica): the
+    # replica cannot connect again while it sleeps, and the master goes on taking writes it never sends.
+    # (Blocking alone would not do: the master's writes would wait in the replica's socket buffer, and it
+    # would read them when it wakes.)
+    cli "$replica" debug sleep "$secs" >/dev/null &
+    sleep 0.2
+    cli "$port" client kill type replica >/dev/null
     sleep 2
     cluster_kill "$port" | sed 's/^services: killed/services: lost writes: killed/'
     wait

@@ -166,7 +166,7 @@ static int read_map(struct redis_cluster *cl, redisContext *c, const char *host,
 }
 
 /* Put m in place of the map, handing the connections of nodes still masters over (and c, from host:port). */
-static void install_map(struct redis_cluster *cl, struct redis_cluster_map *m, redisContext *c,
+static void install_map(struct redis_cluster *cl, struct redis_cluster_map *m, redisContext *c, int ready,
                         const char *host, int port)
 {
     for (int i = 0; i < cl->map.nnode; i++) {
@@ -183,6 +183,7 @@ static void install_map(struct redis_cluster *cl, struct redis_cluster_map *m, r
     for (int j = 0; j < m->nnode && c != NULL; j++) {
         if (m->nodes[j].c == NULL && m->nodes[j].port == port && strcmp(m->nodes[j].host, host) == 0) {
             m->nodes[j].c = c;
+            m->nodes[j].ready = ready; /* on_connect need not run again on the same connection */
             c = NULL;
         }
     }
@@ -227,9 +228,10 @@ int redis_cluster_refresh(struct redis_cluster *cl, struct wc_err *err)
         rc = read_map(cl, c, host, port, &m, &last);
         if (rc == 0) {
             char *h = wc_xstrdup(host); /* host may die with the old map */
+            int ready = known && cl->map.nodes[k].ready;
             if (known)
                 cl->map.nodes[k].c = NULL; /* install_map hands it on */
-            install_map(cl, &m, c, h, port);
+            install_map(cl, &m, c, ready, h, port);
             free(h);
             wc_debug("sink \"%s\": redis cluster map read: %d masters, %d of %d slots served", cl->name,
                      cl->map.nnode, cl->map.covered, REDIS_CLUSTER_SLOTS);
