@@ -358,7 +358,15 @@ Test(config, more_errors)
     expect_error("source:\n  outbox:\n    columns:\n      payload: \"\"\n",
                  "4: key \"source.outbox.columns.payload\": must not be empty");
     expect_error("sinks:\n  c:\n    type: redis\n    extra: 1\n",
-                 "4: key \"sinks.c.extra\": unknown key (expected type, dsn or rebuild)");
+                 "4: key \"sinks.c.extra\": unknown key (expected type, dsn, rebuild or cluster)");
+    /* A Redis Cluster: only for a redis sink, a boolean; a list of nodes only in cluster mode. */
+    expect_error("sinks:\n  c:\n    type: postgres\n    cluster: true\n",
+                 "2: key \"sinks.c.cluster\": cluster needs a redis sink, but sink \"c\" is postgres");
+    expect_error("sinks:\n  c:\n    type: redis\n    cluster: yes\n",
+                 "4: key \"sinks.c.cluster\": expected true or false, got \"yes\"");
+    expect_error("sinks:\n  c:\n    type: redis\n    dsn: \"redis://a:1,b:2\"\n",
+                 "4: key \"sinks.c.dsn\": several redis servers: for the seed nodes of a redis cluster set "
+                 "sinks.c.cluster: true");
     expect_error("sinks: [a]\n", "1: key \"sinks\": expected a mapping of sink names, got a list");
     expect_error(
         "sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n        - x\n",
