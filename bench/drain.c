@@ -1,7 +1,8 @@
 /* bench/drain.c - time one `walcast run` drain of a backlog (a helper of scripts/bench.sh).
  *
  *   drain --slot S --after LSN --last-idx K [--pg DSN] [--pg-sink NAME] [--redis HOST:PORT]
- *         [--redis-sink NAME] [--timeout SEC] [--log FILE] -- COMMAND ARGS...
+ *         [--redis-sink NAME] [--redis-cluster HOST:PORT --events N] [--timeout SEC] [--log FILE]
+ *         -- COMMAND ARGS...
  *
  * Starts COMMAND (walcast run -c ..., possibly under valgrind), polls the sink cursors every 5 ms (the
  * PostgreSQL sink: walcast_cursor; the Redis sink: HGET walcast:cursor:<slot> <sink>) on connections
@@ -66,6 +67,41 @@ static int pg_done(PGconn *c, const char *slot, const char *sink)
     return done;
 }
 
+/* In a Redis Cluster (--redis-cluster): a command on the key's master, following one MOVED (the connection
+ * moves there). */
+static redisReply *cluster_command(redisContext **c, const char *fmt, const char *key)
+{
+    for (int tries = 0; tries < 3; tries++) {
+        redisReply *r = redisCommand(*c, fmt, key);
+        char host[256];
+        int slot, port;
+        if (r == NULL || r->type != REDIS_REPLY_ERROR ||
+            sscanf(r->str, "MOVED %d %255[^:]:%d", &slot, host, &port) != 3)
+            return r;
+        freeReplyObject(r);
+        redisFree(*c);
+        *c = redisConnect(host, port);
+        if (*c == NULL || (*c)->err) {
+            fprintf(stderr, "drain: redis cluster node %s:%d: %s\n", host, port,
+                    *c ? (*c)->errstr : "out of memory");
+            exit(2);
+        }
+    }
+    return NULL;
+}
+
+/* The cluster sink's cursor is one per hash slot: the drain is done when the one key every event of the
+ * backlog writes holds them all (ZCARD orders:status:placed). */
+static long long zcard_want;
+static int cluster_done(redisContext **c)
+{
+    redisReply *r = cluster_command(c, "ZCARD %s", "orders:status:placed");
+    int done = r && r->type == REDIS_REPLY_INTEGER && r->integer >= zcard_want;
+    if (r)
+        freeReplyObject(r);
+    return done;
+}
+
 static int redis_done(redisContext *c, const char *slot, const char *sink)
 {
     redisReply *r = redisCommand(c, "HGET walcast:cursor:%s %s", slot, sink);
@@ -115,6 +151,7 @@ static long proc_cpu_ms(pid_t pid)
 
 int main(int argc, char **argv)
 {
+    int cluster = 0;
     const char *slot = NULL, *pg = NULL, *pg_sink = "readdb", *redis = NULL, *redis_sink = "cache",
                *log = NULL;
     const char *after_s = NULL;
@@ -142,6 +179,10 @@ int main(int argc, char **argv)
             redis = v;
         else if (!strcmp(k, "--redis-sink"))
             redis_sink = v;
+        else if (!strcmp(k, "--redis-cluster"))
+            redis = v, cluster = 1;
+        else if (!strcmp(k, "--events"))
+            zcard_want = atoll(v);
         else if (!strcmp(k, "--timeout"))
             timeout = atof(v);
         else if (!strcmp(k, "--log"))
@@ -189,7 +230,8 @@ int main(int argc, char **argv)
      * take little CPU from the servers it measures. */
     struct timespec nap = {0, 5000000};
     for (;;) {
-        int d = (!pc || pg_done(pc, slot, pg_sink)) && (!rc || redis_done(rc, slot, redis_sink));
+        int d = (!pc || pg_done(pc, slot, pg_sink)) &&
+                (!rc || (cluster ? cluster_done(&rc) : redis_done(rc, slot, redis_sink)));
         if (d) {
             ok = 1;
             break;
@@ -229,8 +271,10 @@ int main(int argc, char **argv)
         redisFree(rc);
     return ok ? 0 : 1;
 usage:
-    fprintf(stderr,
-            "usage: drain --slot S --after LSN --last-idx K [--pg DSN] [--pg-sink NAME] [--redis HOST:PORT] "
-            "[--redis-sink NAME] [--timeout SEC] [--log FILE] -- COMMAND ARGS...\n");
+    fprintf(
+        stderr,
+        "usage: drain --slot S --after LSN --last-idx K [--pg DSN] [--pg-sink NAME] [--redis HOST:PORT] "
+        "[--redis-sink NAME] [--redis-cluster HOST:PORT --events N] [--timeout SEC] [--log FILE] -- COMMAND "
+        "ARGS...\n");
     return 2;
 }

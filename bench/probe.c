@@ -1,7 +1,7 @@
 /* bench/probe.c - commit-to-visible latency of walcast's projections under a steady load (scripts/bench.sh).
  *
  *   probe --write DSN --read DSN --redis HOST:PORT --rate N --seconds S --first-id ID [--threads T]
- *         [--label L]
+ *         [--label L] [--redis-zset KEY]
  *
  * Load: N OrderPlaced events per second for S seconds, each its own transaction (an autocommit INSERT
  * into public.domain_events with the order example's payload; order ids from ID up, so every event is a
@@ -11,7 +11,8 @@
  *
  * Two measurements of "commit to visible", reported separately:
  *  - probe: separate clients poll the projections for the committed events not seen yet, every
- *    0.2 ms: Redis with one pipelined EXISTS order:<id> per pending event, PostgreSQL with
+ *    0.2 ms: Redis with one pipelined EXISTS order:<id> per pending event (with --redis-zset KEY, for a
+ *    Redis Cluster: ZSCORE KEY <id> on KEY's master, e.g. orders:status:placed), PostgreSQL with
  *    SELECT order_id FROM order_summary WHERE order_id = ANY(...). Latency = time of the reply that first
  *    shows the event - commit time (client clocks; resolution one poll round, ~0.3 ms).
  *  - commit_ts: the server's commit timestamps (track_commit_timestamp = on):
@@ -170,6 +171,9 @@ static int done_watching(long lo, double deadline)
 static double deadline;
 static const struct timespec poll_nap = {0, 200000};
 
+/* --redis-zset KEY (a Redis Cluster): poll ZSCORE KEY <id> on KEY's master instead of EXISTS order:<id>. */
+static const char *redis_zset;
+
 static void *redis_watcher(void *arg)
 {
     (void)arg;
@@ -178,18 +182,36 @@ static void *redis_watcher(void *arg)
         fprintf(stderr, "probe: redis connect failed\n");
         exit(2);
     }
+    if (redis_zset != NULL) { /* find the key's master: follow a MOVED */
+        redisReply *r = redisCommand(c, "ZCARD %s", redis_zset);
+        int slot;
+        if (r && r->type == REDIS_REPLY_ERROR &&
+            sscanf(r->str, "MOVED %d %255[^:]:%d", &slot, redis_host, &redis_port) == 3) {
+            redisFree(c);
+            c = redisConnect(redis_host, redis_port);
+            if (!c || c->err) {
+                fprintf(stderr, "probe: redis connect failed\n");
+                exit(2);
+            }
+        }
+        if (r)
+            freeReplyObject(r);
+    }
     long lo = 0, *ks = malloc(sizeof(long) * 100000);
     while (!done_watching(lo, deadline)) {
         int n = pending(&lo, 0, ks, 100000);
         for (int i = 0; i < n; i++)
-            redisAppendCommand(c, "EXISTS order:%lld", (long long)S[ks[i]].id);
+            if (redis_zset)
+                redisAppendCommand(c, "ZSCORE %s %lld", redis_zset, (long long)S[ks[i]].id);
+            else
+                redisAppendCommand(c, "EXISTS order:%lld", (long long)S[ks[i]].id);
         for (int i = 0; i < n; i++) {
             redisReply *r;
             if (redisGetReply(c, (void **)&r) != REDIS_OK) {
                 fprintf(stderr, "probe: redis: %s\n", c->errstr);
                 exit(1);
             }
-            if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+            if ((r->type == REDIS_REPLY_INTEGER && r->integer == 1) || r->type == REDIS_REPLY_STRING) {
                 S[ks[i]].redis_mono = mono();
                 S[ks[i]].redis_wall = wall();
                 S[ks[i]].redis_seen = 1;
@@ -294,6 +316,8 @@ int main(int argc, char **argv)
             read_dsn = v;
         else if (!strcmp(k, "--redis"))
             redis = v;
+        else if (!strcmp(k, "--redis-zset"))
+            redis_zset = v;
         else if (!strcmp(k, "--rate"))
             rate = atof(v);
         else if (!strcmp(k, "--seconds"))

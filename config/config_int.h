@@ -135,5 +135,8 @@ void cf_free_sinks(struct wc_config *cfg);
 int cf_redis_check_cmd(struct ctx *c, struct wc_redis_cmd *cmd, const char *akey, const int *lines);
 /* Check a script action's keys (kline: the line of its keys list) and fill its kinds. */
 int cf_redis_check_script(struct ctx *c, struct wc_redis_cmd *cmd, const char *akey, int kline);
+/* In a Redis Cluster an action runs in one hash slot: the literal keys of cmd (the others are checked as
+ * they are rendered) must share one. 0, or -1 with the error at line. */
+int cf_redis_check_slots(struct ctx *c, const struct wc_redis_cmd *cmd, const char *akey, int line);
 
 #endif

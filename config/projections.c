@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config_int.h"
+#include "walcast/keyslot.h"
 
 const char *const cf_sink_type_names[] = {"postgres", "redis", NULL};
 
@@ -17,12 +18,33 @@ struct rule_index {
 
 /* ---- sinks ---- */
 
+/* A boolean key of sink name (true or false; absent: false) into *out. */
+static int cf_sink_bool(struct ctx *c, struct fy_node *v, const char *name, const char *what, int kline,
+                        int *out)
+{
+    char key[KEYLEN], var[KEYLEN];
+    const char *val;
+    struct src w;
+
+    cf_mkkey(key, "sinks.%s.%s", name, what);
+    *out = 0;
+    if (cf_scalar_value(c, v, what, key, kline, &val, &w, var, sizeof(var)) < 0)
+        return -1;
+    if (val == NULL || strcmp(val, "false") == 0)
+        return 0;
+    if (strcmp(val, "true") == 0) {
+        *out = 1;
+        return 0;
+    }
+    return cf_fail_at(c, &w, key, "expected true or false, got \"%s\"", val);
+}
+
 /* Load the sinks mapping in file order: name -> {type, dsn}. */
 int cf_load_sinks(struct ctx *c, struct fy_node *node, int line)
 {
     char key[KEYLEN], var[KEYLEN], hint[64];
     static const char *const sink_keys[] = {
-        "type", "dsn", "rebuild", "statement_timeout_ms", "lock_timeout_ms", NULL};
+        "type", "dsn", "rebuild", "cluster", "statement_timeout_ms", "lock_timeout_ms", NULL};
     struct fy_node_pair *p;
     void *it = NULL;
 
@@ -73,6 +95,23 @@ int cf_load_sinks(struct ctx *c, struct fy_node *node, int line)
             return cf_fail_at(c, &w, key,
                               "invalid redis address (expected redis://[:password@]host[:port][/db])");
         s->dsn = wc_xstrdup(val);
+        struct src dw = w;
+
+        /* A Redis Cluster: its seed nodes in the dsn, one hash slot per atomic unit (docs/configuration.md,
+         * "Redis Cluster"). */
+        if (cf_sink_bool(c, v, name, "cluster", kline, &s->cluster) < 0)
+            return -1;
+        if (s->cluster && s->type != WC_SINK_REDIS) {
+            cf_mkkey(key, "sinks.%s.cluster", name);
+            return cf_fail(c, kline, key, "cluster needs a redis sink, but sink \"%s\" is postgres", name);
+        }
+        if (s->type == WC_SINK_REDIS && !s->cluster && strchr(s->dsn + 8, ',') != NULL) {
+            cf_mkkey(key, "sinks.%s.dsn", name);
+            return cf_fail_at(c, &dw, key,
+                              "several redis servers: for the seed nodes of a redis cluster set "
+                              "sinks.%s.cluster: true",
+                              name);
+        }
 
         /* What wipes this sink's projections before a rebuild from the outbox table. */
         cf_mkkey(key, "sinks.%s.rebuild", name);
@@ -351,7 +390,9 @@ static int load_action(struct ctx *c, struct fy_node *a, int line, const char *a
         if (redis) {
             r->cmds = wc_xrealloc(r->cmds, (size_t)(r->ncmd + 1) * sizeof(*r->cmds));
             memset(&r->cmds[r->ncmd], 0, sizeof(*r->cmds));
-            return load_redis_script(c, a, line, akey, &r->cmds[r->ncmd++]);
+            if (load_redis_script(c, a, line, akey, &r->cmds[r->ncmd++]) < 0)
+                return -1;
+            return sink->cluster ? cf_redis_check_slots(c, &r->cmds[r->ncmd - 1], akey, line) : 0;
         }
         r->stmts = wc_xrealloc(r->stmts, (size_t)(r->nstmt + 1) * sizeof(*r->stmts));
         memset(&r->stmts[r->nstmt], 0, sizeof(*r->stmts));
@@ -363,7 +404,9 @@ static int load_action(struct ctx *c, struct fy_node *a, int line, const char *a
                            sink->name);
         r->cmds = wc_xrealloc(r->cmds, (size_t)(r->ncmd + 1) * sizeof(*r->cmds));
         memset(&r->cmds[r->ncmd], 0, sizeof(*r->cmds));
-        return load_redis_cmd(c, a, line, akey, &r->cmds[r->ncmd++]);
+        if (load_redis_cmd(c, a, line, akey, &r->cmds[r->ncmd++]) < 0)
+            return -1;
+        return sink->cluster ? cf_redis_check_slots(c, &r->cmds[r->ncmd - 1], akey, line) : 0;
     }
     if (redis)
         return cf_fail(

@@ -10,6 +10,7 @@
 
 #include "config_int.h"
 #include "template_int.h"
+#include "walcast/keyslot.h"
 
 #define WALCAST_PREFIX "walcast:"
 #define WALCAST_PREFIX_LEN 8
@@ -459,5 +460,27 @@ int cf_redis_check_script(struct ctx *c, struct wc_redis_cmd *cmd, const char *a
             return -1;
     }
     cmd->effect = WC_RE_KEEP;
+    return 0;
+}
+
+int cf_redis_check_slots(struct ctx *c, const struct wc_redis_cmd *cmd, const char *akey, int line)
+{
+    const char *first = NULL, *t;
+    size_t flen = 0, n;
+    int slot = -1;
+
+    for (int i = 0; i < cmd->argc; i++) {
+        if (cmd->kinds[i] != WC_RA_KEY || !wc_tmpl_literal(cmd->argv[i], &t, &n))
+            continue;
+        int s = wc_keyslot(t, n);
+        if (first == NULL) {
+            first = t, flen = n, slot = s;
+        } else if (s != slot) {
+            return cf_fail(c, line, akey,
+                           "%s keys \"%.*s\" and \"%.*s\" are in hash slots %d and %d: a redis cluster runs "
+                           "an action in one hash slot; give the keys a common {hash tag}",
+                           cmd->name ? cmd->name : "script", (int)flen, first, (int)n, t, slot, s);
+        }
+    }
     return 0;
 }

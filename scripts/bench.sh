@@ -14,17 +14,26 @@
 # rss_mib_max, instr_per_event, ...). Sizes: default 100,000-event backlogs, 1,000,000 for memory, 30 s
 # of load per rate (~10 min); --quick is about 5x smaller; --smoke is tiny (a check that it all works).
 # --keep leaves the temp dir (logs, callgrind output). See BENCHMARKS.md for the figures and method.
+#
+# --cluster: Redis Cluster instead. One backlog of single-event transactions drained into one Redis
+# (bench/redis.yaml) and into a Redis Cluster of 3 masters and 3 replicas (bench/redis-cluster.yaml, the
+# keys of examples/orders/walcast-cluster.yaml), same events, one run each: events/s and the ratio
+# cluster / single; then the latency at 1,000 and 5,000 events/s into the read database and the cluster
+# (bench/both-cluster.yaml; the probe watches orders:status:placed on its master). Last lines:
+# cluster_eps, single_eps, ratio_cluster_single, p99_ms_1k, p99_ms_5k.
 set -euo pipefail
 
 mode=full
 keep=0
+cluster=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) mode=quick ;;
     --smoke) mode=smoke ;;
     --full) mode=full ;;
     --keep) keep=1 ;;
-    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --cluster) cluster=1 ;;
+    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -80,7 +89,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 say "starting PostgreSQL and Redis in $dir"
-"$root/scripts/services.sh" start "$dir" >&2
+if [ "$cluster" = 1 ]; then
+    "$root/scripts/services.sh" start "$dir" --cluster >&2
+else
+    "$root/scripts/services.sh" start "$dir" >&2
+fi
 # shellcheck disable=SC1091
 . "$dir/env"
 rport=$WALCAST_TEST_REDIS_PORT
@@ -115,7 +128,7 @@ div() {
 # auto-aof-rewrite-min-size (64 MB) during the next drain, and a rewrite forked in the middle of it
 # would take CPU from whichever run it lands in. One drain of 100,000 events appends ~40 MB.
 reset_sinks() {
-    # walcast's own tables are emptied, not dropped: read.sql makes them (walcast may not create tables).
+    # walcast's own tables are emptied, not dropped: read.sql creates them, and walcast's role may not.
     rsql -c "SET client_min_messages = warning" \
         -c "TRUNCATE order_summary, customer_ltv, walcast_cursor, walcast_dead_letters, walcast_owner"
     rcli FLUSHALL >/dev/null
@@ -179,6 +192,85 @@ run_walcast() {
     put "${key}_rss_mib" "$(div "$rss" 1024 %.1f)"
     put "${key}_cpu_us_per_event" "$(div "$cpu * 1000" "$events" %.1f)"
 }
+
+# ---- --cluster: one Redis against a Redis Cluster ----
+cluster_bench() {
+    local seed=${WALCAST_TEST_REDIS_CLUSTER%%,*} after idx endpos n=$n_single
+    ccli() { redis-cli -c -h "${seed%:*}" -p "${seed##*:}" "$@"; }
+    reset_cluster() { # every master empty, its AOF rewritten (as reset_sinks does for one Redis)
+        local m
+        for m in $("$root/scripts/services.sh" cluster-masters "$dir" | awk '{print $1}'); do
+            redis-cli -p "$m" FLUSHALL >/dev/null
+            redis-cli -p "$m" BGREWRITEAOF >/dev/null
+        done
+        sleep 1
+    }
+    say "throughput: one backlog of $n single-event transactions, into one Redis and into the cluster"
+    new_slot tp_single_redis
+    new_slot tp_cluster_redis
+    wsql -c "CALL bench.single_event_txns('tp_cluster', $n)"
+    quiesce
+    read -r after idx endpos < <(mark tp_cluster)
+    run_walcast tp_single_redis redis "$after" "$idx" "$n" single
+    drop_slot tp_single_redis
+    reset_cluster
+    local t0 t1
+    t0=$(date +%s%N)
+    WALCAST_SOURCE_SLOT=tp_cluster_redis WALCAST_SINKS_CACHE_DSN="redis://$WALCAST_TEST_REDIS_CLUSTER" \
+        "$dir/drain" --slot tp_cluster_redis --after "$after" --last-idx "$idx" --redis-cluster "$seed" \
+        --events "$n" --timeout 1800 --log "$dir/walcast-tp_cluster_redis.log" -- \
+        "$walcast" run -c bench/redis-cluster.yaml >"$dir/drain-cluster.out" ||
+        { cat "$dir/drain-cluster.out" "$dir/walcast-tp_cluster_redis.log" >&2; die "drain into the cluster failed"; }
+    t1=$(date +%s%N)
+    local ms
+    ms=$(awk -F= '$1 == "elapsed_ms" { print $2 }' "$dir/drain-cluster.out")
+    [ "$(ccli ZCARD orders:status:placed)" = "$n" ] || die "the cluster's projection is incomplete"
+    put cluster_ms "$ms"
+    put cluster_eps "$(div "$n" "$ms / 1000" %.0f)"
+    put cluster_cpu_us_per_event "$(div "$(awk -F= '$1 == "cpu_ms" { print $2 }' "$dir/drain-cluster.out") * 1000" "$n" %.1f)"
+    put ratio_cluster_single "$(div "$(get cluster_eps)" "$(get single_eps)")"
+    drop_slot tp_cluster_redis
+
+    say "latency: track_commit_timestamp = on (restart), walcast run into the read database and the cluster"
+    wsql -c "ALTER SYSTEM SET track_commit_timestamp = on"
+    "$root/scripts/services.sh" restart-pg "$dir"
+    reset_sinks
+    reset_cluster
+    wsql -c "SELECT pg_create_logical_replication_slot('lat', 'wal2json')" >/dev/null
+    WALCAST_SOURCE_SLOT=lat WALCAST_SINKS_CACHE_DSN="redis://$WALCAST_TEST_REDIS_CLUSTER" \
+        "$walcast" run -c bench/both-cluster.yaml >"$dir/walcast-lat.log" 2>&1 &
+    walcast_pid=$!
+    for _ in $(seq 1 100); do grep -q "streaming slot" "$dir/walcast-lat.log" && break; sleep 0.1; done
+    grep -q "streaming slot" "$dir/walcast-lat.log" || { cat "$dir/walcast-lat.log" >&2; die "walcast run did not start"; }
+    local first=1000000000000 rate label threads
+    for rate in $lat_rates; do
+        label=lat_$((rate / 1000))k
+        threads=$((rate / 250))
+        [ "$threads" -ge 2 ] || threads=2
+        say "latency: $rate events/s for $lat_seconds s ($threads inserting connections)"
+        "$dir/probe" --write "$write_dsn" --read "$read_dsn" --redis "$seed" --redis-zset orders:status:placed \
+            --rate "$rate" --seconds "$lat_seconds" --first-id "$first" --threads "$threads" --label "$label" \
+            >"$dir/$label.out"
+        while IFS= read -r line; do put "${line%%=*}" "${line#*=}"; done <"$dir/$label.out"
+        first=$((first + 1000000000))
+        sleep 1
+    done
+    kill -TERM "$walcast_pid"
+    wait "$walcast_pid" || true
+    walcast_pid=
+    say "figures (machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
+    echo "mode=$mode cluster"
+    cat "$results"
+    echo "cluster_eps=$(get cluster_eps)"
+    echo "single_eps=$(get single_eps)"
+    echo "ratio_cluster_single=$(get ratio_cluster_single)"
+    echo "p99_ms_1k=$(get lat_1k_redis_probe_p99_ms)"
+    echo "p99_ms_5k=$(get lat_5k_redis_probe_p99_ms)"
+}
+if [ "$cluster" = 1 ]; then
+    cluster_bench
+    exit 0
+fi
 
 # ---- 1. throughput ----
 throughput() { # KIND(single|bulk) EVENTS TXNS

@@ -43,12 +43,20 @@
 # --plant: after the catch-up, apply one OrderPlaced event a second time (both sinks) and undo one
 # OrderPlaced in the read database, to show that the comparison sees them (then lost and duplicated are
 # not 0 and the run fails).
+#
+# --cluster: the Redis projections go to a Redis Cluster of 3 masters and 3 replicas
+# (examples/orders/walcast-cluster.yaml, rebuild: flushdb), and the Redis faults of the deck are the
+# cluster's: kill -9 of a master (its replica takes over; the master comes back as a replica), a live
+# reshard of 100 to 1,000 slots between masters, and a failover that loses acknowledged writes (services.sh
+# cluster-lose: the replica is cut off and blocked while its master takes writes, then the master is
+# killed): walcast finds the slots behind what it stored there and rebuilds the sink, at least once a run.
 set -euo pipefail
 
 seconds=180
 seed=$$
 keep=0
 plant=0
+cluster=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --seconds) seconds=${2:?--seconds needs a number}; shift 2 ;;
@@ -57,7 +65,8 @@ while [ $# -gt 0 ]; do
     --seed=*) seed=${1#--seed=}; shift ;;
     --keep) keep=1; shift ;;
     --plant) plant=1; shift ;;
-    -h | --help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --cluster) cluster=1; shift ;;
+    -h | --help) sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "chaos: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -109,7 +118,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 say "starting PostgreSQL (source), PostgreSQL (read) and Redis in $dir"
-"$root/scripts/services.sh" start "$dir" >/dev/null
+if [ "$cluster" = 1 ]; then
+    "$root/scripts/services.sh" start "$dir" --cluster >/dev/null
+else
+    "$root/scripts/services.sh" start "$dir" >/dev/null
+fi
 # shellcheck disable=SC1091
 . "$dir/env"
 [ -n "${WALCAST_TEST_READ_PG_PORT:-}" ] || { echo "chaos: services.sh started no read instance" >&2; exit 1; }
@@ -126,12 +139,21 @@ export WALCAST_SINKS_CACHE_REBUILD=flushdb
 # The example serves metrics on 127.0.0.1:9187; a port of its own here, so runs side by side do not clash.
 export WALCAST_METRICS_LISTEN=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 EOF
+# The cluster's nodes are its seeds.
+[ "$cluster" = 1 ] && echo "export WALCAST_SINKS_CACHE_DSN=\"redis://$WALCAST_TEST_REDIS_CLUSTER\"" >>"$dir/orders.env"
 # shellcheck disable=SC1091
 . "$dir/orders.env"
 
 wsql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres -d shop "$@"; }
 rsql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$WALCAST_TEST_READ_PG_PORT" -U postgres -d shop_read "$@"; }
 rcli() { redis-cli -p "$WALCAST_TEST_REDIS_PORT" -n "$redis_db" "$@"; }
+# The Redis key of order $1 (its customer $2): the cluster example tags it with the customer.
+order_key() { if [ "$cluster" = 1 ]; then echo "order:{$2}:$1"; else echo "order:$1"; fi; }
+if [ "$cluster" = 1 ]; then
+    first=${WALCAST_TEST_REDIS_CLUSTER%%,*}
+    # -c: follow the cluster to each key's master (the counters below are one key each).
+    rcli() { redis-cli -c -h "${first%:*}" -p "${first##*:}" "$@"; }
+fi
 
 createdb -h 127.0.0.1 -p "$PGPORT" -U postgres shop
 createdb -h 127.0.0.1 -p "$WALCAST_TEST_READ_PG_PORT" -U postgres shop_read
@@ -143,7 +165,7 @@ rsql -c "CREATE TABLE chaos_applied (event_id bigint PRIMARY KEY, n int NOT NULL
 # The example's configuration plus the counting projections (appended under "projections:", the last
 # section of the example).
 config=$dir/walcast.yaml
-cp examples/orders/walcast.yaml "$config"
+if [ "$cluster" = 1 ]; then cp examples/orders/walcast-cluster.yaml "$config"; else cp examples/orders/walcast.yaml "$config"; fi
 {
     printf '\n  # chaos.sh: one counter per event and sink (an event applied twice counts 2).\n'
     printf '  chaos_applied_pg:\n    sink: readdb\n    on:\n'
@@ -227,6 +249,31 @@ redis_lost() {
     done
     redis_losses=$((redis_losses + 1))
 }
+# ---- the Redis Cluster's faults (--cluster) ----
+# A live master's port, drawn at random.
+random_master() {
+    local ports
+    mapfile -t ports < <(scripts/services.sh cluster-masters "$dir" | awk '{print $1}')
+    echo "${ports[$((RANDOM % ${#ports[@]}))]}"
+}
+cluster_fault() {
+    local kind=$1 port
+    case "$kind" in
+    master-kill | master-lost)
+        port=$(random_master)
+        if [ "$kind" = master-kill ]; then
+            scripts/services.sh cluster-kill "$dir" "$port" >>"$dir/faults.detail" || return
+        else
+            scripts/services.sh cluster-lose "$dir" "$port" >>"$dir/faults.detail" || return
+            redis_losses=$((redis_losses + 1))
+        fi
+        # Back as a replica of its successor, so that the next master kill has a replica to promote.
+        scripts/services.sh cluster-restart "$dir" "$port" >>"$dir/faults.detail"
+        ;;
+    reshard) scripts/services.sh cluster-reshard "$dir" $((100 + RANDOM % 901)) >>"$dir/faults.detail" ;;
+    esac
+}
+
 inject() {
     local kind=$1 t0 rc=0 hold=$((10 + RANDOM % 11))
     t0=$(date +%s%3N)
@@ -270,6 +317,7 @@ inject() {
         scripts/services.sh start-redis "$dir" >/dev/null || rc=$?
         ;;
     redis-lost) redis_lost || rc=$? ;;
+    master-kill | master-lost | reshard) cluster_fault "$kind" || rc=$? ;;
     esac
     [ "$rc" = 0 ] || { echo "chaos: restarting for $kind failed ($rc)" >&2; exit 1; }
     restarts=$((restarts + 1))
@@ -286,6 +334,7 @@ while :; do
     [ "$(date +%s)" -lt "$deadline" ] || break
     if [ ${#deck[@]} -eq 0 ]; then
         deck=(kill9 source-fast source-immediate read-fast read-immediate redis redis-lost lock pause sigstop redis-down)
+        [ "$cluster" = 1 ] && deck=(kill9 source-fast source-immediate read-fast read-immediate master-kill reshard master-lost lock sigstop)
         for ((i = ${#deck[@]} - 1; i > 0; i--)); do
             j=$((RANDOM % (i + 1)))
             tmp=${deck[i]}; deck[i]=${deck[j]}; deck[j]=$tmp
@@ -296,7 +345,10 @@ while :; do
 done
 
 # A short run may not have drawn it: every run rebuilds the Redis sink at least once, under load.
-[ "$redis_losses" -gt 0 ] || { watch 20; inject redis-lost; }
+if [ "$redis_losses" -eq 0 ]; then
+    watch 20
+    if [ "$cluster" = 1 ]; then inject master-lost; else inject redis-lost; fi
+fi
 
 # ---- 5. stop the load, wait for walcast to catch up ----
 touch "$dir/stop"
@@ -311,7 +363,7 @@ t0=$(date +%s)
 caught_up=0
 while [ $(($(date +%s) - t0)) -lt 300 ]; do
     if [ "$(rsql -At -c "SELECT count(*) FROM order_summary WHERE order_id = $marker")" = 1 ] &&
-        [ "$(rcli EXISTS "order:$marker")" = 1 ]; then
+        [ "$(rcli EXISTS "$(order_key "$marker" 1)")" = 1 ]; then
         caught_up=1
         break
     fi
@@ -370,6 +422,16 @@ while IFS= read -r line; do
     "mismatch customer_ltv: "*" expected "*", got "*)
         want=${line##*expected }; want=${want%%, got *}; got=${line##*, got }
         # value|orders: above in either is a double application
+        if awk -v w="$want" -v g="$got" 'BEGIN { split(w, a, "|"); split(g, b, "|");
+                exit !(b[1] + 0 > a[1] + 0.001 || b[2] + 0 > a[2] + 0) }'; then
+            proj_dup=$((proj_dup + 1))
+        else
+            proj_lost=$((proj_lost + 1))
+        fi
+        ;;
+    "mismatch redis.customer_ltv: "*" expected "*", got "*)
+        # cents|orders of a customer (the cluster example): above in either is a double application
+        want=${line##*expected }; want=${want%%, got *}; got=${line##*, got }
         if awk -v w="$want" -v g="$got" 'BEGIN { split(w, a, "|"); split(g, b, "|");
                 exit !(b[1] + 0 > a[1] + 0.001 || b[2] + 0 > a[2] + 0) }'; then
             proj_dup=$((proj_dup + 1))

@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# scripts/demo.sh [--orders N] [--seed S] [--keep] - the order example end to end on this machine.
+# scripts/demo.sh [--orders N] [--seed S] [--cluster] [--keep] - the order example end to end on this machine.
 #
 # Installs what is missing (scripts/install-deps.sh demo), builds walcast, starts a private PostgreSQL 15
 # (write and read databases) and Redis in a temp dir, loads examples/orders, creates the slot, runs
 # `walcast run` in the background, drives N random order commands (CALL shop.run_workload), then shows
 # a customer's orders from both projections, the lifetime-value leaderboard and the end-to-end lag, and
 # runs examples/orders/check.sh. Everything it started is stopped on exit (--keep leaves the temp dir).
+# --cluster: the Redis projections go to a Redis Cluster of 3 masters and 3 replicas
+# (examples/orders/walcast-cluster.yaml: each customer's keys under the customer's {hash tag}).
 set -euo pipefail
 
 orders=3000
 seed=0.5
 keep=0
+cluster=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --orders) orders=${2:?--orders needs a number}; shift 2 ;;
     --orders=*) orders=${1#--orders=}; shift ;;
     --seed) seed=${2:?--seed needs a number in [-1, 1]}; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --cluster) cluster=1; shift ;;
+    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -37,6 +41,7 @@ cmake -B build >/dev/null
 cmake --build build --target walcast -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
 walcast=$root/build/walcast
 config=$root/examples/orders/walcast.yaml
+[ "$cluster" = 1 ] && config=$root/examples/orders/walcast-cluster.yaml
 
 # ---- 3. private servers; cleanup on any exit ----
 dir=$(mktemp -d /tmp/walcast-demo.XXXXXX)
@@ -62,8 +67,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-say "starting PostgreSQL and Redis in $dir"
-"$root/scripts/services.sh" start "$dir"
+if [ "$cluster" = 1 ]; then
+    say "starting PostgreSQL, Redis and a Redis Cluster (3 masters, 3 replicas) in $dir"
+    "$root/scripts/services.sh" start "$dir" --cluster
+else
+    say "starting PostgreSQL and Redis in $dir"
+    "$root/scripts/services.sh" start "$dir"
+fi
 # shellcheck disable=SC1091
 . "$dir/env"
 redis_db=0
@@ -75,12 +85,22 @@ export WALCAST_SINKS_READDB_DSN="host=127.0.0.1 port=$PGPORT dbname=shop_read us
 export WALCAST_SINKS_CACHE_DSN="redis://127.0.0.1:$WALCAST_TEST_REDIS_PORT/$redis_db"
 export WALCAST_METRICS_LISTEN=127.0.0.1:$metrics_port
 EOF
+# In a cluster every node is a seed.
+[ "$cluster" = 1 ] && echo "export WALCAST_SINKS_CACHE_DSN=\"redis://$WALCAST_TEST_REDIS_CLUSTER\"" >>"$dir/orders.env"
 # shellcheck disable=SC1091
 . "$dir/orders.env"
 
 wsql() { psql -X -q -v ON_ERROR_STOP=1 -d shop "$@"; }
 rsql() { psql -X -q -v ON_ERROR_STOP=1 -d shop_read "$@"; }
 rcli() { redis-cli -p "$WALCAST_TEST_REDIS_PORT" -n "$redis_db" "$@"; }
+# The keys of a customer ($1) and of an order ($1 its customer, $2 the order): tagged in the cluster.
+ckey() { if [ "$cluster" = 1 ]; then echo "customer:{$1}"; else echo "customer:$1"; fi; }
+okey() { if [ "$cluster" = 1 ]; then echo "order:{$1}:$2"; else echo "order:$2"; fi; }
+if [ "$cluster" = 1 ]; then
+    first=${WALCAST_TEST_REDIS_CLUSTER%%,*}
+    # -c: redis-cli follows the cluster to each key's master.
+    rcli() { redis-cli -c -h "${first%:*}" -p "${first##*:}" "$@"; }
+fi
 
 say "loading examples/orders (databases shop and shop_read)"
 createdb shop
@@ -150,15 +170,21 @@ seen=$(tail -1 "$dir/seen")
 lag=$(wait_for_order "$id" 30) # also checks walcast is alive
 [ -n "$seen" ] && lag=$((seen - committed))
 # Redis is a separate sink: wait for it too before reading it.
-for _ in $(seq 1 3000); do [ "$(rcli EXISTS "order:$id")" = 1 ] && break; sleep 0.01; done
+for _ in $(seq 1 3000); do [ "$(rcli EXISTS "$(okey "$customer" "$id")")" = 1 ] && break; sleep 0.01; done
 echo "end-to-end lag of one order (commit to order_summary): ${lag} ms"
 
 say "customer $customer: newest orders from PostgreSQL (order_summary)"
 rsql -c "SELECT order_id, status, total, item_count, placed_at FROM order_summary
          WHERE customer_id = $customer ORDER BY placed_at DESC, order_id DESC LIMIT 10"
-say "customer $customer: ZREVRANGE customer:$customer:orders 0 9 WITHSCORES (score = placed_at, epoch ms)"
-rcli ZREVRANGE "customer:$customer:orders" 0 9 WITHSCORES |
+say "customer $customer: ZREVRANGE $(ckey "$customer"):orders 0 9 WITHSCORES (score = placed_at, epoch ms)"
+rcli ZREVRANGE "$(ckey "$customer"):orders" 0 9 WITHSCORES |
     awk 'NR % 2 { m = $0; next } { printf "  order %-8s score %s\n", m, $0 }'
+if [ "$cluster" = 1 ]; then
+    say "customer $customer: HGETALL $(ckey "$customer"):ltv (in the hash slot of the customer's orders)"
+    rcli HGETALL "$(ckey "$customer"):ltv" | awk 'NR % 2 { f = $0; next } { printf "  %-6s %s\n", f, $0 }'
+    say "the cluster's masters (port, hash slots)"
+    "$root/scripts/services.sh" cluster-masters "$dir" | sed 's/^/  /'
+fi
 say "top 10 lifetime values: ZREVRANGE ltv:leaderboard 0 9 WITHSCORES (score = cents, an exact integer)"
 rcli ZREVRANGE ltv:leaderboard 0 9 WITHSCORES |
     awk 'NR % 2 { m = $0; next } { v = $0 + 0; s = v < 0 ? "-" : ""; if (v < 0) v = -v

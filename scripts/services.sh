@@ -24,6 +24,11 @@
 #         kill -9 the node on PORT; a master's replica takes over: wait (up to 30 s) until it has and
 #         every live node says cluster_state:ok, print "killed PORT, PORT2 took over" (--no-wait: return
 #         at once, the failover still to come)
+#   scripts/services.sh cluster-lose DIR PORT
+#         a failover that loses acknowledged writes: the replica of the master on PORT blocks (DEBUG SLEEP,
+#         WALCAST_REDIS_CLUSTER_LOSE_SECONDS, default 4 s), the master drops its link to it (CLIENT KILL TYPE
+#         replica) and takes writes for 2 s more, then it is killed (kill -9) and its replica, once awake,
+#         takes over without them; waits as cluster-kill does
 #   scripts/services.sh cluster-restart DIR PORT  start a killed node again (a former master comes back as
 #         a replica of its successor); wait until it is connected and its replication link is up
 #   scripts/services.sh cluster-reshard DIR N [FROM_PORT TO_PORT]
@@ -51,7 +56,7 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-usage="usage: $0 start|stop|restart-pg|restart-read-pg|stop-pg|start-pg|restart-redis|stop-redis|start-redis|start-cluster|cluster-kill|cluster-restart|cluster-reshard|cluster-masters|cluster-wait DIR [ARGS]"
+usage="usage: $0 start|stop|restart-pg|restart-read-pg|stop-pg|start-pg|restart-redis|stop-redis|start-redis|start-cluster|cluster-kill|cluster-lose|cluster-restart|cluster-reshard|cluster-masters|cluster-wait DIR [ARGS]"
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "$usage" >&2; exit 2; }
 
 pgbin=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)
@@ -245,9 +250,19 @@ live_port() { # the port of a node that answers
     echo "services: no redis cluster node answers in $dir" >&2
     return 1
 }
-# The live masters as "ID PORT NSLOTS", from CLUSTER NODES on a live node (a failed master is left out).
+# A live node that is a master: its view of the cluster is the one to read (a node just restarted may
+# still hold an old view for a moment).
+master_port() {
+    local d port
+    for d in $(node_dirs); do
+        port=$(node_port "$d")
+        [ "$(cli "$port" role | head -1)" = master ] && { echo "$port"; return 0; }
+    done
+    live_port
+}
+# The live masters as "ID PORT NSLOTS", from CLUSTER NODES on a live master (a failed master is left out).
 masters() {
-    cli "$(live_port)" cluster nodes | awk '$3 ~ /master/ && $3 !~ /fail/ {
+    cli "$(master_port)" cluster nodes | awk '$3 ~ /master/ && $3 !~ /fail/ {
         n = 0
         for (i = 9; i <= NF; i++) {
             if ($i ~ /^\[/) continue
@@ -257,7 +272,7 @@ masters() {
 }
 # The port of the master that serves SLOT, as a live node sees it.
 slot_owner() {
-    cli "$(live_port)" cluster nodes | awk -v slot="$1" '$3 ~ /master/ && $3 !~ /fail/ {
+    cli "$(master_port)" cluster nodes | awk -v slot="$1" '$3 ~ /master/ && $3 !~ /fail/ {
         for (i = 9; i <= NF; i++) {
             if ($i ~ /^\[/) continue
             split($i, r, "-"); if (r[2] == "") r[2] = r[1]
@@ -306,6 +321,7 @@ cluster-config-file nodes.conf
 cluster-node-timeout ${WALCAST_REDIS_CLUSTER_NODE_TIMEOUT:-1500}
 cluster-replica-validity-factor 0
 repl-diskless-sync-delay 0
+enable-debug-command local
 dir $d
 daemonize yes
 pidfile $d/redis.pid
@@ -389,6 +405,46 @@ cluster_kill() { # cluster_kill PORT [--no-wait]
     return 1
 }
 
+# Every live node sees node ID (on PORT) in the role it says it has (a master that came back as a replica
+# may claim its old slots until the others' newer epoch reaches it).
+roles_agree() {
+    local role d p
+    role=$(cli "$1" role | head -1)
+    [ "$role" = slave ] || [ "$role" = master ] || return 1
+    for d in $(node_dirs); do
+        p=$(node_port "$d")
+        alive "$p" || continue
+        cli "$p" cluster nodes | awk -v id="$2" -v r="$role" '$1 == id { ok = ($3 ~ r) } END { exit !ok }' || return 1
+    done
+}
+
+cluster_lose() { # cluster_lose PORT
+    local port=${1:?cluster-lose needs a PORT} replica secs=${WALCAST_REDIS_CLUSTER_LOSE_SECONDS:-4}
+    alive "$port" || { echo "services: the redis cluster node on port $port is not running" >&2; return 1; }
+    [ "$(cli "$port" role | head -1)" = master ] || { echo "services: 127.0.0.1:$port is not a master" >&2; return 1; }
+    # Its replica, as the replica itself says (ROLE: slave, the master's address; its link up): a node's
+    # view of the others may lag a restart.
+    local d p r
+    replica=
+    for d in $(node_dirs); do
+        p=$(node_port "$d")
+        [ "$p" != "$port" ] && alive "$p" || continue
+        r=$(cli "$p" role | tr '\n' ' ')
+        case "$r" in "slave 127.0.0.1 $port connected "*) replica=$p; break ;; esac
+    done
+    [ -n "$replica" ] || { echo "services: the master on port $port has no replica connected to it" >&2; return 1; }
+    # The replica blocks (DEBUG SLEEP), then the master drops its link to it (CLIENT KILL TYPE replica): the
+    # replica cannot connect again while it sleeps, and the master goes on taking writes it never sends.
+    # (Blocking alone would not do: the master's writes would wait in the replica's socket buffer, and it
+    # would read them when it wakes.)
+    cli "$replica" debug sleep "$secs" >/dev/null &
+    sleep 0.2
+    cli "$port" client kill type replica >/dev/null
+    sleep 2
+    cluster_kill "$port" | sed 's/^services: killed/services: lost writes: killed/'
+    wait
+}
+
 cluster_restart() { # cluster_restart PORT
     local port=${1:?cluster-restart needs a PORT} d
     d=$(node_dir_of "$port")
@@ -407,7 +463,7 @@ cluster_restart() { # cluster_restart PORT
             [ "$other" != "$port" ] && alive "$other" && break
         done
         if ! cli "$other" cluster nodes | awk -v id="$id" '$1 == id {print $3}' | grep -qw fail &&
-            redis-cli --cluster check "127.0.0.1:$port" >/dev/null 2>&1; then
+            redis-cli --cluster check "127.0.0.1:$port" >/dev/null 2>&1 && roles_agree "$port" "$id"; then
             break
         fi
         sleep 0.05
@@ -417,12 +473,13 @@ cluster_restart() { # cluster_restart PORT
 }
 
 cluster_reshard() { # cluster_reshard N [FROM_PORT TO_PORT]
-    local n=${1:?cluster-reshard needs a number of slots} from=${2:-} to=${3:-} fromid toid
+    local n=${1:?cluster-reshard needs a number of slots} from=${2:-} to=${3:-} fromid toid list
     case "$n" in '' | *[!0-9]*) echo "services: cluster-reshard wants a number of slots" >&2; return 2 ;; esac
-    [ -n "$from" ] || from=$(masters | sort -k3,3nr | awk 'NR == 1 {print $2}')
-    [ -n "$to" ] || to=$(masters | awk -v f="$from" '$2 != f' | sort -k3,3n | awk 'NR == 1 {print $2}')
-    fromid=$(masters | awk -v p="$from" '$2 == p {print $1}')
-    toid=$(masters | awk -v p="$to" '$2 == p {print $1}')
+    list=$(masters) # one view for every choice below
+    [ -n "$from" ] || from=$(echo "$list" | sort -k3,3nr | awk 'NR == 1 {print $2}')
+    [ -n "$to" ] || to=$(echo "$list" | awk -v f="$from" '$2 != f' | sort -k3,3n | awk 'NR == 1 {print $2}')
+    fromid=$(echo "$list" | awk -v p="$from" '$2 == p {print $1}')
+    toid=$(echo "$list" | awk -v p="$to" '$2 == p {print $1}')
     [ -n "$fromid" ] || { echo "services: no live redis cluster master on port $from" >&2; return 1; }
     [ -n "$toid" ] || { echo "services: no live redis cluster master on port $to" >&2; return 1; }
     redis-cli --cluster reshard "127.0.0.1:$from" --cluster-from "$fromid" --cluster-to "$toid" \
@@ -446,6 +503,7 @@ start-cluster)
     ;;
 cluster-kill) cluster_kill "${@:3}" ;;
 cluster-restart) cluster_restart "${@:3}" ;;
+cluster-lose) cluster_lose "${@:3}" ;;
 cluster-reshard) cluster_reshard "${@:3}" ;;
 cluster-masters) masters | awk '{print $2, $3}' ;;
 cluster-wait) cluster_wait 30 ;;

@@ -57,6 +57,10 @@ static void print_one(const struct wc_sink *s, int json, const struct wc_dead_le
             wc_buf_puts(&b, ",\"applied\":");
             wc_buf_json_string(&b, dl->applied, strlen(dl->applied));
         }
+        if (dl->mask) {
+            wc_buf_puts(&b, ",\"mask\":");
+            wc_buf_json_string(&b, dl->mask, strlen(dl->mask));
+        }
         if (dl->created) {
             wc_buf_puts(&b, ",\"created_at\":");
             wc_buf_json_string(&b, dl->created, strlen(dl->created));

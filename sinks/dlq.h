@@ -22,6 +22,8 @@ struct wc_dead_letter {
     const char *error;
     const char *created; /* NULL when the store keeps no time */
     const char *applied; /* how many of the event's actions took effect before it failed (Redis), or NULL */
+    const char *mask;    /* Redis Cluster: the actions of the event's part in the dead letter's hash slot, one
+                          * byte each ("1": in it), or NULL: every action */
 };
 
 struct wc_dlq_ops {

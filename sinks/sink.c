@@ -25,6 +25,8 @@ struct wc_sink *wc_sink_new(const struct wc_config *cfg, const struct wc_sink_co
         return NULL;
     }
     s->ops = sink_types[conf->type];
+    if (conf->type == WC_SINK_REDIS && conf->cluster)
+        s->ops = &wc_sink_redis_cluster_ops; /* sinks/redis/csink.h */
     s->conf = conf;
     s->cfg = cfg;
     s->name = conf->name;

@@ -1,9 +1,7 @@
 /*
  * doctor_outbox.c - `walcast doctor`, the outbox table and the event types in it.
  *
- * The outbox checks (the table, its configured columns, SELECT on it) are the doctor's own for now; they
- * are kept apart here so that a shared check of the outbox (as `walcast slot check` may grow) can take
- * their place.
+ * The outbox itself is checked by replication/outbox.c, as `walcast run` checks it before streaming.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,74 +10,44 @@
 #include <libpq-fe.h>
 
 #include "doctor.h"
+#include "walcast/engine.h"
+#include "walcast/outbox.h"
 
 #define AREA "outbox"
 
+/* The shared check of replication/outbox.c (the one `walcast run` and `slot check` make), as doctor lines. */
 void wc__doctor_outbox(struct doctor *d, void *src)
 {
     const struct wc_config *cfg = d->cfg;
-    PGconn *c = src;
-    const char *params[] = {cfg->outbox_schema, cfg->outbox_table};
-    char name[300];
-    PGresult *r;
+    struct wc_outbox ob;
+    struct wc_outbox_info info;
+    struct wc_err err = {0};
+    char name[300], cols[1024] = "";
+    int replay = wc_engine_outbox(cfg, &ob);
 
     snprintf(name, sizeof(name), "%s.%s", cfg->outbox_schema, cfg->outbox_table);
-    r = PQexecParams(c,
-                     "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL, "
-                     "CASE WHEN to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL THEN "
-                     "has_table_privilege(format('%I.%I', $1::text, $2::text), 'SELECT') END",
-                     2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        wc__doctor_add(d, AREA, "table", DOC_FAIL, "", "could not look up \"%s\": %s", name,
-                       PQresultErrorMessage(r));
-        PQclear(r);
-        return;
-    }
-    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
-        wc__doctor_add(d, AREA, "table", DOC_FAIL,
-                       "create it (examples/orders/write.sql has one) or set source.outbox.table",
-                       "table \"%s\" does not exist (or role \"%s\" cannot see it)", name, PQuser(c));
-        PQclear(r);
+    if (wc_outbox_check(src, &ob, &info, &err) < 0) {
+        /* The message names the problem, what it would cause and the fix. */
+        wc__doctor_add(d, AREA, err.code == WC_ERR_CONFIG ? "check" : "reachable", DOC_FAIL, "", "%s",
+                       err.msg);
         return;
     }
     wc__doctor_add(d, AREA, "table", DOC_OK, "", "\"%s\" exists", name);
-    int can_select = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
-    PQclear(r);
-    char fix[512];
-    snprintf(fix, sizeof(fix), "GRANT SELECT ON %s TO \"%s\";", name, PQuser(c));
-    wc__doctor_add(d, AREA, "select", can_select ? DOC_OK : DOC_FAIL, can_select ? "" : fix,
-                   can_select ? "role \"%s\" may read it (rebuilds read it)"
-                              : "role \"%s\" may not SELECT it",
-                   PQuser(c));
-
-    r = PQexecParams(
-        c,
-        "SELECT attname FROM pg_attribute WHERE attrelid = format('%I.%I', $1::text, $2::text)::regclass "
-        "AND attnum > 0 AND NOT attisdropped",
-        2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        PQclear(r);
-        return;
-    }
-    char missing[512] = "";
     for (int k = 0; k < WC_COL_COUNT; k++) {
-        int found = 0;
-        for (int i = 0; i < PQntuples(r) && !found; i++)
-            found = strcmp(PQgetvalue(r, i, 0), cfg->columns[k]) == 0;
-        if (!found) {
-            size_t n = strlen(missing);
-            snprintf(missing + n, sizeof(missing) - n, "%s\"%s\" (%s)", n ? ", " : "", cfg->columns[k],
-                     wc_col_names[k]);
-        }
+        size_t n = strlen(cols);
+        if (ob.columns[k][0] == '\0')
+            snprintf(cols + n, sizeof(cols) - n, "%s%s (none)", n ? ", " : "", wc_col_names[k]);
+        else
+            snprintf(cols + n, sizeof(cols) - n, "%s%s %s", n ? ", " : "", ob.columns[k], info.type[k]);
     }
-    PQclear(r);
-    if (missing[0])
-        wc__doctor_add(d, AREA, "columns", DOC_FAIL,
-                       "name the table's columns under source.outbox.columns, or add them to the table",
-                       "\"%s\" has no column %s", name, missing);
+    wc__doctor_add(d, AREA, "columns", DOC_OK, "", "%s", cols);
+    wc__doctor_add(d, AREA, "select", DOC_OK, "", "role \"%s\" may read it (rebuilds read it)", PQuser(src));
+    if (info.order[0] && info.order_caveat[0])
+        wc__doctor_add(d, AREA, "replay_order", DOC_WARN, "", "%s: %s", info.order_desc, info.order_caveat);
+    else if (info.order[0])
+        wc__doctor_add(d, AREA, "replay_order", DOC_OK, "", "%s", info.order_desc);
     else
-        wc__doctor_add(d, AREA, "columns", DOC_OK, "", "%s, %s, %s, %s, %s, %s", cfg->columns[0],
-                       cfg->columns[1], cfg->columns[2], cfg->columns[3], cfg->columns[4], cfg->columns[5]);
+        wc__doctor_add(d, AREA, "replay_order", replay ? DOC_FAIL : DOC_WARN, "", "%s", info.order_problem);
 }
 
 /* Levenshtein distance, for "did you mean". */

@@ -3,7 +3,7 @@
  * prepares (PREPARE without executing: a misspelled table or column shows before the first event), and
  * walcast's own tables can be written (or created). A Redis server: reachable (AUTH, SELECT), a
  * maxmemory-policy that never evicts projection keys, persistence that keeps the cursor across a crash,
- * no cluster mode.
+ * cluster mode only with sinks.NAME.cluster (a cluster sink: every master's settings, the weakest named).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,10 +165,16 @@ static void check_redis(struct doctor *d, const struct wc_sink_conf *k, const ch
         wc__doctor_add(d, area, "persistence", DOC_WARN, "check appendonly and appendfsync by hand",
                        "could not read the persistence settings");
 
-    if (in.cluster_enabled == 1)
+    if (in.cluster_enabled == 1 && !k->cluster)
+        wc__doctor_add(d, area, "cluster", DOC_FAIL,
+                       "set sinks.NAME.cluster: true and list the cluster's nodes in the dsn",
+                       "the server is a redis cluster node, but the sink is not in cluster mode: its "
+                       "MULTI/EXEC spans keys "
+                       "of several hash slots (CROSSSLOT)");
+    else if (k->cluster)
         wc__doctor_add(
-            d, area, "cluster", DOC_FAIL, "point the sink at a standalone Redis server",
-            "cluster mode: a projection's MULTI/EXEC spans keys of several hash slots (CROSSSLOT)");
+            d, area, "cluster", DOC_OK, "",
+            "redis cluster: each hash slot a batch writes is applied atomically with its own cursor");
     else
         wc__doctor_add(d, area, "cluster", DOC_OK, "", "standalone");
     wc_sink_free(s);

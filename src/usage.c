@@ -113,10 +113,12 @@ static const struct wc_command commands[] = {
      "           take it (refused while the owner streams, unless --force)\n",
      "Options:\n"
      "  -c, --config=FILE      configuration file (required)\n"
+     "  -d, --source=DSN, -S, --slot=NAME, --outbox=S.T\n"
+     "                         override source.dsn, source.slot, source.outbox.table\n"
      "      --sink=NAME        only this sink\n"
      "      --json             owner: one JSON object per sink\n"
      "      --force            release: even while the owner holds its lease\n",
-     O(OPT_CONFIG) | O(OPT_SINK) | O(OPT_JSON) | O(OPT_FORCE), 1, "owner or release"},
+     CONN | O(OPT_SINK) | O(OPT_JSON) | O(OPT_FORCE), 1, "owner or release"},
     {"version", "version", "Print the version.\n", "", 0, 0, NULL},
     {NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

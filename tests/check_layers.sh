@@ -12,7 +12,7 @@
 set -u
 
 declare -A layer_of=(
-    [buf]=base [backoff]=base [err]=base [log]=base [lsn]=base [jscan]=base [event]=base [clock]=base
+    [buf]=base [backoff]=base [err]=base [log]=base [lsn]=base [jscan]=base [event]=base [clock]=base [keyslot]=base
     [pgconn]=replication [stream]=replication [slot]=replication [decode]=replication [snapshot]=replication
     [outbox]=replication [lease]=replication
     [config]=config [template]=config

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../sinks/redis/cluster.h"
 #include "opsutil.h"
 #include "orders_env.h"
 
@@ -94,13 +95,44 @@ long long qll(PGconn *c, const char *sql)
 }
 
 /* A Redis reply as a string (NULL for nil). */
+/* The second argument (the key) of a RESP command, for routing: a pointer into cmd and its length. */
+static const char *resp_key(const char *cmd, size_t *len)
+{
+    const char *p = strchr(cmd, '\n'); /* *N */
+    for (int i = 0; i < 2 && p != NULL; i++) {
+        long n = strtol(p + 2, NULL, 10); /* $len */
+        const char *data = strchr(p + 1, '\n') + 1;
+        if (i == 1) {
+            *len = (size_t)n;
+            return data;
+        }
+        p = data + n + 1;
+    }
+    *len = 0;
+    return "";
+}
+
 char *rv(struct orders_env *e, const char *fmt, ...)
 {
     va_list ap;
+    redisReply *rep = NULL;
     va_start(ap, fmt);
-    redisReply *rep = redisvCommand(e->redis, fmt, ap);
+    if (e->cl != NULL) {
+        char *cmd;
+        int n = redisvFormatCommand(&cmd, fmt, ap);
+        size_t klen;
+        const char *key = resp_key(cmd, &klen);
+        struct wc_err err = {0};
+        cr_assert(n > 0);
+        cr_assert_eq(
+            redis_cluster_pipeline(e->cl, redis_cluster_keyslot(key, klen), cmd, (size_t)n, 1, &rep, &err), 0,
+            "redis cluster: %s", err.msg);
+        free(cmd);
+    } else {
+        rep = redisvCommand(e->redis, fmt, ap);
+    }
     va_end(ap);
-    cr_assert(rep != NULL, "redis: %s", e->redis->errstr);
+    cr_assert(rep != NULL, "redis: %s", e->redis ? e->redis->errstr : "?");
     char *s = NULL;
     if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS)
         s = strndup(rep->str, rep->len);
@@ -201,22 +233,69 @@ char *create_read_db(const char *prefix)
     return dsn;
 }
 
+static struct redis_cluster *test_cluster(void)
+{
+    const char *seeds = getenv("WALCAST_TEST_REDIS_CLUSTER");
+    struct wc_err err = {0};
+    cr_assert(seeds != NULL && *seeds,
+              "WALCAST_TEST_REDIS_CLUSTER is not set: these tests need the Redis Cluster "
+              "of scripts/services.sh start DIR --cluster");
+    char *dsn = xprintf("redis://%s", seeds);
+    struct redis_cluster *cl = redis_cluster_new("test", dsn, &err);
+    cr_assert_not_null(cl, "%s", err.msg);
+    free(dsn);
+    return cl;
+}
+
+void flush_cluster(void)
+{
+    struct redis_cluster *cl = test_cluster();
+    struct wc_err err = {0};
+    const char *argv[1] = {"FLUSHALL"};
+    cr_assert_eq(redis_cluster_refresh(cl, &err), 0, "%s", err.msg);
+    for (int i = 0; i < cl->map.nnode; i++) {
+        redisReply *r = redis_cluster_node_command(cl, i, 1, argv, NULL, &err);
+        cr_assert(r != NULL && r->type == REDIS_REPLY_STATUS, "FLUSHALL: %s", r ? r->str : err.msg);
+        freeReplyObject(r);
+    }
+    redis_cluster_free(cl);
+}
+
+static void setup_common(struct orders_env *e, const char *config, const char *url);
+
+void setup_env_cluster(struct orders_env *e)
+{
+    memset(e, 0, sizeof(*e));
+    flush_cluster();
+    e->cl = test_cluster();
+    char *url = xprintf("redis://%s", getenv("WALCAST_TEST_REDIS_CLUSTER"));
+    setup_common(e, "walcast-cluster.yaml", url);
+    free(url);
+}
+
 void setup_env(struct orders_env *e, int db)
 {
     memset(e, 0, sizeof(*e));
     e->db = db;
+    e->redis = wct_redis(db);
+    freeReplyObject(redisCommand(e->redis, "FLUSHDB"));
+    char *url = xprintf("redis://127.0.0.1:%d/%d", wct_redis_port(), db);
+    setup_common(e, "walcast.yaml", url);
+    free(url);
+}
+
+static void setup_common(struct orders_env *e, const char *config, const char *url)
+{
     e->write_dsn = wct_create_db("orders_w");
     /* Write and read databases on different servers, as in production (and so that either can be
      * restarted alone). */
     e->read_dsn = create_read_db("orders_r");
     load_sql(e->write_dsn, "write.sql");
     load_sql(e->read_dsn, "read.sql");
-    e->config = xprintf("%s/examples/orders/walcast.yaml", wct_source_dir());
+    e->config = xprintf("%s/examples/orders/%s", wct_source_dir(), config);
     e->dir = wct_tmpdir();
     e->log = xprintf("%s/walcast.log", e->dir);
     e->slot = wct_unique("orders_slot");
-    e->redis = wct_redis(db);
-    freeReplyObject(redisCommand(e->redis, "FLUSHDB"));
     e->w = wct_pg_connect(e->write_dsn);
     e->r = wct_pg_connect(e->read_dsn);
     quiet(e->w);
@@ -224,7 +303,6 @@ void setup_env(struct orders_env *e, int db)
 
     /* walcast connects with its own least-privilege role; check.sh reads as postgres. */
     char *src = xprintf("%s user=walcast", e->write_dsn), *rd = xprintf("%s user=walcast", e->read_dsn);
-    char *url = xprintf("redis://127.0.0.1:%d/%d", wct_redis_port(), db);
     setenv("WALCAST_SOURCE_DSN", src, 1);
     setenv("WALCAST_SOURCE_SLOT", e->slot, 1);
     setenv("WALCAST_SINKS_READDB_DSN", rd, 1);
@@ -241,7 +319,6 @@ void setup_env(struct orders_env *e, int db)
     setenv("CHECK_REDIS_URL", url, 1);
     free(src);
     free(rd);
-    free(url);
 
     char *cmd = xprintf("'%s' slot create -c '%s' 2>&1", wct_walcast(), e->config), *out = NULL;
     int rc = wct_run(cmd, &out);
@@ -277,7 +354,9 @@ void teardown_env(struct orders_env *e)
     }
     PQfinish(e->w);
     PQfinish(e->r);
-    redisFree(e->redis);
+    if (e->redis)
+        redisFree(e->redis);
+    redis_cluster_free(e->cl);
     char *cmd = xprintf("rm -rf '%s'", e->dir);
     wct_run(cmd, NULL);
     free(cmd);
@@ -295,7 +374,14 @@ void wait_order(struct orders_env *e, long long id, const char *status, int time
     long long deadline = now_ms() + timeout_ms;
     for (;;) {
         char *pg = qv(e->r, "SELECT status FROM order_summary WHERE order_id = %lld", id);
-        char *rs = rv(e, "HGET order:%lld status", id);
+        char *rs;
+        if (e->cl != NULL) { /* walcast-cluster.yaml: order:{<customer>}:<id> */
+            char *cust = qv(e->w, "SELECT customer_id FROM shop.orders WHERE id = %lld", id);
+            rs = rv(e, "HGET order:{%s}:%lld status", cust ? cust : "?", id);
+            free(cust);
+        } else {
+            rs = rv(e, "HGET order:%lld status", id);
+        }
         int ok = pg && rs && strcmp(pg, status) == 0 && strcmp(rs, status) == 0;
         if (!ok && now_ms() > deadline) {
             dump_log(e);
@@ -533,6 +619,8 @@ void reconnect_env(struct orders_env *e, int timeout_ms)
         e->w = connect_retry(e->write_dsn, timeout_ms);
         cr_assert(e->w != NULL, "the write database did not come back within %d ms", timeout_ms);
     }
+    if (e->cl != NULL)
+        return; /* the cluster's connections come back by themselves */
     redisReply *rep = e->redis ? redisCommand(e->redis, "PING") : NULL;
     ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
     if (rep)
@@ -646,7 +734,7 @@ pid_t start_resilient_workload(struct orders_env *e, long long events, int chunk
     return pid;
 }
 
-long long services(const char *cmd, const char *arg)
+long long services_run(const char *cmd, const char *arg)
 {
     const char *dir = getenv("WALCAST_TEST_DIR");
     cr_assert(dir != NULL && *dir, "WALCAST_TEST_DIR is not set: start the servers with scripts/services.sh");

@@ -9,6 +9,8 @@
 
 #include "testutil.h"
 
+struct redis_cluster;
+
 struct orders_env {
     char *write_dsn; /* as postgres: write side and outbox */
     char *read_dsn;  /* as postgres: projections */
@@ -22,6 +24,7 @@ struct orders_env {
     int restarts;
     PGconn *w, *r;
     redisContext *redis;
+    struct redis_cluster *cl; /* setup_env_cluster: the Redis Cluster (rv routes by key), else NULL */
 };
 
 long long now_ms(void);
@@ -49,6 +52,11 @@ void ensure_running(struct orders_env *e);
 int stop_walcast(struct orders_env *e, int sig);
 /* Fresh databases, slot, Redis db, environment for walcast and check.sh; starts walcast. */
 void setup_env(struct orders_env *e, int db);
+/* The same with examples/orders/walcast-cluster.yaml into the Redis Cluster of scripts/services.sh (every
+ * master flushed first): rv() and wait_order() read keys where the cluster keeps them. */
+void setup_env_cluster(struct orders_env *e);
+/* FLUSHALL on every master of the test cluster (WALCAST_TEST_REDIS_CLUSTER). */
+void flush_cluster(void);
 void teardown_env(struct orders_env *e);
 /* Reconnect the test's own connections (write, read, Redis) after a server restart; waits up to
  * timeout_ms for each server to accept connections again. */
@@ -91,7 +99,7 @@ pid_t start_paced_workload(struct orders_env *e, int rate);
 void stop_workload(pid_t wl);
 
 /* scripts/services.sh CMD WALCAST_TEST_DIR [ARG]; returns how long it took (ms). */
-long long services(const char *cmd, const char *arg);
+long long services_run(const char *cmd, const char *arg);
 /* Lines of walcast's log that contain text (and b, when not NULL). */
 int log_count(struct orders_env *e, const char *text);
 int log_has_line(struct orders_env *e, const char *a, const char *b);

@@ -362,8 +362,17 @@ Test(config, more_errors)
     expect_error("source:\n  outbox:\n    columns:\n      payload: \"\"\n",
                  "4: key \"source.outbox.columns.payload\": must not be empty");
     expect_error("sinks:\n  c:\n    type: redis\n    extra: 1\n",
-                 "4: key \"sinks.c.extra\": unknown key (expected type, dsn, rebuild, statement_timeout_ms "
-                 "or lock_timeout_ms)");
+                 "4: key \"sinks.c.extra\": unknown key (expected type, dsn, rebuild, cluster, "
+                 "statement_timeout_ms or "
+                 "lock_timeout_ms)");
+    /* A Redis Cluster: only for a redis sink, a boolean; a list of nodes only in cluster mode. */
+    expect_error("sinks:\n  c:\n    type: postgres\n    cluster: true\n",
+                 "2: key \"sinks.c.cluster\": cluster needs a redis sink, but sink \"c\" is postgres");
+    expect_error("sinks:\n  c:\n    type: redis\n    cluster: yes\n",
+                 "4: key \"sinks.c.cluster\": expected true or false, got \"yes\"");
+    expect_error("sinks:\n  c:\n    type: redis\n    dsn: \"redis://a:1,b:2\"\n",
+                 "4: key \"sinks.c.dsn\": several redis servers: for the seed nodes of a redis cluster set "
+                 "sinks.c.cluster: true");
     expect_error("sinks: [a]\n", "1: key \"sinks\": expected a mapping of sink names, got a list");
     expect_error("sinks:\n  c:\n    type: redis\n    statement_timeout_ms: 0\n",
                  "4: key \"sinks.c.statement_timeout_ms\": value 0 is out of range (100..3600000)");

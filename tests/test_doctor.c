@@ -250,6 +250,25 @@ Test(doctor, statement_naming_a_missing_column, .timeout = 60)
     teardown(&e);
 }
 
+/* The outbox as walcast run checks it before streaming: a renamed column is a FAIL with the fix. */
+Test(doctor, outbox_column_renamed, .timeout = 60)
+{
+    struct denv e;
+    setup(&e, "", "OrderPlaced,OrderShipped");
+    wct_sql(e.src, "ALTER TABLE domain_events RENAME COLUMN occurred_at TO created_at");
+    write_config(&e, NULL, NULL, NULL, NULL);
+    int rc;
+    char *text;
+    json_t *doc = doctor(&e, &rc, &text);
+    cr_assert_eq(rc, 1, "%s", text);
+    json_t *c = find(doc, "outbox", "check", "FAIL");
+    cr_assert(strstr(detail(c), "occurred_at") && strstr(detail(c), "created_at"),
+              "names the missing column and the likely one: %s", detail(c));
+    json_decref(doc);
+    free(text);
+    teardown(&e);
+}
+
 Test(doctor, redis_allkeys_lru, .timeout = 60)
 {
     struct denv e;

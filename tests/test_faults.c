@@ -87,19 +87,19 @@ static void workload_with_faults(struct orders_env *e, int nfaults, inject_fn in
 
 static void restart_source_fast(struct orders_env *e, int i)
 {
-    cr_log_info("pg_ctl restart -m fast (source): %lld ms", services("restart-pg", "fast"));
+    cr_log_info("pg_ctl restart -m fast (source): %lld ms", services_run("restart-pg", "fast"));
 }
 
 static void restart_source_immediate(struct orders_env *e, int i)
 {
-    cr_log_info("pg_ctl restart -m immediate (source): %lld ms", services("restart-pg", "immediate"));
+    cr_log_info("pg_ctl restart -m immediate (source): %lld ms", services_run("restart-pg", "immediate"));
 }
 
 static void restart_read_db(struct orders_env *e, int i)
 {
     /* fast first, then immediate: a crash of the read side must not lose a committed cursor either. */
     const char *mode = i == 0 ? "fast" : "immediate";
-    cr_log_info("pg_ctl restart -m %s (read database): %lld ms", mode, services("restart-read-pg", mode));
+    cr_log_info("pg_ctl restart -m %s (read database): %lld ms", mode, services_run("restart-read-pg", mode));
 }
 
 static void restart_redis(struct orders_env *e, int i)
@@ -107,7 +107,7 @@ static void restart_redis(struct orders_env *e, int i)
     /* SHUTDOWN NOSAVE skips the RDB snapshot only: with appendonly the AOF is what Redis reloads. */
     char *key = xprintf("faults:sentinel:%d", i);
     freeReplyObject(redisCommand(e->redis, "SET %s kept", key));
-    cr_log_info("redis SHUTDOWN NOSAVE + start: %lld ms", services("restart-redis", NULL));
+    cr_log_info("redis SHUTDOWN NOSAVE + start: %lld ms", services_run("restart-redis", NULL));
     reconnect_env(e, 30000);
     expect_str("a key written before SHUTDOWN NOSAVE", rv(e, "GET %s", key), "kept");
     freeReplyObject(redisCommand(e->redis, "DEL %s", key));
@@ -167,14 +167,14 @@ Test(faults, redis_restart_with_aof)
 static void source_outage_3s(struct orders_env *e, int i)
 {
     int before = log_count(e, "reconnecting");
-    services("stop-pg", "fast");
+    services_run("stop-pg", "fast");
     long long t0 = now_ms();
     /* Down for 3 s: with the default backoff (100 ms doubling) that is five or six attempts. */
     while (now_ms() - t0 < 3000) {
         ensure_running(e);
         sleep_ms(50);
     }
-    services("start-pg", NULL);
+    services_run("start-pg", NULL);
     cr_log_info("source down for %lld ms; %d reconnecting warning(s) so far", now_ms() - t0,
                 log_count(e, "reconnecting") - before);
 }
@@ -227,12 +227,12 @@ Test(faults, sigterm_during_outage)
     pid_t wl = start_resilient_workload(&e, 1000, CHUNK, PAUSE_MS);
     finish_workload(&e, wl, 60000);
     wait_caught_up(&e, 60000);
-    services("stop-pg", "fast");
+    services_run("stop-pg", "fast");
     sleep_ms(1500);
     long long t0 = now_ms();
     int st = stop_walcast(&e, SIGTERM);
     long long took = now_ms() - t0;
-    services("start-pg", NULL);
+    services_run("start-pg", NULL);
     cr_log_info("SIGTERM during the outage: exited in %lld ms (status 0x%x)", took, st);
     cr_assert(st != -1, "walcast did not exit within 5 s of SIGTERM");
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "walcast exited with status 0x%x", st);

@@ -209,7 +209,7 @@ static void bring_back(void)
         kill(stopped[i], SIGCONT);
     nstopped = 0;
     if (redis_stopped)
-        services("start-redis", NULL);
+        services_run("start-redis", NULL);
     redis_stopped = 0;
 }
 
@@ -364,7 +364,7 @@ Test(outages, redis_down_postgres_goes_on, .fini = bring_back)
     int nb = probe_postgres(&e, sanitized_pass() ? 4000 : 10000, before, 1000);
     long long p99_before = p99(before, nb);
     long long events0 = outbox_events(&e);
-    services("stop-redis", NULL);
+    services_run("stop-redis", NULL);
     redis_stopped = 1;
     long long t0 = now_ms();
     int outage = hold_ms(60000);

@@ -7,7 +7,9 @@
 #   CHECK_WRITE_DSN  write database, a role that can read schema shop
 #                    (default: WALCAST_SOURCE_DSN with user=$PGUSER, or postgres)
 #   CHECK_READ_DSN   read database (default: WALCAST_SINKS_READDB_DSN with user=$PGUSER, or postgres)
-#   CHECK_REDIS_URL  redis://host:port/db (default: WALCAST_SINKS_CACHE_DSN)
+#   CHECK_REDIS_URL  redis://host:port/db (default: WALCAST_SINKS_CACHE_DSN); for the Redis Cluster of
+#                    walcast-cluster.yaml its nodes, redis://host:port,host:port... (any of them: the
+#                    masters are read from the cluster, each projection key where it lives)
 #   CHECK_MAX_PRINT  mismatches printed per projection (default 20; all are counted)
 # Prints mismatches, then "check: orders=N mismatches=M"; exits 0 only when M is 0 (1 on mismatches,
 # 2 on a usage or connection error).
@@ -39,7 +41,48 @@ trap 'rm -rf "$tmp"' EXIT
 
 wq() { psql -X -q -At -F $'\t' -v ON_ERROR_STOP=1 -d "$write_dsn" -c "$1"; }
 rq() { psql -X -q -At -F $'\t' -v ON_ERROR_STOP=1 -d "$read_dsn" -c "$1"; }
-redis() { redis-cli -u "$redis_url" --raw "$@"; }
+
+# A Redis Cluster (several nodes in the URL, or one that says it is a cluster node): the keys carry the
+# customer's id as a hash tag (walcast-cluster.yaml), and each master is read for the keys it holds.
+cluster=0
+case "$redis_url" in *,*) cluster=1 ;; esac
+hostports=${redis_url#redis://}
+auth=
+case "$hostports" in *@*) auth=${hostports%@*}; hostports=${hostports##*@} ;; esac
+hostports=${hostports%%/*}
+pw=${auth#*:}
+# A password goes through the environment (never the command line); none: no AUTH at all.
+[ -n "$pw" ] && export REDISCLI_AUTH="$pw"
+if [ "$cluster" = 1 ]; then
+    node() { # node HOST:PORT ARGS...: redis-cli on one node
+        local hp=$1
+        shift
+        redis-cli -h "${hp%:*}" -p "${hp##*:}" "$@"
+    }
+    seed=
+    for hp in ${hostports//,/ }; do
+        [ "$(node "$hp" ping 2>/dev/null)" = PONG ] && { seed=$hp; break; }
+    done
+    [ -n "$seed" ] || { echo "check: cannot reach any node of the redis cluster" >&2; exit 2; }
+    # The masters that serve slots, as host:port.
+    masters=$(node "$seed" cluster nodes | awk '$3 ~ /master/ && $3 !~ /fail/ && NF >= 9 { split($2, a, "@"); print a[1] }')
+    redis() { # a command on the master of its key (-c follows MOVED)
+        redis-cli -c -h "${seed%:*}" -p "${seed##*:}" --raw "$@"
+    }
+    # dump PATTERN COMMAND: "key<TAB>reply as CSV" for every key matching PATTERN on every master; COMMAND
+    # is run on each key (KEY stands for it).
+    dump() {
+        local m
+        for m in $masters; do
+            node "$m" --scan --pattern "$1" >"$tmp/keys"
+            [ -s "$tmp/keys" ] || continue
+            awk -v c="$2" '{ line = c; sub(/KEY/, $0, line); print line }' "$tmp/keys" | node "$m" --csv >"$tmp/vals"
+            paste "$tmp/keys" "$tmp/vals"
+        done
+    }
+else
+    redis() { redis-cli -u "$redis_url" --raw "$@"; }
+fi
 
 redis ping >/dev/null || { echo "check: cannot reach redis" >&2; exit 2; }
 
@@ -59,8 +102,15 @@ wq "SELECT o.id, concat_ws('|', o.customer_id, o.status, o.total, coalesce(i.n, 
 wq "SELECT customer_id, concat_ws('|', coalesce(sum(total) FILTER (WHERE status <> 'cancelled'), 0.00),
                                       count(*) FILTER (WHERE status <> 'cancelled'))
     FROM shop.orders GROUP BY customer_id" >"$tmp/ltv.exp"
-wq "SELECT format('customer:%s:orders %s', o.customer_id, o.id), $(ms o.placed_at) FROM shop.orders o" \
+# walcast-cluster.yaml tags each customer's keys with the customer's id: one hash slot per customer.
+ckey='customer:%s'
+[ "$cluster" = 1 ] && ckey='customer:{%s}'
+wq "SELECT format('$ckey:orders %s', o.customer_id, o.id), $(ms o.placed_at) FROM shop.orders o" \
     >"$tmp/zcust.exp"
+# The cluster example also keeps each customer's lifetime value beside the customer's orders.
+[ "$cluster" = 1 ] && wq "SELECT customer_id, concat_ws('|', (coalesce(sum(total) FILTER (WHERE status <> 'cancelled'), 0) * 100)::bigint,
+                                      count(*) FILTER (WHERE status <> 'cancelled'))
+    FROM shop.orders GROUP BY customer_id" >"$tmp/cltv.exp"
 wq "SELECT o.id, concat_ws('|', o.status, o.total, o.customer_id, $placed_iso, $updated_iso) FROM shop.orders o" \
     >"$tmp/hash.exp"
 wq "SELECT format('orders:status:%s %s', o.status, o.id), $(ms o.updated_at) FROM shop.orders o" \
@@ -76,7 +126,26 @@ rq "SELECT order_id, concat_ws('|', customer_id, status, total, item_count,
            $(printf "$iso" placed_at), $(printf "$iso" updated_at)) FROM order_summary" >"$tmp/summary.act"
 rq "SELECT customer_id, concat_ws('|', lifetime_value, orders) FROM customer_ltv" >"$tmp/ltv.act"
 
-# ---- actual, from Redis: one Lua call per family dumps it all (no per-key round trips) ----
+# ---- actual, from Redis ----
+if [ "$cluster" = 1 ]; then
+    # Per master: the keys of a family (SCAN), then one command per key in one pipe; CSV replies.
+    csv_pairs() { # "key<TAB>"m","s",..." -> "key m<TAB>s" per pair
+        awk -F'\t' -v OFS='\t' '{ n = split($2, v, ","); for (i = 1; i + 1 <= n; i += 2) {
+            gsub(/"/, "", v[i]); gsub(/"/, "", v[i + 1]); print $1 " " v[i], v[i + 1] } }'
+    }
+    csv_fields() { # "key<TAB>"a",NULL,..." -> "key<TAB>a|(nil)|..."
+        awk -F'\t' -v OFS='\t' '{ n = split($2, v, ","); s = ""; for (i = 1; i <= n; i++) {
+            x = v[i]; if (x == "NULL") x = "(nil)"; gsub(/"/, "", x); s = s (i > 1 ? "|" : "") x }; print $1, s }'
+    }
+    dump 'customer:*:orders' 'ZRANGE KEY 0 -1 WITHSCORES' | csv_pairs >"$tmp/zcust.act"
+    dump 'order:*' 'HMGET KEY status total customer_id placed_at updated' | csv_fields |
+        awk -F'\t' -v OFS='\t' '{ n = split($1, k, ":"); print k[n], $2 }' >"$tmp/hash.raw"
+    dump 'orders:status:*' 'ZRANGE KEY 0 -1 WITHSCORES' | csv_pairs >"$tmp/zstatus.act"
+    dump 'customer:*:ltv' 'HMGET KEY cents orders' | csv_fields |
+        awk -F'\t' -v OFS='\t' '{ k = $1; sub(/^customer:\{/, "", k); sub(/\}:ltv$/, "", k); print k, $2 }' \
+        >"$tmp/cltv.act"
+else
+# One Lua call per family dumps it all (no per-key round trips).
 redis EVAL "
 local out = {}
 for _, k in ipairs(redis.call('KEYS', 'customer:*:orders')) do
@@ -99,6 +168,7 @@ for _, k in ipairs(redis.call('KEYS', 'orders:status:*')) do
   for i = 1, #z, 2 do out[#out + 1] = k .. ' ' .. z[i] .. '\t' .. z[i + 1] end
 end
 return out" 0 >"$tmp/zstatus.act"
+fi
 redis ZRANGE ltv:leaderboard 0 -1 WITHSCORES | awk -v OFS='\t' 'NR % 2 { m = $0; next } { print m, $0 }' \
     >"$tmp/board.act"
 
@@ -129,6 +199,7 @@ compare redis.customer_orders "$tmp/zcust.exp" "$tmp/zcust.act"
 compare redis.order_hash "$tmp/hash.exp" "$tmp/hash.act"
 compare redis.status_sets "$tmp/zstatus.exp" "$tmp/zstatus.act"
 compare redis.ltv_leaderboard "$tmp/board.exp" "$tmp/board.act"
+[ "$cluster" = 1 ] && compare redis.customer_ltv "$tmp/cltv.exp" "$tmp/cltv.act"
 
 mismatches=$(awk '{ s += $1 } END { print s + 0 }' "$tmp/count")
 echo "check: orders=$orders mismatches=$mismatches"

@@ -86,7 +86,9 @@ struct wc_rule {
 struct wc_sink_conf {
     char *name;
     int type;      /* enum wc_sink_type */
-    char *dsn;     /* postgres: conninfo or URI; redis: redis://[:password@]host:port[/db] */
+    char *dsn;     /* postgres: conninfo or URI; redis: redis://[:password@]host:port[/db], or with cluster
+                      the seed nodes redis://[:password@]host:port[,host:port...] */
+    int cluster;   /* redis: a Redis Cluster (sinks/redis/cluster.h); 0 = one server */
     char *rebuild; /* how to wipe the projections before a rebuild: SQL (postgres), "flushdb" (redis);
                       NULL = a sink that lost data stops the engine instead */
     int statement_timeout_ms; /* a statement (postgres) or a reply (redis) may take this long (30000) */

@@ -124,6 +124,7 @@ static inline void wc_sink_count_applied(struct wc_sink *s, int in_commit, const
 
 extern const struct wc_sink_ops wc_sink_postgres_ops;
 extern const struct wc_sink_ops wc_sink_redis_ops;
+extern const struct wc_sink_ops wc_sink_redis_cluster_ops; /* sinks.NAME.cluster: true */
 extern const struct wc_sink_ops wc_sink_jsonl_ops;
 
 /* New sink for conf (postgres or redis). Returns NULL with err when the type is unknown. */

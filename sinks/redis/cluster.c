@@ -97,6 +97,7 @@ static void node_drop(struct redis_cluster *cl, int i)
         redisFree(cl->map.nodes[i].c);
         cl->map.nodes[i].c = NULL;
     }
+    cl->map.nodes[i].ready = 0;
     cl->stale = 1;
 }
 
@@ -165,7 +166,7 @@ static int read_map(struct redis_cluster *cl, redisContext *c, const char *host,
 }
 
 /* Put m in place of the map, handing the connections of nodes still masters over (and c, from host:port). */
-static void install_map(struct redis_cluster *cl, struct redis_cluster_map *m, redisContext *c,
+static void install_map(struct redis_cluster *cl, struct redis_cluster_map *m, redisContext *c, int ready,
                         const char *host, int port)
 {
     for (int i = 0; i < cl->map.nnode; i++) {
@@ -174,6 +175,7 @@ static void install_map(struct redis_cluster *cl, struct redis_cluster_map *m, r
             if (m->nodes[j].c == NULL && m->nodes[j].port == old->port &&
                 strcmp(m->nodes[j].host, old->host) == 0) {
                 m->nodes[j].c = old->c;
+                m->nodes[j].ready = old->ready;
                 old->c = NULL;
             }
         }
@@ -181,6 +183,7 @@ static void install_map(struct redis_cluster *cl, struct redis_cluster_map *m, r
     for (int j = 0; j < m->nnode && c != NULL; j++) {
         if (m->nodes[j].c == NULL && m->nodes[j].port == port && strcmp(m->nodes[j].host, host) == 0) {
             m->nodes[j].c = c;
+            m->nodes[j].ready = ready; /* on_connect need not run again on the same connection */
             c = NULL;
         }
     }
@@ -225,9 +228,10 @@ int redis_cluster_refresh(struct redis_cluster *cl, struct wc_err *err)
         rc = read_map(cl, c, host, port, &m, &last);
         if (rc == 0) {
             char *h = wc_xstrdup(host); /* host may die with the old map */
+            int ready = known && cl->map.nodes[k].ready;
             if (known)
                 cl->map.nodes[k].c = NULL; /* install_map hands it on */
-            install_map(cl, &m, c, h, port);
+            install_map(cl, &m, c, ready, h, port);
             free(h);
             wc_debug("sink \"%s\": redis cluster map read: %d masters, %d of %d slots served", cl->name,
                      cl->map.nnode, cl->map.covered, REDIS_CLUSTER_SLOTS);
@@ -268,15 +272,23 @@ const struct redis_cluster_node *redis_cluster_master(struct redis_cluster *cl, 
 }
 
 /* One command, or MULTI ... EXEC: a redirection then means nothing of it ran. */
-static int all_or_nothing(const char *cmds, size_t len, int ncmd)
+static int all_or_nothing(const struct redis_cluster_job *j)
 {
     static const char multi[] = "*1\r\n$5\r\nMULTI\r\n", exec[] = "*1\r\n$4\r\nEXEC\r\n";
     const size_t ml = sizeof(multi) - 1, el = sizeof(exec) - 1;
+    const char *first = j->headlen ? j->head : j->cmds, *last = j->taillen ? j->tail : j->cmds;
+    size_t flen = j->headlen ? j->headlen : j->len, llen = j->taillen ? j->taillen : j->len;
 
-    if (ncmd == 1)
+    if (j->ncmd == 1)
         return 1;
-    return ncmd >= 2 && len >= ml + el && strncasecmp(cmds, multi, ml) == 0 &&
-           strncasecmp(cmds + len - el, exec, el) == 0;
+    return j->ncmd >= 2 && flen >= ml && llen >= el && j->headlen + j->len + j->taillen >= ml + el &&
+           strncasecmp(first, multi, ml) == 0 && strncasecmp(last + llen - el, exec, el) == 0;
+}
+
+void redis_cluster_unready(struct redis_cluster *cl)
+{
+    for (int i = 0; i < cl->map.nnode; i++)
+        cl->map.nodes[i].ready = 0;
 }
 
 /* Per job, between the send and the read of one round. */
@@ -332,10 +344,20 @@ static int send_job(struct redis_cluster *cl, struct redis_cluster_job *j, struc
         cl->stale = 1;
         return -1;
     }
+    if (!n->ready && cl->on_connect != NULL) {
+        /* Nothing is queued on this connection yet in this round: the hook may talk on it. */
+        if (cl->on_connect(cl, n->c, n->host, n->port, cl->on_connect_arg, err) < 0) {
+            node_drop(cl, i);
+            return -1;
+        }
+    }
+    n->ready = 1;
     pd->ask = pd->redirect == REDIS_CLUSTER_ASK;
     pd->redirect = REDIS_CLUSTER_NO_REDIRECT;
     if ((pd->ask && redisAppendCommand(n->c, "ASKING") != REDIS_OK) ||
-        redisAppendFormattedCommand(n->c, j->cmds, j->len) != REDIS_OK) {
+        (j->headlen && redisAppendFormattedCommand(n->c, j->head, j->headlen) != REDIS_OK) ||
+        (j->len && redisAppendFormattedCommand(n->c, j->cmds, j->len) != REDIS_OK) ||
+        (j->taillen && redisAppendFormattedCommand(n->c, j->tail, j->taillen) != REDIS_OK)) {
         wc_err_set(err, WC_ERR_INTERNAL, "sink \"%s\": out of memory", cl->name);
         return -1;
     }
@@ -431,8 +453,7 @@ int redis_cluster_run(struct redis_cluster *cl, struct redis_cluster_job *jobs, 
         jobs[k].state = REDIS_CLUSTER_JOB_NOT_APPLIED;
         jobs[k].node[0] = '\0';
         jobs[k].redirects = 0;
-        if (jobs[k].slot < 0 || jobs[k].slot >= REDIS_CLUSTER_SLOTS ||
-            !all_or_nothing(jobs[k].cmds, jobs[k].len, jobs[k].ncmd)) {
+        if (jobs[k].slot < 0 || jobs[k].slot >= REDIS_CLUSTER_SLOTS || !all_or_nothing(&jobs[k])) {
             wc_err_set(err, WC_ERR_INTERNAL,
                        "sink \"%s\": pipeline for hash slot %d is not one command or MULTI ... EXEC",
                        cl->name, jobs[k].slot);
@@ -501,4 +522,50 @@ int redis_cluster_pipeline(struct redis_cluster *cl, int slot, const char *cmds,
     struct redis_cluster_job j = {.slot = slot, .cmds = cmds, .len = len, .ncmd = ncmd, .replies = replies};
 
     return redis_cluster_run(cl, &j, 1, err);
+}
+
+/* Connect to master i when not connected, and run on_connect there when it has not run. 0, or -1 with err
+ * (the connection dropped). */
+static int node_ready(struct redis_cluster *cl, int i, struct wc_err *err)
+{
+    struct redis_cluster_node *n = &cl->map.nodes[i];
+
+    if (n->c == NULL && (n->c = node_connect(cl, n->host, n->port, err)) == NULL) {
+        cl->stale = 1;
+        return -1;
+    }
+    if (!n->ready && cl->on_connect != NULL &&
+        cl->on_connect(cl, n->c, n->host, n->port, cl->on_connect_arg, err) < 0) {
+        node_drop(cl, i);
+        return -1;
+    }
+    n->ready = 1;
+    return 0;
+}
+
+int redis_cluster_ready_all(struct redis_cluster *cl, struct wc_err *err)
+{
+    if (cl->stale && redis_cluster_refresh(cl, err) < 0)
+        return -1;
+    for (int i = 0; i < cl->map.nnode; i++)
+        if (node_ready(cl, i, err) < 0)
+            return -1;
+    return 0;
+}
+
+redisReply *redis_cluster_node_command(struct redis_cluster *cl, int i, int argc, const char **argv,
+                                       const size_t *len, struct wc_err *err)
+{
+    redisReply *r;
+
+    if (i < 0 || i >= cl->map.nnode) {
+        wc_err_set(err, WC_ERR_INTERNAL, "sink \"%s\": no redis cluster master %d", cl->name, i);
+        return NULL;
+    }
+    if (node_ready(cl, i, err) < 0)
+        return NULL;
+    r = redisCommandArgv(cl->map.nodes[i].c, argc, argv, len);
+    if (r == NULL)
+        node_lost(cl, i, err);
+    return r;
 }

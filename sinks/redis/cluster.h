@@ -21,10 +21,7 @@
  * cluster shares its ACL only by configuration, as every cluster client assumes). No database number:
  * a cluster has only database 0 ("/0" is accepted, anything else is an error).
  *
- * Hash slots (as Redis's keyHashSlot): slot = CRC16(k) mod 16384 where k is the whole key, unless the
- * key has a '{' followed later by a '}' with at least one byte between the first '{' and the first '}'
- * after it: then k is those bytes. Only the first '{' counts: "foo{}{bar}" hashes all of "foo{}{bar}"
- * (the first tag is empty), not "bar"; "foo{{bar}}" hashes "{bar".
+ * Hash slots: base/keyslot.c (include/walcast/keyslot.h says how hash tags count).
  *
  * Thread safety: none. One struct redis_cluster per thread (the sink's commit thread).
  */
@@ -38,17 +35,23 @@
 #include <hiredis/hiredis.h>
 
 #include "walcast/err.h"
+#include "walcast/keyslot.h"
 
-#define REDIS_CLUSTER_SLOTS 16384
+#define REDIS_CLUSTER_SLOTS WC_KEYSLOTS
 /* Redirections followed for one pipeline before giving up (a slot moving again and again). */
 #define REDIS_CLUSTER_MAX_REDIRECTS 5
 
 /* ---- keys and slots (cluster_map.c) ---- */
 
-/* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), as Redis's crc16(); "123456789" gives 0x31C3. */
-uint16_t redis_cluster_crc16(const char *buf, size_t len);
-/* The hash slot of key[0..len), hash tags honoured. */
-int redis_cluster_keyslot(const char *key, size_t len);
+/* CRC16 and hash slots live in base/keyslot.c (the configuration checks literal keys with them too). */
+static inline uint16_t redis_cluster_crc16(const char *buf, size_t len)
+{
+    return wc_crc16(buf, len);
+}
+static inline int redis_cluster_keyslot(const char *key, size_t len)
+{
+    return wc_keyslot(key, len);
+}
 /*
  * A short string (1 to 3 characters of [0-9a-zA-Z]) whose slot is slot: "{" tag "}" in a key puts the key
  * into that slot. Tags are the first of that alphabet's strings, shortest first, then in alphabet order,
@@ -89,6 +92,7 @@ struct redis_cluster_node {
     int port;
     char id[41];     /* "" when the reply gave none */
     redisContext *c; /* NULL until used, and after its connection was lost */
+    int ready;       /* the cluster's on_connect ran on c */
 };
 
 struct redis_cluster_map {
@@ -144,6 +148,11 @@ struct redis_cluster {
     int stale;     /* refresh the map before the next run (a MOVED, a lost connection) */
     int no_shards; /* the server has no CLUSTER SHARDS (before 7.0): CLUSTER SLOTS */
     struct timeval connect_timeout, io_timeout;
+    /* Optional: run on a master's connection before the first job is sent on it (the sink loads its
+     * scripts there); 0, or -1 with err (the connection is then dropped, the job not sent). */
+    int (*on_connect)(struct redis_cluster *cl, redisContext *c, const char *host, int port, void *arg,
+                      struct wc_err *err);
+    void *on_connect_arg;
     struct {
         long refreshes; /* maps read */
         long moved;     /* MOVED replies followed */
@@ -190,6 +199,10 @@ struct redis_cluster_job {
     const char *cmds; /* borrowed */
     size_t len;
     int ncmd;
+    /* Optional RESP sent before and after cmds (borrowed; ncmd counts their commands too): a unit's
+     * MULTI and EXEC around commands queued elsewhere, without copying them. */
+    const char *head, *tail;
+    size_t headlen, taillen;
     /* out */
     int state;            /* enum redis_cluster_job_state */
     redisReply **replies; /* ncmd of them, by the caller: filled with new replies (free each) when DONE */
@@ -211,6 +224,18 @@ struct redis_cluster_job {
  * in its slot (a MOVED for another slot). Each job's state says what became of it.
  */
 int redis_cluster_run(struct redis_cluster *cl, struct redis_cluster_job *jobs, int njob, struct wc_err *err);
+
+/* Connect to every master of the map (read first when stale) and run on_connect on each. 0, or -1 with
+ * err. */
+int redis_cluster_ready_all(struct redis_cluster *cl, struct wc_err *err);
+/* Run one command on master i of the map (connected and readied as a job would be): its reply (new), or
+ * NULL with err (WC_ERR_IO: the connection was lost and is dropped). For commands of a whole node
+ * (FLUSHDB, INFO, CONFIG GET, WAIT). */
+redisReply *redis_cluster_node_command(struct redis_cluster *cl, int i, int argc, const char **argv,
+                                       const size_t *len, struct wc_err *err);
+
+/* Make every connection run on_connect again before its next job (the sink's scripts were flushed). */
+void redis_cluster_unready(struct redis_cluster *cl);
 
 /* One job: redis_cluster_run() of a single pipeline for slot; replies as there. */
 int redis_cluster_pipeline(struct redis_cluster *cl, int slot, const char *cmds, size_t len, int ncmd,

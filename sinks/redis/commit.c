@@ -11,9 +11,9 @@
 #include "walcast/log.h"
 
 /* The event type and position of a record, for messages. */
-static const char *rec_type(const struct batch *b, const struct wc_rec *r)
+static const char *rec_type(const struct wc_recs *recs, const struct wc_rec *r)
 {
-    const char *t = wc_recs_str(&b->recs, r->col[WC_COL_EVENT_TYPE]);
+    const char *t = wc_recs_str(recs, r->col[WC_COL_EVENT_TYPE]);
 
     return t ? t : "";
 }
@@ -23,8 +23,8 @@ static const char *rec_type(const struct batch *b, const struct wc_rec *r)
  * dead letter (counted here), done nothing (skip), or stored the cursor before it (halt: -1 with err,
  * the engine stops before the cursor passes the event); in dlq retry it is an error for the driver.
  */
-static int not_applied(struct wc_sink *s, struct redis_sink *p, const struct batch *b, const struct wc_rec *r,
-                       const redisReply *rep, struct wc_err *err)
+int redis_not_applied(struct wc_sink *s, struct redis_sink *p, const struct wc_recs *recs, struct wc_rec *r,
+                      const redisReply *rep, struct wc_err *err)
 {
     long long done =
         rep->elements > 0 && rep->element[0]->type == REDIS_REPLY_INTEGER ? rep->element[0]->integer : 0;
@@ -33,7 +33,7 @@ static int not_applied(struct wc_sink *s, struct redis_sink *p, const struct bat
     struct wc_event ev;
 
     wc_lsn_format(r->pos.lsn, lsn);
-    wc_recs_event(&b->recs, r, &ev); /* for the tally by event type */
+    wc_recs_event(recs, r, &ev); /* for the tally by event type */
     if (done > 0)
         snprintf(part, sizeof(part),
                  " (its first %lld action%s took effect and redis cannot undo them: the dead letter records "
@@ -41,6 +41,7 @@ static int not_applied(struct wc_sink *s, struct redis_sink *p, const struct bat
                  done, done == 1 ? "" : "s");
     if (r->counted)
         wc_sink_count_applied(s, 1, &ev, -1);
+    r->counted = 0; /* a second part of it (a cluster's) that fails does not count it again */
     if (s->retrying) {
         if (done > 0)
             p->retry_replaced = 1;
@@ -49,18 +50,18 @@ static int not_applied(struct wc_sink *s, struct redis_sink *p, const struct bat
     }
     switch (s->cfg ? s->cfg->on_error : WC_POLICY_DEAD_LETTER) {
     case WC_POLICY_SKIP:
-        wc_warning("sink \"%s\": skipping event \"%s\" at %s:%" PRId64 ": %s%s", s->name, rec_type(b, r), lsn,
-                   r->pos.index, why, part);
+        wc_warning("sink \"%s\": skipping event \"%s\" at %s:%" PRId64 ": %s%s", s->name, rec_type(recs, r),
+                   lsn, r->pos.index, why, part);
         WC_COUNT_ADD(s->skipped, 1);
         wc_tally_count(s->tally, 1, &ev, WC_OUT_SKIPPED, 1);
         return 0;
     case WC_POLICY_HALT:
         wc_err_set(err, WC_ERR_DATA, "sink \"%s\": event \"%s\" at %s:%" PRId64 ": %s%s", s->name,
-                   rec_type(b, r), lsn, r->pos.index, why, part);
+                   rec_type(recs, r), lsn, r->pos.index, why, part);
         return -1;
     default:
         wc_warning("sink \"%s\": dead-lettering event \"%s\" at %s:%" PRId64 ": %s%s", s->name,
-                   rec_type(b, r), lsn, r->pos.index, why, part);
+                   rec_type(recs, r), lsn, r->pos.index, why, part);
         WC_COUNT_ADD(s->dead_lettered, 1);
         wc_tally_count(s->tally, 1, &ev, WC_OUT_DEAD_LETTERED, 1);
         return 0;
@@ -68,7 +69,7 @@ static int not_applied(struct wc_sink *s, struct redis_sink *p, const struct bat
 }
 
 /* Go through the EXEC's replies: one per queued command after the SCRIPT LOADs, then the cursor's. */
-static int results(struct wc_sink *s, struct redis_sink *p, const struct batch *b, const struct unit *u,
+static int results(struct wc_sink *s, struct redis_sink *p, struct batch *b, const struct unit *u,
                    struct wc_err *err)
 {
     const redisReply *exec = u->exec;
@@ -80,7 +81,7 @@ static int results(struct wc_sink *s, struct redis_sink *p, const struct batch *
         if (exec->element[i]->type == REDIS_REPLY_ERROR)
             wc_warning("sink \"%s\": could not load a script: %s", s->name, exec->element[i]->str);
     for (int i = 0; i < b->recs.n; i++) {
-        const struct wc_rec *r = &b->recs.v[i];
+        struct wc_rec *r = &b->recs.v[i];
         if (r->n == 0)
             continue;
         const redisReply *rep = exec->element[k++];
@@ -96,7 +97,7 @@ static int results(struct wc_sink *s, struct redis_sink *p, const struct batch *
             continue; /* applied */
         if (rep->type == REDIS_REPLY_ARRAY) {
             struct wc_err e2 = {0};
-            if (not_applied(s, p, b, r, rep, &e2) < 0 && rc == 0) {
+            if (redis_not_applied(s, p, &b->recs, r, rep, &e2) < 0 && rc == 0) {
                 *err = e2;
                 rc = -1;
             }
@@ -111,7 +112,7 @@ static int results(struct wc_sink *s, struct redis_sink *p, const struct batch *
             wc_err_set(err, WC_ERR_DATA,
                        "sink \"%s\": the script of event \"%s\" at %s:%" PRId64
                        " failed and may have applied part of its actions: %s",
-                       s->name, rec_type(b, r), wc_lsn_format(r->pos.lsn, lsn), r->pos.index,
+                       s->name, rec_type(&b->recs, r), wc_lsn_format(r->pos.lsn, lsn), r->pos.index,
                        rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
             rc = -1;
         }

@@ -4,8 +4,7 @@
 
 #include "redis.h"
 
-/* The fields of one XRANGE entry into dl; 0 when it is one of this sink's. */
-static int entry_fields(struct wc_sink *s, redisReply *entry, struct wc_dead_letter *dl)
+int redis_dl_entry(struct wc_sink *s, redisReply *entry, struct wc_dead_letter *dl)
 {
     const char *sink = NULL;
 
@@ -29,6 +28,8 @@ static int entry_fields(struct wc_sink *s, redisReply *entry, struct wc_dead_let
             dl->error = v;
         else if (strcmp(k, "applied") == 0)
             dl->applied = v;
+        else if (strcmp(k, "mask") == 0)
+            dl->mask = v;
         else
             for (int c = 0; c < DL_NCOLS; c++)
                 if (strcmp(k, wc_dl_col_names[c]) == 0)
@@ -57,7 +58,7 @@ static int dlq_fetch(struct wc_sink *s, const char *id, struct wc_dead_letter **
     *n = 0;
     *out = wc_xcalloc(r->type == REDIS_REPLY_ARRAY ? r->elements : 1, sizeof(**out));
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
-        if (entry_fields(s, r->element[i], &(*out)[*n]) == 0)
+        if (redis_dl_entry(s, r->element[i], &(*out)[*n]) == 0)
             (*n)++;
     *hold = r;
     return 0;

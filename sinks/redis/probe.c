@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "redis.h"
+#include "csink.h"
 #include "walcast/probe.h"
 
 /* CONFIG GET name into out (size bytes); 0, or -1 with why filled (CONFIG renamed, an ACL). */
@@ -40,31 +40,127 @@ static int info_field(const char *info, const char *field, char *out, size_t siz
     return -1;
 }
 
+/* One server's settings into out from its INFO text. */
+static void from_info(const char *info, struct wc_redis_info *out)
+{
+    char v[64];
+
+    info_field(info, "redis_version", out->version, sizeof(out->version));
+    if (info_field(info, "cluster_enabled", v, sizeof(v)) == 0)
+        out->cluster_enabled = atoi(v);
+    if (info_field(info, "aof_enabled", v, sizeof(v)) == 0)
+        out->appendonly = atoi(v);
+    if (info_field(info, "maxmemory", v, sizeof(v)) == 0)
+        out->maxmemory = atoll(v);
+    info_field(info, "maxmemory_policy", out->maxmemory_policy, sizeof(out->maxmemory_policy));
+}
+
+static void fmt_xlen(struct wc_buf *b, int slot, void *arg)
+{
+    struct wc_sink *s = arg;
+    char key[CS_KEYLEN];
+    const char *argv[2] = {"XLEN", key};
+    size_t len[2] = {4, cs_key(key, "dead_letters", slot, ((struct redis_sink *)s->priv)->cs->rs, NULL)};
+
+    cs_format(b, 2, argv, len);
+}
+
+/* A setting is worse when it may lose or evict data: the report names the weakest master's. */
+static int worse_policy(const char *a, const char *b)
+{
+    int ra = strncmp(a, "allkeys-", 8) == 0 ? 2 : strncmp(a, "volatile-", 9) == 0 ? 1 : 0;
+    int rb = strncmp(b, "allkeys-", 8) == 0 ? 2 : strncmp(b, "volatile-", 9) == 0 ? 1 : 0;
+    return ra > rb;
+}
+
+int cs_info(struct wc_sink *s, struct wc_redis_info *out, struct wc_err *err)
+{
+    struct redis_sink *p = s->priv;
+    struct csink *cs = p->cs;
+    const char *info_argv[1] = {"INFO"}, *get[3] = {"CONFIG", "GET", "appendfsync"};
+    int *slots, n = 0;
+    redisReply **rep;
+
+    if (redis_cluster_ready_all(cs->cl, err) < 0)
+        return -1;
+    for (int i = 0; i < cs->cl->map.nnode; i++) {
+        struct wc_redis_info one;
+        memset(&one, 0, sizeof(one));
+        one.maxmemory = -1;
+        one.appendonly = one.cluster_enabled = -1;
+        redisReply *r = redis_cluster_node_command(cs->cl, i, 1, info_argv, NULL, err);
+        if (r == NULL)
+            return -1;
+        if (r->type == REDIS_REPLY_STRING)
+            from_info(r->str, &one);
+        freeReplyObject(r);
+        if ((r = redis_cluster_node_command(cs->cl, i, 3, get, NULL, err)) == NULL)
+            return -1;
+        if (r->type == REDIS_REPLY_ERROR)
+            snprintf(out->config_error, sizeof(out->config_error), "CONFIG GET refused: %s", r->str);
+        else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                 r->element[1]->type == REDIS_REPLY_STRING)
+            snprintf(one.appendfsync, sizeof(one.appendfsync), "%s", r->element[1]->str);
+        freeReplyObject(r);
+        if (i == 0) {
+            snprintf(out->version, sizeof(out->version), "%s", one.version);
+            out->cluster_enabled = one.cluster_enabled;
+            out->appendonly = one.appendonly;
+            out->maxmemory = one.maxmemory;
+            snprintf(out->maxmemory_policy, sizeof(out->maxmemory_policy), "%s", one.maxmemory_policy);
+            snprintf(out->appendfsync, sizeof(out->appendfsync), "%s", one.appendfsync);
+            continue;
+        }
+        if (one.appendonly == 0 || out->appendonly < 0)
+            out->appendonly = one.appendonly;
+        if (strcmp(one.appendfsync, "always") != 0 && one.appendfsync[0])
+            snprintf(out->appendfsync, sizeof(out->appendfsync), "%s", one.appendfsync);
+        if (worse_policy(one.maxmemory_policy, out->maxmemory_policy)) {
+            snprintf(out->maxmemory_policy, sizeof(out->maxmemory_policy), "%s", one.maxmemory_policy);
+            out->maxmemory = one.maxmemory;
+        }
+    }
+    /* The dead letters: the streams of the slots the sink has written. */
+    if (!cs->read && cs_read_cursors(s, err) < 0)
+        return -1;
+    slots = wc_xcalloc(REDIS_CLUSTER_SLOTS, sizeof(int));
+    rep = wc_xcalloc(REDIS_CLUSTER_SLOTS, sizeof(*rep));
+    for (int i = 0; i < REDIS_CLUSTER_SLOTS; i++)
+        if (cs->acked[i].lsn != 0 || cs->acked[i].index != -1 || i == cs->home)
+            slots[n++] = i;
+    int rc = cs_per_slot(s, slots, n, fmt_xlen, s, rep, err);
+    if (rc == 0) {
+        out->dead_letters = 0;
+        for (int i = 0; i < n; i++) {
+            if (rep[i]->type == REDIS_REPLY_INTEGER)
+                out->dead_letters += rep[i]->integer;
+            freeReplyObject(rep[i]);
+        }
+    }
+    free(rep);
+    free(slots);
+    return rc;
+}
+
 int wc_sink_redis_info(struct wc_sink *s, struct wc_redis_info *out, struct wc_err *err)
 {
     struct redis_sink *p = s->priv;
-    char v[64], why[256] = "";
+    char why[200] = ""; /* fits config_error with its prefix */
     redisReply *r;
     int rc;
 
     memset(out, 0, sizeof(*out));
     out->maxmemory = out->dead_letters = -1;
     out->appendonly = out->cluster_enabled = -1;
+    if (p != NULL && p->cs != NULL)
+        return p->cs->broken ? redis_not_open(s, err) : cs_info(s, out, err);
     if (p == NULL || p->c == NULL)
         return redis_not_open(s, err);
     const char *info_argv[1] = {"INFO"};
     if ((r = redis_command(s, p, 1, info_argv, NULL, err)) == NULL)
         return -1;
-    if (r->type == REDIS_REPLY_STRING) {
-        info_field(r->str, "redis_version", out->version, sizeof(out->version));
-        if (info_field(r->str, "cluster_enabled", v, sizeof(v)) == 0)
-            out->cluster_enabled = atoi(v);
-        if (info_field(r->str, "aof_enabled", v, sizeof(v)) == 0)
-            out->appendonly = atoi(v);
-        if (info_field(r->str, "maxmemory", v, sizeof(v)) == 0)
-            out->maxmemory = atoll(v);
-        info_field(r->str, "maxmemory_policy", out->maxmemory_policy, sizeof(out->maxmemory_policy));
-    }
+    if (r->type == REDIS_REPLY_STRING)
+        from_info(r->str, out);
     freeReplyObject(r);
     if ((rc = config_get(s, p, "appendfsync", out->appendfsync, sizeof(out->appendfsync), why, sizeof(why),
                          err)) == -2)

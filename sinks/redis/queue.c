@@ -66,7 +66,7 @@ void redis_queue_argv(struct batch *b, struct wc_rec *r, int argc, const char **
     b->ncmd++;
 }
 
-static void arg_reserve(struct redis_sink *p, int n)
+void redis_arg_reserve(struct redis_sink *p, int n)
 {
     if (n <= p->argcap)
         return;
@@ -77,7 +77,7 @@ static void arg_reserve(struct redis_sink *p, int n)
 }
 
 /* The mode an event's script runs in (script.c): the on_error policy, or "r" for dlq retry. */
-static char mode_of(const struct wc_sink *s)
+char redis_mode(const struct wc_sink *s)
 {
     if (s->retrying)
         return 'r';
@@ -92,7 +92,7 @@ static char mode_of(const struct wc_sink *s)
 }
 
 /* The decimal text of v into buf (24 bytes at least); returns its length. No printf: once per event. */
-static size_t put_ll(char *buf, long long v)
+size_t redis_put_ll(char *buf, long long v)
 {
     char tmp[24];
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
@@ -110,16 +110,14 @@ static size_t put_ll(char *buf, long long v)
 }
 
 /* Put a fixed (not rendered) argument at slot i. */
-static void arg_fixed(struct redis_sink *p, int i, const char *s, size_t len)
+void redis_arg_fixed(struct redis_sink *p, int i, const char *s, size_t len)
 {
     p->argoff[i] = SIZE_MAX;
     p->argv[i] = s;
     p->arglen[i] = len;
 }
 
-#define ARG_FIXED(p, i, str) arg_fixed((p), (i), (str), strlen(str))
-
-static const char *col_text(const struct wc_event *ev, int c, size_t *len)
+const char *redis_col_text(const struct wc_event *ev, int c, size_t *len)
 {
     *len = ev->col[c].text ? ev->col[c].len : 0;
     return ev->col[c].text ? ev->col[c].text : "";
@@ -143,6 +141,71 @@ static void bad_value(const struct wc_rule *rule, const struct wc_redis_cmd *cmd
                      ? "an integer as redis reads one"
                      : "a number as redis reads one",
                  (int)(len > 64 ? 64 : len), v);
+}
+
+int redis_render(struct wc_sink *s, struct redis_sink *p, struct wc_event *ev, struct wc_rule *const *rules,
+                 int n, const struct gen *g, int kpos, int apos, char *msg, size_t msgsize)
+{
+    int x = 0, ki = 0, ai = 0;
+
+    wc_buf_reset(&p->arg);
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < rules[i]->ncmd; j++) {
+            const struct wc_redis_cmd *cmd = &rules[i]->cmds[j];
+            for (int m = 0; m < cmd->argc; m++) {
+                int how = g->how[x++];
+                if (how == GEN_SKIP)
+                    continue;
+                struct wc_err terr = {0};
+                size_t off = p->arg.len;
+                int rc = wc_tmpl_render(cmd->argv[m], ev, &p->arg, &terr);
+                if (rc < 0) {
+                    snprintf(msg, msgsize,
+                             "projection \"%s\": %.64s at line %d: argument %d \"%.200s\": %.500s",
+                             rules[i]->projection, cmd->name ? cmd->name : "script", cmd->line,
+                             cmd->script ? m + 1 : m, wc_tmpl_source(cmd->argv[m]), terr.msg);
+                    return -1;
+                }
+                size_t len = p->arg.len - off;
+                if (cmd->kinds[m] != WC_RA_VALUE && !wc_redis_arg_ok(cmd->kinds[m], p->arg.data + off, len)) {
+                    bad_value(rules[i], cmd, m, p->arg.data + off, len, msg, msgsize);
+                    return -1;
+                }
+                int slot = how == GEN_KEY ? kpos + ki++ : apos + ai++;
+                p->argoff[slot] = off;
+                p->arglen[slot] = len;
+            }
+        }
+    }
+    return 0;
+}
+
+int redis_mode_args(struct redis_sink *p, char mode, const struct wc_event *ev, int mpos, const char *prev,
+                    struct redis_mode_text *t)
+{
+    redis_arg_fixed(p, mpos, mode == 'd' ? "d" : mode == 'r' ? "r" : mode == 'h' ? "h" : "s", 1);
+    if (mode == 'd' || mode == 'r') {
+        static const int cols[5] = {WC_COL_EVENT_ID, WC_COL_EVENT_TYPE, WC_COL_AGGREGATE_TYPE,
+                                    WC_COL_AGGREGATE_ID, WC_COL_PAYLOAD};
+        wc_lsn_format(ev->pos.lsn, t->lsn);
+        redis_arg_fixed(p, mpos + 1, t->lsn, strlen(t->lsn));
+        redis_arg_fixed(p, mpos + 2, t->idx, redis_put_ll(t->idx, ev->pos.index));
+        for (int c = 0; c < 5; c++) {
+            size_t len;
+            const char *txt = redis_col_text(ev, cols[c], &len);
+            redis_arg_fixed(p, mpos + 3 + c, txt, len);
+        }
+        if (mode == 'r')
+            redis_arg_fixed(p, mpos + 8, prev, strlen(prev));
+        return mode == 'd' ? 8 : 9;
+    }
+    if (mode == 'h') {
+        redis_arg_fixed(p, mpos + 1, prev, strlen(prev));
+        wc_pos_format(ev->pos, t->at);
+        redis_arg_fixed(p, mpos + 2, t->at, strlen(t->at));
+        return 3;
+    }
+    return 1;
 }
 
 /*
@@ -178,69 +241,32 @@ int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
     r = rec_for(b, ev);
 
     /* Slots: EVALSHA sha numkeys, walcast's keys, the event's keys, the mode's arguments, the values. */
-    char mode = mode_of(s), nk[24], lsn[WC_LSN_STRLEN], idx[24], prev[40], at[40];
+    char mode = redis_mode(s), nk[24], prev[64];
+    struct redis_mode_text mt;
     int nw = mode == 'h' ? 3 : 1, nm = mode == 'd' ? 8 : mode == 'r' ? 9 : mode == 'h' ? 3 : 1;
     int kpos = 3 + nw, mpos = kpos + g->nkeys, apos = mpos + nm, argc = apos + g->nargs;
-    int x = 0, ki = 0, ai = 0;
 
-    arg_reserve(p, argc);
-    wc_buf_reset(&p->arg);
-    for (int i = 0; i < n; i++) {
-        for (int j = 0; j < rules[i]->ncmd; j++) {
-            const struct wc_redis_cmd *cmd = &rules[i]->cmds[j];
-            for (int m = 0; m < cmd->argc; m++) {
-                int how = g->how[x++];
-                if (how == GEN_SKIP)
-                    continue;
-                struct wc_err terr = {0};
-                size_t off = p->arg.len;
-                int rc = wc_tmpl_render(cmd->argv[m], ev, &p->arg, &terr);
-                if (rc < 0) {
-                    snprintf(msg, sizeof(msg),
-                             "projection \"%s\": %.64s at line %d: argument %d \"%.200s\": %.500s",
-                             rules[i]->projection, cmd->name ? cmd->name : "script", cmd->line,
-                             cmd->script ? m + 1 : m, wc_tmpl_source(cmd->argv[m]), terr.msg);
-                    goto failed;
-                }
-                size_t len = p->arg.len - off;
-                if (cmd->kinds[m] != WC_RA_VALUE && !wc_redis_arg_ok(cmd->kinds[m], p->arg.data + off, len)) {
-                    bad_value(rules[i], cmd, m, p->arg.data + off, len, msg, sizeof(msg));
-                    goto failed;
-                }
-                int slot = how == GEN_KEY ? kpos + ki++ : apos + ai++;
-                p->argoff[slot] = off;
-                p->arglen[slot] = len;
-            }
-        }
-    }
-    ARG_FIXED(p, 0, "EVALSHA");
-    arg_fixed(p, 1, g->sha, 40);
-    arg_fixed(p, 2, nk, put_ll(nk, nw + g->nkeys));
-    ARG_FIXED(p, 3, p->dead_key);
+    redis_arg_reserve(p, argc);
+    if (redis_render(s, p, ev, rules, n, g, kpos, apos, msg, sizeof(msg)) < 0)
+        goto failed;
+    redis_arg_fixed(p, 0, "EVALSHA", 7);
+    redis_arg_fixed(p, 1, g->sha, 40);
+    redis_arg_fixed(p, 2, nk, redis_put_ll(nk, nw + g->nkeys));
+    redis_arg_fixed(p, 3, p->dead_key, strlen(p->dead_key));
     if (mode == 'h') {
-        ARG_FIXED(p, 4, p->cursor_key);
-        ARG_FIXED(p, 5, p->halt_key);
+        redis_arg_fixed(p, 4, p->cursor_key, strlen(p->cursor_key));
+        redis_arg_fixed(p, 5, p->halt_key, strlen(p->halt_key));
     }
-    arg_fixed(p, mpos, mode == 'd' ? "d" : mode == 'r' ? "r" : mode == 'h' ? "h" : "s", 1);
-    if (mode == 'd' || mode == 'r') {
-        static const int cols[5] = {WC_COL_EVENT_ID, WC_COL_EVENT_TYPE, WC_COL_AGGREGATE_TYPE,
-                                    WC_COL_AGGREGATE_ID, WC_COL_PAYLOAD};
-        ARG_FIXED(p, mpos + 1, wc_lsn_format(ev->pos.lsn, lsn));
-        arg_fixed(p, mpos + 2, idx, put_ll(idx, ev->pos.index));
-        for (int c = 0; c < 5; c++) {
-            size_t len;
-            const char *t = col_text(ev, cols[c], &len);
-            arg_fixed(p, mpos + 3 + c, t, len);
-        }
-        if (mode == 'r')
-            ARG_FIXED(p, mpos + 8, p->retry_id ? p->retry_id : "");
-    } else if (mode == 'h') {
-        /* Failing whole, the event leaves the cursor at the event queued before it in this batch (or
-         * where the last commit put it); failing part way, at itself. */
-        int ri = (int)(r - b->recs.v);
-        ARG_FIXED(p, mpos + 1, ri > 0 ? wc_pos_format(b->recs.v[ri - 1].pos, prev) : "");
-        ARG_FIXED(p, mpos + 2, wc_pos_format(ev->pos, at));
-    }
+    /* Halt: failing whole, the event leaves the cursor at the event queued before it in this batch (or
+     * where the last commit put it); failing part way, at itself. Retry: the dead letter it comes from. */
+    int ri = (int)(r - b->recs.v);
+    if (mode == 'r')
+        snprintf(prev, sizeof(prev), "%s", p->retry_id ? p->retry_id : "");
+    else if (mode == 'h' && ri > 0)
+        wc_pos_format(b->recs.v[ri - 1].pos, prev);
+    else
+        prev[0] = '\0';
+    redis_mode_args(p, mode, ev, mpos, prev, &mt);
     /* pointers only now: rendering may have moved the buffer */
     for (int i = 0; i < argc; i++)
         if (p->argoff[i] != SIZE_MAX)

@@ -54,15 +54,28 @@ struct script {
  * (rule by rule, action by action, argv in order): GEN_SKIP (a command name, or a literal written into
  * the script), GEN_KEY (sent in KEYS) or GEN_ARG (rendered and sent in ARGV). */
 enum { GEN_SKIP, GEN_KEY, GEN_ARG };
+/* One action of a generated script: its rule and command, its keys among the script's (KEYS[kb + k0 +
+ * 1..nk]) and its values (ARGV[b + a0 + 1..na]): a Redis Cluster groups the actions of an event by the
+ * hash slot of their keys. */
+struct gen_act {
+    const struct wc_rule *rule;
+    const struct wc_redis_cmd *cmd;
+    int k0, nk;
+    int a0, na;
+};
 struct gen {
     char *src;
     char sha[41];
     unsigned char *how;
     int nkeys, nargs; /* sent per event, after walcast's own */
+    int nact;         /* actions, in configuration order */
+    struct gen_act *act;
+    const char *event_type; /* borrowed from the configuration */
 };
 
-/* The fixed scripts: a dead letter found while queueing, and the cursor after a halt (on_error: halt). */
-enum { FIXED_DEAD_LETTER, FIXED_CURSOR, NFIXED };
+/* The fixed scripts: a dead letter found while queueing, the cursor after a halt (on_error: halt; in a
+ * cluster every unit's), the guard at the start of a unit in a cluster (csink.h). */
+enum { FIXED_DEAD_LETTER, FIXED_CURSOR, FIXED_GUARD, NFIXED };
 
 /* A batch: one record per event (rec.off: where its command starts in pending, rec.n: 0 or 1 command,
  * rec.first: REC_EVENT or REC_DEAD_LETTER, what that command is). */
@@ -81,7 +94,10 @@ static inline uint64_t script_bit(int i)
     return (uint64_t)1 << (i < 63 ? i : 63);
 }
 
+struct csink;
+
 struct redis_sink {
+    struct csink *cs; /* a Redis Cluster (csink.h; c is then NULL), or NULL for one server */
     redisContext *c;
     int timeout_ms; /* how long a reply may take: sinks.NAME.statement_timeout_ms */
     char *host;
@@ -147,10 +163,31 @@ void redis_batch_free(struct batch *b);
 /* Format argv as one RESP command at the end of the batch, as r's command. */
 void redis_queue_argv(struct batch *b, struct wc_rec *r, int argc, const char **argv, const size_t *len);
 int redis_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err);
+/* The pieces of apply() the cluster's shares (csink.h): argument scratch, the script's mode, its
+ * arguments. */
+void redis_arg_reserve(struct redis_sink *p, int n);
+void redis_arg_fixed(struct redis_sink *p, int i, const char *s, size_t len);
+size_t redis_put_ll(char *buf, long long v);
+const char *redis_col_text(const struct wc_event *ev, int c, size_t *len);
+char redis_mode(const struct wc_sink *s);
+/* Render the values an event of type g sends: GEN_KEY arguments at kpos + k, GEN_ARG ones at apos + a
+ * (p->argoff/arglen into p->arg; the other slots are the caller's). 0, or -1 with why in msg. */
+int redis_render(struct wc_sink *s, struct redis_sink *p, struct wc_event *ev, struct wc_rule *const *rules,
+                 int n, const struct gen *g, int kpos, int apos, char *msg, size_t msgsize);
+/* The mode's arguments at mpos (script.c says which): prev is the cursor before the event (mode h) or the
+ * dead letter retried (mode r). Texts go to t, which must live until the command is queued. Returns how
+ * many there are. */
+struct redis_mode_text {
+    char lsn[WC_LSN_STRLEN], idx[24], at[40];
+};
+int redis_mode_args(struct redis_sink *p, char mode, const struct wc_event *ev, int mpos, const char *prev,
+                    struct redis_mode_text *t);
 int redis_dead_letter(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev, const char *error,
                       struct wc_err *err);
 
 /* script.c */
+/* Generate the script of every event type of the sink (sha not known yet). */
+void redis_gen_make(struct wc_sink *s, struct redis_sink *p);
 /* Generate the script of every event type of the sink and load them; 0 or -1 with err. */
 int redis_gen_scripts(struct wc_sink *s, struct redis_sink *p, struct wc_err *err);
 void redis_gen_free(struct redis_sink *p);
@@ -167,6 +204,13 @@ int redis_send_unit(struct wc_sink *s, struct redis_sink *p, const struct batch 
 const char *redis_refusal_hint(const char *msg);
 
 /* commit.c */
+/*
+ * An event (or a cluster's part of one) its script did not apply: rep is {applied, error}. By the mode it
+ * ran in, the script has written its dead letter (counted here), done nothing (skip), or stored the cursor
+ * before it (halt: -1 with err); in dlq retry it is an error for the driver.
+ */
+int redis_not_applied(struct wc_sink *s, struct redis_sink *p, const struct wc_recs *recs, struct wc_rec *r,
+                      const redisReply *rep, struct wc_err *err);
 void redis_detach(struct wc_sink *s);
 int redis_commit_detached(struct wc_sink *s, struct wc_commit *c, struct wc_err *err);
 int redis_commit(struct wc_sink *s, struct wc_pos cursor, struct wc_err *err);
@@ -174,5 +218,7 @@ int redis_reset(struct wc_sink *s, struct wc_err *err);
 
 /* dlq.c */
 extern const struct wc_dlq_ops redis_dlq_ops;
+/* The fields of one XRANGE entry into dl (texts borrowed from entry); 0 when it is one of this sink's. */
+int redis_dl_entry(struct wc_sink *s, redisReply *entry, struct wc_dead_letter *dl);
 
 #endif

@@ -14,6 +14,14 @@
  * It returns 0 when the event was applied, {applied, error} when it was not (applied: how many of its
  * actions took effect before a write failed; 0 after a failed check), or "halted" when an earlier event
  * of the unit halted it.
+ *
+ * In a Redis Cluster (sinks/redis/csink.h) a script runs on one hash slot S, for the actions of the event
+ * whose keys are in S (its "part"): KEYS[1..3] are always S's dead-letter stream, cursor hash (in mode "r"
+ * the retry marker of the part instead) and halt key; the halt check is always made; the last ARGV is the
+ * mask, one byte per action of the type, "1" for the actions of this part (the others' KEYS are S's halt
+ * key, a stand-in never touched); a dead letter records the mask; in mode "r" the part is refused when its
+ * marker exists ("retried") and sets the marker when it took effect (the dead letter is removed by the
+ * driver once every part has).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +42,14 @@ static const char dead_letter_lua[] =
     "for i = 2, #ARGV do f[#f + 1] = ARGV[i] end\n"
     "return redis.call(unpack(f))\n";
 
+static const char guard_lua[] =
+    "-- walcast: the guard of a unit in a redis cluster (KEYS: cursor hash, halt key; ARGV: sink, the\n"
+    "-- cursor walcast stored there last, \"\" for none): a slot whose cursor is not that one lost writes\n"
+    "-- (a failover to a replica without them); then nothing of the unit is applied\n"
+    "local c = redis.call('HGET', KEYS[1], ARGV[1]) or ''\n"
+    "if c ~= ARGV[2] then redis.call('SET', KEYS[2], '1') return {'lost', c} end\n"
+    "return 0\n";
+
 static const char cursor_lua[] =
     "-- walcast: the cursor of a unit, unless an event of it halted (KEYS: cursor hash, halt key;\n"
     "-- ARGV: HSET or HSETNX, sink, cursor)\n"
@@ -42,7 +58,7 @@ static const char cursor_lua[] =
 
 const char *redis_fixed_script(int i)
 {
-    return i == FIXED_DEAD_LETTER ? dead_letter_lua : cursor_lua;
+    return i == FIXED_DEAD_LETTER ? dead_letter_lua : i == FIXED_GUARD ? guard_lua : cursor_lua;
 }
 
 /* ---- generating ---- */
@@ -65,16 +81,25 @@ static void lua_str(struct wc_buf *b, const char *s, size_t len)
 /* What every script starts with: its mode, where its keys and values start, the halt check, and the
  * type each key holds as the event's commands go (t). No closure is made unless a counter or a script
  * action needs one: a script runs once per event. */
-static void gen_prologue(struct wc_buf *b, const char *sink, int counters, int hcounters, int scripts)
+static void gen_prologue(struct wc_buf *b, const char *sink, int counters, int hcounters, int scripts,
+                         int cluster, int nargs)
 {
     wc_buf_puts(b, "-- walcast: every action of one event type of sink ");
     lua_str(b, sink, strlen(sink));
     wc_buf_puts(b, " (generated: sinks/redis/script.c)\n"
                    "local m = ARGV[1]\n"
-                   "local b = (m == 'd' and 8) or (m == 'r' and 9) or (m == 'h' and 3) or 1\n"
-                   "local kb = (m == 'h' and 3) or 1\n"
-                   "if m == 'h' and redis.call('EXISTS', KEYS[3]) == 1 then return 'halted' end\n"
-                   "local t, why, done, x = {}, nil, 0, nil\n");
+                   "local b = (m == 'd' and 8) or (m == 'r' and 9) or (m == 'h' and 3) or 1\n");
+    if (cluster)
+        wc_buf_printf(b,
+                      "local kb = 3\n"
+                      "if redis.call('EXISTS', KEYS[3]) == 1 then return 'halted' end\n"
+                      "if m == 'r' and redis.call('EXISTS', KEYS[2]) == 1 then return 'retried' end\n"
+                      "local mk, nd = ARGV[b + %d], 0\n",
+                      nargs + 1);
+    else
+        wc_buf_puts(b, "local kb = (m == 'h' and 3) or 1\n"
+                       "if m == 'h' and redis.call('EXISTS', KEYS[3]) == 1 then return 'halted' end\n");
+    wc_buf_puts(b, "local t, why, done, x = {}, nil, 0, nil\n");
     if (scripts)
         wc_buf_puts(b, "local function emsg(e) if type(e) == 'table' then return e.err or '?' end return "
                        "tostring(e) end\n");
@@ -114,12 +139,19 @@ static void gen_prologue(struct wc_buf *b, const char *sink, int counters, int h
 
 /* The end: a failed event writes its dead letter (d, and r after a partial write), nothing (s), or the
  * cursor before it and the halt key (h); an applied one in dlq retry removes the dead letter it was. */
-static void gen_epilogue(struct wc_buf *b, const char *sink, int max)
+static void gen_epilogue(struct wc_buf *b, const char *sink, int max, int cluster)
 {
+    /* A retried part in a cluster marks itself done (KEYS[2]); the driver removes the dead letter once
+     * every part has. One event alone removes its dead letter in the same script. */
+    const char *retried = cluster
+                              ? "if m == 'r' then redis.call('SET', KEYS[2], '1', 'PX', '604800000') end\n"
+                              : "if m == 'r' then redis.call('XDEL', KEYS[1], ARGV[9]) end\n";
+
     wc_buf_puts(b, "if why then\n"
                    "  if m == 'd' or (m == 'r' and done > 0) then\n"
-                   "    if m == 'r' then redis.call('XDEL', KEYS[1], ARGV[9]) end\n"
-                   "    local f = {'XADD', KEYS[1]}\n");
+                   "    ");
+    wc_buf_puts(b, retried);
+    wc_buf_puts(b, "    local f = {'XADD', KEYS[1]}\n");
     if (max > 0)
         wc_buf_printf(b, "    f[3] = 'MAXLEN'; f[4] = '~'; f[5] = '%d'\n", max);
     wc_buf_puts(b, "    local v = {'*', 'sink', ");
@@ -128,20 +160,22 @@ static void gen_epilogue(struct wc_buf *b, const char *sink, int max)
         b, ", 'lsn', ARGV[2], 'idx', ARGV[3], 'event_id', ARGV[4], 'event_type', ARGV[5],\n"
            "      'aggregate_type', ARGV[6], 'aggregate_id', ARGV[7], 'payload', ARGV[8], 'error', why}\n"
            "    for i = 1, #v do f[#f + 1] = v[i] end\n"
-           "    if done > 0 then f[#f + 1] = 'applied'; f[#f + 1] = tostring(done) end\n"
-           "    redis.call(unpack(f))\n"
-           "  elseif m == 'h' then\n"
-           "    local at = ARGV[2]\n"
-           "    if done > 0 then at = ARGV[3] end\n"
-           "    if at ~= '' then redis.call('HSET', KEYS[2], ");
+           "    if done > 0 then f[#f + 1] = 'applied'; f[#f + 1] = tostring(done) end\n");
+    if (cluster)
+        wc_buf_puts(b, "    f[#f + 1] = 'mask'; f[#f + 1] = mk\n");
+    wc_buf_puts(b, "    redis.call(unpack(f))\n"
+                   "  elseif m == 'h' then\n"
+                   "    local at = ARGV[2]\n"
+                   "    if done > 0 then at = ARGV[3] end\n"
+                   "    if at ~= '' then redis.call('HSET', KEYS[2], ");
     lua_str(b, sink, strlen(sink));
     wc_buf_puts(b, ", at) end\n"
                    "    redis.call('SET', KEYS[3], '1')\n"
                    "  end\n"
                    "  return {done, why}\n"
-                   "end\n"
-                   "if m == 'r' then redis.call('XDEL', KEYS[1], ARGV[9]) end\n"
-                   "return 0\n");
+                   "end\n");
+    wc_buf_puts(b, retried);
+    wc_buf_puts(b, "return 0\n");
 }
 
 /* The Lua expression of argument i of cmd: KEYS[...], ARGV[...] or a literal. */
@@ -238,10 +272,17 @@ static void gen_check(struct wc_buf *b, const struct wc_redis_cmd *cmd, struct w
     }
 }
 
-/* The write of one action (number n, counted from 0: n actions took effect before it). */
+/* The write of one action (number n, counted from 0: n actions took effect before it; in a cluster the
+ * count nd of the part's actions that did). */
 static void gen_write(struct wc_buf *b, const struct wc_rule *rule, const struct wc_redis_cmd *cmd,
-                      struct wc_buf *ex, int n, int fn)
+                      struct wc_buf *ex, int n, int fn, int cluster)
 {
+    char done[40];
+
+    if (cluster)
+        snprintf(done, sizeof(done), "done = nd else nd = nd + 1");
+    else
+        snprintf(done, sizeof(done), "done = %d", n);
     if (cmd->script != NULL) {
         wc_buf_printf(b, "if not why then local okay, e = pcall(u%d, {", fn);
         for (int i = 0; i < cmd->nkeys; i++)
@@ -253,7 +294,7 @@ static void gen_write(struct wc_buf *b, const struct wc_rule *rule, const struct
         lua_str(b, "projection \"", 12);
         wc_buf_puts(b, " .. ");
         lua_str(b, rule->projection, strlen(rule->projection));
-        wc_buf_printf(b, " .. '\": script at line %d: ' .. emsg(e) done = %d end end\n", cmd->line, n);
+        wc_buf_printf(b, " .. '\": script at line %d: ' .. emsg(e) %s end end\n", cmd->line, done);
         return;
     }
     wc_buf_printf(b, "if not why then local r = redis.pcall('%s'", cmd->name);
@@ -261,8 +302,8 @@ static void gen_write(struct wc_buf *b, const struct wc_rule *rule, const struct
         wc_buf_printf(b, ", %s", ex[i].data);
     wc_buf_printf(b,
                   ") if type(r) == 'table' and r.err then why = '%s on key \"' .. %s .. '\": ' .. r.err "
-                  "done = %d end end\n",
-                  cmd->name, ex[1].data, n);
+                  "%s end end\n",
+                  cmd->name, ex[1].data, done);
 }
 
 /* Generate the script of one event type: rules[0..n) are its rules in configuration order. */
@@ -270,6 +311,7 @@ static void gen_one(struct wc_sink *s, struct gen *g, struct wc_rule *const *rul
 {
     struct wc_buf b = WC_BUF_INIT;
     int nargv = 0, counters = 0, hcounters = 0, maxargc = 1, k = 0, a = 0, fn = 0, act = 0;
+    int cluster = ((struct redis_sink *)s->priv)->cs != NULL;
 
     for (int i = 0; i < n; i++)
         for (int j = 0; j < rules[i]->ncmd; j++) {
@@ -281,9 +323,13 @@ static void gen_one(struct wc_sink *s, struct gen *g, struct wc_rule *const *rul
         }
     /* What each argument is: a key, a value to render, or a literal written into the script. */
     g->how = wc_xcalloc((size_t)nargv + 1, 1);
+    for (int i = 0; i < n; i++)
+        g->nact += rules[i]->ncmd;
+    g->act = wc_xcalloc((size_t)g->nact + 1, sizeof(*g->act));
     for (int i = 0, x = 0; i < n; i++)
-        for (int j = 0; j < rules[i]->ncmd; j++) {
+        for (int j = 0; j < rules[i]->ncmd; j++, act++) {
             const struct wc_redis_cmd *cmd = &rules[i]->cmds[j];
+            g->act[act] = (struct gen_act){rules[i], cmd, g->nkeys, 0, g->nargs, 0};
             for (int m = 0; m < cmd->argc; m++, x++) {
                 const char *lit;
                 size_t len;
@@ -296,6 +342,8 @@ static void gen_one(struct wc_sink *s, struct gen *g, struct wc_rule *const *rul
                 else
                     g->how[x] = GEN_ARG, g->nargs++;
             }
+            g->act[act].nk = g->nkeys - g->act[act].k0;
+            g->act[act].na = g->nargs - g->act[act].a0;
         }
 
     int nscript = 0;
@@ -309,7 +357,7 @@ static void gen_one(struct wc_sink *s, struct gen *g, struct wc_rule *const *rul
             if (rules[i]->cmds[j].script != NULL)
                 wc_buf_printf(&b, "local function u%d(KEYS, ARGV, ...)\n%s\nend\n", ++fn,
                               rules[i]->cmds[j].script);
-    gen_prologue(&b, s->name, counters, hcounters, nscript > 0);
+    gen_prologue(&b, s->name, counters, hcounters, nscript > 0, cluster, g->nargs);
 
     struct wc_buf *ex = wc_xcalloc((size_t)maxargc, sizeof(*ex));
     /* First every check, then every write. */
@@ -329,13 +377,18 @@ static void gen_one(struct wc_sink *s, struct gen *g, struct wc_rule *const *rul
                 x += cmd->argc;
                 if (cmd->script != NULL)
                     fn++;
+                /* In a cluster only the actions of the part (the mask) run. */
+                if (cluster && (pass == 1 || cmd->script == NULL))
+                    wc_buf_printf(&b, "if string.byte(mk, %d) == 49 then\n", act + 1);
                 if (pass == 0 && cmd->script == NULL)
                     gen_check(&b, cmd, ex, counters, hcounters);
                 else if (pass == 1)
-                    gen_write(&b, rules[i], cmd, ex, act, fn);
+                    gen_write(&b, rules[i], cmd, ex, act, fn, cluster);
+                if (cluster && (pass == 1 || cmd->script == NULL))
+                    wc_buf_puts(&b, "end\n");
             }
     }
-    gen_epilogue(&b, s->name, s->cfg ? s->cfg->dead_letter_max : 0);
+    gen_epilogue(&b, s->name, s->cfg ? s->cfg->dead_letter_max : 0, cluster);
     for (int i = 0; i < maxargc; i++)
         wc_buf_free(&ex[i]);
     free(ex);
@@ -372,6 +425,7 @@ void redis_gen_free(struct redis_sink *p)
     for (int i = 0; i < p->ngen; i++) {
         free(p->gens[i].src);
         free(p->gens[i].how);
+        free(p->gens[i].act);
     }
     free(p->gens);
     free(p->gen_of_rule);
@@ -380,7 +434,7 @@ void redis_gen_free(struct redis_sink *p)
     p->ngen = 0;
 }
 
-int redis_gen_scripts(struct wc_sink *s, struct redis_sink *p, struct wc_err *err)
+void redis_gen_make(struct wc_sink *s, struct redis_sink *p)
 {
     const struct wc_sink_conf *conf = s->conf;
 
@@ -400,11 +454,20 @@ int redis_gen_scripts(struct wc_sink *s, struct redis_sink *p, struct wc_err *er
             continue;
         struct gen *g = &p->gens[p->ngen];
         gen_one(s, g, rules, n);
+        g->event_type = conf->rules[i].event_type;
         for (int j = 0; j < n; j++)
             p->gen_of_rule[rules[j] - conf->rules] = p->ngen;
         p->ngen++;
+    }
+}
+
+int redis_gen_scripts(struct wc_sink *s, struct redis_sink *p, struct wc_err *err)
+{
+    redis_gen_make(s, p);
+    for (int i = 0; i < p->ngen; i++) {
+        struct gen *g = &p->gens[i];
         char what[300];
-        snprintf(what, sizeof(what), "the script of event type \"%.200s\"", conf->rules[i].event_type);
+        snprintf(what, sizeof(what), "the script of event type \"%.200s\"", g->event_type);
         if (load(s, p, g->src, g->sha, what, err) < 0)
             return -1;
         wc_debug("sink \"%s\": %s (%.8s):\n%s", s->name, what, g->sha, g->src);

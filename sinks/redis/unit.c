@@ -24,6 +24,11 @@ const char *redis_refusal_hint(const char *msg)
         {"NOAUTH", "redis wants a password: put it in the sink's dsn (redis://:password@host:port/db)"},
         {"NOPERM", "the dsn's user may not run walcast's commands: grant it the data commands of the "
                    "projections and MULTI, EXEC, EVALSHA, SCRIPT, HSET, XADD (ACL SETUSER)"},
+        {"CROSSSLOT",
+         "the server is a redis cluster node: set the sink's cluster: true and list the cluster's "
+         "nodes in its dsn"},
+        {"MOVED", "the server is a redis cluster node: set the sink's cluster: true and list the cluster's "
+                  "nodes in its dsn"},
     };
 
     for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++) {
