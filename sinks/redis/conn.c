@@ -265,6 +265,7 @@ static int redis_open(struct wc_sink *s, struct wc_err *err)
     p->cursor_key = redis_xasprintf("walcast:cursor:%s", slot);
     p->dead_key = redis_xasprintf("walcast:dead_letters:%s", slot);
     p->halt_key = redis_xasprintf("walcast:halt:%s:%s", slot, s->name);
+    p->applied_key = redis_xasprintf("walcast:applied:%s", slot);
 
     p->c = redisConnectWithTimeout(p->host, p->port, ctv);
     if (p->c == NULL) {
@@ -394,6 +395,7 @@ void redis_close(struct wc_sink *s)
     free(p->cursor_key);
     free(p->dead_key);
     free(p->halt_key);
+    free(p->applied_key);
     free(p->scripts);
     redis_gen_free(p);
     redis_batch_free(&p->bufs[0]);
