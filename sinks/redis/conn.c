@@ -323,7 +323,8 @@ static int redis_open(struct wc_sink *s, struct wc_err *err)
     if (s->writer && end_earlier_sessions(s, p, err) < 0)
         goto fail;
 
-    if (s->conf && redis_load_scripts(s, p, err) < 0)
+    /* A reader's connection (wc_redis_reader: no configuration) runs no scripts. */
+    if (s->conf && s->cfg && redis_load_scripts(s, p, err) < 0)
         goto fail;
     wc_debug("sink \"%s\": connected to redis at %s:%d, database %d", s->name, p->host, p->port, p->db);
     return 0;

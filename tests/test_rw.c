@@ -1,0 +1,203 @@
+/* test_rw.c - read your writes: a service waits until its own write is visible in a projection
+ * (`walcast wait-lsn`), against the order example on the private servers. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orders_env.h"
+
+TestSuite(rw, .timeout = 120);
+
+/* The writer's consistency token: pg_current_wal_insert_lsn() in its own session, right after COMMIT. */
+static char *token(struct orders_env *e)
+{
+    char *lsn = qv(e->w, "SELECT pg_current_wal_insert_lsn()");
+    cr_assert_not_null(lsn);
+    return lsn;
+}
+
+/* `walcast wait-lsn LSN --sink SINK --timeout MS` (stdout and stderr into *out): its exit code, and how
+ * long it took in *ms. */
+static int wait_lsn(struct orders_env *e, const char *lsn, const char *sink, int timeout_ms, char **out,
+                    long long *ms)
+{
+    char *cmd = xprintf("'%s' wait-lsn '%s' -c '%s' --sink %s --timeout %d 2>&1", wct_walcast(), lsn,
+                        e->config, sink, timeout_ms);
+    long long t0 = now_ms();
+    int rc = wct_run(cmd, out);
+    if (ms)
+        *ms = now_ms() - t0;
+    free(cmd);
+    return rc;
+}
+
+static long long customer(struct orders_env *e, const char *email)
+{
+    char *sql = xprintf("INSERT INTO shop.customers (email, name) VALUES ('%s', 'RW')", email);
+    command(e, sql);
+    free(sql);
+    char *id = qv(e->w, "SELECT id FROM shop.customers WHERE email = '%s'", email);
+    long long v = atoll(id);
+    free(id);
+    return v;
+}
+
+/* A write then a wait: when the wait returns, a separate reader (a fresh connection, role reader on the
+ * read database) already sees the write, in Redis and in PostgreSQL. */
+Test(rw, write_then_wait_then_a_reader_sees_it)
+{
+    struct orders_env e;
+    setup_env(&e, 13);
+    long long cust = customer(&e, "rw1@example.com");
+    char *out = NULL;
+
+    for (int round = 0; round < 5; round++) {
+        long long id = place(&e, cust, "[{\"sku\": \"A\", \"qty\": 1, \"unit_price\": 2.50}]");
+        char *lsn = token(&e);
+
+        cr_assert_eq(wait_lsn(&e, lsn, "cache", 20000, &out, NULL), 0, "wait-lsn cache: %s", out);
+        cr_assert(strstr(out, "sink \"cache\": applied through ") != NULL, "%s", out);
+        free(out);
+        redisContext *rc = wct_redis(e.db);
+        redisReply *r = redisCommand(rc, "HGET order:%lld status", id);
+        cr_assert(r && r->type == REDIS_REPLY_STRING, "order %lld not in redis right after the wait", id);
+        cr_expect_str_eq(r->str, "placed");
+        freeReplyObject(r);
+        redisFree(rc);
+
+        cr_assert_eq(wait_lsn(&e, lsn, "readdb", 20000, &out, NULL), 0, "wait-lsn readdb: %s", out);
+        free(out);
+        char *rd = xprintf("%s user=reader", e.read_dsn);
+        PGconn *reader = wct_pg_connect(rd);
+        char *status = qv(reader, "SELECT status FROM order_summary WHERE order_id = %lld", id);
+        cr_assert_not_null(status, "order %lld not in the read database right after the wait", id);
+        cr_expect_str_eq(status, "placed");
+        /* The reader may read the applied position itself (the recipe for a PostgreSQL-only service). */
+        char *applied =
+            qv(reader, "SELECT lsn >= '%s'::pg_lsn FROM walcast_cursor WHERE sink = 'readdb'", lsn);
+        cr_expect_str_eq(applied, "t");
+        free(applied);
+        free(status);
+        PQfinish(reader);
+        free(rd);
+        free(lsn);
+    }
+    /* A wait for a position already applied returns at once. */
+    char *old = xprintf("0/1");
+    long long ms;
+    cr_assert_eq(wait_lsn(&e, old, "cache", 5000, &out, &ms), 0, "%s", out);
+    free(out);
+    cr_expect_lt(ms, 1000, "a wait for an applied position took %lld ms", ms);
+    free(old);
+    teardown_env(&e);
+}
+
+/* A commit that writes no outbox row produces no event: the stream's empty transactions and keepalives
+ * move the applied position past it, within the status interval (source.status_interval_ms, 1 s). */
+Test(rw, commit_to_another_table_returns_within_the_status_interval)
+{
+    struct orders_env e;
+    setup_env(&e, 13);
+    char *out = NULL;
+    long long cust = customer(&e, "rw2@example.com");
+    long long id = place(&e, cust, "[{\"sku\": \"A\", \"qty\": 1, \"unit_price\": 2.50}]");
+    char *lsn = token(&e);
+    cr_assert_eq(wait_lsn(&e, lsn, "cache", 20000, &out, NULL), 0, "%s", out);
+    free(out);
+    free(lsn);
+    (void)id;
+
+    for (int round = 0; round < 3; round++) {
+        char *email = xprintf("other%d@example.com", round);
+        customer(&e, email); /* shop.customers: no event */
+        free(email);
+        lsn = token(&e);
+        long long ms_cache, ms_read;
+        cr_assert_eq(wait_lsn(&e, lsn, "cache", 10000, &out, &ms_cache), 0, "cache: %s", out);
+        free(out);
+        cr_assert_eq(wait_lsn(&e, lsn, "readdb", 10000, &out, &ms_read), 0, "readdb: %s", out);
+        free(out);
+        cr_log_info("no-event commit %s: cache after %lld ms, readdb after %lld ms", lsn, ms_cache, ms_read);
+        /* The status interval, and the time the command takes to start and connect. */
+        cr_expect_lt(ms_cache, 1000 + 500, "cache: %lld ms", ms_cache);
+        cr_expect_lt(ms_read, 1000 + 500, "readdb: %lld ms", ms_read);
+        free(lsn);
+    }
+    teardown_env(&e);
+}
+
+/* walcast stopped: a wait times out (exit 1) and says how far the sink has applied; once walcast is back
+ * the same wait returns. */
+Test(rw, walcast_stopped_then_the_wait_times_out)
+{
+    struct orders_env e;
+    setup_env(&e, 13);
+    char *out = NULL;
+    long long cust = customer(&e, "rw3@example.com");
+    place(&e, cust, "[{\"sku\": \"A\", \"qty\": 1, \"unit_price\": 2.50}]");
+    char *first = token(&e);
+    cr_assert_eq(wait_lsn(&e, first, "cache", 20000, &out, NULL), 0, "%s", out);
+    free(out);
+    cr_assert_eq(wait_lsn(&e, first, "readdb", 20000, &out, NULL), 0, "%s", out);
+    free(out);
+    stop_walcast(&e, SIGTERM);
+
+    long long id = place(&e, cust, "[{\"sku\": \"B\", \"qty\": 1, \"unit_price\": 1.00}]");
+    char *lsn = token(&e);
+    const char *sinks[] = {"cache", "readdb"};
+    for (int i = 0; i < 2; i++) {
+        long long ms;
+        cr_assert_eq(wait_lsn(&e, lsn, sinks[i], 700, &out, &ms), 1, "%s: %s", sinks[i], out);
+        cr_expect(strstr(out, "timed out after 700 ms") != NULL, "%s", out);
+        cr_expect(strstr(out, "applied through ") != NULL, "%s", out);
+        cr_expect(ms >= 700 && ms < 5000, "%s: timed out after %lld ms", sinks[i], ms);
+        free(out);
+    }
+    redisContext *rc = wct_redis(e.db);
+    redisReply *r = redisCommand(rc, "EXISTS order:%lld", id);
+    cr_expect_eq(r->integer, 0, "walcast was stopped: the order cannot be there");
+    freeReplyObject(r);
+    redisFree(rc);
+
+    start_walcast(&e);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(wait_lsn(&e, lsn, sinks[i], 30000, &out, NULL), 0, "%s: %s", sinks[i], out);
+        free(out);
+    }
+    free(lsn);
+    free(first);
+    teardown_env(&e);
+}
+
+/* Bad input is exit 2 with a message that says what is wrong; no server is asked. */
+Test(rw, bad_input_is_exit_2)
+{
+    char *config = xprintf("%s/examples/orders/walcast.yaml", wct_source_dir());
+    struct {
+        const char *args;
+        const char *says;
+    } cases[] = {
+        {"wait-lsn 16B3748 --sink cache", "invalid LSN \"16B3748\": expected two hexadecimal numbers"},
+        {"wait-lsn 0/XYZ --sink cache", "invalid LSN \"0/XYZ\""},
+        {"wait-lsn '' --sink cache", "invalid LSN \"\""},
+        {"wait-lsn 0/1/2 --sink cache", "invalid LSN"},
+        {"wait-lsn --sink cache", "wait-lsn needs the LSN to wait for"},
+        {"wait-lsn 0/1", "wait-lsn needs --sink NAME: the configuration has sinks \"readdb\", \"cache\""},
+        {"wait-lsn 0/1 --sink nope", "unknown sink \"nope\""},
+        {"wait-lsn 0/1 --sink cache --timeout soon", "invalid --timeout \"soon\""},
+        {"wait-lsn 0/1 --sink cache --timeout -5", "invalid --timeout \"-5\""},
+        {"wait-lsn 0/1 0/2 --sink cache", "unexpected argument \"0/2\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *cmd = xprintf("'%s' %s -c '%s' 2>&1", wct_walcast(), cases[i].args, config), *out = NULL;
+        int rc = wct_run(cmd, &out);
+        cr_expect_eq(rc, 2, "%s: exit %d: %s", cases[i].args, rc, out);
+        cr_expect(strstr(out, cases[i].says) != NULL, "%s: want \"%s\" in: %s", cases[i].args, cases[i].says,
+                  out);
+        free(out);
+        free(cmd);
+    }
+    free(config);
+}
