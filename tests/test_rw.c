@@ -1,10 +1,19 @@
 /* test_rw.c - read your writes: a service waits until its own write is visible in a projection
  * (`walcast wait-lsn`), against the order example on the private servers. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "orders_env.h"
 
@@ -200,4 +209,193 @@ Test(rw, bad_input_is_exit_2)
         free(cmd);
     }
     free(config);
+}
+
+/* ---- GET /wait on the metrics endpoint ---- */
+
+/* A connection to walcast's endpoint (WALCAST_METRICS_LISTEN, 127.0.0.1:PORT) with the request sent. */
+static int http_send(const char *path)
+{
+    const char *listen = getenv("WALCAST_METRICS_LISTEN");
+    cr_assert_not_null(listen);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)atoi(strchr(listen, ':') + 1))};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0, "socket: %s", strerror(errno));
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect to %s: %s", listen,
+                 strerror(errno));
+    char *req = xprintf("GET %s HTTP/1.1\r\nHost: walcast\r\nConnection: close\r\n\r\n", path);
+    cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    free(req);
+    return fd;
+}
+
+/* Read the whole answer (the server closes): a new string. */
+static char *http_read(int fd)
+{
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    ssize_t n;
+    while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)n;
+        if (cap - len < 2)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    close(fd);
+    return buf;
+}
+
+static int http_status(const char *resp)
+{
+    int st = 0;
+    sscanf(resp, "HTTP/1.%*d %d", &st);
+    return st;
+}
+
+static char *http(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *http(const char *fmt, ...)
+{
+    va_list ap;
+    char *path;
+    va_start(ap, fmt);
+    cr_assert(vasprintf(&path, fmt, ap) >= 0);
+    va_end(ap);
+    char *resp = http_read(http_send(path));
+    free(path);
+    return resp;
+}
+
+static int threads_of(pid_t pid)
+{
+    char *path = xprintf("/proc/%d/status", (int)pid), line[256];
+    FILE *f = fopen(path, "r");
+    int n = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "Threads:", 8) == 0)
+            n = atoi(line + 8);
+    if (f)
+        fclose(f);
+    free(path);
+    return n;
+}
+
+/* The answers: 200 once applied (JSON with the position), 408 at the timeout with the position applied
+ * through, 400 for bad input, 404 for an unknown sink. */
+Test(rw, http_wait_answers)
+{
+    struct orders_env e;
+    setup_env(&e, 13);
+    long long cust = customer(&e, "rw4@example.com");
+    place(&e, cust, "[{\"sku\": \"A\", \"qty\": 1, \"unit_price\": 2.50}]");
+    char *lsn = token(&e), *r;
+
+    r = http("/wait?lsn=%s&sink=cache&timeout_ms=20000", lsn);
+    cr_assert_eq(http_status(r), 200, "%s", r);
+    cr_expect(strstr(r, "\"reached\":true") && strstr(r, "\"applied\":\""), "%s", r);
+    free(r);
+    r = http("/wait?lsn=%s&sink=readdb&timeout_ms=20000", lsn);
+    cr_assert_eq(http_status(r), 200, "%s", r);
+    free(r);
+    /* Already applied: at once. */
+    long long t0 = now_ms();
+    r = http("/wait?lsn=0/1&sink=cache");
+    cr_expect_eq(http_status(r), 200, "%s", r);
+    cr_expect_lt(now_ms() - t0, 500);
+    free(r);
+    /* Not yet (nothing writes meanwhile): 408 after the timeout, with the position. */
+    t0 = now_ms();
+    r = http("/wait?lsn=FFFF/0&sink=readdb&timeout_ms=300");
+    long long took = now_ms() - t0;
+    cr_expect_eq(http_status(r), 408, "%s", r);
+    cr_expect(strstr(r, "\"reached\":false") && strstr(r, "\"applied\":\""), "%s", r);
+    cr_expect(took >= 300 && took < 3000, "408 after %lld ms", took);
+    free(r);
+    const char *bad[] = {"/wait?lsn=16B3748&sink=cache", "/wait?sink=cache", "/wait?lsn=0/1",
+                         "/wait?lsn=0/1&sink=cache&timeout_ms=soon",
+                         "/wait?lsn=0/1&sink=cache&timeout_ms=-1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = http("%s", bad[i]);
+        cr_expect_eq(http_status(r), 400, "%s: %s", bad[i], r);
+        cr_expect(strstr(r, "\"error\":\"") != NULL, "%s: %s", bad[i], r);
+        free(r);
+    }
+    r = http("/wait?lsn=0/1&sink=nope");
+    cr_expect_eq(http_status(r), 404, "%s", r);
+    cr_expect(strstr(r, "unknown sink \\\"nope\\\"") != NULL, "%s", r);
+    free(r);
+    free(lsn);
+    teardown_env(&e);
+}
+
+/* A thousand waiters at once hold no thread each (the process's thread count stays), and every one gets
+ * its 200 once the write they wait for is applied. */
+Test(rw, a_thousand_http_waiters_without_a_thread_each)
+{
+    enum { N = 1000 };
+    struct orders_env e;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < N + 200 && rl.rlim_max >= N + 200) {
+        rl.rlim_cur = N + 200;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* No heartbeat (a WAL record of its own) may move the applied position while the waiters wait. */
+    setenv("WALCAST_ENGINE_HEARTBEAT_INTERVAL_MS", "3600000", 1);
+    setup_env(&e, 13);
+    unsetenv("WALCAST_ENGINE_HEARTBEAT_INTERVAL_MS");
+    long long cust = customer(&e, "rw5@example.com");
+    place(&e, cust, "[{\"sku\": \"A\", \"qty\": 1, \"unit_price\": 2.50}]");
+    char *lsn = token(&e);
+    char *r = http("/wait?lsn=%s&sink=cache&timeout_ms=20000", lsn);
+    cr_assert_eq(http_status(r), 200, "%s", r);
+    free(r);
+    r = http("/wait?lsn=%s&sink=readdb&timeout_ms=20000", lsn);
+    cr_assert_eq(http_status(r), 200, "%s", r);
+    free(r);
+    int before = threads_of(e.pid);
+    cr_assert_gt(before, 0);
+
+    /* The next position any write will have: past everything written so far. */
+    char *next = qv(e.w, "SELECT pg_current_wal_insert_lsn() + 1");
+    int *fd = calloc(N, sizeof(int));
+    for (int i = 0; i < N; i++) {
+        char *path = xprintf("/wait?lsn=%s&sink=%s&timeout_ms=30000", next, i % 2 ? "cache" : "readdb");
+        fd[i] = http_send(path);
+        free(path);
+    }
+    sleep_ms(300);
+    int during = threads_of(e.pid);
+    struct pollfd *pfd = calloc(N, sizeof(*pfd));
+    for (int i = 0; i < N; i++)
+        pfd[i] = (struct pollfd){.fd = fd[i], .events = POLLIN};
+    cr_expect_eq(poll(pfd, N, 0), 0, "waiters were answered before the write");
+    cr_expect_eq(during, before, "threads: %d before the waiters, %d with %d waiting", before, during, N);
+
+    long long id = place(&e, cust, "[{\"sku\": \"B\", \"qty\": 1, \"unit_price\": 1.00}]");
+    long long t0 = now_ms();
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        r = http_read(fd[i]);
+        ok += http_status(r) == 200;
+        if (http_status(r) != 200)
+            cr_log_error("waiter %d: %s", i, r);
+        free(r);
+    }
+    long long took = now_ms() - t0;
+    cr_expect_eq(ok, N, "%d of %d waiters got 200", ok, N);
+    cr_log_info("%d waiters answered within %lld ms of the write", N, took);
+    /* And the write is there for each of them. */
+    redisContext *rc = wct_redis(e.db);
+    redisReply *rep = redisCommand(rc, "HGET order:%lld status", id);
+    cr_expect(rep && rep->type == REDIS_REPLY_STRING, "order %lld not in redis", id);
+    freeReplyObject(rep);
+    redisFree(rc);
+    cr_expect_eq(threads_of(e.pid), before);
+    free(pfd);
+    free(fd);
+    free(next);
+    free(lsn);
+    teardown_env(&e);
 }
