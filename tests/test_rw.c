@@ -399,3 +399,75 @@ Test(rw, a_thousand_http_waiters_without_a_thread_each)
     free(lsn);
     teardown_env(&e);
 }
+
+/* ---- the example clients (examples/read-your-writes), run against the order example ---- */
+
+static int example(const char *cmd, char **out)
+{
+    char *full = xprintf("%s 2>&1", cmd);
+    int rc = wct_run(full, out);
+    free(full);
+    return rc;
+}
+
+Test(rw, example_clients_python_and_go, .timeout = 180)
+{
+    struct orders_env e;
+    setup_env(&e, 13);
+    long long cust = customer(&e, "rw6@example.com");
+    const char *dir = wct_source_dir();
+    char *reader = xprintf("%s user=reader", e.read_dsn);
+    char *url = xprintf("redis://127.0.0.1:%d/%d", wct_redis_port(), e.db);
+    char *py =
+        xprintf("/usr/bin/python3 '%s/examples/read-your-writes/rw.py' --write-dsn '%s' --read-dsn '%s' "
+                "--redis-url '%s' --slot %s --customer %lld --http %s",
+                dir, e.write_dsn, reader, url, e.slot, cust, getenv("WALCAST_METRICS_LISTEN"));
+    char *bin = xprintf("%s/rw-go", e.dir);
+    char *build = xprintf("cd '%s/examples/read-your-writes/go' && GO111MODULE=off GOPATH=/usr/share/gocode "
+                          "GOCACHE='%s/gocache' go build -o '%s' main.go",
+                          dir, e.dir, bin);
+    char *out = NULL;
+    cr_assert_eq(example(build, &out), 0, "go build: %s", out);
+    free(out);
+    /* lib/pq asks for TLS unless told (libpq prefers it and falls back): the private servers have none. */
+    char *go = xprintf(
+        "'%s' -write-dsn '%s sslmode=disable' -read-dsn '%s sslmode=disable' -redis-addr 127.0.0.1:%d "
+        "-redis-db %d -slot %s -customer %lld",
+        bin, e.write_dsn, reader, wct_redis_port(), e.db, e.slot, cust);
+    const char *via[] = {"redis", "postgres", "http"};
+    for (int i = 0; i < 3; i++) {
+        char *cmd = xprintf("%s --via %s --timeout-ms 20000", py, via[i]);
+        cr_expect_eq(example(cmd, &out), 0, "rw.py --via %s: %s", via[i], out);
+        cr_expect(strstr(out, "\"reached\": true") && strstr(out, "\"status\": \"placed\""), "%s", out);
+        free(out);
+        free(cmd);
+        if (i < 2) {
+            cmd = xprintf("%s -via %s -timeout-ms 20000", go, via[i]);
+            cr_expect_eq(example(cmd, &out), 0, "go rw -via %s: %s", via[i], out);
+            cr_expect(strstr(out, "\"reached\":true") && strstr(out, "\"status\":\"placed\""), "%s", out);
+            free(out);
+            free(cmd);
+        }
+    }
+
+    /* walcast stopped: the endpoint is unreachable (the client falls back to Redis), the waits time out. */
+    stop_walcast(&e, SIGTERM);
+    char *cmd = xprintf("%s --via http --timeout-ms 700", py);
+    cr_expect_eq(example(cmd, &out), 1, "%s", out);
+    cr_expect(strstr(out, "unreachable") && strstr(out, "\"reached\": false"), "%s", out);
+    free(out);
+    free(cmd);
+    cmd = xprintf("%s -via postgres -timeout-ms 700", go);
+    cr_expect_eq(example(cmd, &out), 1, "%s", out);
+    cr_expect(strstr(out, "\"reached\":false") != NULL, "%s", out);
+    free(out);
+    free(cmd);
+    start_walcast(&e); /* teardown stops it */
+    free(go);
+    free(build);
+    free(bin);
+    free(py);
+    free(url);
+    free(reader);
+    teardown_env(&e);
+}
