@@ -38,7 +38,8 @@ static const struct wc_command commands[] = {
      "\n"
      "walcast run stops cleanly on SIGINT and SIGTERM: it commits the batch in flight, confirms and exits "
      "0.\n"
-     "With metrics.listen set it serves /metrics, /healthz, /readyz and /status (docs/operations.md).\n",
+     "With metrics.listen set it serves /metrics, /healthz, /readyz, /status and /wait "
+     "(docs/operations.md).\n",
      CONN | O(OPT_STANDBY), 1, NULL},
     {"tail", "tail [CONNECTION] [OPTIONS]",
      "Print each outbox event as one JSON line (event_id, aggregate_type, aggregate_id, event_type, "
