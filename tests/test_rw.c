@@ -221,10 +221,20 @@ static int http_send(const char *path)
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)atoi(strchr(listen, ':') + 1))};
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(fd >= 0, "socket: %s", strerror(errno));
-    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect to %s: %s", listen,
-                 strerror(errno));
+    int fd = -1, rc = -1;
+    /* walcast may still be starting: its endpoint listens within a few seconds. */
+    for (int i = 0; i < 200 && rc < 0; i++) {
+        if (fd >= 0) {
+            close(fd);
+            sleep_ms(50);
+        }
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        cr_assert(fd >= 0, "socket: %s", strerror(errno));
+        rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+        if (rc < 0 && errno != ECONNREFUSED)
+            break;
+    }
+    cr_assert_eq(rc, 0, "connect to %s: %s", listen, strerror(errno));
     char *req = xprintf("GET %s HTTP/1.1\r\nHost: walcast\r\nConnection: close\r\n\r\n", path);
     cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
     free(req);
