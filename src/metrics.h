@@ -173,6 +173,10 @@ void wc_metrics_commit_failed(struct wc_sink *k);
 /* A sink's durable cursor moved (a commit returned) or was read (it opened): GET /wait's waiters it
  * reached are answered. Once per commit, on the engine's thread (waits.c). */
 void wc_metrics_applied(struct wc_sink *k);
+/* Nonzero when a GET /wait waits for a position at or below lsn: the engine's loop, idle, then moves
+ * the sinks' cursors over the stream's position now rather than at the next status interval. An atomic
+ * load (waits.c). */
+int wc_metrics_wanted(wc_lsn lsn);
 
 /* ---- waits.c: GET /wait, long-polling on the sinks' applied positions ---- */
 

@@ -57,7 +57,27 @@ struct wc_waits {
     int nsink;
     struct sink_waits *sinks;
     int64_t next_deadline; /* the earliest waiter's, INT64_MAX when none */
+    uint64_t wanted;       /* atomic: the lowest LSN waited for, UINT64_MAX when none */
 };
+
+/* The lowest LSN waited for, after the lists changed. Under the lock. */
+static void update_wanted(struct wc_waits *ws)
+{
+    uint64_t min = UINT64_MAX;
+
+    for (int i = 0; i < ws->nsink; i++)
+        if (ws->sinks[i].n > 0 && ws->sinks[i].v[0]->lsn < min)
+            min = ws->sinks[i].v[0]->lsn;
+    __atomic_store_n(&ws->wanted, min, __ATOMIC_RELAXED);
+}
+
+int wc_metrics_wanted(wc_lsn lsn)
+{
+    struct wc_metrics *m = wc__metrics;
+    struct wc_waits *ws = m ? m->waits : NULL;
+
+    return ws != NULL && __atomic_load_n(&ws->wanted, __ATOMIC_RELAXED) <= lsn;
+}
 
 static void resume(struct waiter *w, int outcome, wc_lsn applied)
 {
@@ -86,6 +106,7 @@ static int64_t expire(struct wc_waits *ws, int64_t now)
         }
         sw->n = k;
     }
+    update_wanted(ws);
     return next;
 }
 
@@ -131,6 +152,7 @@ int wc__waits_start(struct wc_metrics *m, struct wc_err *err)
     }
     ws->nsink = m->nsink;
     ws->next_deadline = INT64_MAX;
+    ws->wanted = UINT64_MAX;
     pthread_mutex_init(&ws->mu, NULL);
     pthread_cond_init(&ws->cv, NULL);
     if (pthread_create(&ws->timer, NULL, timer_main, ws) != 0) {
@@ -160,6 +182,7 @@ void wc__waits_release(struct wc_metrics *m)
             resume(ws->sinks[i].v[j], STOPPING, ws->sinks[i].applied);
         ws->sinks[i].n = 0;
     }
+    update_wanted(ws);
     pthread_cond_signal(&ws->cv);
     pthread_mutex_unlock(&ws->mu);
 }
@@ -203,6 +226,7 @@ void wc_metrics_applied(struct wc_sink *k)
             if (j > 0) {
                 memmove(sw->v, sw->v + j, (size_t)(sw->n - j) * sizeof(*sw->v));
                 sw->n -= j;
+                update_wanted(ws);
             }
         }
         pthread_mutex_unlock(&ws->mu);
@@ -343,6 +367,7 @@ int wc__waits_handle(struct wc_metrics *m, struct MHD_Connection *c, void **stat
     *state = w; /* freed when the request completes (wc__waits_completed) */
     MHD_suspend_connection(c);
     insert(sw, w);
+    update_wanted(ws);
     if (w->deadline_ms < ws->next_deadline) {
         ws->next_deadline = w->deadline_ms;
         pthread_cond_signal(&ws->cv);

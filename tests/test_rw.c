@@ -331,6 +331,21 @@ Test(rw, http_wait_answers)
         cr_expect(strstr(r, "\"error\":\"") != NULL, "%s: %s", bad[i], r);
         free(r);
     }
+    /* A commit without events: the engine moves the sinks over it as soon as a waiter needs it, not at the
+     * next status interval (1 s). */
+    for (int i = 0; i < 3; i++) {
+        char *email = xprintf("noevent%d@example.com", i);
+        customer(&e, email);
+        free(email);
+        char *other = token(&e);
+        t0 = now_ms();
+        r = http("/wait?lsn=%s&sink=%s&timeout_ms=5000", other, i % 2 ? "readdb" : "cache");
+        took = now_ms() - t0;
+        cr_expect_eq(http_status(r), 200, "%s", r);
+        cr_expect_lt(took, 300, "a wait for a commit without events took %lld ms", took);
+        free(r);
+        free(other);
+    }
     r = http("/wait?lsn=0/1&sink=nope");
     cr_expect_eq(http_status(r), 404, "%s", r);
     cr_expect(strstr(r, "unknown sink \\\"nope\\\"") != NULL, "%s", r);
