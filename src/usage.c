@@ -20,8 +20,8 @@
     "  -h, --help             show this help and exit\n"
 
 #define EXIT_HELP                                                                                            \
-    "Exit status: 0 success, 1 runtime error (wait-lsn: timed out), 2 configuration or usage error, 3\n"     \
-    "replication slot missing or lost, 4 replication slot in use by another process (the same for every\n"   \
+    "Exit status: 0 success, 1 runtime error (wait-lsn: timed out), 2 configuration or usage error,\n"       \
+    "3 replication slot missing or lost, 4 replication slot in use by another process (the same for every\n" \
     "command).\n"
 
 #define O(x) (1u << (x))
