@@ -499,3 +499,26 @@ Test(rw, example_clients_python_and_go, .timeout = 180)
     free(reader);
     teardown_env(&e);
 }
+
+/* A Redis Cluster sink publishes no position in the cluster: GET /wait answers from the engine's durable
+ * cursor, and walcast wait-lsn refuses the sink, naming /wait. */
+Test(rw, http_wait_on_a_redis_cluster_sink)
+{
+    struct orders_env e;
+    setup_env_cluster(&e);
+    long long cust = customer(&e, "rw7@example.com");
+    long long id = place(&e, cust, "[{\"sku\": \"A\", \"qty\": 1, \"unit_price\": 2.50}]");
+    char *lsn = token(&e), *out = NULL;
+    char *r = http("/wait?lsn=%s&sink=cache&timeout_ms=20000", lsn);
+    cr_assert_eq(http_status(r), 200, "%s", r);
+    free(r);
+    char *status = rv(&e, "HGET order:{%lld}:%lld status", cust, id);
+    cr_expect(status && strcmp(status, "placed") == 0, "order %lld in the cluster right after the wait: %s",
+              id, status ? status : "(nil)");
+    free(status);
+    cr_expect_eq(wait_lsn(&e, lsn, "cache", 1000, &out, NULL), 2, "%s", out);
+    cr_expect(strstr(out, "is a redis cluster") && strstr(out, "GET /wait"), "%s", out);
+    free(out);
+    free(lsn);
+    teardown_env(&e);
+}
