@@ -1,7 +1,7 @@
 /* bench/probe.c - commit-to-visible latency of walcast's projections under a steady load (scripts/bench.sh).
  *
  *   probe --write DSN --read DSN --redis HOST:PORT --rate N --seconds S --first-id ID [--threads T]
- *         [--label L] [--redis-zset KEY]
+ *         [--label L] [--redis-zset KEY] [--wait HOST:PORT --slot SLOT [--waiters W]]
  *
  * Load: N OrderPlaced events per second for S seconds, each its own transaction (an autocommit INSERT
  * into public.domain_events with the order example's payload; order ids from ID up, so every event is a
@@ -20,13 +20,25 @@
  *    it became visible) - pg_xact_commit_timestamp of the outbox row. Both from the same server clock,
  *    independent of polling. Redis has no commit timestamp: time first seen by the poller (wall clock)
  *    - the outbox row's commit timestamp.
+ *
+ * Read your writes (--wait, walcast's metrics endpoint): each inserter takes its consistency token right
+ * after the commit (pg_current_wal_insert_lsn() in the same session) and hands it to W waiter threads
+ * (default 16), each sending GET /wait?lsn=TOKEN&sink=cache for one event at a time, alongside the
+ * pollers; and a subscriber on Redis (SUBSCRIBE walcast:applied:SLOT, the recipe of a Redis-only service)
+ * marks every token its messages reach. Series rw_http (commit to /wait's 200) and rw_redis (commit to the
+ * message that reached the token).
+ *
  * Prints key=value lines: <label>_<series>_{p50,p95,p99,max}_ms for series redis_probe, pg_probe,
- * redis_commit_ts, pg_commit_ts, plus the achieved rate and how late the inserter was behind schedule.
+ * redis_commit_ts, pg_commit_ts (and rw_http, rw_redis), plus the achieved rate and how late the inserter
+ * was behind schedule.
  */
 #define _GNU_SOURCE
 #include <hiredis/hiredis.h>
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -43,6 +55,9 @@ struct sample {
     double ts_event, ts_read; /* server commit timestamps (epoch s) */
     atomic_int committed;
     int redis_seen, pg_seen;
+    uint64_t token;           /* pg_current_wal_insert_lsn() after the commit (--wait) */
+    double rw_http, rw_redis; /* monotonic time the wait returned / the message reached the token */
+    atomic_int token_set;
 };
 
 static struct sample *S;
@@ -56,6 +71,16 @@ static int redis_port;
 static atomic_long scheduled; /* events whose due time has passed */
 static atomic_int inserters_done;
 static double max_behind;
+/* --wait: walcast's endpoint, the slot, the waiters and their queue (event indexes, in commit order) */
+static char wait_host[256];
+static int wait_port, nwaiters = 16;
+static const char *slot_name;
+static long *wq;
+static long wq_head, wq_tail;
+static pthread_mutex_t wq_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wq_cv = PTHREAD_COND_INITIALIZER;
+static int wq_closed;
+static _Atomic uint64_t redis_applied; /* the newest "cache <lsn>" the subscriber heard */
 
 static double mono(void)
 {
@@ -144,6 +169,25 @@ static void *inserter(void *arg)
         s->commit_mono = cm;
         s->commit_wall = cw;
         atomic_store(&s->committed, 1);
+        if (wait_port) {
+            /* The consistency token, in the same session right after the commit. */
+            r = PQexec(c, "SELECT pg_current_wal_insert_lsn()");
+            unsigned hi, lo;
+            if (PQresultStatus(r) != PGRES_TUPLES_OK || sscanf(PQgetvalue(r, 0, 0), "%X/%X", &hi, &lo) != 2) {
+                fprintf(stderr, "probe: token: %s", PQerrorMessage(c));
+                exit(1);
+            }
+            PQclear(r);
+            s->token = (uint64_t)hi << 32 | lo;
+            atomic_store(&s->token_set, 1);
+            /* Heard before the token was known: a service would see it with its HGET, at once. */
+            if (s->token <= atomic_load(&redis_applied))
+                s->rw_redis = mono();
+            pthread_mutex_lock(&wq_mu);
+            wq[wq_tail++] = k;
+            pthread_cond_signal(&wq_cv);
+            pthread_mutex_unlock(&wq_mu);
+        }
     }
     PQfinish(c);
     atomic_fetch_add(&inserters_done, 1);
@@ -276,6 +320,93 @@ static void *pg_watcher(void *arg)
     return NULL;
 }
 
+/* A waiter: GET /wait for one event at a time (a connection each, as a service's request would). */
+static void *http_waiter(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&wq_mu);
+        while (wq_head == wq_tail && !wq_closed)
+            pthread_cond_wait(&wq_cv, &wq_mu);
+        if (wq_head == wq_tail) {
+            pthread_mutex_unlock(&wq_mu);
+            return NULL;
+        }
+        long k = wq[wq_head++];
+        pthread_mutex_unlock(&wq_mu);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)wait_port)};
+        inet_pton(AF_INET, wait_host, &a.sin_addr);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+            fprintf(stderr, "probe: connect to %s:%d failed\n", wait_host, wait_port);
+            exit(1);
+        }
+        char req[256], resp[1024];
+        int n = snprintf(req, sizeof(req),
+                         "GET /wait?lsn=%X/%X&sink=cache&timeout_ms=30000 HTTP/1.1\r\nHost: walcast\r\n"
+                         "Connection: close\r\n\r\n",
+                         (unsigned)(S[k].token >> 32), (unsigned)S[k].token);
+        if (write(fd, req, (size_t)n) != n) {
+            fprintf(stderr, "probe: /wait: write failed\n");
+            exit(1);
+        }
+        ssize_t got = 0, r;
+        while ((r = read(fd, resp + got, sizeof(resp) - 1 - (size_t)got)) > 0)
+            got += r;
+        double m = mono();
+        resp[got] = 0;
+        close(fd);
+        if (strncmp(resp, "HTTP/1.1 200", 12) == 0)
+            S[k].rw_http = m;
+        else
+            fprintf(stderr, "probe: /wait for event %ld: %.60s\n", k, resp);
+    }
+}
+
+/* The Redis-only recipe: one subscriber marks every token its "cache <lsn>" messages reach. */
+static void *redis_subscriber(void *arg)
+{
+    (void)arg;
+    redisContext *c = redisConnect(redis_host, redis_port);
+    if (!c || c->err) {
+        fprintf(stderr, "probe: redis connect failed\n");
+        exit(2);
+    }
+    redisReply *r = redisCommand(c, "SUBSCRIBE walcast:applied:%s", slot_name);
+    if (r)
+        freeReplyObject(r);
+    struct timeval tv = {0, 100000};
+    redisSetTimeout(c, tv);
+    long lo = 0;
+    while (lo < total && mono() < deadline) {
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+            if (c->err == REDIS_ERR_IO) { /* the read timed out: nothing published */
+                c->err = 0;
+                continue;
+            }
+            fprintf(stderr, "probe: subscriber: %s\n", c->errstr);
+            exit(1);
+        }
+        double m = mono();
+        unsigned hi, lo32;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->str &&
+            sscanf(r->element[2]->str, "cache %X/%X", &hi, &lo32) == 2) {
+            uint64_t applied = (uint64_t)hi << 32 | lo32;
+            if (applied > atomic_load(&redis_applied))
+                atomic_store(&redis_applied, applied);
+            /* Tokens come in commit order per inserter, not overall: mark every one reached. */
+            for (long k = lo; k < total && k < atomic_load(&scheduled); k++)
+                if (S[k].rw_redis == 0 && atomic_load(&S[k].token_set) && S[k].token <= applied)
+                    S[k].rw_redis = m;
+            while (lo < total && S[lo].rw_redis != 0)
+                lo++;
+        }
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return NULL;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -328,6 +459,13 @@ int main(int argc, char **argv)
             nthreads = atoi(v);
         else if (!strcmp(k, "--label"))
             label = v;
+        else if (!strcmp(k, "--wait")) {
+            if (sscanf(v, "%255[^:]:%d", wait_host, &wait_port) != 2)
+                return 2;
+        } else if (!strcmp(k, "--slot"))
+            slot_name = v;
+        else if (!strcmp(k, "--waiters"))
+            nwaiters = atoi(v);
         else {
             fprintf(stderr, "probe: unknown option %s\n", k);
             return 2;
@@ -342,6 +480,11 @@ int main(int argc, char **argv)
     }
     total = (long)(rate * seconds);
     S = calloc((size_t)total, sizeof(*S));
+    if (wait_port && (slot_name == NULL || nwaiters < 1)) {
+        fprintf(stderr, "probe: --wait needs --slot SLOT (and --waiters W >= 1)\n");
+        return 2;
+    }
+    wq = calloc((size_t)total + 1, sizeof(long));
 
     PGconn *w = pg_connect(write_dsn);
     PGresult *r = PQexec(w, "SELECT coalesce(max(event_id), 0) FROM public.domain_events");
@@ -355,6 +498,14 @@ int main(int argc, char **argv)
     deadline = t_start + seconds + 30;
     pthread_create(&rw, NULL, redis_watcher, NULL);
     pthread_create(&pw, NULL, pg_watcher, NULL);
+    pthread_t waiters[256], sub;
+    if (nwaiters > 256)
+        nwaiters = 256;
+    if (wait_port) {
+        pthread_create(&sub, NULL, redis_subscriber, NULL);
+        for (int t = 0; t < nwaiters; t++)
+            pthread_create(&waiters[t], NULL, http_waiter, NULL);
+    }
     for (int t = 0; t < nthreads; t++)
         pthread_create(&ins[t], NULL, inserter, (void *)(intptr_t)t);
     for (int t = 0; t < nthreads; t++)
@@ -362,6 +513,15 @@ int main(int argc, char **argv)
     double t_end = mono();
     pthread_join(rw, NULL);
     pthread_join(pw, NULL);
+    if (wait_port) {
+        pthread_mutex_lock(&wq_mu);
+        wq_closed = 1;
+        pthread_cond_broadcast(&wq_cv);
+        pthread_mutex_unlock(&wq_mu);
+        for (int t = 0; t < nwaiters; t++)
+            pthread_join(waiters[t], NULL);
+        pthread_join(sub, NULL);
+    }
 
     /* Server commit timestamps of the outbox rows and of the projection rows. */
     char q[256];
@@ -423,7 +583,20 @@ int main(int argc, char **argv)
         if (S[k].ts_read > 0 && S[k].ts_event > 0)
             v[n++] = S[k].ts_read - S[k].ts_event;
     report(label, "pg_commit_ts", v, n, total);
+    if (wait_port) {
+        n = 0;
+        for (long k = 0; k < total; k++)
+            if (S[k].rw_http > 0)
+                v[n++] = S[k].rw_http - S[k].commit_mono;
+        report(label, "rw_http", v, n, total);
+        n = 0;
+        for (long k = 0; k < total; k++)
+            if (S[k].rw_redis > 0)
+                v[n++] = S[k].rw_redis - S[k].commit_mono;
+        report(label, "rw_redis", v, n, total);
+    }
     free(v);
+    free(wq);
     free(S);
     return 0;
 }

@@ -9,9 +9,11 @@
 #   3. CPU: instructions per event of walcast (valgrind --tool=callgrind) draining single-event
 #      transactions into both sinks.
 #   4. latency: steady load at 1,000 and 5,000 events/s; p50/p95/p99/max from commit to visible in Redis
-#      and PostgreSQL, measured by an external probe (bench/probe.c) and from commit timestamps.
+#      and PostgreSQL, measured by an external probe (bench/probe.c) and from commit timestamps. At
+#      1,000 events/s, read your writes alongside: every event's token waited for with GET /wait (16
+#      waiter threads) and by a Redis subscriber (walcast:applied:<slot>), commit to the wait returning.
 # The last lines are key=value figures (ratio_redis, ratio_pg, ratio_both, p99_ms_1k, p99_ms_5k,
-# rss_mib_max, instr_per_event, ...). Sizes: default 100,000-event backlogs, 1,000,000 for memory, 30 s
+# rw_wait_p99_ms, rw_redis_p99_ms, rss_mib_max, instr_per_event, ...). Sizes: default 100,000-event backlogs, 1,000,000 for memory, 30 s
 # of load per rate (~10 min); --quick is about 5x smaller; --smoke is tiny (a check that it all works).
 # --keep leaves the temp dir (logs, callgrind output). See BENCHMARKS.md for the figures and method.
 #
@@ -337,7 +339,9 @@ wsql -c "ALTER SYSTEM SET track_commit_timestamp = on"
 "$root/scripts/services.sh" restart-pg "$dir"
 reset_sinks
 wsql -c "SELECT pg_create_logical_replication_slot('lat', 'wal2json')" >/dev/null
-WALCAST_SOURCE_SLOT=lat "$walcast" run -c bench/both.yaml >"$dir/walcast-lat.log" 2>&1 &
+# The endpoint serves GET /wait for the read-your-writes waiters.
+lat_listen=127.0.0.1:$((20000 + RANDOM % 20000))
+WALCAST_SOURCE_SLOT=lat WALCAST_METRICS_LISTEN=$lat_listen "$walcast" run -c bench/both.yaml >"$dir/walcast-lat.log" 2>&1 &
 walcast_pid=$!
 for _ in $(seq 1 100); do grep -q "streaming slot" "$dir/walcast-lat.log" && break; sleep 0.1; done
 grep -q "streaming slot" "$dir/walcast-lat.log" || { cat "$dir/walcast-lat.log" >&2; die "walcast run did not start"; }
@@ -346,9 +350,12 @@ for rate in $lat_rates; do
     label=lat_$((rate / 1000))k
     threads=$((rate / 250))
     [ "$threads" -ge 2 ] || threads=2
-    say "latency: $rate events/s for $lat_seconds s ($threads inserting connections)"
+    wait_args=()
+    [ "$rate" = 1000 ] && wait_args=(--wait "$lat_listen" --slot lat --waiters 16)
+    say "latency: $rate events/s for $lat_seconds s ($threads inserting connections${wait_args:+, waiters})"
     "$dir/probe" --write "$write_dsn" --read "$read_dsn" --redis "127.0.0.1:$rport" --rate "$rate" \
-        --seconds "$lat_seconds" --first-id "$first" --threads "$threads" --label "$label" >"$dir/$label.out"
+        --seconds "$lat_seconds" --first-id "$first" --threads "$threads" --label "$label" \
+        "${wait_args[@]}" >"$dir/$label.out"
     while IFS= read -r line; do put "${line%%=*}" "${line#*=}"; done <"$dir/$label.out"
     first=$((first + 1000000000))
     sleep 1
@@ -371,6 +378,8 @@ fi
     echo "ratio_both=$(get ratio_both_single)"
     echo "p99_ms_1k=$(get lat_1k_redis_probe_p99_ms)"
     echo "p99_ms_5k=$(get lat_5k_redis_probe_p99_ms)"
+    echo "rw_wait_p99_ms=$(get lat_1k_rw_http_p99_ms)"
+    echo "rw_redis_p99_ms=$(get lat_1k_rw_redis_p99_ms)"
     awk -v a="$(get mem_txn_rss_mib)" -v b="$(get mem_backlog_rss_mib)" 'BEGIN { printf "rss_mib_max=%.1f\n", (a > b ? a : b) }'
     echo "instr_per_event=$(get instr_per_event)"
 }

@@ -5,7 +5,8 @@
 #   scripts/install-deps.sh [demo|test|bench|fuzz ...]     (default: test)
 #
 #   demo   build tools and libraries, PostgreSQL 15 with wal2json, Redis
-#   test   demo, plus Criterion, valgrind, python3 and prometheus (for promtool)
+#   test   demo, plus Criterion, valgrind, python3 and prometheus (for promtool), and the libraries of
+#          the read-your-writes example clients (python3-redis, python3-psycopg2; Go with redigo, lib/pq)
 #   bench  demo, plus valgrind and python3
 #   fuzz   build tools and libraries, plus clang with libFuzzer
 #
@@ -25,7 +26,8 @@ pkgs=()
 for profile in "$@"; do
     case "$profile" in
     demo) pkgs+=("${build[@]}" "${servers[@]}") ;;
-    test) pkgs+=("${build[@]}" "${servers[@]}" libcriterion-dev valgrind python3 prometheus) ;;
+    test) pkgs+=("${build[@]}" "${servers[@]}" libcriterion-dev valgrind python3 prometheus python3-redis
+        python3-psycopg2 golang-go golang-github-gomodule-redigo-dev golang-github-lib-pq-dev) ;;
     bench) pkgs+=("${build[@]}" "${servers[@]}" valgrind python3) ;;
     fuzz) pkgs+=("${build[@]}" clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown profile \"$profile\" (use demo, test, bench or fuzz)" >&2; exit 2 ;;

@@ -32,6 +32,7 @@ enum {
     OPT_SINK,
     OPT_ID,
     OPT_WATCH,
+    OPT_TIMEOUT,
     OPT_COUNT
 };
 
@@ -69,6 +70,7 @@ struct options {
     const char *sink;
     const char *id;
     int watch;
+    const char *timeout;
     int verbose;
     const struct wc_command *command;
 };
@@ -95,5 +97,6 @@ int wc__cmd_sink(const char *action, const struct options *o);
 int wc__cmd_check_config(const struct options *o);
 int wc__cmd_status(const struct options *o);
 int wc__cmd_doctor(const struct options *o);
+int wc__cmd_wait_lsn(const char *lsn, const struct options *o);
 
 #endif

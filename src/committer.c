@@ -213,6 +213,7 @@ int wc__commit_round(struct session *s, struct wc_pos pos, struct wc_err *err)
             k->cursor = at;
             k->has_cursor = 1;
             wc_tally_publish(k->tally, at.lsn);
+            wc_metrics_applied(k);
             continue;
         }
         start_commit(s, r, at);
@@ -253,6 +254,7 @@ static int committed(struct session *s, struct sink_rt *r, struct sink_job *j, s
     k->cursor = j->commit.cursor;
     k->has_cursor = 1;
     wc_tally_publish(k->tally, j->commit.cursor.lsn);
+    wc_metrics_applied(k);
     if (r->retry.attempt > 0) {
         int attempts = r->retry.attempt;
         int64_t lasted = wc_backoff_ok(&r->retry, now);

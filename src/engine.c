@@ -318,8 +318,10 @@ static int run_session(struct session *s, struct wc_err *err)
             s->pos = (struct wc_pos){idle, -1};
         if (s->opts->endpos && s->pos.lsn >= s->opts->endpos)
             done = 1;
+        /* ... and at once when a GET /wait waits for a position the stream is past (read your writes). */
         if (wc_pos_cmp(s->pos, (struct wc_pos){wc__safe_confirm_lsn(s), -1}) > 0 &&
-            (done || now - s->last_idle_commit_ms >= s->cfg->status_interval_ms)) {
+            (done || now - s->last_idle_commit_ms >= s->cfg->status_interval_ms ||
+             wc_metrics_wanted(s->pos.lsn))) {
             if (wc__commit_round(s, s->pos, err) < 0)
                 return -1;
             s->last_idle_commit_ms = now;

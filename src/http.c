@@ -4,6 +4,11 @@
  *   GET /healthz   200 while the engine's loop runs
  *   GET /readyz    200 while streaming with every sink connected and the confirmed position keeping up
  *   GET /status    the JSON document `walcast status` prints
+ *   GET /wait      ?lsn=X/Y&sink=NAME&timeout_ms=N: 200 once the sink applied through LSN, 408 at the
+ *                  timeout (long-polling: a suspended connection each, no thread; waits.c)
+ *
+ * One internal thread with epoll serves every connection, up to MAX_CONNECTIONS at once (waiters
+ * included).
  */
 #include <errno.h>
 #include <netdb.h>
@@ -11,12 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <microhttpd.h>
 
 #include "metrics.h"
 #include "walcast/log.h"
+
+/* Connections at once: a thousand waiters and more, and the scrapes beside them. */
+#define MAX_CONNECTIONS 4096
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type, char *body,
                              size_t len)
@@ -59,11 +68,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
     (void)version;
     (void)upload;
-    (void)state;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
     if (*upload_size != 0)
         return MHD_NO;
+    if (strcmp(url, "/wait") == 0)
+        return (enum MHD_Result)wc__waits_handle(m, c, state);
     if (strcmp(url, "/metrics") == 0) {
         struct wc_buf b = WC_BUF_INIT;
         wc__metrics_text(m, &b);
@@ -94,8 +104,30 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return reply(c, MHD_HTTP_OK, "application/json", nl, n + 1);
     }
     if (strcmp(url, "/") == 0)
-        return reply_text(c, MHD_HTTP_OK, "walcast %s: /metrics /healthz /readyz /status\n", WC_VERSION);
-    return reply_text(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz, /readyz or /status\n");
+        return reply_text(c, MHD_HTTP_OK, "walcast %s: /metrics /healthz /readyz /status /wait\n",
+                          WC_VERSION);
+    return reply_text(c, MHD_HTTP_NOT_FOUND,
+                      "not found: try /metrics, /healthz, /readyz, /status or /wait\n");
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode why)
+{
+    (void)cls;
+    (void)c;
+    (void)why;
+    wc__waits_completed(state);
+}
+
+/* Room for MAX_CONNECTIONS descriptors: the soft limit raised towards the hard one when it is lower. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    rlim_t want = MAX_CONNECTIONS + 256;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -113,7 +145,7 @@ int wc__http_start(struct wc_metrics *m, const char *listen, struct wc_err *err)
     char host[256], port[16];
     int p;
     struct addrinfo hints = {0}, *ai = NULL;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
     if (wc_config_parse_listen(listen, host, sizeof(host), &p) < 0) {
         wc_err_set(err, WC_ERR_CONFIG, "metrics.listen: invalid address \"%s\"", listen);
@@ -139,24 +171,34 @@ int wc__http_start(struct wc_metrics *m, const char *listen, struct wc_err *err)
     }
     if (use->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (wc__waits_start(m, err) < 0) {
+        freeaddrinfo(ai);
+        return -1;
+    }
+    raise_fd_limit();
     errno = 0;
     m->http = MHD_start_daemon(flags, (uint16_t)p, NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR, use->ai_addr,
-                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)32, MHD_OPTION_CONNECTION_TIMEOUT,
-                               (unsigned)10, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_NOTIFY_COMPLETED,
+                               completed, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     int saved = errno;
     freeaddrinfo(ai);
     if (m->http == NULL) {
+        wc__waits_free(m);
         wc_err_set(err, WC_ERR_CONFIG, "metrics.listen: could not listen on \"%s\": %s", listen,
                    saved ? strerror(saved) : "address not available");
         return -1;
     }
-    wc_info("metrics endpoint on http://%s/metrics (also /healthz, /readyz, /status)", listen);
+    wc_info("metrics endpoint on http://%s/metrics (also /healthz, /readyz, /status, /wait)", listen);
     return 0;
 }
 
 void wc__http_stop(struct wc_metrics *m)
 {
+    /* Suspended waiters are answered first: libmicrohttpd stops only without any. */
+    wc__waits_release(m);
     if (m->http)
         MHD_stop_daemon(m->http);
     m->http = NULL;
+    wc__waits_free(m);
 }

@@ -24,6 +24,7 @@ static const struct option longopts[] = {
     {"sink", required_argument, NULL, 1000 + OPT_SINK},
     {"id", required_argument, NULL, 1000 + OPT_ID},
     {"watch", no_argument, NULL, 1000 + OPT_WATCH},
+    {"timeout", required_argument, NULL, 1000 + OPT_TIMEOUT},
     {"verbose", no_argument, NULL, 'v'},
     {"log-level", required_argument, NULL, 2000},
     {"version", no_argument, NULL, 'V'},
@@ -112,11 +113,12 @@ int main(int argc, char **argv)
         if (name[0] == '-')
             return usage_error(NULL,
                                "a command comes first, before \"%s\": run, tail, slot, status, doctor, "
-                               "check-config, dlq or sink",
+                               "check-config, dlq, sink or wait-lsn",
                                name);
-        return usage_error(
-            NULL, "unknown command \"%s\": use run, tail, slot, status, doctor, check-config, dlq or sink",
-            name);
+        return usage_error(NULL,
+                           "unknown command \"%s\": use run, tail, slot, status, doctor, check-config, dlq, "
+                           "sink or wait-lsn",
+                           name);
     }
     o.command = cmd;
     if (cmd->actions) {
@@ -198,13 +200,20 @@ int main(int argc, char **argv)
         case 1000 + OPT_WATCH:
             o.watch = 1;
             break;
+        case 1000 + OPT_TIMEOUT:
+            o.timeout = optarg;
+            break;
         }
     }
+    /* The action may also come after the options (walcast wait-lsn --sink NAME 0/16B3748). */
+    if (action == NULL && cmd->actions && optind < argc)
+        action = argv[optind++];
     if (optind < argc)
         return usage_error(cmd, "unexpected argument \"%s\"", argv[optind]);
-    if (first == 2 && cmd->actions) {
+    if (action == NULL && cmd->actions) {
         char msg[160];
-        snprintf(msg, sizeof(msg), "%s needs an action: %s", cmd->name, cmd->actions);
+        snprintf(msg, sizeof(msg), "%s needs %s%s", cmd->name,
+                 strcmp(cmd->name, "wait-lsn") == 0 ? "" : "an action: ", cmd->actions);
         return usage_error(cmd, "%s", msg);
     }
     if (cmd->needs_config && o.config == NULL) {
@@ -229,6 +238,8 @@ int main(int argc, char **argv)
         return wc__cmd_status(&o);
     if (strcmp(cmd->name, "doctor") == 0)
         return wc__cmd_doctor(&o);
+    if (strcmp(cmd->name, "wait-lsn") == 0)
+        return wc__cmd_wait_lsn(action, &o);
     printf("walcast %s\n", WC_VERSION);
     return EXIT_OK;
 }

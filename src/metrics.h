@@ -129,7 +129,8 @@ struct wc_metrics {
     int64_t confirmed_seen, confirmed_moved_ms; /* stall detection */
     int stalled;
 
-    void *http; /* struct MHD_Daemon */
+    void *http;             /* struct MHD_Daemon */
+    struct wc_waits *waits; /* GET /wait's waiters (waits.c); NULL without the endpoint */
 };
 
 extern struct wc_metrics *wc__metrics;
@@ -169,6 +170,25 @@ void wc_metrics_standby(void);
 void wc_metrics_reconnect(const struct wc_err *err);
 /* A sink's commit failed. */
 void wc_metrics_commit_failed(struct wc_sink *k);
+/* A sink's durable cursor moved (a commit returned) or was read (it opened): GET /wait's waiters it
+ * reached are answered. Once per commit, on the engine's thread (waits.c). */
+void wc_metrics_applied(struct wc_sink *k);
+/* Nonzero when a GET /wait waits for a position at or below lsn: the engine's loop, idle, then moves
+ * the sinks' cursors over the stream's position now rather than at the next status interval. An atomic
+ * load (waits.c). */
+int wc_metrics_wanted(wc_lsn lsn);
+
+/* ---- waits.c: GET /wait, long-polling on the sinks' applied positions ---- */
+
+struct wc_waits;
+struct MHD_Connection;
+int wc__waits_start(struct wc_metrics *m, struct wc_err *err);
+/* Answer every waiter (503: stopping) before the endpoint stops. */
+void wc__waits_release(struct wc_metrics *m);
+void wc__waits_free(struct wc_metrics *m);
+/* GET /wait (an enum MHD_Result); *state is the request's (freed by wc__waits_completed). */
+int wc__waits_handle(struct wc_metrics *m, struct MHD_Connection *c, void **state);
+void wc__waits_completed(void **state);
 
 /* ---- what the endpoint serves (metrics_text.c) ---- */
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine_int.h"
+#include "metrics.h"
 #include "walcast/lease.h"
 #include "walcast/log.h"
 #include "walcast/slot.h"
@@ -76,6 +77,7 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, const struct wc_ow
         goto done;
     k->cursor = (struct wc_pos){point, -1};
     k->has_cursor = 1;
+    wc_metrics_applied(k);
     wc_warning("sink \"%s\": rebuilt from %lld outbox rows", k->name, (long long)n);
     rc = 0;
 done:

@@ -20,8 +20,9 @@
     "  -h, --help             show this help and exit\n"
 
 #define EXIT_HELP                                                                                            \
-    "Exit status: 0 success, 1 runtime error, 2 configuration or usage error, 3 replication slot missing\n"  \
-    "or lost, 4 replication slot in use by another process (the same for every command).\n"
+    "Exit status: 0 success, 1 runtime error (wait-lsn: timed out), 2 configuration or usage error,\n"       \
+    "3 replication slot missing or lost, 4 replication slot in use by another process (the same for every\n" \
+    "command).\n"
 
 #define O(x) (1u << (x))
 #define CONN (O(OPT_CONFIG) | O(OPT_SOURCE) | O(OPT_SLOT) | O(OPT_OUTBOX))
@@ -37,7 +38,8 @@ static const struct wc_command commands[] = {
      "\n"
      "walcast run stops cleanly on SIGINT and SIGTERM: it commits the batch in flight, confirms and exits "
      "0.\n"
-     "With metrics.listen set it serves /metrics, /healthz, /readyz and /status (docs/operations.md).\n",
+     "With metrics.listen set it serves /metrics, /healthz, /readyz, /status and /wait "
+     "(docs/operations.md).\n",
      CONN | O(OPT_STANDBY), 1, NULL},
     {"tail", "tail [CONNECTION] [OPTIONS]",
      "Print each outbox event as one JSON line (event_id, aggregate_type, aggregate_id, event_type, "
@@ -119,6 +121,18 @@ static const struct wc_command commands[] = {
      "      --json             owner: one JSON object per sink\n"
      "      --force            release: even while the owner holds its lease\n",
      CONN | O(OPT_SINK) | O(OPT_JSON) | O(OPT_FORCE), 1, "owner or release"},
+    {"wait-lsn", "wait-lsn LSN -c FILE [--sink NAME] [--timeout MS]",
+     "Wait until a sink has applied every transaction up to LSN, then print the position it has applied\n"
+     "through (read your writes: take LSN from pg_current_wal_insert_lsn() in the writer's session right\n"
+     "after its COMMIT). Asks the sink's own server (Redis: SUBSCRIBE then HGET walcast:applied:SLOT;\n"
+     "PostgreSQL: LISTEN walcast_applied then walcast_cursor), so it works without the engine's endpoint.\n"
+     "Exit 0 when applied, 1 when timed out (the position applied through is printed) or a server fails,\n"
+     "2 for bad input (an LSN that is not X/Y, an unknown sink).\n",
+     "Options:\n"
+     "  -c, --config=FILE      configuration file (required)\n"
+     "      --sink=NAME        the sink to wait for (optional with one sink)\n"
+     "      --timeout=MS       give up after MS milliseconds (default 10000)\n",
+     O(OPT_CONFIG) | O(OPT_SINK) | O(OPT_TIMEOUT), 1, "the LSN to wait for (X/Y)"},
     {"version", "version", "Print the version.\n", "", 0, 0, NULL},
     {NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

@@ -196,11 +196,18 @@ Test(owner, a_second_slot_is_refused_and_the_sinks_are_handed_over_with_release,
     cr_assert(strstr(out, "stop the engine that owns the sink first"), "%s", out);
     free(out);
     cr_assert_eq(renv_stop(a, SIGTERM, 5000), 0);
+    char *applied = renv_redis(&e, "HEXISTS walcast:applied:%s cache", e.slot);
+    cr_assert(applied && strcmp(applied, "1") == 0, "the sink publishes its applied position");
+    free(applied);
     st = wct_run(cmd, &out);
     free(cmd);
     cr_assert_eq(st, 0, "%s", out);
     cr_assert(strstr(out, "sink \"cache\" released") && strstr(out, "rebuilds it"), "%s", out);
     free(out);
+    /* The applied position goes with the cursor: nobody waits on a released sink's old position. */
+    applied = renv_redis(&e, "HEXISTS walcast:applied:%s cache", e.slot);
+    cr_assert(applied && strcmp(applied, "0") == 0, "the released sink's applied position stayed");
+    free(applied);
     cmd = xprintf("%s sink release -c %s --sink readdb 2>&1", wct_walcast(), e.config);
     cr_assert_eq(wct_run(cmd, NULL), 0);
     free(cmd);

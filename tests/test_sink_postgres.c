@@ -306,6 +306,42 @@ Test(sink_postgres, cursor_round_trip)
     fx_fini(&f);
 }
 
+/* The applied-through position: NOTIFY walcast_applied '<slot> <sink> <lsn>' when a commit (with events or
+ * the cursor alone) commits, and walcast_cursor.lsn is what a listener then reads. */
+static void expect_notify(PGconn *c, const char *want)
+{
+    PGnotify *n = NULL;
+
+    for (int i = 0; i < 500 && n == NULL; i++) {
+        cr_assert_eq(PQconsumeInput(c), 1, "%s", PQerrorMessage(c));
+        if ((n = PQnotifies(c)) == NULL)
+            usleep(10000);
+    }
+    cr_assert_not_null(n, "no notification \"%s\"", want);
+    cr_assert_str_eq(n->relname, "walcast_applied");
+    cr_assert_str_eq(n->extra, want);
+    PQfreemem(n);
+}
+
+Test(sink_postgres, applied_position_notified_with_the_cursor)
+{
+    struct fx f;
+
+    fx_init(&f, "dead_letter", orders_yaml, orders_sql);
+    PGconn *l = wct_pg_connect(f.dsn);
+    PQclear(PQexec(l, "LISTEN walcast_applied"));
+    apply_order(f.s, 0x3000, 0, 1, 1);
+    commit_ok(f.s, 0x3040, -1);
+    expect_notify(l, "testslot readdb 0/3040");
+    assert_value(f.dsn, "SELECT count(*) FROM orders", "1");
+    commit_ok(f.s, 0x4000, -1);
+    expect_notify(l, "testslot readdb 0/4000");
+    assert_value(f.dsn, "SELECT lsn FROM walcast_cursor WHERE slot = 'testslot' AND sink = 'readdb'",
+                 "0/4000");
+    PQfinish(l);
+    fx_fini(&f);
+}
+
 Test(sink_postgres, empty_commit_moves_cursor)
 {
     struct fx f;

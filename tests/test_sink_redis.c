@@ -404,6 +404,59 @@ Test(sink_redis, commit_with_nothing_pending_moves_cursor)
     teardown(&f);
 }
 
+/* The applied-through position (the cursor's LSN) goes into walcast:applied:<slot> and is announced on
+ * the channel of that name in the unit that stores the cursor: a reader told "cache 0/A00" sees the
+ * event's writes. A unit that halts publishes nothing; dlq retry never does. */
+static void applied_published(const char *on_error, int db)
+{
+    struct fixture f;
+    struct wc_err err = {0};
+    redisReply *r;
+
+    setup(&f, db, on_error,
+          "  p:\n"
+          "    sink: cache\n"
+          "    on:\n"
+          "      E:\n"
+          "        - [INCR, n]\n");
+    redisContext *sub = wct_redis(db);
+    r = redisCommand(sub, "SUBSCRIBE walcast:applied:%s", f.slot);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    expect(f.rc, "(nil)", "HGET walcast:applied:%s cache", f.slot);
+    cr_assert_eq(apply(f.sink, 0x900, 0, "E", "{}", &err), 0, "%s", err.msg);
+    commit(&f, pos(0xA00, -1));
+    expect(f.rc, "1", "GET n");
+    expect(f.rc, "0/A00", "HGET walcast:applied:%s cache", f.slot);
+    cr_assert_eq(redisGetReply(sub, (void **)&r), REDIS_OK);
+    cr_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 3);
+    cr_assert_str_eq(r->element[2]->str, "cache 0/A00");
+    freeReplyObject(r);
+    /* Nothing queued: the cursor alone moves, and the position with it (an idle advance). */
+    commit(&f, pos(0xB00, -1));
+    expect(f.rc, "0/B00", "HGET walcast:applied:%s cache", f.slot);
+    cr_assert_eq(redisGetReply(sub, (void **)&r), REDIS_OK);
+    cr_assert_str_eq(r->element[2]->str, "cache 0/B00");
+    freeReplyObject(r);
+    /* Inside a transaction: its commit LSN, which no waiter for that transaction (its end or later) takes
+     * for applied. */
+    cr_assert_eq(apply(f.sink, 0xC00, 0, "E", "{}", &err), 0, "%s", err.msg);
+    commit(&f, pos(0xC00, 0));
+    expect(f.rc, "0/C00", "HGET walcast:applied:%s cache", f.slot);
+    redisFree(sub);
+    teardown(&f);
+}
+
+Test(sink_redis, applied_position_published_with_the_cursor)
+{
+    applied_published("dead_letter", 5);
+}
+
+Test(sink_redis, applied_position_published_with_the_cursor_under_halt)
+{
+    applied_published("halt", 6);
+}
+
 /* ---- the error policies ---- */
 
 #define TWO_ACTIONS                                                                                          \
@@ -704,6 +757,8 @@ Test(sink_redis, wrongtype_with_halt_stops_before_the_event)
     expect(f.rc, "(nil)", "HGET totals b");
     expect(f.rc, "(nil)", "HGET totals c");
     expect_cursor(&f, pos(0x1100, 0));
+    /* The unit halted: the applied position is not published past what was stored before it. */
+    expect(f.rc, "(nil)", "HGET walcast:applied:%s cache", f.slot);
     expect(f.rc, "0", "EXISTS walcast:halt:%s:cache", f.slot);
     expect(f.rc, "0", "EXISTS walcast:dead_letters:%s", f.slot);
 
@@ -945,7 +1000,7 @@ Test(sink_redis, five_thousand_events_in_one_commit)
     expect(f.rc, "5000", "ZCARD orders");
     expect(f.rc, "250", "ZSCORE ltv 3");
     expect(f.rc, "0.5", "HGET order:4999 total");
-    expect(f.rc, "5003", "DBSIZE"); /* orders, ltv, 5000 order hashes and the cursor hash */
+    expect(f.rc, "5004", "DBSIZE"); /* orders, ltv, 5000 order hashes, the cursor and applied hashes */
     expect_cursor(&f, pos(0x2000000 + 49 * 0x100, 99));
     teardown(&f);
 }

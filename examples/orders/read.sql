@@ -86,6 +86,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON public.walcast_cursor, public.walcast_de
 GRANT USAGE ON SEQUENCE public.walcast_dead_letters_id_seq TO walcast;
 GRANT SELECT, INSERT, DELETE ON public.walcast_owner TO walcast;
 GRANT SELECT ON public.order_summary, public.customer_ltv TO reader;
+-- Read your writes: a reader may see how far each sink has applied (walcast_cursor.lsn, announced by
+-- NOTIFY walcast_applied), and nothing else of walcast's tables.
+GRANT SELECT (slot, sink, lsn) ON public.walcast_cursor TO reader;
 DO $$
 BEGIN
     EXECUTE format('GRANT CONNECT ON DATABASE %I TO walcast, reader', current_database());

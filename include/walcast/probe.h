@@ -21,6 +21,11 @@ struct wc_redis_info {
 
 /* What the server of an opened Redis sink says about itself. 0, or -1 with err (the connection). */
 int wc_sink_redis_info(struct wc_sink *s, struct wc_redis_info *out, struct wc_err *err);
+/* A connection of its own to the server of a single-server Redis sink (its DSN's host, AUTH and SELECT;
+ * replies may take the sink's statement_timeout_ms), for a reader: walcast wait-lsn. NULL with err. The
+ * caller frees it with redisFree(). */
+struct redisContext;
+struct redisContext *wc_redis_reader(const struct wc_sink_conf *conf, struct wc_err *err);
 /* The password of a Redis DSN (new string), NULL when it has none or does not parse. */
 char *wc_redis_dsn_password(const char *dsn);
 

@@ -9,10 +9,15 @@
 #include "walcast/log.h"
 #include "walcast/pgconn.h"
 
+/* The cursor, and the announcement of the position the sink has applied through (the cursor's LSN: every
+ * transaction that ended at or before it is applied): NOTIFY walcast_applied, '<slot> <sink> <lsn>', sent
+ * by the server when the transaction commits, so a listener that hears it sees the writes. One statement:
+ * no round trip more per commit. */
 #define CURSOR_SQL                                                                                           \
-    "INSERT INTO walcast_cursor (slot, sink, lsn, idx, updated_at) VALUES ($1, $2, $3::pg_lsn, $4::bigint, " \
-    "now()) ON CONFLICT (slot, sink) DO UPDATE SET lsn = EXCLUDED.lsn, idx = EXCLUDED.idx, "                 \
-    "updated_at = now()"
+    "WITH c AS (INSERT INTO walcast_cursor (slot, sink, lsn, idx, updated_at) VALUES ($1::text, $2::text, "  \
+    "$3::pg_lsn, $4::bigint, now()) ON CONFLICT (slot, sink) DO UPDATE SET lsn = EXCLUDED.lsn, "             \
+    "idx = EXCLUDED.idx, updated_at = now() RETURNING lsn) "                                                 \
+    "SELECT pg_notify('walcast_applied', $1 || ' ' || $2 || ' ' || c.lsn::text) FROM c"
 #define DEAD_SQL                                                                                             \
     "INSERT INTO walcast_dead_letters (slot, sink, lsn, idx, event_id, event_type, aggregate_type, "         \
     "aggregate_id, payload, error) VALUES ($1, $2, $3::pg_lsn, $4::bigint, $5, $6, $7, $8, $9, $10)"

@@ -265,6 +265,7 @@ static int redis_open(struct wc_sink *s, struct wc_err *err)
     p->cursor_key = redis_xasprintf("walcast:cursor:%s", slot);
     p->dead_key = redis_xasprintf("walcast:dead_letters:%s", slot);
     p->halt_key = redis_xasprintf("walcast:halt:%s:%s", slot, s->name);
+    p->applied_key = redis_xasprintf("walcast:applied:%s", slot);
 
     p->c = redisConnectWithTimeout(p->host, p->port, ctv);
     if (p->c == NULL) {
@@ -322,7 +323,8 @@ static int redis_open(struct wc_sink *s, struct wc_err *err)
     if (s->writer && end_earlier_sessions(s, p, err) < 0)
         goto fail;
 
-    if (s->conf && redis_load_scripts(s, p, err) < 0)
+    /* A reader's connection (wc_redis_reader: no configuration) runs no scripts. */
+    if (s->conf && s->cfg && redis_load_scripts(s, p, err) < 0)
         goto fail;
     wc_debug("sink \"%s\": connected to redis at %s:%d, database %d", s->name, p->host, p->port, p->db);
     return 0;
@@ -394,6 +396,7 @@ void redis_close(struct wc_sink *s)
     free(p->cursor_key);
     free(p->dead_key);
     free(p->halt_key);
+    free(p->applied_key);
     free(p->scripts);
     redis_gen_free(p);
     redis_batch_free(&p->bufs[0]);

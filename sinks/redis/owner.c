@@ -111,14 +111,18 @@ static int redis_owner_release(struct wc_sink *s, const struct wc_owner *was, st
 {
     struct redis_sink *p = s->priv;
     char *cursor_key = redis_xasprintf("walcast:cursor:%s", was->slot);
+    char *applied_key = redis_xasprintf("walcast:applied:%s", was->slot);
     const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
     const char *hdel_owner[3] = {"HDEL", OWNER_KEY, s->name};
     const char *hdel_cursor[3] = {"HDEL", cursor_key, s->name};
+    /* The applied position goes with the cursor (read your writes waits again until the next owner's). */
+    const char *hdel_applied[3] = {"HDEL", applied_key, s->name};
     redisReply *r;
     int rc = -1;
 
     if (p == NULL) {
         free(cursor_key);
+        free(applied_key);
         return redis_not_open(s, err);
     }
     if ((r = run(s, p, 1, multi, "could not release the sink", err)) == NULL)
@@ -130,6 +134,9 @@ static int redis_owner_release(struct wc_sink *s, const struct wc_owner *was, st
     if ((r = run(s, p, 3, hdel_cursor, "could not release the sink", err)) == NULL)
         goto done;
     freeReplyObject(r);
+    if ((r = run(s, p, 3, hdel_applied, "could not release the sink", err)) == NULL)
+        goto done;
+    freeReplyObject(r);
     if ((r = run(s, p, 1, exec, "could not release the sink", err)) == NULL)
         goto done;
     rc = r->type == REDIS_REPLY_ARRAY ? 0 : -1;
@@ -138,6 +145,7 @@ static int redis_owner_release(struct wc_sink *s, const struct wc_owner *was, st
     freeReplyObject(r);
 done:
     free(cursor_key);
+    free(applied_key);
     return rc;
 }
 

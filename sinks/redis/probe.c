@@ -197,3 +197,18 @@ char *wc_redis_dsn_password(const char *dsn)
     free(p.host);
     return pw;
 }
+
+/* A connection of its own to a Redis sink's server (its DSN, AUTH and SELECT, no scripts), for a reader
+ * waiting for the sink's applied position (walcast wait-lsn). */
+redisContext *wc_redis_reader(const struct wc_sink_conf *conf, struct wc_err *err)
+{
+    struct wc_sink s = {.ops = &wc_sink_redis_ops, .conf = conf, .name = conf->name};
+
+    if (s.ops->open(&s, err) < 0)
+        return NULL;
+    struct redis_sink *p = s.priv;
+    redisContext *c = p->c;
+    p->c = NULL;
+    s.ops->close(&s);
+    return c;
+}

@@ -24,7 +24,10 @@
  *     MULTI
  *     SCRIPT LOAD <each script the batch uses>    (inside the unit: EVALSHA cannot miss a flushed cache)
  *     EVALSHA <type's script> ... for each event  (or a dead letter's, for one found while queueing)
- *     HSET walcast:cursor:<slot> <sink> <cursor>  (on_error: halt -> a script that skips it after a halt)
+ *     HSET walcast:applied:<slot> <sink> <lsn>    (the applied-through position, for read-your-writes,
+ *     PUBLISH walcast:applied:<slot> "<sink> <lsn>" and its announcement: both skipped by dlq retry)
+ *     HSET walcast:cursor:<slot> <sink> <cursor>  (on_error: halt -> a script that skips it after a halt,
+ *                                                  and publishes the applied position when it stores)
  *     EXEC
  *
  * An event's script first checks what could make a write fail part way (the type each key holds, the
@@ -108,6 +111,9 @@ struct redis_sink {
     char *cursor_key;
     char *dead_key;
     char *halt_key; /* set by the script of an event that halts, removed in the same EXEC */
+    /* walcast:applied:<slot>: the hash (a field per sink) and channel where every unit publishes the
+     * position the sink has applied through (its cursor's LSN), for readers waiting for their writes */
+    char *applied_key;
     struct script *scripts;
     int nscript;
     struct gen *gens; /* generated scripts (script.c) */

@@ -51,9 +51,14 @@ static const char guard_lua[] =
     "return 0\n";
 
 static const char cursor_lua[] =
-    "-- walcast: the cursor of a unit, unless an event of it halted (KEYS: cursor hash, halt key;\n"
-    "-- ARGV: HSET or HSETNX, sink, cursor)\n"
+    "-- walcast: the cursor of a unit, unless an event of it halted (KEYS: cursor hash, halt key, and\n"
+    "-- the applied hash (also the channel) when the position is published; ARGV: HSET or HSETNX, sink,\n"
+    "-- cursor, the applied-through LSN)\n"
     "if redis.call('DEL', KEYS[2]) == 1 then return 0 end\n"
+    "if KEYS[3] then\n"
+    "  redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])\n"
+    "  redis.call('PUBLISH', KEYS[3], ARGV[2] .. ' ' .. ARGV[4])\n"
+    "end\n"
     "return redis.call(ARGV[1], KEYS[1], ARGV[2], ARGV[3])\n";
 
 const char *redis_fixed_script(int i)

@@ -23,7 +23,7 @@ const char *redis_refusal_hint(const char *msg)
         {"READONLY", "the server is a read-only replica: point the sink's dsn at the primary"},
         {"NOAUTH", "redis wants a password: put it in the sink's dsn (redis://:password@host:port/db)"},
         {"NOPERM", "the dsn's user may not run walcast's commands: grant it the data commands of the "
-                   "projections and MULTI, EXEC, EVALSHA, SCRIPT, HSET, XADD (ACL SETUSER)"},
+                   "projections and MULTI, EXEC, EVALSHA, SCRIPT, HSET, XADD, PUBLISH (ACL SETUSER)"},
         {"CROSSSLOT",
          "the server is a redis cluster node: set the sink's cluster: true and list the cluster's "
          "nodes in its dsn"},
@@ -58,11 +58,11 @@ static int append_load(struct redisContext *c, const char *src)
 int redis_send_unit(struct wc_sink *s, struct redis_sink *p, const struct batch *b, struct wc_pos cursor,
                     struct unit *u, struct wc_err *err)
 {
-    char pos[40];
+    char pos[40], lsn[WC_LSN_STRLEN];
     /* dlq retry must not move the cursor a running engine owns: HSETNX leaves an existing one alone. */
     const char *set = s->retrying ? "HSETNX" : "HSET";
     int halt = !s->retrying && s->cfg && s->cfg->on_error == WC_POLICY_HALT;
-    int nload = 0, nreply, rc = 0;
+    int nload = 0, npub = 0, nreply, rc = 0;
 
     memset(u, 0, sizeof(*u));
     if (p->c == NULL || p->c->err)
@@ -86,11 +86,29 @@ int redis_send_unit(struct wc_sink *s, struct redis_sink *p, const struct batch 
     if (b->pending.len > 0 && redisAppendFormattedCommand(p->c, b->pending.data, b->pending.len) != REDIS_OK)
         return redis_io_error(s, p, err);
     wc_pos_format(cursor, pos);
+    /* The applied-through position (the cursor's LSN: every transaction that ended at or before it is
+     * applied) and its announcement, in the same unit: a reader that sees it sees the writes. dlq retry
+     * does not move the cursor, so it does not publish. With halt, the cursor's script publishes it only
+     * when it stores the cursor. */
+    wc_lsn_format(cursor.lsn, lsn);
     if (halt) {
-        const char *argv[8] = {
-            "EVALSHA", p->fixed_sha[FIXED_CURSOR], "2", p->cursor_key, p->halt_key, set, s->name, pos};
-        rc = redisAppendCommandArgv(p->c, 8, argv, NULL);
+        const char *argv[10] = {"EVALSHA",   p->fixed_sha[FIXED_CURSOR],
+                                "3",         p->cursor_key,
+                                p->halt_key, p->applied_key,
+                                set,         s->name,
+                                pos,         lsn};
+        rc = redisAppendCommandArgv(p->c, 10, argv, NULL);
     } else {
+        if (!s->retrying) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "%s %s", s->name, lsn);
+            const char *hset[4] = {"HSET", p->applied_key, s->name, lsn};
+            const char *pub[3] = {"PUBLISH", p->applied_key, msg};
+            if (redisAppendCommandArgv(p->c, 4, hset, NULL) != REDIS_OK ||
+                redisAppendCommandArgv(p->c, 3, pub, NULL) != REDIS_OK)
+                return redis_io_error(s, p, err);
+            npub = 2;
+        }
         const char *argv[4] = {set, p->cursor_key, s->name, pos};
         rc = redisAppendCommandArgv(p->c, 4, argv, NULL);
     }
@@ -98,7 +116,7 @@ int redis_send_unit(struct wc_sink *s, struct redis_sink *p, const struct batch 
         return redis_io_error(s, p, err);
 
     /* Every reply is read, errors or not, so that the connection stays in step. */
-    nreply = 1 + nload + b->ncmd + 1 + 1;
+    nreply = 1 + nload + b->ncmd + npub + 1 + 1;
     rc = 0;
     for (int i = 0; i < nreply; i++) {
         redisReply *r = NULL;
@@ -144,9 +162,9 @@ int redis_send_unit(struct wc_sink *s, struct redis_sink *p, const struct batch 
         wc_err_set(err, WC_ERR_PROTOCOL, "sink \"%s\": unexpected reply to EXEC", s->name);
         rc = -1;
     }
-    if (rc == 0 && u->exec && u->exec->elements != (size_t)(nload + b->ncmd + 1)) {
+    if (rc == 0 && u->exec && u->exec->elements != (size_t)(nload + b->ncmd + npub + 1)) {
         wc_err_set(err, WC_ERR_PROTOCOL, "sink \"%s\": EXEC returned %zu replies, expected %d", s->name,
-                   u->exec->elements, nload + b->ncmd + 1);
+                   u->exec->elements, nload + b->ncmd + npub + 1);
         freeReplyObject(u->exec);
         u->exec = NULL;
         rc = -1;
