@@ -129,6 +129,14 @@ void cf_build_index(struct wc_config *cfg);
 /* Free the sinks, their rules and indexes. */
 void cf_free_sinks(struct wc_config *cfg);
 
+/* ---- owns.c ---- */
+
+/* Record projection name (of sink index sink) and what its mapping v declares it owns (tables, keys). */
+int cf_load_owns(struct ctx *c, const char *name, struct fy_node *v, int pline, int sink);
+/* No two projections of a sink own the same table or overlapping key patterns: 0 or -1 with err. */
+int cf_check_owns(struct ctx *c);
+void cf_free_owns(struct wc_config *cfg);
+
 /* ---- redis_cmds.c ---- */
 
 /* Check a redis command action against the allow-list and fill its kinds (lines[i]: argument i's line). */

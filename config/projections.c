@@ -427,7 +427,7 @@ static struct wc_rule *add_rule(struct wc_sink_conf *s)
 /* One projection: {sink: NAME, on: {EventType: [action, ...]}}. */
 static int load_projection(struct ctx *c, const char *name, struct fy_node *v, int pline)
 {
-    static const char *const keys[] = {"sink", "on", NULL};
+    static const char *const keys[] = {"sink", "on", "tables", "keys", NULL};
     char key[KEYLEN], akey[KEYLEN];
     struct fy_node *sn, *on;
     int sline, oline;
@@ -450,6 +450,8 @@ static int load_projection(struct ctx *c, const char *name, struct fy_node *v, i
     struct wc_sink_conf *sink = cf_find_sink(c->cfg, fy_node_get_scalar0(sn));
     if (sink == NULL)
         return cf_fail(c, cf_line_of(sn, sline), key, "unknown sink \"%s\"", fy_node_get_scalar0(sn));
+    if (cf_load_owns(c, name, v, pline, (int)(sink - c->cfg->sinks)) < 0)
+        return -1;
 
     cf_mkkey(key, "projections.%s.on", name);
     if (cf_is_null(on) || fy_node_get_type(on) != FYNT_MAPPING)
