@@ -126,6 +126,9 @@ int cf_load_projections(struct ctx *c, struct fy_node *node, int line);
 struct wc_sink_conf *cf_find_sink(struct wc_config *cfg, const char *name);
 /* Build each sink's event type -> rules index. */
 void cf_build_index(struct wc_config *cfg);
+/* Build (free) one sink's index. */
+void cf_index_sink(struct wc_sink_conf *s);
+void cf_free_index(struct wc_sink_conf *s);
 /* Free the sinks, their rules and indexes. */
 void cf_free_sinks(struct wc_config *cfg);
 

@@ -209,3 +209,33 @@ void cf_free_owns(struct wc_config *cfg)
     }
     free(cfg->projections);
 }
+
+struct wc_sink_conf *wc_sink_conf_subset(const struct wc_sink_conf *sc, const char *name,
+                                         const char *const *names, int n)
+{
+    struct wc_sink_conf *sub = wc_xcalloc(1, sizeof(*sub));
+
+    *sub = *sc;
+    sub->name = wc_xstrdup(name);
+    sub->rules = wc_xcalloc((size_t)sc->nrule + 1, sizeof(*sub->rules));
+    sub->nrule = 0;
+    sub->index = NULL;
+    for (int r = 0; r < sc->nrule; r++)
+        for (int i = 0; i < n; i++)
+            if (strcmp(sc->rules[r].projection, names[i]) == 0) {
+                sub->rules[sub->nrule++] = sc->rules[r];
+                break;
+            }
+    cf_index_sink(sub);
+    return sub;
+}
+
+void wc_sink_conf_subset_free(struct wc_sink_conf *sub)
+{
+    if (sub == NULL)
+        return;
+    cf_free_index(sub);
+    free(sub->rules);
+    free(sub->name);
+    free(sub);
+}

@@ -523,18 +523,30 @@ static int cmp_rule(const void *a, const void *b)
 }
 
 /* Build each sink's event type -> rules index (a sorted array searched by bisection). */
+void cf_index_sink(struct wc_sink_conf *s)
+{
+    struct rule_index *idx = wc_xcalloc(1, sizeof(*idx));
+    idx->n = s->nrule;
+    idx->rules = wc_xcalloc((size_t)s->nrule + 1, sizeof(*idx->rules));
+    for (int j = 0; j < s->nrule; j++)
+        idx->rules[j] = &s->rules[j];
+    qsort(idx->rules, (size_t)idx->n, sizeof(*idx->rules), cmp_rule);
+    s->index = idx;
+}
+
+void cf_free_index(struct wc_sink_conf *s)
+{
+    struct rule_index *idx = s->index;
+    if (idx)
+        free(idx->rules);
+    free(idx);
+    s->index = NULL;
+}
+
 void cf_build_index(struct wc_config *cfg)
 {
-    for (int i = 0; i < cfg->nsink; i++) {
-        struct wc_sink_conf *s = &cfg->sinks[i];
-        struct rule_index *idx = wc_xcalloc(1, sizeof(*idx));
-        idx->n = s->nrule;
-        idx->rules = wc_xcalloc((size_t)s->nrule, sizeof(*idx->rules));
-        for (int j = 0; j < s->nrule; j++)
-            idx->rules[j] = &s->rules[j];
-        qsort(idx->rules, (size_t)idx->n, sizeof(*idx->rules), cmp_rule);
-        s->index = idx;
-    }
+    for (int i = 0; i < cfg->nsink; i++)
+        cf_index_sink(&cfg->sinks[i]);
 }
 
 /*
@@ -602,13 +614,10 @@ void cf_free_sinks(struct wc_config *cfg)
 {
     for (int i = 0; i < cfg->nsink; i++) {
         struct wc_sink_conf *s = &cfg->sinks[i];
-        struct rule_index *idx = s->index;
         for (int j = 0; j < s->nrule; j++)
             cf_free_rule(&s->rules[j]);
         free(s->rules);
-        if (idx)
-            free(idx->rules);
-        free(idx);
+        cf_free_index(s);
         free(s->name);
         free(s->dsn);
         free(s->rebuild);

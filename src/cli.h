@@ -32,6 +32,8 @@ enum {
     OPT_SINK,
     OPT_ID,
     OPT_WATCH,
+    OPT_PROJECTION,
+    OPT_DISCARD,
     OPT_COUNT
 };
 
@@ -69,6 +71,8 @@ struct options {
     const char *sink;
     const char *id;
     int watch;
+    const char *projection;
+    int discard;
     int verbose;
     const struct wc_command *command;
 };
@@ -95,5 +99,6 @@ int wc__cmd_sink(const char *action, const struct options *o);
 int wc__cmd_check_config(const struct options *o);
 int wc__cmd_status(const struct options *o);
 int wc__cmd_doctor(const struct options *o);
+int wc__cmd_rebuild(const struct options *o); /* rebuild and verify */
 
 #endif

@@ -24,6 +24,8 @@ static const struct option longopts[] = {
     {"sink", required_argument, NULL, 1000 + OPT_SINK},
     {"id", required_argument, NULL, 1000 + OPT_ID},
     {"watch", no_argument, NULL, 1000 + OPT_WATCH},
+    {"projection", required_argument, NULL, 1000 + OPT_PROJECTION},
+    {"discard", no_argument, NULL, 1000 + OPT_DISCARD},
     {"verbose", no_argument, NULL, 'v'},
     {"log-level", required_argument, NULL, 2000},
     {"version", no_argument, NULL, 'V'},
@@ -112,11 +114,12 @@ int main(int argc, char **argv)
         if (name[0] == '-')
             return usage_error(NULL,
                                "a command comes first, before \"%s\": run, tail, slot, status, doctor, "
-                               "check-config, dlq or sink",
+                               "check-config, dlq, sink, rebuild or verify",
                                name);
-        return usage_error(
-            NULL, "unknown command \"%s\": use run, tail, slot, status, doctor, check-config, dlq or sink",
-            name);
+        return usage_error(NULL,
+                           "unknown command \"%s\": use run, tail, slot, status, doctor, check-config, dlq, "
+                           "sink, rebuild or verify",
+                           name);
     }
     o.command = cmd;
     if (cmd->actions) {
@@ -198,6 +201,12 @@ int main(int argc, char **argv)
         case 1000 + OPT_WATCH:
             o.watch = 1;
             break;
+        case 1000 + OPT_PROJECTION:
+            o.projection = optarg;
+            break;
+        case 1000 + OPT_DISCARD:
+            o.discard = 1;
+            break;
         }
     }
     if (optind < argc)
@@ -229,6 +238,8 @@ int main(int argc, char **argv)
         return wc__cmd_status(&o);
     if (strcmp(cmd->name, "doctor") == 0)
         return wc__cmd_doctor(&o);
+    if (strcmp(cmd->name, "rebuild") == 0 || strcmp(cmd->name, "verify") == 0)
+        return wc__cmd_rebuild(&o);
     printf("walcast %s\n", WC_VERSION);
     return EXIT_OK;
 }

@@ -91,3 +91,18 @@ BEGIN
     EXECUTE format('GRANT CONNECT ON DATABASE %I TO walcast, reader', current_database());
 END
 $$;
+
+-- Online rebuilds (`walcast rebuild`, `walcast verify`; docs/operations.md, "Rebuilding a projection")
+-- build shadow tables in a schema of their own (walcast_shadow_<name>) and swap them in by renames: the
+-- privileges beyond the above are CREATE on this database (for that schema) and on schema public (a
+-- table moved into a schema needs it), and walcast's role owns the projection tables (only a table's
+-- owner may move or drop it; the swap copies the other grants, reader's SELECT included, to the new
+-- tables). Leave these out if you never rebuild online.
+GRANT CREATE ON SCHEMA public TO walcast;
+ALTER TABLE public.order_summary OWNER TO walcast;
+ALTER TABLE public.customer_ltv OWNER TO walcast;
+DO $$
+BEGIN
+    EXECUTE format('GRANT CREATE ON DATABASE %I TO walcast', current_database());
+END
+$$;

@@ -171,6 +171,14 @@ const char *wc_policy_name(int policy);
 
 /* The projection called name (borrowed), or NULL. */
 const struct wc_projection *wc_config_projection(const struct wc_config *cfg, const char *name);
+/*
+ * A sink of its own for a rebuild: a copy of sink sc named name whose rules are only those of the
+ * projections in names (n of them), in configuration order, with its own index. The rules' statements,
+ * commands and templates are sc's (borrowed: sc must outlive it). Free with wc_sink_conf_subset_free.
+ */
+struct wc_sink_conf *wc_sink_conf_subset(const struct wc_sink_conf *sc, const char *name,
+                                         const char *const *names, int n);
+void wc_sink_conf_subset_free(struct wc_sink_conf *sub);
 /* Nonzero when some key matches both glob patterns ("*" any run of characters, "?" one character). */
 int wc_key_patterns_overlap(const char *a, const char *b);
 

@@ -1,0 +1,339 @@
+/*
+ * test_rebuild.c - `walcast rebuild` and `walcast verify` on the order example's PostgreSQL projections,
+ * beside a running `walcast run` under load: a reader never sees a missing order or a partial sum, the
+ * swapped-in projection equals its recomputation from the write side (check.sh), the live lag stays in its
+ * range; kill -9 in the replay, the catch-up and the swap leaves the live tables untouched and a rerun
+ * completes; verify finds drift and passes on a healthy sink; a sink that lost data is rebuilt.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "orders_env.h"
+
+TestSuite(rebuild, .timeout = 240);
+
+/* A reader of the live projections, as an application would poll them. */
+struct reader {
+    const char *dsn;
+    volatile int stop;
+    long long polls, max_orders, violations;
+    char first_violation[300];
+    /* lag probe: an order placed on the write side, timed until the read side shows it */
+    const char *write_dsn;
+    long long lags[4096];
+    int nlag;
+};
+
+static void *read_loop(void *arg)
+{
+    struct reader *r = arg;
+    PGconn *c = wct_pg_connect(r->dsn);
+
+    while (!r->stop) {
+        /* One statement, one snapshot: an order counted in order_summary that is not cancelled is counted
+         * in customer_ltv.orders (both are written by the same sink transaction). */
+        PGresult *res =
+            PQexec(c, "SELECT (SELECT count(*) FROM order_summary), (SELECT count(*) FROM "
+                      "order_summary WHERE status <> 'cancelled'), (SELECT coalesce(sum(orders), 0) "
+                      "FROM customer_ltv)");
+        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+            long long n = atoll(PQgetvalue(res, 0, 0)), live = atoll(PQgetvalue(res, 0, 1)),
+                      ltv = atoll(PQgetvalue(res, 0, 2));
+            if ((n < r->max_orders || live != ltv) && r->violations++ == 0)
+                snprintf(r->first_violation, sizeof(r->first_violation),
+                         "orders %lld (seen %lld before), not cancelled %lld, ltv orders %lld", n,
+                         r->max_orders, live, ltv);
+            if (n > r->max_orders)
+                r->max_orders = n;
+            r->polls++;
+        } else if (r->violations++ == 0) {
+            snprintf(r->first_violation, sizeof(r->first_violation), "%s", PQerrorMessage(c));
+        }
+        PQclear(res);
+        sleep_ms(2);
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+static void *lag_loop(void *arg)
+{
+    struct reader *r = arg;
+    PGconn *w = wct_pg_connect(r->write_dsn), *c = wct_pg_connect(r->dsn);
+
+    while (!r->stop && r->nlag < 4096) {
+        long long t0 = now_ms();
+        char *id =
+            qv(w, "SELECT shop.place_order(77, '[{\"sku\": \"LAG\", \"qty\": 1, \"unit_price\": 1.00}]')");
+        char *sql = xprintf("SELECT 1 FROM order_summary WHERE order_id = %s", id);
+        while (!r->stop) {
+            char *v = qv(c, "%s", sql);
+            int seen = v != NULL;
+            free(v);
+            if (seen)
+                break;
+            sleep_ms(1);
+        }
+        r->lags[r->nlag++] = now_ms() - t0;
+        free(sql);
+        free(id);
+        sleep_ms(50);
+    }
+    PQfinish(w);
+    PQfinish(c);
+    return NULL;
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+/* walcast rebuild/verify ARGS with the test's environment; its exit status, its output in *out. */
+static int walcast(struct orders_env *e, const char *args, char **out)
+{
+    char *cmd = xprintf("'%s' %s -c '%s' 2>&1", wct_walcast(), args, e->config);
+    int rc = wct_run(cmd, out);
+    free(cmd);
+    return rc;
+}
+
+/* Both live tables exist, are read by the reader role, and keep their indexes. */
+static void expect_live_tables(struct orders_env *e)
+{
+    cr_expect_eq(qll(e->r, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename IN "
+                           "('order_summary', 'customer_ltv')"),
+                 2);
+    cr_expect_eq(qll(e->r, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND indexname IN "
+                           "('order_summary_customer_placed', 'order_summary_pkey', 'customer_ltv_pkey')"),
+                 3);
+    cr_expect_eq(qll(e->r,
+                     "SELECT count(*) FROM (SELECT has_table_privilege('reader', 'public.order_summary', "
+                     "'SELECT') AND has_table_privilege('reader', 'public.customer_ltv', 'SELECT') AND NOT "
+                     "has_table_privilege('reader', 'public.order_summary', 'INSERT') AS ok) x WHERE ok"),
+                 1);
+}
+
+static void expect_no_leftovers(struct orders_env *e)
+{
+    cr_expect_eq(qll(e->r, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'walcast\\_%'"), 0);
+    cr_expect_eq(qll(e->r, "SELECT count(*) FROM walcast_cursor WHERE sink LIKE '%:rebuild:%'"), 0);
+    cr_expect_eq(qll(e->w, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'walcast_rb_%'"),
+                 0);
+}
+
+static void start_reader(struct reader *rd, struct orders_env *e, pthread_t *t)
+{
+    memset(rd, 0, sizeof(*rd));
+    rd->dsn = e->read_dsn;
+    rd->write_dsn = e->write_dsn;
+    pthread_create(&t[0], NULL, read_loop, rd);
+    pthread_create(&t[1], NULL, lag_loop, rd);
+}
+
+static void stop_reader(struct reader *rd, pthread_t *t)
+{
+    rd->stop = 1;
+    pthread_join(t[0], NULL);
+    pthread_join(t[1], NULL);
+    cr_log_info("reader: %lld polls, %lld orders at most, %lld violations %s", rd->polls, rd->max_orders,
+                rd->violations, rd->first_violation);
+    cr_expect_eq(rd->violations, 0, "the reader saw: %s", rd->first_violation);
+    cr_expect_gt(rd->polls, 10);
+}
+
+/* Stop the paced workload and wait for its last CALL to end on the server: a procedure goes on committing
+ * after its client is gone, until it ends. */
+static void end_workload(struct orders_env *e, pid_t wl)
+{
+    stop_workload(wl);
+    for (int i = 0; i < 1000; i++) {
+        if (qll(e->w,
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CALL shop.run_workload%' AND pid <> "
+                "pg_backend_pid() AND state = 'active'") == 0)
+            return;
+        sleep_ms(10);
+    }
+    cr_assert_fail("the workload's last CALL did not end");
+}
+
+/* Outbox rows before the rebuild: enough that the replay takes a moment. */
+static void preload(struct orders_env *e)
+{
+    pid_t wl = start_workload(e, sanitized_pass() ? 1500 : 4000, 0.42);
+    finish_workload(e, wl, 120000);
+    wait_caught_up(e, 60000);
+}
+
+Test(rebuild, online_under_load_then_swapped_in)
+{
+    struct orders_env e;
+    struct reader rd;
+    pthread_t t[2];
+    char *out = NULL;
+
+    setup_env(&e, 1);
+    preload(&e);
+    pid_t wl = start_paced_workload(&e, 1000);
+    start_reader(&rd, &e, t);
+    sleep_ms(300);
+    long long t0 = now_ms();
+    int rc = walcast(&e, "rebuild --sink readdb", &out);
+    long long took = now_ms() - t0;
+    cr_log_info("walcast rebuild --sink readdb (%lld ms):\n%s", took, out);
+    cr_assert_eq(rc, 0, "rebuild failed (%d):\n%s", rc, out);
+    cr_expect(strstr(out, "swapped in at") != NULL, "%s", out);
+    cr_expect(strstr(out, "outbox rows") != NULL, "no progress line:\n%s", out);
+    sleep_ms(500); /* the live engine goes on writing into the swapped-in tables */
+    stop_reader(&rd, t);
+    end_workload(&e, wl);
+    ensure_running(&e);
+
+    qsort(rd.lags, (size_t)rd.nlag, sizeof(rd.lags[0]), cmp_ll);
+    long long p50 = rd.nlag ? rd.lags[rd.nlag / 2] : -1, p99 = rd.nlag ? rd.lags[(rd.nlag * 99) / 100] : -1;
+    cr_log_warn(
+        "live lag during the rebuild (%d probes, write commit to visible in order_summary): p50 %lld ms, "
+        "p99 %lld ms, max %lld ms",
+        rd.nlag, p50, p99, rd.nlag ? rd.lags[rd.nlag - 1] : -1);
+    cr_expect_gt(rd.nlag, 5);
+    cr_expect_lt(p99, 2000, "live lag p99 %lld ms during the rebuild", p99);
+
+    wait_caught_up(&e, 60000);
+    expect_live_tables(&e);
+    expect_no_leftovers(&e);
+    run_check(&e, 1000);
+    free(out);
+    teardown_env(&e);
+}
+
+/* kill -9 of the rebuild at a failpoint; the live tables must be untouched, then a rerun completes. */
+static void kill_then_rerun(const char *failpoint, const char *expect_on_rerun)
+{
+    struct orders_env e;
+    struct reader rd;
+    pthread_t t[2];
+    char *out = NULL;
+
+    setup_env(&e, 2);
+    preload(&e);
+    pid_t wl = start_paced_workload(&e, 1000);
+    start_reader(&rd, &e, t);
+    long long oid_before = qll(e.r, "SELECT 'public.customer_ltv'::regclass::oid");
+    setenv("WALCAST_REBUILD_FAILPOINT", failpoint, 1);
+    int rc = walcast(&e, "rebuild --projection customer_ltv", &out);
+    unsetenv("WALCAST_REBUILD_FAILPOINT");
+    cr_log_info("rebuild killed at %s:\n%s", failpoint, out);
+    cr_assert(rc != 0, "the rebuild was not killed:\n%s", out);
+    cr_expect(strstr(out, "killing myself") != NULL, "%s", out);
+    free(out);
+    /* Live untouched: the same table, still written by the engine. */
+    cr_expect_eq(qll(e.r, "SELECT 'public.customer_ltv'::regclass::oid"), oid_before);
+    wait_caught_up(&e, 60000);
+
+    rc = walcast(&e, "rebuild --projection customer_ltv", &out);
+    cr_log_info("rerun after kill at %s:\n%s", failpoint, out);
+    cr_assert_eq(rc, 0, "rerun failed (%d):\n%s", rc, out);
+    cr_expect(strstr(out, expect_on_rerun) != NULL, "expected \"%s\" in:\n%s", expect_on_rerun, out);
+    cr_expect_neq(qll(e.r, "SELECT 'public.customer_ltv'::regclass::oid"), oid_before);
+    free(out);
+    stop_reader(&rd, t);
+    end_workload(&e, wl);
+    ensure_running(&e);
+    wait_caught_up(&e, 60000);
+    expect_live_tables(&e);
+    expect_no_leftovers(&e);
+    run_check(&e, 1000);
+    teardown_env(&e);
+}
+
+Test(rebuild, kill_during_replay)
+{
+    kill_then_rerun("replay", "stopped during its replay: starting again");
+}
+
+Test(rebuild, kill_during_catch_up)
+{
+    kill_then_rerun("catchup", "resuming from");
+}
+
+Test(rebuild, kill_during_swap)
+{
+    kill_then_rerun("swap", "resuming from");
+}
+
+Test(rebuild, verify_finds_drift_and_passes_on_a_healthy_sink)
+{
+    struct orders_env e;
+    char *out = NULL;
+
+    setup_env(&e, 3);
+    preload(&e);
+    int rc = walcast(&e, "verify --sink readdb", &out);
+    cr_log_info("verify, healthy:\n%s", out);
+    cr_assert_eq(rc, 0, "verify failed (%d) on a healthy sink:\n%s", rc, out);
+    cr_expect(strstr(out, "table \"public.order_summary\": equal to its rebuild from the outbox") != NULL,
+              "%s", out);
+    free(out);
+
+    /* A corrupted row, a missing row, and an additive projection applied twice for one customer. */
+    stop_walcast(&e, SIGTERM);
+    char *o1 = qv(e.r, "SELECT min(order_id) FROM order_summary"),
+         *o2 = qv(e.r, "SELECT max(order_id) FROM order_summary");
+    char *c1 = qv(e.r, "SELECT min(customer_id) FROM customer_ltv");
+    char *sql =
+        xprintf("UPDATE order_summary SET status = 'shipped?' WHERE order_id = %s; DELETE FROM order_summary "
+                "WHERE order_id = %s; UPDATE customer_ltv SET lifetime_value = 2 * lifetime_value, orders = "
+                "2 * orders WHERE customer_id = %s",
+                o1, o2, c1);
+    wct_sql(e.read_dsn, sql);
+    start_walcast(&e);
+    rc = walcast(&e, "verify --sink readdb", &out);
+    cr_log_info("verify, drifted:\n%s", out);
+    cr_expect_eq(rc, 1, "verify did not find the drift (%d):\n%s", rc, out);
+    cr_expect(strstr(out, "table \"public.order_summary\": 1 row different") != NULL, "%s", out);
+    cr_expect(strstr(out, "table \"public.order_summary\": 1 row missing") != NULL, "%s", out);
+    cr_expect(strstr(out, "table \"public.customer_ltv\": 1 row different") != NULL, "%s", out);
+    cr_expect(strstr(out, "shipped?") != NULL, "no example of the corrupted row:\n%s", out);
+    cr_expect(strstr(out, "drift found") != NULL, "%s", out);
+    free(out);
+    expect_no_leftovers(&e);
+    free(sql);
+    free(o1);
+    free(o2);
+    free(c1);
+    teardown_env(&e);
+}
+
+Test(rebuild, a_sink_that_lost_data_is_rebuilt)
+{
+    struct orders_env e;
+    char *out = NULL;
+
+    setup_env(&e, 4);
+    preload(&e);
+    stop_walcast(&e, SIGTERM);
+    /* The read database restored from an old backup, say: its cursor and projections are gone. */
+    wct_sql(e.read_dsn,
+            "DELETE FROM walcast_cursor WHERE sink = 'readdb'; DELETE FROM order_summary; DELETE FROM "
+            "customer_ltv");
+    int rc = walcast(&e, "rebuild --projection order_summary", &out);
+    cr_expect_eq(rc, 1, "%s", out);
+    cr_expect(strstr(out, "rebuild the whole sink with \"walcast rebuild -c") != NULL, "%s", out);
+    free(out);
+    rc = walcast(&e, "rebuild --sink readdb", &out);
+    cr_log_info("rebuild of a sink that lost data:\n%s", out);
+    cr_assert_eq(rc, 0, "rebuild failed (%d):\n%s", rc, out);
+    free(out);
+    start_walcast(&e);
+    wait_caught_up(&e, 60000);
+    expect_live_tables(&e);
+    expect_no_leftovers(&e);
+    run_check(&e, 1000);
+    teardown_env(&e);
+}
