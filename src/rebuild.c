@@ -221,9 +221,12 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
         } else if (lost && !rebuildable) {
             wc_err_set(err, WC_ERR_DATA,
                        "sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s); "
-                       "set sinks.%s.rebuild to rebuild it from the outbox table, or restore it",
+                       "set sinks.%s.rebuild to rebuild it from the outbox table%s%s%s, or restore it",
                        k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c,
-                       k->name);
+                       k->name,
+                       k->conf->type == WC_SINK_POSTGRES ? ", run \"walcast rebuild -c FILE --sink " : "",
+                       k->conf->type == WC_SINK_POSTGRES ? k->name : "",
+                       k->conf->type == WC_SINK_POSTGRES ? "\" to rebuild it beside the old tables" : "");
             return -1;
         } else if (lost || (!k->has_cursor && rebuildable)) {
             if (lost)

@@ -388,6 +388,14 @@ int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o,
     }
     if (wc_shadow_state(&b.sh, &sc, &found, &exists, err) < 0)
         goto done;
+    if (o->verify && (found || exists || slot_found)) {
+        wc_err_set(
+            err, WC_ERR_CONFIG,
+            "an unfinished rebuild of \"%s\" exists: finish it (walcast rebuild) or drop it (walcast rebuild "
+            "--discard) first",
+            b.sh.unit);
+        goto done;
+    }
     b.conf = wc_sink_conf_subset(b.sh.live, b.sh.sink_name, b.sh.projections, b.sh.nprojection);
     if ((b.k = wc_sink_new(cfg, b.conf, err)) == NULL)
         goto done;

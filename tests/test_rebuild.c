@@ -322,7 +322,16 @@ Test(rebuild, a_sink_that_lost_data_is_rebuilt)
     wct_sql(e.read_dsn,
             "DELETE FROM walcast_cursor WHERE sink = 'readdb'; DELETE FROM order_summary; DELETE FROM "
             "customer_ltv");
-    int rc = walcast(&e, "rebuild --projection order_summary", &out);
+    /* The engine stops, and names the way out. */
+    char *cmd = xprintf("timeout 30 '%s' run -c '%s' 2>&1", wct_walcast(), e.config);
+    int rc = wct_run(cmd, &out);
+    cr_expect_eq(rc, 1, "%s", out);
+    cr_expect(strstr(out, "sink \"readdb\" has lost data") != NULL &&
+                  strstr(out, "run \"walcast rebuild -c FILE --sink readdb\"") != NULL,
+              "%s", out);
+    free(out);
+    free(cmd);
+    rc = walcast(&e, "rebuild --projection order_summary", &out);
     cr_expect_eq(rc, 1, "%s", out);
     cr_expect(strstr(out, "rebuild the whole sink with \"walcast rebuild -c") != NULL, "%s", out);
     free(out);
