@@ -346,3 +346,58 @@ Test(rebuild, a_sink_that_lost_data_is_rebuilt)
     run_check(&e, 1000);
     teardown_env(&e);
 }
+
+/* docs/operations.md's worked example: a new column in order_summary, filled for history by a rebuild
+ * while the engine runs under load. */
+Test(rebuild, schema_migration_new_column)
+{
+    struct orders_env e;
+    struct reader rd;
+    pthread_t t[2];
+    char *out = NULL;
+
+    setup_env(&e, 5);
+    preload(&e);
+    /* 1. the column, nullable; 2. the projection fills it, and the engine restarts with it. */
+    wct_sql(e.read_dsn, "ALTER TABLE order_summary ADD COLUMN total_cents bigint");
+    char *config = xprintf("%s/walcast-v2.yaml", e.dir);
+    char *sed = xprintf(
+        "sed -e 's/item_count, placed_at, updated_at)/item_count, placed_at, updated_at, total_cents)/' "
+        "-e 's/\\$5::timestamptz, \\$5::timestamptz)/$5::timestamptz, $5::timestamptz, $6::bigint)/' "
+        "-e 's/payload.items|length, payload.placed_at]/payload.items|length, payload.placed_at, "
+        "payload.total|cents]/' '%s' > '%s'",
+        e.config, config);
+    cr_assert_eq(wct_run(sed, NULL), 0);
+    cr_assert_eq(wct_run(xprintf("grep -q 'payload.total|cents]' '%s'", config), NULL), 0,
+                 "sed did not apply");
+    stop_walcast(&e, SIGTERM);
+    free(e.config);
+    e.config = config;
+    start_walcast(&e);
+    pid_t wl = start_paced_workload(&e, 1000);
+    start_reader(&rd, &e, t);
+    sleep_ms(300);
+    cr_expect_gt(qll(e.r, "SELECT count(*) FROM order_summary WHERE total_cents IS NULL"), 0);
+    /* 3. the rebuild fills history and swaps the table in. */
+    int rc = walcast(&e, "rebuild --projection order_summary", &out);
+    cr_log_info("migration rebuild:\n%s", out);
+    cr_assert_eq(rc, 0, "rebuild failed (%d):\n%s", rc, out);
+    free(out);
+    sleep_ms(300);
+    stop_reader(&rd, t);
+    end_workload(&e, wl);
+    ensure_running(&e);
+    wait_caught_up(&e, 60000);
+    cr_expect_eq(
+        qll(e.r,
+            "SELECT count(*) FROM order_summary WHERE total_cents IS DISTINCT FROM (total * 100)::bigint"),
+        0);
+    cr_expect_gt(qll(e.r, "SELECT count(*) FROM order_summary"), 1000);
+    /* 4. now the column can be made mandatory. */
+    wct_sql(e.read_dsn, "ALTER TABLE order_summary ALTER COLUMN total_cents SET NOT NULL");
+    expect_live_tables(&e);
+    expect_no_leftovers(&e);
+    run_check(&e, 1000);
+    free(sed);
+    teardown_env(&e);
+}
