@@ -197,7 +197,7 @@ Test(rebuild, online_under_load_then_swapped_in)
 
     qsort(rd.lags, (size_t)rd.nlag, sizeof(rd.lags[0]), cmp_ll);
     long long p50 = rd.nlag ? rd.lags[rd.nlag / 2] : -1, p99 = rd.nlag ? rd.lags[(rd.nlag * 99) / 100] : -1;
-    cr_log_warn(
+    cr_log_info(
         "live lag during the rebuild (%d probes, write commit to visible in order_summary): p50 %lld ms, "
         "p99 %lld ms, max %lld ms",
         rd.nlag, p50, p99, rd.nlag ? rd.lags[rd.nlag - 1] : -1);
