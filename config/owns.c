@@ -3,6 +3,8 @@
  * the key patterns of a Redis one (projections.NAME.keys). A rebuild builds exactly these beside the live
  * ones and swaps them in, so two projections must never own the same table or overlapping key patterns.
  */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +88,23 @@ int cf_load_owns(struct ctx *c, const char *name, struct fy_node *v, int pline, 
                            sc->name);
         if (load_names(c, tables, tline, key, &p->tables, &p->ntables, table_problem) < 0)
             return -1;
+    }
+    if (fy_node_mapping_lookup_pair_by_string(v, "rebuild", 7) != NULL) {
+        int rline;
+        struct fy_node *r = cf_lookup(v, "rebuild", &rline, pline);
+        const char *val = cf_scalar_text(r);
+        cf_mkkey(key, "projections.%s.rebuild", name);
+        if (val == NULL || (strcmp(val, "auto") != 0 && strcmp(val, "manual") != 0))
+            return cf_fail(c, cf_value_line(r, rline), key, "expected auto or manual, got %s",
+                           val ? val : cf_kind_name(r));
+        p->rebuild_auto = strcmp(val, "auto") == 0;
+        if (p->rebuild_auto && sc->type != WC_SINK_POSTGRES)
+            return cf_fail(c, rline, key,
+                           "rebuild: auto needs a PostgreSQL sink (Redis projections cannot be rebuilt "
+                           "online yet)");
+        if (p->rebuild_auto && fy_node_mapping_lookup_pair_by_string(v, "tables", 6) == NULL)
+            return cf_fail(c, rline, key,
+                           "rebuild: auto needs projections.%s.tables (what the rebuild swaps in)", name);
     }
     if (fy_node_mapping_lookup_pair_by_string(v, "keys", 4) != NULL) {
         cf_mkkey(key, "projections.%s.keys", name);
@@ -238,4 +257,43 @@ void wc_sink_conf_subset_free(struct wc_sink_conf *sub)
     free(sub->rules);
     free(sub->name);
     free(sub);
+}
+
+/* FNV-1a, 64 bits, over each string and a separator. */
+static void fnv(uint64_t *h, const char *s)
+{
+    for (; s != NULL && *s; s++) {
+        *h ^= (unsigned char)*s;
+        *h *= 1099511628211ULL;
+    }
+    *h ^= 0xff;
+    *h *= 1099511628211ULL;
+}
+
+void wc_projection_fingerprint(const struct wc_config *cfg, const struct wc_projection *p, char out[17])
+{
+    const struct wc_sink_conf *sc = &cfg->sinks[p->sink];
+    uint64_t h = 14695981039346656037ULL;
+
+    for (int r = 0; r < sc->nrule; r++) {
+        const struct wc_rule *rule = &sc->rules[r];
+        if (strcmp(rule->projection, p->name) != 0)
+            continue;
+        fnv(&h, rule->event_type);
+        for (int i = 0; i < rule->nstmt; i++) {
+            fnv(&h, rule->stmts[i].sql);
+            for (int j = 0; j < rule->stmts[i].nparams; j++)
+                fnv(&h, wc_tmpl_source(rule->stmts[i].params[j]));
+        }
+        for (int i = 0; i < rule->ncmd; i++) {
+            fnv(&h, rule->cmds[i].script);
+            for (int j = 0; j < rule->cmds[i].argc; j++)
+                fnv(&h, wc_tmpl_source(rule->cmds[i].argv[j]));
+        }
+    }
+    for (int i = 0; i < p->ntables; i++)
+        fnv(&h, p->tables[i]);
+    for (int i = 0; i < p->nkeys; i++)
+        fnv(&h, p->keys[i]);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

@@ -427,7 +427,7 @@ static struct wc_rule *add_rule(struct wc_sink_conf *s)
 /* One projection: {sink: NAME, on: {EventType: [action, ...]}}. */
 static int load_projection(struct ctx *c, const char *name, struct fy_node *v, int pline)
 {
-    static const char *const keys[] = {"sink", "on", "tables", "keys", NULL};
+    static const char *const keys[] = {"sink", "on", "tables", "keys", "rebuild", NULL};
     char key[KEYLEN], akey[KEYLEN];
     struct fy_node *sn, *on;
     int sline, oline;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine_int.h"
+#include "shadow.h"
 #include "walcast/lease.h"
 #include "walcast/log.h"
 #include "walcast/slot.h"
@@ -239,6 +240,15 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
                 return -1;
         }
     }
+    /* New and changed projections, once per process (projrec.c). */
+    for (int i = 0; i < s->nsink && !s->projections_checked; i++) {
+        struct wc_err e2 = {0};
+        const struct wc_sink_conf *sc = s->sinks[i]->conf;
+        if (s->rt[i].state == SINK_UP && sc != NULL && sc->type == WC_SINK_POSTGRES &&
+            wc_projections_check(s->cfg, sc, &e2) < 0)
+            wc_warning("%s", e2.msg);
+    }
+    s->projections_checked = 1;
     *start = 0;
     for (int i = 0, first = 1; i < s->nsink; i++) {
         if (s->rt[i].state != SINK_UP)

@@ -79,4 +79,12 @@ struct wc_rebuild_opts {
 /* 0 done (verify: no drift), 1 verify found drift, -1 with err. */
 int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o, struct wc_err *err);
 
+/* projrec.c: record which projections of sink sc (names: n of them; NULL = all of the sink's) with their
+ * fingerprints, on c (inside the caller's transaction, when it has one). */
+int wc_projections_record(PGconn *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
+                          const char *const *names, int n, struct wc_err *err);
+/* At start: report (or with rebuild: auto, rebuild) the projections of PostgreSQL sink sc that are new or
+ * changed since the sink's record; a sink without a record gets one. */
+int wc_projections_check(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err);
+
 #endif

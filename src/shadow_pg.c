@@ -489,6 +489,9 @@ int wc_shadow_swap_end(struct wc_shadow *sh, const struct wc_pos *set_cursor, st
         if (r == NULL)
             goto fail;
     }
+    if (wc_projections_record(sh->conn, sh->cfg, sh->live, sh->whole ? NULL : sh->projections,
+                              sh->whole ? 0 : sh->nprojection, err) < 0)
+        goto fail;
     wc_rebuild_failpoint("swap");
     if (run(sh, "COMMIT", "could not commit the swap", err) < 0)
         goto fail;

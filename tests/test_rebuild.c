@@ -401,3 +401,94 @@ Test(rebuild, schema_migration_new_column)
     free(sed);
     teardown_env(&e);
 }
+
+/* Wait until walcast's log has a line with text (up to timeout_ms). */
+static int wait_log(struct orders_env *e, const char *text, int timeout_ms)
+{
+    for (long long end = now_ms() + timeout_ms; now_ms() < end; sleep_ms(50))
+        if (log_count(e, text) > 0)
+            return 1;
+    return 0;
+}
+
+/* Restart the engine with the configuration at path (a new string, taken). */
+static void restart_with(struct orders_env *e, char *path)
+{
+    stop_walcast(e, SIGTERM);
+    free(e->config);
+    e->config = path;
+    start_walcast(e);
+}
+
+/*
+ * A projection whose statements changed is reported at start with the command that rebuilds it; one added
+ * to a running deployment with rebuild: auto is backfilled from history while the others go on, and equals
+ * its recomputation from the write side; once rebuilt it is reported no more.
+ */
+Test(rebuild, new_and_changed_projections)
+{
+    struct orders_env e;
+
+    setup_env(&e, 6);
+    preload(&e);
+    /* Changed: customer_ltv's statements differ from what built its table. */
+    char *changed = xprintf("%s/walcast-changed.yaml", e.dir);
+    char *cmd = xprintf(
+        "sed -e 's/orders = customer_ltv.orders + 1,/orders = customer_ltv.orders + 1 ,/' '%s' > '%s'",
+        e.config, changed);
+    cr_assert_eq(wct_run(cmd, NULL), 0);
+    free(cmd);
+    restart_with(&e, changed);
+    cr_assert(
+        wait_log(&e, "projection \"customer_ltv\" changed since it was built in sink \"readdb\"", 20000),
+        "no report of the changed projection");
+    cr_expect(log_count(&e, "rebuild it with \"walcast rebuild -c") > 0);
+    cr_expect_eq(log_count(&e, "projection \"order_summary\""), 0);
+
+    /* Added, with rebuild: auto, under load. */
+    wct_sql(e.read_dsn, "CREATE TABLE order_count (customer_id bigint PRIMARY KEY, placed int NOT NULL); "
+                        "ALTER TABLE order_count OWNER TO walcast; GRANT SELECT ON order_count TO reader");
+    char *added = xprintf("%s/walcast-added.yaml", e.dir);
+    char *text = read_text(e.config);
+    char *yaml =
+        xprintf("%s\n  order_count:\n    sink: readdb\n    tables: [order_count]\n    rebuild: auto\n"
+                "    on:\n      OrderPlaced:\n        - sql: >-\n            INSERT INTO order_count VALUES "
+                "($1::bigint, 1) ON CONFLICT (customer_id) DO UPDATE SET placed = order_count.placed + 1\n"
+                "          params: [payload.customer_id]\n",
+                text);
+    FILE *f = fopen(added, "w");
+    cr_assert_not_null(f);
+    fputs(yaml, f);
+    fclose(f);
+    free(text);
+    free(yaml);
+    pid_t wl = start_paced_workload(&e, 1000);
+    sleep_ms(200);
+    restart_with(&e, added);
+    cr_assert(wait_log(&e,
+                       "projection \"order_count\" is new to sink \"readdb\": rebuilding it (rebuild: auto)",
+                       20000),
+              "no automatic rebuild of the new projection");
+    cr_assert(wait_log(&e, "rebuild \"order_count\": swapped in at", 60000),
+              "the automatic rebuild did not finish");
+    sleep_ms(300);
+    end_workload(&e, wl);
+    wait_caught_up(&e, 60000);
+    char *want = qv(e.w, "SELECT string_agg(customer_id || ':' || n, ',' ORDER BY customer_id) FROM (SELECT "
+                         "customer_id, count(*) AS n FROM shop.orders GROUP BY 1) x");
+    char *got =
+        qv(e.r, "SELECT string_agg(customer_id || ':' || placed, ',' ORDER BY customer_id) FROM order_count");
+    cr_assert_not_null(want);
+    cr_expect_str_eq(got ? got : "", want, "order_count differs from its recomputation from shop.orders");
+    free(want);
+    free(got);
+
+    /* Recorded: the next start reports it no more. */
+    int before = log_count(&e, "projection \"order_count\" is new");
+    char *again = strdup(e.config);
+    restart_with(&e, again);
+    wait_caught_up(&e, 60000);
+    cr_expect_eq(log_count(&e, "projection \"order_count\" is new"), before);
+    run_check(&e, 1000);
+    teardown_env(&e);
+}

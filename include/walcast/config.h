@@ -111,6 +111,7 @@ struct wc_projection {
     char **tables; /* "table" or "schema.table" */
     int nkeys;
     char **keys;
+    int rebuild_auto; /* projections.NAME.rebuild: auto (new or changed: rebuilt at start); 0 = manual */
     int line;
 };
 
@@ -169,6 +170,8 @@ int wc_config_knows_event(const struct wc_config *cfg, const char *event_type);
 
 const char *wc_policy_name(int policy);
 
+/* A fingerprint of projection p's definition (its event types and actions, in order): 16 hex digits. */
+void wc_projection_fingerprint(const struct wc_config *cfg, const struct wc_projection *p, char out[17]);
 /* The projection called name (borrowed), or NULL. */
 const struct wc_projection *wc_config_projection(const struct wc_config *cfg, const char *name);
 /*

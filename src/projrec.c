@@ -1,0 +1,150 @@
+/*
+ * projrec.c - which projections a PostgreSQL sink's cursor covers: table walcast_projections holds, per
+ * slot and sink, each projection with a fingerprint of its definition (wc_projection_fingerprint). At
+ * start a projection the record lacks (added to the configuration) or whose fingerprint differs (its
+ * statements changed) is reported with the command that rebuilds it, or rebuilt right away by a `walcast
+ * rebuild` child process when it has `rebuild: auto`. A successful rebuild records what it swapped in.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shadow.h"
+#include "walcast/log.h"
+#include "walcast/pgconn.h"
+
+#define CREATE_SQL                                                                                           \
+    "DO $walcast$ BEGIN IF to_regclass('walcast_projections') IS NULL THEN "                                 \
+    "CREATE TABLE walcast_projections (slot text, sink text, projection text, fingerprint text NOT NULL, "   \
+    "recorded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (slot, sink, projection)); END IF; END "    \
+    "$walcast$"
+#define UPSERT_SQL                                                                                           \
+    "INSERT INTO walcast_projections (slot, sink, projection, fingerprint) VALUES ($1, $2, $3, $4) ON "      \
+    "CONFLICT "                                                                                              \
+    "(slot, sink, projection) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, recorded_at = now()"
+
+static int ok(PGresult *r)
+{
+    int st = PQresultStatus(r);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+int wc_projections_record(PGconn *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
+                          const char *const *names, int n, struct wc_err *err)
+{
+    PGresult *r = PQexec(c, CREATE_SQL);
+    int good = ok(r);
+
+    PQclear(r);
+    for (int i = 0; good && i < cfg->nprojection; i++) {
+        const struct wc_projection *p = &cfg->projections[i];
+        int want = names == NULL;
+        for (int k = 0; k < n && !want; k++)
+            want = strcmp(names[k], p->name) == 0;
+        if (!want || &cfg->sinks[p->sink] != sc)
+            continue;
+        char fp[17];
+        wc_projection_fingerprint(cfg, p, fp);
+        const char *params[4] = {cfg->slot, sc->name, p->name, fp};
+        r = PQexecParams(c, UPSERT_SQL, 4, NULL, params, NULL, NULL, 0);
+        good = ok(r);
+        PQclear(r);
+    }
+    if (!good) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c));
+        msg[strcspn(msg, "\n")] = '\0';
+        wc_err_set(err, WC_ERR_DATA,
+                   "sink \"%s\": could not record its projections in walcast_projections: %s", sc->name, msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* `walcast rebuild -c FILE --projection NAME` as a child of its own (double fork: nobody waits for it). */
+static void spawn_rebuild(const struct wc_config *cfg, const char *name)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (fork() == 0) {
+            char exe[4096];
+            ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+            if (n > 0) {
+                exe[n] = '\0';
+                execl(exe, "walcast", "rebuild", "-c", cfg->path, "--projection", name, (char *)NULL);
+            }
+            _exit(127);
+        }
+        _exit(0);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+}
+
+int wc_projections_check(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err)
+{
+    char who[200];
+    struct wc_pgconn_opts co = {.dsn = sc->dsn, .who = who};
+    PGconn *c;
+    PGresult *r;
+    int rc = -1;
+
+    snprintf(who, sizeof(who), "sink \"%s\"", sc->name);
+    if ((c = wc_pgconn_open(&co, err)) == NULL)
+        return -1;
+    r = PQexec(c, CREATE_SQL);
+    PQclear(r);
+    const char *params[2] = {cfg->slot, sc->name};
+    r = PQexecParams(c,
+                     "SELECT projection, fingerprint FROM walcast_projections WHERE slot = $1 AND sink = $2",
+                     2, NULL, params, NULL, NULL, 0);
+    if (!ok(r)) {
+        /* No record kept here (a role that may not create walcast_projections): nothing to compare with. */
+        wc_debug("sink \"%s\": no record of its projections: %s", sc->name, PQerrorMessage(c));
+        rc = 0;
+        goto done;
+    }
+    if (PQntuples(r) == 0) {
+        /* The first start with a record (or of the sink): what it has is what the configuration says. */
+        PQclear(r);
+        r = NULL;
+        rc = wc_projections_record(c, cfg, sc, NULL, 0, err);
+        goto done;
+    }
+    for (int i = 0; i < cfg->nprojection; i++) {
+        const struct wc_projection *p = &cfg->projections[i];
+        const char *had = NULL;
+        char fp[17];
+        if (&cfg->sinks[p->sink] != sc)
+            continue;
+        wc_projection_fingerprint(cfg, p, fp);
+        for (int k = 0; k < PQntuples(r); k++)
+            if (strcmp(PQgetvalue(r, k, 0), p->name) == 0)
+                had = PQgetvalue(r, k, 1);
+        if (had != NULL && strcmp(had, fp) == 0)
+            continue;
+        const char *what = had == NULL ? "is new to" : "changed since it was built in";
+        if (p->rebuild_auto && cfg->path != NULL) {
+            wc_warning("projection \"%s\" %s sink \"%s\": rebuilding it (rebuild: auto) with \"walcast "
+                       "rebuild -c %s "
+                       "--projection %s\"",
+                       p->name, what, sc->name, cfg->path, p->name);
+            spawn_rebuild(cfg, p->name);
+        } else {
+            wc_warning("projection \"%s\" %s sink \"%s\": its tables hold %s; rebuild it with \"walcast "
+                       "rebuild -c %s "
+                       "--projection %s\" (or set projections.%s.rebuild: auto)",
+                       p->name, what, sc->name,
+                       had == NULL ? "only the events applied since it was added"
+                                   : "what the old definition made",
+                       cfg->path ? cfg->path : "FILE", p->name, p->name);
+        }
+    }
+    rc = 0;
+done:
+    PQclear(r);
+    wc_pg_close(c);
+    return rc;
+}
