@@ -254,8 +254,8 @@ static int swap(struct rb *b, long long *drift, struct wc_err *err)
                 goto fail;
             continue;
         }
-        if (!b->lost && wc_pos_cmp(b->seen, at) >= 0)
-            break;
+        if (b->lost || wc_pos_cmp(b->seen, at) >= 0)
+            break; /* lost: no live position to reach, everything received is applied */
         if (wc_now_ms() > deadline) {
             wc_info("rebuild \"%s\": the stream did not reach the live position in time; trying again later",
                     b->sh.unit);
@@ -265,13 +265,15 @@ static int swap(struct rb *b, long long *drift, struct wc_err *err)
         r = next(b, 50, err);
         if (r < 0)
             goto fail;
-        if (r == 0 && b->lost)
-            break; /* idle: everything there is was received */
     }
     if (b->lost)
-        at = wc_pos_cmp(b->seen, b->last) > 0 || b->pending == 0 ? b->seen : b->last;
-    if (wc_pos_cmp(at, b->cursor) < 0)
-        at = b->cursor;
+        at = b->seen; /* every event received was applied: its cursor may be what it received */
+    if (wc_pos_cmp(at, b->cursor) < 0) {
+        /* The live sink is behind the shadow (behind the snapshot, a sink that was down): swapping in now
+         * would make the live engine apply again what the shadow has. Wait for it. */
+        wc_shadow_swap_abort(&b->sh);
+        return 0;
+    }
     if (flush(b, at, err) < 0)
         goto fail;
     if (b->o->verify) {
@@ -293,7 +295,7 @@ fail:
 /* Step 2, and 3 when caught up. */
 static int catch_up(struct rb *b, long long *drift, struct wc_err *err)
 {
-    int64_t retry_at = 0;
+    int64_t retry_at = 0, streamed_since = wc_now_ms();
     struct wc_stream_opts so = {.dsn = b->cfg->source_dsn,
                                 .slot = b->sh.slot,
                                 .start = b->cursor.lsn,
@@ -332,6 +334,10 @@ static int catch_up(struct rb *b, long long *drift, struct wc_err *err)
             caught_up = 1;
             wc_rebuild_failpoint("catchup");
         }
+        /* A sink that lost data has no live position to wait for: under a steady load the stream may never
+         * go idle, so after a while whatever was received is enough. */
+        if (b->lost && wc_now_ms() - streamed_since > 2000)
+            caught_up = 1;
         progress(b, "caught up with the stream", 0);
         if (caught_up && wc_now_ms() >= retry_at) {
             r = swap(b, drift, err);
