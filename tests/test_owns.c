@@ -96,6 +96,37 @@ Test(owns, declarations_are_checked)
                  "7: key \"projections.a.tables\": expected a list, got a scalar");
 }
 
+Test(owns, rebuild_auto)
+{
+    char path[128];
+    struct wc_err err = {0};
+    struct wc_config *cfg = load(HEAD "  a:\n    sink: db\n    tables: [t]\n    rebuild: auto\n"
+                                      "    on: {X: [{sql: \"SELECT 1\"}]}\n"
+                                      "  b:\n    sink: db\n    tables: [u]\n    rebuild: manual\n"
+                                      "    on: {X: [{sql: \"SELECT 2\"}]}\n",
+                                 &err, path, sizeof(path));
+    cr_assert_not_null(cfg, "%s", err.msg);
+    cr_expect_eq(wc_config_projection(cfg, "a")->rebuild_auto, 1);
+    cr_expect_eq(wc_config_projection(cfg, "b")->rebuild_auto, 0);
+    char fa[17], fb[17];
+    wc_projection_fingerprint(cfg, wc_config_projection(cfg, "a"), fa);
+    wc_projection_fingerprint(cfg, wc_config_projection(cfg, "b"), fb);
+    cr_expect_eq(strlen(fa), 16);
+    cr_expect_str_neq(fa, fb);
+    wc_config_free(cfg);
+    expect_error(
+        HEAD "  a:\n    sink: db\n    rebuild: auto\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
+        "7: key \"projections.a.rebuild\": rebuild: auto needs projections.a.tables (what the rebuild swaps "
+        "in)");
+    expect_error(HEAD "  a:\n    sink: kv\n    keys: [k]\n    rebuild: auto\n    on: {X: [[DEL, k]]}\n",
+                 "8: key \"projections.a.rebuild\": rebuild: auto needs a PostgreSQL sink (Redis projections "
+                 "cannot be "
+                 "rebuilt online yet)");
+    expect_error(
+        HEAD "  a:\n    sink: db\n    tables: [t]\n    rebuild: always\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
+        "8: key \"projections.a.rebuild\": expected auto or manual, got always");
+}
+
 Test(owns, key_pattern_overlap)
 {
     cr_expect(wc_key_patterns_overlap("order:*", "order:42"));
