@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "shadow.h"
 #include "walcast/log.h"
 #include "walcast/pgconn.h"
@@ -83,68 +85,121 @@ static void spawn_rebuild(const struct wc_config *cfg, const char *name)
         waitpid(pid, NULL, 0);
 }
 
-int wc_projections_check(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err)
+/*
+ * Compare sink sc's record with the configuration on c: fn(p, had) for each projection that is new (had
+ * NULL) or changed (had: the recorded fingerprint). A sink without a record gets one (its first start).
+ * 0, or -1 with err; a database without walcast_projections (a role that may not create it) is 0.
+ */
+static int compare(PGconn *c, const struct wc_config *cfg, const struct wc_sink_conf *sc, int record,
+                   void (*fn)(const struct wc_config *, const struct wc_sink_conf *,
+                              const struct wc_projection *, const char *, void *),
+                   void *arg, struct wc_err *err)
 {
-    char who[200];
-    struct wc_pgconn_opts co = {.dsn = sc->dsn, .who = who};
-    PGconn *c;
-    PGresult *r;
-    int rc = -1;
-
-    snprintf(who, sizeof(who), "sink \"%s\"", sc->name);
-    if ((c = wc_pgconn_open(&co, err)) == NULL)
-        return -1;
-    r = PQexec(c, CREATE_SQL);
-    PQclear(r);
     const char *params[2] = {cfg->slot, sc->name};
+    PGresult *r;
+
+    if (record)
+        PQclear(PQexec(c, CREATE_SQL));
     r = PQexecParams(c,
                      "SELECT projection, fingerprint FROM walcast_projections WHERE slot = $1 AND sink = $2",
                      2, NULL, params, NULL, NULL, 0);
     if (!ok(r)) {
-        /* No record kept here (a role that may not create walcast_projections): nothing to compare with. */
+        /* No record kept here: nothing to compare with. */
         wc_debug("sink \"%s\": no record of its projections: %s", sc->name, PQerrorMessage(c));
-        rc = 0;
-        goto done;
+        PQclear(r);
+        return 0;
     }
     if (PQntuples(r) == 0) {
         /* The first start with a record (or of the sink): what it has is what the configuration says. */
         PQclear(r);
-        r = NULL;
-        rc = wc_projections_record(c, cfg, sc, NULL, 0, err);
-        goto done;
+        return record ? wc_projections_record(c, cfg, sc, NULL, 0, err) : 0;
     }
     for (int i = 0; i < cfg->nprojection; i++) {
         const struct wc_projection *p = &cfg->projections[i];
         const char *had = NULL;
+        int found = 0;
         char fp[17];
         if (&cfg->sinks[p->sink] != sc)
             continue;
         wc_projection_fingerprint(cfg, p, fp);
         for (int k = 0; k < PQntuples(r); k++)
-            if (strcmp(PQgetvalue(r, k, 0), p->name) == 0)
+            if (strcmp(PQgetvalue(r, k, 0), p->name) == 0) {
                 had = PQgetvalue(r, k, 1);
-        if (had != NULL && strcmp(had, fp) == 0)
-            continue;
-        const char *what = had == NULL ? "is new to" : "changed since it was built in";
-        if (p->rebuild_auto && cfg->path != NULL) {
-            wc_warning("projection \"%s\" %s sink \"%s\": rebuilding it (rebuild: auto) with \"walcast "
-                       "rebuild -c %s "
-                       "--projection %s\"",
-                       p->name, what, sc->name, cfg->path, p->name);
-            spawn_rebuild(cfg, p->name);
-        } else {
-            wc_warning("projection \"%s\" %s sink \"%s\": its tables hold %s; rebuild it with \"walcast "
-                       "rebuild -c %s "
-                       "--projection %s\" (or set projections.%s.rebuild: auto)",
-                       p->name, what, sc->name,
-                       had == NULL ? "only the events applied since it was added"
-                                   : "what the old definition made",
-                       cfg->path ? cfg->path : "FILE", p->name, p->name);
-        }
+                found = 1;
+            }
+        if (!found || strcmp(had, fp) != 0)
+            fn(cfg, sc, p, had, arg);
     }
-    rc = 0;
-done:
     PQclear(r);
+    return 0;
+}
+
+static void describe(const struct wc_config *cfg, const struct wc_sink_conf *sc,
+                     const struct wc_projection *p, const char *had, char *buf, size_t size)
+{
+    snprintf(buf, size,
+             "projection \"%s\" %s sink \"%s\": its tables hold %s; rebuild it with \"walcast rebuild -c %s "
+             "--projection %s\" (or set projections.%s.rebuild: auto)",
+             p->name, had == NULL ? "is new to" : "changed since it was built in", sc->name,
+             had == NULL ? "only the events applied since it was added" : "what the old definition made",
+             cfg->path ? cfg->path : "FILE", p->name, p->name);
+}
+
+static void at_start(const struct wc_config *cfg, const struct wc_sink_conf *sc,
+                     const struct wc_projection *p, const char *had, void *arg)
+{
+    char msg[1024];
+    (void)arg;
+    if (p->rebuild_auto && cfg->path != NULL) {
+        wc_warning(
+            "projection \"%s\" %s sink \"%s\": rebuilding it (rebuild: auto) with \"walcast rebuild -c %s "
+            "--projection %s\"",
+            p->name, had == NULL ? "is new to" : "changed since it was built in", sc->name, cfg->path,
+            p->name);
+        spawn_rebuild(cfg, p->name);
+        return;
+    }
+    describe(cfg, sc, p, had, msg, sizeof(msg));
+    wc_warning("%s", msg);
+}
+
+static PGconn *connect_sink(const struct wc_sink_conf *sc, struct wc_err *err)
+{
+    char who[200];
+    struct wc_pgconn_opts co = {.dsn = sc->dsn, .who = who};
+    snprintf(who, sizeof(who), "sink \"%s\"", sc->name);
+    return wc_pgconn_open(&co, err);
+}
+
+int wc_projections_check(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err)
+{
+    PGconn *c = connect_sink(sc, err);
+    if (c == NULL)
+        return -1;
+    int rc = compare(c, cfg, sc, 1, at_start, NULL, err);
     wc_pg_close(c);
     return rc;
+}
+
+static void to_json(const struct wc_config *cfg, const struct wc_sink_conf *sc, const struct wc_projection *p,
+                    const char *had, void *arg)
+{
+    char msg[1024];
+    describe(cfg, sc, p, had, msg, sizeof(msg));
+    json_array_append_new(arg, json_string(msg));
+}
+
+void wc_projections_warnings(const struct wc_config *cfg, json_t *warnings)
+{
+    for (int i = 0; i < cfg->nsink; i++) {
+        const struct wc_sink_conf *sc = &cfg->sinks[i];
+        struct wc_err err = {0};
+        if (sc->type != WC_SINK_POSTGRES)
+            continue;
+        PGconn *c = connect_sink(sc, &err);
+        if (c == NULL)
+            continue; /* the sink's own line says it cannot be reached */
+        compare(c, cfg, sc, 0, to_json, warnings, &err);
+        wc_pg_close(c);
+    }
 }

@@ -448,6 +448,15 @@ Test(rebuild, new_and_changed_projections)
         "no report of the changed projection");
     cr_expect(log_count(&e, "rebuild it with \"walcast rebuild -c") > 0);
     cr_expect_eq(log_count(&e, "projection \"order_summary\""), 0);
+    char *status = NULL;
+    cmd = xprintf("'%s' status -c '%s' 2>&1", wct_walcast(), e.config);
+    wct_run(cmd, &status);
+    cr_expect(strstr(status,
+                     "WARNING: projection \"customer_ltv\" changed since it was built in sink \"readdb\"") !=
+                  NULL,
+              "walcast status does not report the changed projection:\n%s", status);
+    free(status);
+    free(cmd);
 
     /* Added, with rebuild: auto, under load. */
     wct_sql(e.read_dsn, "CREATE TABLE order_count (customer_id bigint PRIMARY KEY, placed int NOT NULL); "
