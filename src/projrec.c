@@ -181,6 +181,16 @@ int wc_projections_check(const struct wc_config *cfg, const struct wc_sink_conf 
     return rc;
 }
 
+int wc_projections_record_sink(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err)
+{
+    PGconn *c = connect_sink(sc, err);
+    if (c == NULL)
+        return -1;
+    int rc = wc_projections_record(c, cfg, sc, NULL, 0, err);
+    wc_pg_close(c);
+    return rc;
+}
+
 static void to_json(const struct wc_config *cfg, const struct wc_sink_conf *sc, const struct wc_projection *p,
                     const char *had, void *arg)
 {

@@ -78,6 +78,12 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, const struct wc_ow
     k->cursor = (struct wc_pos){point, -1};
     k->has_cursor = 1;
     wc_warning("sink \"%s\": rebuilt from %lld outbox rows", k->name, (long long)n);
+    if (k->conf != NULL && k->conf->type == WC_SINK_POSTGRES) {
+        /* Every projection of the sink was built by its current definition (projrec.c). */
+        struct wc_err e2 = {0};
+        if (wc_projections_record_sink(s->cfg, k->conf, &e2) < 0)
+            wc_warning("%s", e2.msg);
+    }
     rc = 0;
 done:
     wc_snapshot_close(snap); /* drops the temporary slot */

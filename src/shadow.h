@@ -86,6 +86,9 @@ int wc_projections_record(PGconn *c, const struct wc_config *cfg, const struct w
 /* At start: report (or with rebuild: auto, rebuild) the projections of PostgreSQL sink sc that are new or
  * changed since the sink's record; a sink without a record gets one. */
 int wc_projections_check(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err);
+/* The same on a connection of its own, for every projection of the sink (after a rebuild at start). */
+int wc_projections_record_sink(const struct wc_config *cfg, const struct wc_sink_conf *sc,
+                               struct wc_err *err);
 /* `walcast status`: the same report, as warnings appended to the JSON array warnings. */
 struct json_t;
 void wc_projections_warnings(const struct wc_config *cfg, struct json_t *warnings);
