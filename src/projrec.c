@@ -36,10 +36,22 @@ static int ok(PGresult *r)
 int wc_projections_record(PGconn *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
                           const char *const *names, int n, struct wc_err *err)
 {
-    PGresult *r = PQexec(c, CREATE_SQL);
-    int good = ok(r);
+    PGresult *r = PQexec(c, "SELECT to_regclass('walcast_projections') IS NOT NULL");
+    int good = ok(r), exists = good && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 
     PQclear(r);
+    if (good && !exists) {
+        /* Made where walcast's role may (never inside the caller's transaction: a refusal would end it). */
+        if (PQtransactionStatus(c) == PQTRANS_IDLE) {
+            r = PQexec(c, CREATE_SQL);
+            exists = ok(r);
+            PQclear(r);
+        }
+        if (!exists) {
+            wc_debug("sink \"%s\": no walcast_projections table: its projections are not recorded", sc->name);
+            return 0;
+        }
+    }
     for (int i = 0; good && i < cfg->nprojection; i++) {
         const struct wc_projection *p = &cfg->projections[i];
         int want = names == NULL;
