@@ -505,3 +505,53 @@ Test(rebuild, new_and_changed_projections)
     run_check(&e, 1000);
     teardown_env(&e);
 }
+
+/* --discard drops what a killed rebuild left; what cannot be rebuilt is refused with the reason. */
+Test(rebuild, discard_and_refusals)
+{
+    struct orders_env e;
+    char *out = NULL;
+
+    setup_env(&e, 7);
+    preload(&e);
+    setenv("WALCAST_REBUILD_FAILPOINT", "catchup", 1);
+    int rc = walcast(&e, "rebuild --projection order_summary", &out);
+    unsetenv("WALCAST_REBUILD_FAILPOINT");
+    cr_assert(rc != 0, "%s", out);
+    free(out);
+    cr_expect_eq(qll(e.r, "SELECT count(*) FROM pg_namespace WHERE nspname = 'walcast_shadow_order_summary'"),
+                 1);
+    cr_expect_eq(
+        qll(e.w, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_rb_order_summary'"),
+        1);
+    /* verify does not run over it */
+    rc = walcast(&e, "verify --projection order_summary", &out);
+    cr_expect_eq(rc, 2, "%s", out);
+    cr_expect(strstr(out, "an unfinished rebuild of \"order_summary\" exists") != NULL, "%s", out);
+    free(out);
+    rc = walcast(&e, "rebuild --projection order_summary --discard", &out);
+    cr_expect_eq(rc, 0, "%s", out);
+    cr_expect(strstr(out, "discarded") != NULL, "%s", out);
+    free(out);
+    expect_no_leftovers(&e);
+
+    struct {
+        const char *args, *msg;
+    } bad[] = {
+        {"rebuild --projection cache_orders",
+         "sink \"cache\" is a Redis sink: walcast rebuild and verify support "
+         "PostgreSQL sinks only so far"},
+        {"verify --projection nope", "projection \"nope\" is not in the configuration"},
+        {"rebuild", "rebuild needs --projection NAME or --sink NAME (one of them)"},
+        {"rebuild --projection order_summary --sink readdb", "(one of them)"},
+        {"verify --projection order_summary --discard", "option \"--discard\" does not apply"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rc = walcast(&e, bad[i].args, &out);
+        cr_expect_eq(rc, 2, "%s: exit %d: %s", bad[i].args, rc, out);
+        cr_expect(strstr(out, bad[i].msg) != NULL, "%s: expected \"%s\" in: %s", bad[i].args, bad[i].msg,
+                  out);
+        free(out);
+    }
+    teardown_env(&e);
+}
