@@ -162,7 +162,10 @@ int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char
     snprintf(sh->slot, sizeof(sh->slot), "walcast_rb_%s", sh->unit);
     snprintf(sh->sink_name, sizeof(sh->sink_name), "%s:rebuild:%s", sh->live->name, sh->unit);
     sh->wait_ms = (sh->live->statement_timeout_ms > 0 ? sh->live->statement_timeout_ms : 30000) + 2000;
-    struct wc_pgconn_opts co = {.dsn = sh->live->dsn, .who = key};
+    /* A rebuild stopped (SIGSTOP, a hung host) inside its swap must not hold the live tables for long: the
+     * server ends its transaction, and with it the locks. */
+    struct wc_pgconn_opts co = {
+        .dsn = sh->live->dsn, .who = key, .options = "-c idle_in_transaction_session_timeout=10000"};
     snprintf(key, sizeof(key), "sink \"%s\"", sh->live->name);
     if ((sh->conn = wc_pgconn_open(&co, err)) == NULL)
         return -1;
