@@ -179,7 +179,7 @@ int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char
     int got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
     PQclear(r);
     if (!got) {
-        wc_err_set(err, WC_ERR_CONFIG, "a rebuild of \"%s\" is already running on sink \"%s\"", sh->unit,
+        wc_err_set(err, WC_ERR_SLOT_ACTIVE, "a rebuild of \"%s\" is already running on sink \"%s\"", sh->unit,
                    sh->live->name);
         return -1;
     }

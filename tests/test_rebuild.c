@@ -546,6 +546,17 @@ Test(rebuild, discard_and_refusals)
         {"rebuild --projection order_summary --sink readdb", "(one of them)"},
         {"verify --projection order_summary --discard", "option \"--discard\" does not apply"},
     };
+    /* One rebuild of a projection at a time: a second one is refused (exit 4, as a slot in use). */
+    char *lock =
+        xprintf("SELECT pg_advisory_lock(hashtextextended('walcast rebuild %s/order_summary', 0))", e.slot);
+    free(qv(e.r, "%s", lock));
+    rc = walcast(&e, "rebuild --projection order_summary", &out);
+    cr_expect_eq(rc, 4, "%s", out);
+    cr_expect(strstr(out, "a rebuild of \"order_summary\" is already running on sink \"readdb\"") != NULL,
+              "%s", out);
+    free(out);
+    free(qv(e.r, "SELECT pg_advisory_unlock_all()"));
+    free(lock);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         rc = walcast(&e, bad[i].args, &out);
         cr_expect_eq(rc, 2, "%s: exit %d: %s", bad[i].args, rc, out);
