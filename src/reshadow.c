@@ -129,6 +129,17 @@ static int64_t outbox_estimate(const struct wc_config *cfg)
     return n;
 }
 
+/* The shadow sink of a PostgreSQL unit, opened only once its schema exists: its statements are prepared
+ * on a search path that must find the shadow tables, never the live ones. */
+static int open_pg_sink(struct rb *b, struct wc_err *err)
+{
+    b->conf = wc_sink_conf_subset(b->sh.live, b->sh.sink_name, b->sh.projections, b->sh.nprojection);
+    if ((b->k = wc_sink_new(b->cfg, b->conf, err)) == NULL)
+        return -1;
+    b->k->search_path = b->sh.schema;
+    return b->k->ops->open(b->k, err);
+}
+
 /* Step 1: a fresh shadow from the snapshot of a new slot. */
 static int replay(struct rb *b, struct wc_err *err)
 {
@@ -140,15 +151,15 @@ static int replay(struct rb *b, struct wc_err *err)
     int64_t total = outbox_estimate(b->cfg);
     int r;
 
-    if (wc_shadow_prepare(&b->sh, err) < 0)
+    if (wc_shadow_prepare(&b->sh, err) < 0 || (!b->sh.redis && open_pg_sink(b, err) < 0))
         return -1;
     snap = wc_snapshot_open_slot(b->cfg->source_dsn, &ob, b->sh.slot, &point, err);
     if (snap == NULL) {
         wc_err_prefix(err, "could not start the rebuild of \"%s\"", b->sh.unit);
         return -1;
     }
-    wc_info("rebuild \"%s\": replaying the outbox up to " WC_LSN_FMT " into schema \"%s\"", b->sh.unit,
-            WC_LSN_ARGS(point), b->sh.schema);
+    wc_info("rebuild \"%s\": replaying the outbox up to " WC_LSN_FMT " into \"%s\"", b->sh.unit,
+            WC_LSN_ARGS(point), b->sh.redis ? b->sh.prefix : b->sh.schema);
     b->cursor = (struct wc_pos){0, -1};
     while ((r = wc_snapshot_next(snap, &ev, err)) > 0) {
         /* Not a stream position: (0/0, n) until the replay is whole. */
@@ -243,6 +254,18 @@ static int swap(struct rb *b, long long *drift, struct wc_err *err)
         wc_err_set(err, WC_ERR_CONFIG, "sink \"%s\": its cursor disappeared during the rebuild",
                    b->sh.live->name);
         goto fail;
+    }
+    if (b->sh.redis) {
+        /* Writes are paused, the shadow's too: it must have applied exactly what the live cursor covers
+         * already (level with the live sink, nothing queued), else try again later. */
+        int level = b->has_held ? wc_pos_cmp(b->held.event.pos, at) > 0 : wc_pos_cmp(b->seen, at) >= 0;
+        if (!level || b->pending > 0 || wc_pos_cmp(b->cursor, at) > 0) {
+            wc_shadow_swap_abort(&b->sh);
+            return 0;
+        }
+        r = wc_shadow_compare(&b->sh, 5, drift, err);
+        wc_shadow_swap_abort(&b->sh);
+        return r < 0 ? -1 : 1;
     }
     /* Everything up to the live cursor (or the stream's head), nothing after it. */
     for (;;) {
@@ -343,7 +366,7 @@ static int catch_up(struct rb *b, long long *drift, struct wc_err *err)
             r = swap(b, drift, err);
             if (r != 0)
                 return r < 0 ? -1 : 0;
-            retry_at = wc_now_ms() + 200;
+            retry_at = wc_now_ms() + (b->sh.redis ? 20 : 200);
         } else if (caught_up && r == 1) {
             wc_sleep_ms(2, &wc_engine_stop);
         }
@@ -361,8 +384,21 @@ int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o,
 
     b.started = wc_now_ms();
     b.progress_at = b.started + (cfg->progress_interval_ms > 0 ? cfg->progress_interval_ms : 5000);
-    if (wc_shadow_open(&b.sh, cfg, o->projection, o->sink, err) < 0)
+    struct wc_config vcfg = *cfg;
+    if (wc_shadow_open(&b.sh, cfg, o->projection, o->sink, o->verify, err) < 0)
         goto done;
+    if (b.sh.redis) {
+        /* Redis (verify): the shadow sink's connection serves the whole check; an event that fails is
+         * skipped (the live sink dead-lettered it: it did not apply there either). */
+        vcfg.on_error = WC_POLICY_SKIP;
+        b.conf = wc_sink_conf_subset(b.sh.live, b.sh.sink_name, b.sh.projections, b.sh.nprojection);
+        if ((b.k = wc_sink_new(&vcfg, b.conf, err)) == NULL)
+            goto done;
+        b.k->key_prefix = b.sh.prefix;
+        if (b.k->ops->open(b.k, err) < 0)
+            goto done;
+        b.sh.rk = b.k;
+    }
     if (wc_slot_status(cfg->source_dsn, b.sh.slot, &st, &slot_found, err) < 0)
         goto done;
     if (o->discard) {
@@ -394,26 +430,14 @@ int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o,
     }
     if (wc_shadow_state(&b.sh, &sc, &found, &exists, err) < 0)
         goto done;
-    if (o->verify && (found || exists || slot_found)) {
-        wc_err_set(
-            err, WC_ERR_CONFIG,
-            "an unfinished rebuild of \"%s\" exists: finish it (walcast rebuild) or drop it (walcast rebuild "
-            "--discard) first",
-            b.sh.unit);
-        goto done;
-    }
-    b.conf = wc_sink_conf_subset(b.sh.live, b.sh.sink_name, b.sh.projections, b.sh.nprojection);
-    if ((b.k = wc_sink_new(cfg, b.conf, err)) == NULL)
-        goto done;
-    b.k->search_path = b.sh.schema;
-    if (b.k->ops->open(b.k, err) < 0)
-        goto done;
     b.dec = wc_decoder_new(cfg->outbox_schema, cfg->outbox_table, (const char *const *)cfg->columns,
                            cfg->msg_prefix);
     if (!o->verify && found && exists && slot_found && sc.lsn != 0) {
         char p[40];
         wc_info("rebuild \"%s\": resuming from %s", b.sh.unit, wc_pos_format(sc, p));
         b.cursor = sc;
+        if (open_pg_sink(&b, err) < 0)
+            goto done;
     } else {
         if (slot_found && wc_slot_drop(cfg->source_dsn, b.sh.slot, 1, err) < 0)
             goto done;
@@ -431,7 +455,7 @@ done:
     if (rc >= 0 || o->verify) {
         /* Done (or verify, which keeps nothing): the slot and the shadow go. */
         struct wc_err e2 = {0};
-        if (b.sh.conn != NULL && !o->discard) {
+        if ((b.sh.conn != NULL || b.sh.rk != NULL) && !o->discard) {
             if (wc_slot_drop(cfg->source_dsn, b.sh.slot, 1, &e2) < 0 && !strstr(e2.msg, "does not exist"))
                 wc_warning("%s \"%s\": could not drop slot \"%s\": %s", what, b.sh.unit, b.sh.slot, e2.msg);
             if (o->verify && wc_shadow_drop(&b.sh, &e2) < 0)

@@ -32,13 +32,20 @@ struct wc_shadow {
     const char **projections; /* the unit's projection names (borrowed from cfg) */
     int nprojection;
     int wait_ms;
+    /* A Redis unit (verify only, shadow_redis.c): the shadow sink whose connection it uses, the prefix of
+     * its keys, the live keys' patterns (projections.NAME.keys). */
+    int redis;
+    struct wc_sink *rk;
+    char prefix[120];
+    const char **patterns;
+    int npattern;
 };
 
 /* Connect, take the unit's lock (one rebuild of a unit at a time) and resolve its tables. -1 with err:
  * WC_ERR_CONFIG for a projection that declares no tables, a table that does not exist, another
  * rebuild of the unit running. */
 int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char *projection,
-                   const char *sink, struct wc_err *err);
+                   const char *sink, int verify, struct wc_err *err);
 void wc_shadow_close(struct wc_shadow *sh);
 /* The shadow's cursor (*found 0: none) and whether its schema exists. */
 int wc_shadow_state(struct wc_shadow *sh, struct wc_pos *cursor, int *found, int *exists, struct wc_err *err);
@@ -63,6 +70,14 @@ void wc_shadow_swap_abort(struct wc_shadow *sh);
  * prints a summary with up to `examples` examples per table; *drift the total. Run with the live tables
  * locked (between swap_begin and swap_abort). */
 int wc_shadow_compare(struct wc_shadow *sh, int examples, long long *drift, struct wc_err *err);
+
+/* shadow_redis.c: the Redis side of the above (sh->redis). */
+int wc_rshadow_wipe(struct wc_shadow *sh, struct wc_err *err);
+int wc_rshadow_cursor(struct wc_shadow *sh, const char *sink, struct wc_pos *out, int *found,
+                      struct wc_err *err);
+/* CLIENT PAUSE WRITE (pause 1) or CLIENT UNPAUSE (0). */
+int wc_rshadow_pause(struct wc_shadow *sh, int pause, struct wc_err *err);
+int wc_rshadow_compare(struct wc_shadow *sh, int examples, long long *drift, struct wc_err *err);
 
 /* Tests: WALCAST_REBUILD_FAILPOINT=replay|catchup|swap makes the process kill itself (SIGKILL) at that
  * point: in the middle of the replay, once caught up with the stream, or inside the swap's transaction

@@ -3,6 +3,7 @@
  * of their own, swapped in by renames in one transaction that holds the live tables and the live cursor,
  * or compared with the live ones by `walcast verify`.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,8 +119,49 @@ static int add_tables(struct wc_shadow *sh, const struct wc_projection *p, struc
     return 0;
 }
 
+/* A Redis unit (verify only): its projections' key patterns; the shadow sink connects later. */
+static int open_redis(struct wc_shadow *sh, const struct wc_projection *p, int verify, struct wc_err *err)
+{
+    const struct wc_config *cfg = sh->cfg;
+
+    if (!verify || sh->live->cluster) {
+        wc_err_set(err, WC_ERR_CONFIG,
+                   "sink \"%s\" is a Redis %s: %s (docs/operations.md, \"Rebuilding a projection\")",
+                   sh->live->name, sh->live->cluster ? "Cluster sink" : "sink",
+                   sh->live->cluster
+                       ? "walcast rebuild and verify do not support a Redis Cluster yet"
+                       : "Redis projections cannot be rebuilt online yet (walcast verify checks them)");
+        return -1;
+    }
+    sh->redis = 1;
+    snprintf(sh->prefix, sizeof(sh->prefix), "walcast:verify:%s:", sh->unit);
+    for (int i = 0; i < cfg->nprojection; i++) {
+        const struct wc_projection *q = &cfg->projections[i];
+        if ((p != NULL && q != p) || &cfg->sinks[q->sink] != sh->live)
+            continue;
+        if (q->nkeys == 0) {
+            wc_err_set(
+                err, WC_ERR_CONFIG,
+                "projection \"%s\" declares no keys: list the key patterns it writes in projections.%s.keys "
+                "to verify it",
+                q->name, q->name);
+            return -1;
+        }
+        sh->projections = realloc(sh->projections, (size_t)(sh->nprojection + 1) * sizeof(char *));
+        sh->patterns = realloc(sh->patterns, (size_t)(sh->npattern + q->nkeys) * sizeof(char *));
+        sh->projections[sh->nprojection++] = q->name;
+        for (int k = 0; k < q->nkeys; k++)
+            sh->patterns[sh->npattern++] = q->keys[k];
+    }
+    if (sh->nprojection == 0) {
+        wc_err_set(err, WC_ERR_CONFIG, "sink \"%s\" has no projections to verify", sh->live->name);
+        return -1;
+    }
+    return 0;
+}
+
 int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char *projection,
-                   const char *sink, struct wc_err *err)
+                   const char *sink, int verify, struct wc_err *err)
 {
     const struct wc_projection *p = NULL;
     char key[300];
@@ -142,14 +184,6 @@ int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char
         }
         sh->whole = 1;
     }
-    if (sh->live->type != WC_SINK_POSTGRES) {
-        wc_err_set(
-            err, WC_ERR_CONFIG,
-            "sink \"%s\" is a Redis sink: walcast rebuild and verify support PostgreSQL sinks only so far "
-            "(docs/operations.md, \"Rebuilding a projection\")",
-            sh->live->name);
-        return -1;
-    }
     snprintf(sh->unit, sizeof(sh->unit), "%s", projection ? projection : sink);
     if (!unit_name_ok(sh->unit)) {
         wc_err_set(err, WC_ERR_CONFIG,
@@ -158,9 +192,17 @@ int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char
                    sh->unit);
         return -1;
     }
-    snprintf(sh->schema, sizeof(sh->schema), "walcast_shadow_%s", sh->unit);
-    snprintf(sh->slot, sizeof(sh->slot), "walcast_rb_%s", sh->unit);
-    snprintf(sh->sink_name, sizeof(sh->sink_name), "%s:rebuild:%s", sh->live->name, sh->unit);
+    /* verify has names of its own: it never meets an unfinished rebuild of the unit. Slots are the source
+     * server's, shared by its databases: the slot's name carries a hash of the engine's own slot. */
+    uint32_t h = 2166136261u;
+    for (const char *c = cfg->slot; c && *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    snprintf(sh->schema, sizeof(sh->schema), "walcast_%s_%s", verify ? "verify" : "shadow", sh->unit);
+    snprintf(sh->slot, sizeof(sh->slot), "walcast_%s_%s_%08x", verify ? "vf" : "rb", sh->unit, h);
+    snprintf(sh->sink_name, sizeof(sh->sink_name), "%s:%s:%s", sh->live->name, verify ? "verify" : "rebuild",
+             sh->unit);
+    if (sh->live->type == WC_SINK_REDIS)
+        return open_redis(sh, p, verify, err);
     sh->wait_ms = (sh->live->statement_timeout_ms > 0 ? sh->live->statement_timeout_ms : 30000) + 2000;
     /* A rebuild stopped (SIGSTOP, a hung host) inside its swap must not hold the live tables for long: the
      * server ends its transaction, and with it the locks. */
@@ -170,7 +212,7 @@ int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char
     if ((sh->conn = wc_pgconn_open(&co, err)) == NULL)
         return -1;
     /* One rebuild of a unit at a time: a session lock, gone with a killed process. */
-    snprintf(key, sizeof(key), "walcast rebuild %s/%s", cfg->slot, sh->unit);
+    snprintf(key, sizeof(key), "walcast %s %s/%s", verify ? "verify" : "rebuild", cfg->slot, sh->unit);
     const char *params[1] = {key};
     PGresult *r = q(sh, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", 1, params,
                     "could not take the rebuild's lock", err);
@@ -198,6 +240,7 @@ int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char
 
 void wc_shadow_close(struct wc_shadow *sh)
 {
+    free(sh->patterns);
     if (sh->conn)
         wc_pg_close(sh->conn);
     free(sh->live_schema);
@@ -235,6 +278,12 @@ static int cursor_of(struct wc_shadow *sh, const char *sink, const char *lock, s
 
 int wc_shadow_state(struct wc_shadow *sh, struct wc_pos *cursor, int *found, int *exists, struct wc_err *err)
 {
+    if (sh->redis) {
+        /* verify starts afresh: what an earlier one left is wiped */
+        *exists = *found = 0;
+        *cursor = WC_POS_NONE;
+        return 0;
+    }
     const char *params[1] = {sh->schema};
     PGresult *r = q(sh, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, params,
                     "could not look for the shadow schema", err);
@@ -247,6 +296,8 @@ int wc_shadow_state(struct wc_shadow *sh, struct wc_pos *cursor, int *found, int
 
 int wc_shadow_live_cursor(struct wc_shadow *sh, struct wc_pos *out, int *found, struct wc_err *err)
 {
+    if (sh->redis)
+        return wc_rshadow_cursor(sh, sh->live->name, out, found, err);
     return cursor_of(sh, sh->live->name, "", out, found, err);
 }
 
@@ -306,6 +357,8 @@ static int index_names(struct wc_shadow *sh, int i, struct wc_buf *b, struct wc_
 
 int wc_shadow_prepare(struct wc_shadow *sh, struct wc_err *err)
 {
+    if (sh->redis)
+        return wc_rshadow_wipe(sh, err);
     struct wc_buf b = WC_BUF_INIT;
     char *s = PQescapeIdentifier(sh->conn, sh->schema, strlen(sh->schema));
 
@@ -342,6 +395,8 @@ fail:
 
 int wc_shadow_drop(struct wc_shadow *sh, struct wc_err *err)
 {
+    if (sh->redis)
+        return sh->rk != NULL ? wc_rshadow_wipe(sh, err) : 0;
     struct wc_buf b = WC_BUF_INIT;
     int rc = run(sh, "BEGIN", "could not begin", err) == 0 && drop_schema(sh, &b, err) == 0 &&
                      forget(sh, err) == 0 && run(sh, "COMMIT", "could not commit", err) == 0
@@ -355,6 +410,16 @@ int wc_shadow_drop(struct wc_shadow *sh, struct wc_err *err)
 
 int wc_shadow_swap_begin(struct wc_shadow *sh, int share, struct wc_pos *at, int *found, struct wc_err *err)
 {
+    if (sh->redis) {
+        /* Writes wait (the live sink's next commit among them), reads go on: the live cursor holds still. */
+        if (wc_rshadow_pause(sh, 1, err) < 0)
+            return -1;
+        if (wc_rshadow_cursor(sh, sh->live->name, at, found, err) < 0) {
+            wc_rshadow_pause(sh, 0, err);
+            return -1;
+        }
+        return 1;
+    }
     struct wc_buf b = WC_BUF_INIT;
     int rc = -1;
 
@@ -389,6 +454,11 @@ done:
 
 void wc_shadow_swap_abort(struct wc_shadow *sh)
 {
+    if (sh->redis) {
+        struct wc_err ignored;
+        wc_rshadow_pause(sh, 0, &ignored);
+        return;
+    }
     rollback(sh);
 }
 

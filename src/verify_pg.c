@@ -48,6 +48,8 @@ int wc_shadow_compare(struct wc_shadow *sh, int examples, long long *drift, stru
     int rc = -1;
 
     *drift = 0;
+    if (sh->redis)
+        return wc_rshadow_compare(sh, examples, drift, err);
     for (int i = 0; i < sh->ntable; i++) {
         char *ls, *ss, *t;
         wc_buf_reset(&key);

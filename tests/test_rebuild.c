@@ -123,8 +123,12 @@ static void expect_live_tables(struct orders_env *e)
 static void expect_no_leftovers(struct orders_env *e)
 {
     cr_expect_eq(qll(e->r, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'walcast\\_%'"), 0);
-    cr_expect_eq(qll(e->r, "SELECT count(*) FROM walcast_cursor WHERE sink LIKE '%:rebuild:%'"), 0);
-    cr_expect_eq(qll(e->w, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'walcast_rb_%'"),
+    cr_expect_eq(qll(e->r, "SELECT count(*) FROM walcast_cursor WHERE sink LIKE '%:rebuild:%' OR sink LIKE "
+                           "'%:verify:%'"),
+                 0);
+    cr_expect_eq(qll(e->w,
+                     "SELECT count(*) FROM pg_replication_slots WHERE (slot_name LIKE 'walcast\\_rb\\_%' OR "
+                     "slot_name LIKE 'walcast\\_vf\\_%') AND database = current_database()"),
                  0);
 }
 
@@ -280,6 +284,16 @@ Test(rebuild, verify_finds_drift_and_passes_on_a_healthy_sink)
     cr_expect(strstr(out, "table \"public.order_summary\": equal to its rebuild from the outbox") != NULL,
               "%s", out);
     free(out);
+    /* Redis, under load: the live keys of the projection's patterns against their rebuild. */
+    pid_t wl = start_paced_workload(&e, 1000);
+    sleep_ms(300);
+    rc = walcast(&e, "verify --projection cache_orders", &out);
+    cr_log_info("verify cache_orders, healthy, under load:\n%s", out);
+    cr_assert_eq(rc, 0, "verify failed (%d) on a healthy Redis sink:\n%s", rc, out);
+    cr_expect(strstr(out, "0 missing, 0 extra, 0 different") != NULL, "%s", out);
+    free(out);
+    end_workload(&e, wl);
+    wait_caught_up(&e, 60000);
 
     /* A corrupted row, a missing row, and an additive projection applied twice for one customer. */
     stop_walcast(&e, SIGTERM);
@@ -292,6 +306,15 @@ Test(rebuild, verify_finds_drift_and_passes_on_a_healthy_sink)
                 "2 * orders WHERE customer_id = %s",
                 o1, o2, c1);
     wct_sql(e.read_dsn, sql);
+    /* Redis: a key lost, and one order's ZINCRBY applied twice. */
+    char *cents =
+        qv(e.w, "SELECT (total * 100)::bigint FROM shop.orders WHERE id = (SELECT max(id) FROM shop.orders "
+                "WHERE status <> 'cancelled')");
+    char *c3 = qv(
+        e.w, "SELECT customer_id FROM shop.orders WHERE id = (SELECT max(id) FROM shop.orders WHERE status "
+             "<> 'cancelled')");
+    freeReplyObject(redisCommand(e.redis, "DEL order:%s", o1));
+    freeReplyObject(redisCommand(e.redis, "ZINCRBY ltv:leaderboard %s %s", cents, c3));
     start_walcast(&e);
     rc = walcast(&e, "verify --sink readdb", &out);
     cr_log_info("verify, drifted:\n%s", out);
@@ -302,6 +325,20 @@ Test(rebuild, verify_finds_drift_and_passes_on_a_healthy_sink)
     cr_expect(strstr(out, "shipped?") != NULL, "no example of the corrupted row:\n%s", out);
     cr_expect(strstr(out, "drift found") != NULL, "%s", out);
     free(out);
+    rc = walcast(&e, "verify --projection cache_orders", &out);
+    cr_log_info("verify cache_orders, drifted:\n%s", out);
+    cr_expect_eq(rc, 1, "verify did not find the Redis drift (%d):\n%s", rc, out);
+    char *want = xprintf("missing key (in the rebuild, not in the live keys): order:%s", o1);
+    cr_expect(strstr(out, want) != NULL, "expected \"%s\" in:\n%s", want, out);
+    cr_expect(strstr(out, "key ltv:leaderboard differs") != NULL, "%s", out);
+    cr_expect(strstr(out, "1 missing, 0 extra, 1 different") != NULL, "%s", out);
+    free(want);
+    free(out);
+    char *left = rv(&e, "EVAL %s 0", "return #redis.call('KEYS', 'walcast:verify:*')");
+    cr_expect(left == NULL || strcmp(left, "0") == 0, "shadow keys left: %s", left);
+    free(left);
+    free(cents);
+    free(c3);
     expect_no_leftovers(&e);
     free(sql);
     free(o1);
@@ -521,14 +558,16 @@ Test(rebuild, discard_and_refusals)
     free(out);
     cr_expect_eq(qll(e.r, "SELECT count(*) FROM pg_namespace WHERE nspname = 'walcast_shadow_order_summary'"),
                  1);
-    cr_expect_eq(
-        qll(e.w, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walcast_rb_order_summary'"),
-        1);
-    /* verify does not run over it */
+    cr_expect_eq(qll(e.w, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE "
+                          "'walcast\\_rb\\_order\\_summary\\_%' "
+                          "AND database = current_database()"),
+                 1);
+    /* verify has its own shadow: it runs, and leaves the unfinished rebuild alone */
     rc = walcast(&e, "verify --projection order_summary", &out);
-    cr_expect_eq(rc, 2, "%s", out);
-    cr_expect(strstr(out, "an unfinished rebuild of \"order_summary\" exists") != NULL, "%s", out);
+    cr_expect_eq(rc, 0, "%s", out);
     free(out);
+    cr_expect_eq(qll(e.r, "SELECT count(*) FROM pg_namespace WHERE nspname = 'walcast_shadow_order_summary'"),
+                 1);
     rc = walcast(&e, "rebuild --projection order_summary --discard", &out);
     cr_expect_eq(rc, 0, "%s", out);
     cr_expect(strstr(out, "discarded") != NULL, "%s", out);
@@ -538,9 +577,8 @@ Test(rebuild, discard_and_refusals)
     struct {
         const char *args, *msg;
     } bad[] = {
-        {"rebuild --projection cache_orders",
-         "sink \"cache\" is a Redis sink: walcast rebuild and verify support "
-         "PostgreSQL sinks only so far"},
+        {"rebuild --projection cache_orders", "sink \"cache\" is a Redis sink: Redis projections cannot be "
+                                              "rebuilt online yet (walcast verify checks them)"},
         {"verify --projection nope", "projection \"nope\" is not in the configuration"},
         {"rebuild", "rebuild needs --projection NAME or --sink NAME (one of them)"},
         {"rebuild --projection order_summary --sink readdb", "(one of them)"},
