@@ -132,11 +132,9 @@ static const struct wc_command commands[] = {
      "      --discard          drop an unfinished rebuild (its shadow schema and slot) instead\n",
      O(OPT_CONFIG) | O(OPT_PROJECTION) | O(OPT_SINK) | O(OPT_DISCARD), 1, NULL},
     {"verify", "verify -c FILE --projection NAME | --sink NAME",
-     "Rebuild a PostgreSQL projection into a shadow from the outbox table and compare it with the live one "
-     "at\n"
-     "the same position: rows missing, extra or different, with examples. Exit 1 on any drift. The shadow "
-     "is\n"
-     "dropped afterwards.\n",
+     "Rebuild a projection into a shadow from the outbox table and compare it with the live one at the\n"
+     "same position: rows (PostgreSQL) or keys (Redis, one server) missing, extra or different, with\n"
+     "examples. Exit 1 on any drift. The shadow is dropped afterwards.\n",
      "Options:\n"
      "  -c, --config=FILE      configuration file (required)\n"
      "      --projection=NAME  the projection to check\n"
