@@ -211,7 +211,7 @@ Test(rebuild, online_under_load_then_swapped_in)
     wait_caught_up(&e, 60000);
     expect_live_tables(&e);
     expect_no_leftovers(&e);
-    run_check(&e, 1000);
+    run_check(&e, sanitized_pass() ? 300 : 1000);
     free(out);
     teardown_env(&e);
 }
@@ -252,7 +252,7 @@ static void kill_then_rerun(const char *failpoint, const char *expect_on_rerun)
     wait_caught_up(&e, 60000);
     expect_live_tables(&e);
     expect_no_leftovers(&e);
-    run_check(&e, 1000);
+    run_check(&e, sanitized_pass() ? 300 : 1000);
     teardown_env(&e);
 }
 
@@ -384,7 +384,7 @@ Test(rebuild, a_sink_that_lost_data_is_rebuilt)
     wait_caught_up(&e, 60000);
     expect_live_tables(&e);
     expect_no_leftovers(&e);
-    run_check(&e, 1000);
+    run_check(&e, sanitized_pass() ? 300 : 1000);
     teardown_env(&e);
 }
 
@@ -433,12 +433,12 @@ Test(rebuild, schema_migration_new_column)
         qll(e.r,
             "SELECT count(*) FROM order_summary WHERE total_cents IS DISTINCT FROM (total * 100)::bigint"),
         0);
-    cr_expect_gt(qll(e.r, "SELECT count(*) FROM order_summary"), 1000);
+    cr_expect_gt(qll(e.r, "SELECT count(*) FROM order_summary"), sanitized_pass() ? 300 : 1000);
     /* 4. now the column can be made mandatory. */
     wct_sql(e.read_dsn, "ALTER TABLE order_summary ALTER COLUMN total_cents SET NOT NULL");
     expect_live_tables(&e);
     expect_no_leftovers(&e);
-    run_check(&e, 1000);
+    run_check(&e, sanitized_pass() ? 300 : 1000);
     free(sed);
     teardown_env(&e);
 }
@@ -539,7 +539,7 @@ Test(rebuild, new_and_changed_projections)
     restart_with(&e, again);
     wait_caught_up(&e, 60000);
     cr_expect_eq(log_count(&e, "projection \"order_count\" is new"), before);
-    run_check(&e, 1000);
+    run_check(&e, sanitized_pass() ? 300 : 1000);
     teardown_env(&e);
 }
 
