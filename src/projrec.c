@@ -27,6 +27,15 @@
     "CONFLICT "                                                                                              \
     "(slot, sink, projection) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, recorded_at = now()"
 
+/* Nothing here waits on the server without a deadline (the engine's thread runs the check at start). */
+#define WAIT_MS 5000
+
+static PGresult *ex(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    struct wc_err ignored;
+    return wc_pg_exec(c, sql, n, params, WAIT_MS, &ignored);
+}
+
 static int ok(PGresult *r)
 {
     int st = PQresultStatus(r);
@@ -36,14 +45,14 @@ static int ok(PGresult *r)
 int wc_projections_record(PGconn *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
                           const char *const *names, int n, struct wc_err *err)
 {
-    PGresult *r = PQexec(c, "SELECT to_regclass('walcast_projections') IS NOT NULL");
+    PGresult *r = ex(c, "SELECT to_regclass('walcast_projections') IS NOT NULL", 0, NULL);
     int good = ok(r), exists = good && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 
     PQclear(r);
     if (good && !exists) {
         /* Made where walcast's role may (never inside the caller's transaction: a refusal would end it). */
         if (PQtransactionStatus(c) == PQTRANS_IDLE) {
-            r = PQexec(c, CREATE_SQL);
+            r = ex(c, CREATE_SQL, 0, NULL);
             exists = ok(r);
             PQclear(r);
         }
@@ -62,7 +71,7 @@ int wc_projections_record(PGconn *c, const struct wc_config *cfg, const struct w
         char fp[17];
         wc_projection_fingerprint(cfg, p, fp);
         const char *params[4] = {cfg->slot, sc->name, p->name, fp};
-        r = PQexecParams(c, UPSERT_SQL, 4, NULL, params, NULL, NULL, 0);
+        r = ex(c, UPSERT_SQL, 4, params);
         good = ok(r);
         PQclear(r);
     }
@@ -111,10 +120,9 @@ static int compare(PGconn *c, const struct wc_config *cfg, const struct wc_sink_
     PGresult *r;
 
     if (record)
-        PQclear(PQexec(c, CREATE_SQL));
-    r = PQexecParams(c,
-                     "SELECT projection, fingerprint FROM walcast_projections WHERE slot = $1 AND sink = $2",
-                     2, NULL, params, NULL, NULL, 0);
+        PQclear(ex(c, CREATE_SQL, 0, NULL));
+    r = ex(c, "SELECT projection, fingerprint FROM walcast_projections WHERE slot = $1 AND sink = $2", 2,
+           params);
     if (!ok(r)) {
         /* No record kept here: nothing to compare with. */
         wc_debug("sink \"%s\": no record of its projections: %s", sc->name, PQerrorMessage(c));
@@ -178,7 +186,7 @@ static void at_start(const struct wc_config *cfg, const struct wc_sink_conf *sc,
 static PGconn *connect_sink(const struct wc_sink_conf *sc, struct wc_err *err)
 {
     char who[200];
-    struct wc_pgconn_opts co = {.dsn = sc->dsn, .who = who};
+    struct wc_pgconn_opts co = {.dsn = sc->dsn, .who = who, .options = "-c statement_timeout=5000"};
     snprintf(who, sizeof(who), "sink \"%s\"", sc->name);
     return wc_pgconn_open(&co, err);
 }
