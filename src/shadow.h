@@ -22,8 +22,8 @@ struct wc_shadow {
     const struct wc_config *cfg;
     const struct wc_sink_conf *live;
     char unit[64];
-    char schema[80];     /* walcast_shadow_<unit> */
-    char slot[80];       /* walcast_rb_<unit>, on the source */
+    char schema[128];    /* walcast_shadow_<unit> */
+    char slot[128];      /* walcast_rb_<unit>, on the source */
     char sink_name[200]; /* <sink>:rebuild:<unit>: the shadow's cursor row and dead letters */
     int whole;           /* the unit is the whole sink */
     int ntable;
