@@ -247,6 +247,7 @@ void wc_config_free(struct wc_config *cfg)
     if (cfg == NULL)
         return;
     cf_free_sinks(cfg);
+    cf_free_owns(cfg);
     for (int i = 0; i < WC_COL_COUNT; i++)
         free(cfg->columns[i]);
     free(cfg->path);
@@ -304,7 +305,7 @@ struct wc_config *wc_config_load(const char *path, struct wc_err *err)
     if (cf_load_sinks(&c, n, line) < 0)
         goto error;
     n = cf_lookup(root, "projections", &line, 1);
-    if (cf_load_projections(&c, n, line) < 0)
+    if (cf_load_projections(&c, n, line) < 0 || cf_check_owns(&c) < 0)
         goto error;
 
     /* Checks across keys, made once everything is loaded. The dead-letter sink must exist. */

@@ -126,8 +126,19 @@ int cf_load_projections(struct ctx *c, struct fy_node *node, int line);
 struct wc_sink_conf *cf_find_sink(struct wc_config *cfg, const char *name);
 /* Build each sink's event type -> rules index. */
 void cf_build_index(struct wc_config *cfg);
+/* Build (free) one sink's index. */
+void cf_index_sink(struct wc_sink_conf *s);
+void cf_free_index(struct wc_sink_conf *s);
 /* Free the sinks, their rules and indexes. */
 void cf_free_sinks(struct wc_config *cfg);
+
+/* ---- owns.c ---- */
+
+/* Record projection name (of sink index sink) and what its mapping v declares it owns (tables, keys). */
+int cf_load_owns(struct ctx *c, const char *name, struct fy_node *v, int pline, int sink);
+/* No two projections of a sink own the same table or overlapping key patterns: 0 or -1 with err. */
+int cf_check_owns(struct ctx *c);
+void cf_free_owns(struct wc_config *cfg);
 
 /* ---- redis_cmds.c ---- */
 

@@ -427,7 +427,7 @@ static struct wc_rule *add_rule(struct wc_sink_conf *s)
 /* One projection: {sink: NAME, on: {EventType: [action, ...]}}. */
 static int load_projection(struct ctx *c, const char *name, struct fy_node *v, int pline)
 {
-    static const char *const keys[] = {"sink", "on", NULL};
+    static const char *const keys[] = {"sink", "on", "tables", "keys", "rebuild", NULL};
     char key[KEYLEN], akey[KEYLEN];
     struct fy_node *sn, *on;
     int sline, oline;
@@ -450,6 +450,8 @@ static int load_projection(struct ctx *c, const char *name, struct fy_node *v, i
     struct wc_sink_conf *sink = cf_find_sink(c->cfg, fy_node_get_scalar0(sn));
     if (sink == NULL)
         return cf_fail(c, cf_line_of(sn, sline), key, "unknown sink \"%s\"", fy_node_get_scalar0(sn));
+    if (cf_load_owns(c, name, v, pline, (int)(sink - c->cfg->sinks)) < 0)
+        return -1;
 
     cf_mkkey(key, "projections.%s.on", name);
     if (cf_is_null(on) || fy_node_get_type(on) != FYNT_MAPPING)
@@ -521,18 +523,30 @@ static int cmp_rule(const void *a, const void *b)
 }
 
 /* Build each sink's event type -> rules index (a sorted array searched by bisection). */
+void cf_index_sink(struct wc_sink_conf *s)
+{
+    struct rule_index *idx = wc_xcalloc(1, sizeof(*idx));
+    idx->n = s->nrule;
+    idx->rules = wc_xcalloc((size_t)s->nrule + 1, sizeof(*idx->rules));
+    for (int j = 0; j < s->nrule; j++)
+        idx->rules[j] = &s->rules[j];
+    qsort(idx->rules, (size_t)idx->n, sizeof(*idx->rules), cmp_rule);
+    s->index = idx;
+}
+
+void cf_free_index(struct wc_sink_conf *s)
+{
+    struct rule_index *idx = s->index;
+    if (idx)
+        free(idx->rules);
+    free(idx);
+    s->index = NULL;
+}
+
 void cf_build_index(struct wc_config *cfg)
 {
-    for (int i = 0; i < cfg->nsink; i++) {
-        struct wc_sink_conf *s = &cfg->sinks[i];
-        struct rule_index *idx = wc_xcalloc(1, sizeof(*idx));
-        idx->n = s->nrule;
-        idx->rules = wc_xcalloc((size_t)s->nrule, sizeof(*idx->rules));
-        for (int j = 0; j < s->nrule; j++)
-            idx->rules[j] = &s->rules[j];
-        qsort(idx->rules, (size_t)idx->n, sizeof(*idx->rules), cmp_rule);
-        s->index = idx;
-    }
+    for (int i = 0; i < cfg->nsink; i++)
+        cf_index_sink(&cfg->sinks[i]);
 }
 
 /*
@@ -600,13 +614,10 @@ void cf_free_sinks(struct wc_config *cfg)
 {
     for (int i = 0; i < cfg->nsink; i++) {
         struct wc_sink_conf *s = &cfg->sinks[i];
-        struct rule_index *idx = s->index;
         for (int j = 0; j < s->nrule; j++)
             cf_free_rule(&s->rules[j]);
         free(s->rules);
-        if (idx)
-            free(idx->rules);
-        free(idx);
+        cf_free_index(s);
         free(s->name);
         free(s->dsn);
         free(s->rebuild);

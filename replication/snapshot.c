@@ -85,6 +85,12 @@ static int exec_ok(PGconn *c, const char *sql, const char *what, struct wc_err *
 struct wc_snapshot *wc_snapshot_open(const char *dsn, const struct wc_outbox *ob, wc_lsn *point,
                                      struct wc_err *err)
 {
+    return wc_snapshot_open_slot(dsn, ob, NULL, point, err);
+}
+
+struct wc_snapshot *wc_snapshot_open_slot(const char *dsn, const struct wc_outbox *ob, const char *slot,
+                                          wc_lsn *point, struct wc_err *err)
+{
     struct wc_snapshot *s = calloc(1, sizeof(*s));
     char sql[256], snapshot[128];
     struct wc_buf q = WC_BUF_INIT;
@@ -98,9 +104,14 @@ struct wc_snapshot *wc_snapshot_open(const char *dsn, const struct wc_outbox *ob
     s->conn = s->repl ? wc_pg_connect(dsn, NULL, err) : NULL;
     if (s->conn == NULL)
         goto error;
-    snprintf(sql, sizeof(sql),
-             "CREATE_REPLICATION_SLOT \"walcast_rebuild_%d\" TEMPORARY LOGICAL wal2json (SNAPSHOT 'export')",
-             (int)getpid());
+    if (slot != NULL)
+        snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT \"%s\" LOGICAL wal2json (SNAPSHOT 'export')",
+                 slot);
+    else
+        snprintf(
+            sql, sizeof(sql),
+            "CREATE_REPLICATION_SLOT \"walcast_rebuild_%d\" TEMPORARY LOGICAL wal2json (SNAPSHOT 'export')",
+            (int)getpid());
     res = PQexec(s->repl, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || wc_lsn_parse(PQgetvalue(res, 0, 1), point) < 0) {
         result_error(err, "could not create a snapshot slot", res);

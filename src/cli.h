@@ -33,6 +33,8 @@ enum {
     OPT_ID,
     OPT_WATCH,
     OPT_TIMEOUT,
+    OPT_PROJECTION,
+    OPT_DISCARD,
     OPT_COUNT
 };
 
@@ -71,6 +73,8 @@ struct options {
     const char *id;
     int watch;
     const char *timeout;
+    const char *projection;
+    int discard;
     int verbose;
     const struct wc_command *command;
 };
@@ -98,5 +102,6 @@ int wc__cmd_check_config(const struct options *o);
 int wc__cmd_status(const struct options *o);
 int wc__cmd_doctor(const struct options *o);
 int wc__cmd_wait_lsn(const char *lsn, const struct options *o);
+int wc__cmd_rebuild(const struct options *o); /* rebuild and verify */
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "metrics.h"
+#include "shadow.h"
 #include "walcast/clock.h"
 #include "walcast/engine.h"
 #include "walcast/pgconn.h"
@@ -282,6 +283,9 @@ int wc__cmd_status(const struct options *o)
             if (!o->watch)
                 break;
         } else {
+            json_t *warn = json_object_get(doc, "warnings");
+            if (json_is_array(warn))
+                wc_projections_warnings(cfg, warn);
             rc = status_code(doc);
             if (o->watch)
                 printf("\033[H\033[2J");

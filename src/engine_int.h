@@ -137,6 +137,7 @@ struct session {
     struct pg_conn *hb_conn; /* plain connection to the source for heartbeats */
     int64_t last_hb_ms;
     struct wc_backoff hb_retry;
+    int projections_checked; /* new and changed projections were reported (projrec.c): once per run */
 };
 
 /* Nonzero when a job in flight has returned (no system call: the loop asks for every message). */

@@ -25,6 +25,8 @@ static const struct option longopts[] = {
     {"id", required_argument, NULL, 1000 + OPT_ID},
     {"watch", no_argument, NULL, 1000 + OPT_WATCH},
     {"timeout", required_argument, NULL, 1000 + OPT_TIMEOUT},
+    {"projection", required_argument, NULL, 1000 + OPT_PROJECTION},
+    {"discard", no_argument, NULL, 1000 + OPT_DISCARD},
     {"verbose", no_argument, NULL, 'v'},
     {"log-level", required_argument, NULL, 2000},
     {"version", no_argument, NULL, 'V'},
@@ -113,11 +115,11 @@ int main(int argc, char **argv)
         if (name[0] == '-')
             return usage_error(NULL,
                                "a command comes first, before \"%s\": run, tail, slot, status, doctor, "
-                               "check-config, dlq, sink or wait-lsn",
+                               "check-config, dlq, sink, wait-lsn, rebuild or verify",
                                name);
         return usage_error(NULL,
                            "unknown command \"%s\": use run, tail, slot, status, doctor, check-config, dlq, "
-                           "sink or wait-lsn",
+                           "sink, wait-lsn, rebuild or verify",
                            name);
     }
     o.command = cmd;
@@ -203,6 +205,12 @@ int main(int argc, char **argv)
         case 1000 + OPT_TIMEOUT:
             o.timeout = optarg;
             break;
+        case 1000 + OPT_PROJECTION:
+            o.projection = optarg;
+            break;
+        case 1000 + OPT_DISCARD:
+            o.discard = 1;
+            break;
         }
     }
     /* The action may also come after the options (walcast wait-lsn --sink NAME 0/16B3748). */
@@ -240,6 +248,8 @@ int main(int argc, char **argv)
         return wc__cmd_doctor(&o);
     if (strcmp(cmd->name, "wait-lsn") == 0)
         return wc__cmd_wait_lsn(action, &o);
+    if (strcmp(cmd->name, "rebuild") == 0 || strcmp(cmd->name, "verify") == 0)
+        return wc__cmd_rebuild(&o);
     printf("walcast %s\n", WC_VERSION);
     return EXIT_OK;
 }

@@ -8,6 +8,7 @@
 
 #include "engine_int.h"
 #include "metrics.h"
+#include "shadow.h"
 #include "walcast/lease.h"
 #include "walcast/log.h"
 #include "walcast/slot.h"
@@ -79,6 +80,12 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, const struct wc_ow
     k->has_cursor = 1;
     wc_metrics_applied(k);
     wc_warning("sink \"%s\": rebuilt from %lld outbox rows", k->name, (long long)n);
+    if (k->conf != NULL && k->conf->type == WC_SINK_POSTGRES) {
+        /* Every projection of the sink was built by its current definition (projrec.c). */
+        struct wc_err e2 = {0};
+        if (wc_projections_record_sink(s->cfg, k->conf, &e2) < 0)
+            wc_warning("%s", e2.msg);
+    }
     rc = 0;
 done:
     wc_snapshot_close(snap); /* drops the temporary slot */
@@ -223,9 +230,12 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
         } else if (lost && !rebuildable) {
             wc_err_set(err, WC_ERR_DATA,
                        "sink \"%s\" has lost data: its cursor (%s) is behind replication slot \"%s\" (%s); "
-                       "set sinks.%s.rebuild to rebuild it from the outbox table, or restore it",
+                       "set sinks.%s.rebuild to rebuild it from the outbox table%s%s%s, or restore it",
                        k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none", s->cfg->slot, c,
-                       k->name);
+                       k->name,
+                       k->conf->type == WC_SINK_POSTGRES ? ", run \"walcast rebuild -c FILE --sink " : "",
+                       k->conf->type == WC_SINK_POSTGRES ? k->name : "",
+                       k->conf->type == WC_SINK_POSTGRES ? "\" to rebuild it beside the old tables" : "");
             return -1;
         } else if (lost || (!k->has_cursor && rebuildable)) {
             if (lost)
@@ -238,6 +248,15 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
                 return -1;
         }
     }
+    /* New and changed projections, once per process (projrec.c). */
+    for (int i = 0; i < s->nsink && !s->projections_checked; i++) {
+        struct wc_err e2 = {0};
+        const struct wc_sink_conf *sc = s->sinks[i]->conf;
+        if (s->rt[i].state == SINK_UP && sc != NULL && sc->type == WC_SINK_POSTGRES &&
+            wc_projections_check(s->cfg, sc, &e2) < 0)
+            wc_warning("%s", e2.msg);
+    }
+    s->projections_checked = 1;
     *start = 0;
     for (int i = 0, first = 1; i < s->nsink; i++) {
         if (s->rt[i].state != SINK_UP)

@@ -133,6 +133,27 @@ static const struct wc_command commands[] = {
      "      --sink=NAME        the sink to wait for (optional with one sink)\n"
      "      --timeout=MS       give up after MS milliseconds (default 10000)\n",
      O(OPT_CONFIG) | O(OPT_SINK) | O(OPT_TIMEOUT), 1, "the LSN to wait for (X/Y)"},
+    {"rebuild", "rebuild -c FILE --projection NAME | --sink NAME [--discard]",
+     "Rebuild a PostgreSQL projection (or every projection of a sink) from the outbox table while the "
+     "engine\n"
+     "keeps it live: shadow tables are filled from a snapshot, caught up with the live sink, and swapped in\n"
+     "by renames in one transaction at the live sink's position. A stopped rebuild resumes at the next run;\n"
+     "--discard drops it. A sink that lost data is rebuilt with --sink (docs/operations.md).\n",
+     "Options:\n"
+     "  -c, --config=FILE      configuration file (required)\n"
+     "      --projection=NAME  the projection to rebuild (its tables: projections.NAME.tables)\n"
+     "      --sink=NAME        every projection of the sink\n"
+     "      --discard          drop an unfinished rebuild (its shadow schema and slot) instead\n",
+     O(OPT_CONFIG) | O(OPT_PROJECTION) | O(OPT_SINK) | O(OPT_DISCARD), 1, NULL},
+    {"verify", "verify -c FILE --projection NAME | --sink NAME",
+     "Rebuild a projection into a shadow from the outbox table and compare it with the live one at the\n"
+     "same position: rows (PostgreSQL) or keys (Redis, one server) missing, extra or different, with\n"
+     "examples. Exit 1 on any drift. The shadow is dropped afterwards.\n",
+     "Options:\n"
+     "  -c, --config=FILE      configuration file (required)\n"
+     "      --projection=NAME  the projection to check\n"
+     "      --sink=NAME        every projection of the sink\n",
+     O(OPT_CONFIG) | O(OPT_PROJECTION) | O(OPT_SINK), 1, NULL},
     {"version", "version", "Print the version.\n", "", 0, 0, NULL},
     {NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

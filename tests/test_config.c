@@ -407,7 +407,7 @@ Test(config, more_errors)
                  "7: key \"projections.p.on\": expected a mapping of event types to actions, got a list");
     expect_error(
         "sinks:\n  d:\n    type: postgres\nprojections:\n  p:\n    sink: d\n    extra: 1\n    on: {}\n",
-        "7: key \"projections.p.extra\": unknown key (expected sink or on)");
+        "7: key \"projections.p.extra\": unknown key (expected sink, on, tables, keys or rebuild)");
 }
 
 /* $n inside literals, quoted identifiers, comments and dollar-quoted bodies are not parameters. */

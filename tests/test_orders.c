@@ -250,11 +250,15 @@ Test(orders, least_privilege_roles)
     long long id = place(&e, customer, "[{\"sku\": \"A\", \"qty\": 1, \"unit_price\": 5.00}]");
     wait_order(&e, id, "placed", 20000); /* walcast (user walcast) applied it and kept its cursor */
 
-    char *rights = qv(e.r, "SELECT r.rolreplication::text || ' ' || has_schema_privilege('walcast', 'public', "
-                           "'CREATE')::text || ' ' || has_table_privilege('walcast', 'order_summary', "
-                           "'TRUNCATE')::text FROM pg_roles r WHERE r.rolname = 'walcast'");
-    expect_str("walcast on the read side: no REPLICATION, no CREATE, TRUNCATE for a rebuild", rights,
-               "false false true");
+    char *rights =
+        qv(e.r, "SELECT r.rolreplication::text || ' ' || has_schema_privilege('walcast', 'public', "
+                "'CREATE')::text || ' ' || has_table_privilege('walcast', 'order_summary', "
+                "'TRUNCATE')::text FROM pg_roles r WHERE r.rolname = 'walcast'");
+    /* CREATE on public: an online rebuild moves its new tables in (docs/operations.md, "Rebuilding a
+     * projection"); the only privilege beyond applying events, with CREATE on the database for the shadow. */
+    expect_str(
+        "walcast on the read side: no REPLICATION, CREATE for an online rebuild, TRUNCATE for a rebuild",
+        rights, "false true true");
 
     char *rd = xprintf("%s user=reader", e.read_dsn);
     PGconn *reader = wct_pg_connect(rd);

@@ -64,6 +64,17 @@ CREATE TABLE IF NOT EXISTS public.walcast_dead_letters (
     created_at     timestamptz DEFAULT now()
 );
 
+-- Which projections each sink's cursor covers, with a fingerprint of each one's definition: a projection
+-- added or changed since is reported at start with the command that rebuilds it.
+CREATE TABLE IF NOT EXISTS public.walcast_projections (
+    slot        text,
+    sink        text,
+    projection  text,
+    fingerprint text NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (slot, sink, projection)
+);
+
 -- Which source and slot own each sink of this database (one engine per sink, see docs/configuration.md).
 CREATE TABLE IF NOT EXISTS public.walcast_owner (
     sink              text PRIMARY KEY,
@@ -77,7 +88,7 @@ CREATE TABLE IF NOT EXISTS public.walcast_owner (
 -- upgraded ones do not), and nobody gets anything on these tables but what follows.
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 REVOKE ALL ON public.order_summary, public.customer_ltv, public.walcast_cursor, public.walcast_dead_letters,
-    public.walcast_owner FROM PUBLIC;
+    public.walcast_owner, public.walcast_projections FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO walcast, reader;
 -- The projections' statements read what they update (ON CONFLICT DO UPDATE, UPDATE ... WHERE); a rebuild
 -- empties them with TRUNCATE.
@@ -85,6 +96,7 @@ GRANT SELECT, INSERT, UPDATE, TRUNCATE ON public.order_summary, public.customer_
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.walcast_cursor, public.walcast_dead_letters TO walcast;
 GRANT USAGE ON SEQUENCE public.walcast_dead_letters_id_seq TO walcast;
 GRANT SELECT, INSERT, DELETE ON public.walcast_owner TO walcast;
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.walcast_projections TO walcast;
 GRANT SELECT ON public.order_summary, public.customer_ltv TO reader;
 -- Read your writes: a reader may see how far each sink has applied (walcast_cursor.lsn, announced by
 -- NOTIFY walcast_applied), and nothing else of walcast's tables.
@@ -92,5 +104,20 @@ GRANT SELECT (slot, sink, lsn) ON public.walcast_cursor TO reader;
 DO $$
 BEGIN
     EXECUTE format('GRANT CONNECT ON DATABASE %I TO walcast, reader', current_database());
+END
+$$;
+
+-- Online rebuilds (`walcast rebuild`, `walcast verify`; docs/operations.md, "Rebuilding a projection")
+-- build shadow tables in a schema of their own (walcast_shadow_<name>) and swap them in by renames: the
+-- privileges beyond the above are CREATE on this database (for that schema) and on schema public (a
+-- table moved into a schema needs it), and walcast's role owns the projection tables (only a table's
+-- owner may move or drop it; the swap copies the other grants, reader's SELECT included, to the new
+-- tables). Leave these out if you never rebuild online.
+GRANT CREATE ON SCHEMA public TO walcast;
+ALTER TABLE public.order_summary OWNER TO walcast;
+ALTER TABLE public.customer_ltv OWNER TO walcast;
+DO $$
+BEGIN
+    EXECUTE format('GRANT CREATE ON DATABASE %I TO walcast', current_database());
 END
 $$;

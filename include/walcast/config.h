@@ -99,6 +99,22 @@ struct wc_sink_conf {
     void *index; /* private to config.c: event type -> rules */
 };
 
+/*
+ * What a projection owns (config/owns.c): the tables a PostgreSQL projection writes (projections.NAME.tables)
+ * or the key patterns of a Redis one (projections.NAME.keys: glob patterns with "*" and "?"). A rebuild
+ * builds these beside the live ones and swaps them in; no two projections of a sink own the same.
+ */
+struct wc_projection {
+    char *name;
+    int sink; /* index into cfg->sinks */
+    int ntables;
+    char **tables; /* "table" or "schema.table" */
+    int nkeys;
+    char **keys;
+    int rebuild_auto; /* projections.NAME.rebuild: auto (new or changed: rebuilt at start); 0 = manual */
+    int line;
+};
+
 struct wc_config {
     char *path;
     /* source */
@@ -135,6 +151,8 @@ struct wc_config {
     int forecast_warn_seconds;       /* a warning when the slot would be lost within this (3600; 0 = off) */
     int nsink;
     struct wc_sink_conf *sinks;
+    int nprojection; /* in file order */
+    struct wc_projection *projections;
 };
 
 /*
@@ -151,6 +169,21 @@ struct wc_rule *const *wc_config_rules(const struct wc_sink_conf *sink, const ch
 int wc_config_knows_event(const struct wc_config *cfg, const char *event_type);
 
 const char *wc_policy_name(int policy);
+
+/* A fingerprint of projection p's definition (its event types and actions, in order): 16 hex digits. */
+void wc_projection_fingerprint(const struct wc_config *cfg, const struct wc_projection *p, char out[17]);
+/* The projection called name (borrowed), or NULL. */
+const struct wc_projection *wc_config_projection(const struct wc_config *cfg, const char *name);
+/*
+ * A sink of its own for a rebuild: a copy of sink sc named name whose rules are only those of the
+ * projections in names (n of them), in configuration order, with its own index. The rules' statements,
+ * commands and templates are sc's (borrowed: sc must outlive it). Free with wc_sink_conf_subset_free.
+ */
+struct wc_sink_conf *wc_sink_conf_subset(const struct wc_sink_conf *sc, const char *name,
+                                         const char *const *names, int n);
+void wc_sink_conf_subset_free(struct wc_sink_conf *sub);
+/* Nonzero when some key matches both glob patterns ("*" any run of characters, "?" one character). */
+int wc_key_patterns_overlap(const char *a, const char *b);
 
 /*
  * Set one scalar key ("source.slot", "source.outbox.table", "source.dsn") from a command-line option,

@@ -28,5 +28,10 @@ struct redisContext;
 struct redisContext *wc_redis_reader(const struct wc_sink_conf *conf, struct wc_err *err);
 /* The password of a Redis DSN (new string), NULL when it has none or does not parse. */
 char *wc_redis_dsn_password(const char *dsn);
+/* A command on a (single-node) Redis sink's own connection: its reply (free with freeReplyObject), or NULL
+ * with err (not open, a cluster sink, the connection failed). */
+struct redisReply;
+struct redisReply *wc_sink_redis_command(struct wc_sink *s, int argc, const char **argv, const size_t *len,
+                                         struct wc_err *err);
 
 #endif

@@ -106,6 +106,11 @@ struct wc_sink {
      * left by a killed process) before the cursor is read, so that a transaction it still had in flight
      * cannot commit after the cursor was read. dlq commands leave it 0 and never disturb the engine. */
     int writer;
+    /* PostgreSQL: schemas searched before the connection's own search path (a rebuild's shadow schema,
+     * where the projection's statements find its shadow tables); NULL = none. Set before open(). */
+    const char *search_path;
+    /* Redis: prepended to every key the projections write (a verify's shadow key space); NULL = none. */
+    const char *key_prefix;
     /* The engine gave up waiting for a thread still running on this sink (at shutdown): it is neither
      * closed nor freed (wc_sink_free leaves it), the process is about to exit. */
     int abandoned;

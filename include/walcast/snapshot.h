@@ -20,6 +20,11 @@ struct wc_snapshot;
  */
 struct wc_snapshot *wc_snapshot_open(const char *dsn, const struct wc_outbox *ob, wc_lsn *point,
                                      struct wc_err *err);
+/* The same with a permanent slot of that name (slot: [a-z0-9_], must not exist): it outlives the snapshot,
+ * so the stream can go on from *point on a connection of its own, and after a crash (an online rebuild,
+ * src/shadow.h). Whoever creates it drops it. */
+struct wc_snapshot *wc_snapshot_open_slot(const char *dsn, const struct wc_outbox *ob, const char *slot,
+                                          wc_lsn *point, struct wc_err *err);
 /*
  * The next row as an event, built by the stream's own decoder from the message wal2json would have sent
  * for it (replication/decode.c): the same column values, the same poison rows. Its position is (the

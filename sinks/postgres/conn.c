@@ -333,6 +333,27 @@ static int take_writer_lock(struct wc_sink *s, struct wc_err *err)
     }
 }
 
+/* Put the sink's search_path before the connection's: after walcast's own tables were found or made
+ * (they stay where they are), before the statements are prepared (they resolve names through it). */
+static int shadow_path(struct wc_sink *s, struct wc_err *err)
+{
+    const char *params[1] = {s->search_path};
+    PGresult *r = pg_exec(s, NULL,
+                          "SELECT set_config('search_path', quote_ident($1) || ', ' || "
+                          "current_setting('search_path'), false)",
+                          1, params, err);
+
+    if (r == NULL)
+        return -1;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_fail_result(s, r, WC_ERR_DATA, "could not set the search path", err);
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    return 0;
+}
+
 /*
  * Connect, create walcast's tables when missing and prepare every statement. The DSN may hold a
  * password, so it never appears in a message: libpq's own message names host and port only. The
@@ -379,6 +400,8 @@ static int pg_open(struct wc_sink *s, struct wc_err *err)
         goto error;
     }
     if (s->writer && take_writer_lock(s, err) < 0)
+        goto error;
+    if (s->search_path != NULL && shadow_path(s, err) < 0)
         goto error;
     if (prepare_all(s, err) < 0)
         goto error;

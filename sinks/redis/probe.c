@@ -212,3 +212,15 @@ redisContext *wc_redis_reader(const struct wc_sink_conf *conf, struct wc_err *er
     s.ops->close(&s);
     return c;
 }
+
+redisReply *wc_sink_redis_command(struct wc_sink *s, int argc, const char **argv, const size_t *len,
+                                  struct wc_err *err)
+{
+    struct redis_sink *p = s->priv;
+
+    if (p == NULL || p->c == NULL || p->cs != NULL) {
+        wc_err_set(err, WC_ERR_IO, "sink \"%s\": not open (or a cluster)", s->name);
+        return NULL;
+    }
+    return redis_command(s, p, argc, argv, len, err);
+}

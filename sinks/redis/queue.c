@@ -158,6 +158,9 @@ int redis_render(struct wc_sink *s, struct redis_sink *p, struct wc_event *ev, s
                     continue;
                 struct wc_err terr = {0};
                 size_t off = p->arg.len;
+                if (how == GEN_KEY && s->key_prefix != NULL)
+                    wc_buf_puts(&p->arg, s->key_prefix);
+                size_t voff = p->arg.len;
                 int rc = wc_tmpl_render(cmd->argv[m], ev, &p->arg, &terr);
                 if (rc < 0) {
                     snprintf(msg, msgsize,
@@ -167,8 +170,9 @@ int redis_render(struct wc_sink *s, struct redis_sink *p, struct wc_event *ev, s
                     return -1;
                 }
                 size_t len = p->arg.len - off;
-                if (cmd->kinds[m] != WC_RA_VALUE && !wc_redis_arg_ok(cmd->kinds[m], p->arg.data + off, len)) {
-                    bad_value(rules[i], cmd, m, p->arg.data + off, len, msg, msgsize);
+                if (cmd->kinds[m] != WC_RA_VALUE &&
+                    !wc_redis_arg_ok(cmd->kinds[m], p->arg.data + voff, p->arg.len - voff)) {
+                    bad_value(rules[i], cmd, m, p->arg.data + voff, p->arg.len - voff, msg, msgsize);
                     return -1;
                 }
                 int slot = how == GEN_KEY ? kpos + ki++ : apos + ai++;

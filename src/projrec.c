@@ -1,0 +1,235 @@
+/*
+ * projrec.c - which projections a PostgreSQL sink's cursor covers: table walcast_projections holds, per
+ * slot and sink, each projection with a fingerprint of its definition (wc_projection_fingerprint). At
+ * start a projection the record lacks (added to the configuration) or whose fingerprint differs (its
+ * statements changed) is reported with the command that rebuilds it, or rebuilt right away by a `walcast
+ * rebuild` child process when it has `rebuild: auto`. A successful rebuild records what it swapped in.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "shadow.h"
+#include "walcast/log.h"
+#include "walcast/pgconn.h"
+
+#define CREATE_SQL                                                                                           \
+    "DO $walcast$ BEGIN IF to_regclass('walcast_projections') IS NULL THEN "                                 \
+    "CREATE TABLE walcast_projections (slot text, sink text, projection text, fingerprint text NOT NULL, "   \
+    "recorded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (slot, sink, projection)); END IF; END "    \
+    "$walcast$"
+#define UPSERT_SQL                                                                                           \
+    "INSERT INTO walcast_projections (slot, sink, projection, fingerprint) VALUES ($1, $2, $3, $4) ON "      \
+    "CONFLICT "                                                                                              \
+    "(slot, sink, projection) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, recorded_at = now()"
+
+/* Nothing here waits on the server without a deadline (the engine's thread runs the check at start). */
+#define WAIT_MS 5000
+
+static PGresult *ex(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    struct wc_err ignored;
+    return wc_pg_exec(c, sql, n, params, WAIT_MS, &ignored);
+}
+
+static int ok(PGresult *r)
+{
+    int st = PQresultStatus(r);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+int wc_projections_record(PGconn *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
+                          const char *const *names, int n, struct wc_err *err)
+{
+    PGresult *r = ex(c, "SELECT to_regclass('walcast_projections') IS NOT NULL", 0, NULL);
+    int good = ok(r), exists = good && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+
+    PQclear(r);
+    if (good && !exists) {
+        /* Made where walcast's role may (never inside the caller's transaction: a refusal would end it). */
+        if (PQtransactionStatus(c) == PQTRANS_IDLE) {
+            r = ex(c, CREATE_SQL, 0, NULL);
+            exists = ok(r);
+            PQclear(r);
+        }
+        if (!exists) {
+            wc_debug("sink \"%s\": no walcast_projections table: its projections are not recorded", sc->name);
+            return 0;
+        }
+    }
+    for (int i = 0; good && i < cfg->nprojection; i++) {
+        const struct wc_projection *p = &cfg->projections[i];
+        int want = names == NULL;
+        for (int k = 0; k < n && !want; k++)
+            want = strcmp(names[k], p->name) == 0;
+        if (!want || &cfg->sinks[p->sink] != sc)
+            continue;
+        char fp[17];
+        wc_projection_fingerprint(cfg, p, fp);
+        const char *params[4] = {cfg->slot, sc->name, p->name, fp};
+        r = ex(c, UPSERT_SQL, 4, params);
+        good = ok(r);
+        PQclear(r);
+    }
+    if (!good) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c));
+        msg[strcspn(msg, "\n")] = '\0';
+        wc_err_set(err, WC_ERR_DATA,
+                   "sink \"%s\": could not record its projections in walcast_projections: %s", sc->name, msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* `walcast rebuild -c FILE --projection NAME` as a child of its own (double fork: nobody waits for it). */
+static void spawn_rebuild(const struct wc_config *cfg, const char *name)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (fork() == 0) {
+            char exe[4096];
+            ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+            if (n > 0) {
+                exe[n] = '\0';
+                execl(exe, "walcast", "rebuild", "-c", cfg->path, "--projection", name, (char *)NULL);
+            }
+            _exit(127);
+        }
+        _exit(0);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+}
+
+/*
+ * Compare sink sc's record with the configuration on c: fn(p, had) for each projection that is new (had
+ * NULL) or changed (had: the recorded fingerprint). A sink without a record gets one (its first start).
+ * 0, or -1 with err; a database without walcast_projections (a role that may not create it) is 0.
+ */
+static int compare(PGconn *c, const struct wc_config *cfg, const struct wc_sink_conf *sc, int record,
+                   void (*fn)(const struct wc_config *, const struct wc_sink_conf *,
+                              const struct wc_projection *, const char *, void *),
+                   void *arg, struct wc_err *err)
+{
+    const char *params[2] = {cfg->slot, sc->name};
+    PGresult *r;
+
+    if (record)
+        PQclear(ex(c, CREATE_SQL, 0, NULL));
+    r = ex(c, "SELECT projection, fingerprint FROM walcast_projections WHERE slot = $1 AND sink = $2", 2,
+           params);
+    if (!ok(r)) {
+        /* No record kept here: nothing to compare with. */
+        wc_debug("sink \"%s\": no record of its projections: %s", sc->name, PQerrorMessage(c));
+        PQclear(r);
+        return 0;
+    }
+    if (PQntuples(r) == 0) {
+        /* The first start with a record (or of the sink): what it has is what the configuration says. */
+        PQclear(r);
+        return record ? wc_projections_record(c, cfg, sc, NULL, 0, err) : 0;
+    }
+    for (int i = 0; i < cfg->nprojection; i++) {
+        const struct wc_projection *p = &cfg->projections[i];
+        const char *had = NULL;
+        int found = 0;
+        char fp[17];
+        if (&cfg->sinks[p->sink] != sc)
+            continue;
+        wc_projection_fingerprint(cfg, p, fp);
+        for (int k = 0; k < PQntuples(r); k++)
+            if (strcmp(PQgetvalue(r, k, 0), p->name) == 0) {
+                had = PQgetvalue(r, k, 1);
+                found = 1;
+            }
+        if (!found || strcmp(had, fp) != 0)
+            fn(cfg, sc, p, had, arg);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static void describe(const struct wc_config *cfg, const struct wc_sink_conf *sc,
+                     const struct wc_projection *p, const char *had, char *buf, size_t size)
+{
+    snprintf(buf, size,
+             "projection \"%s\" %s sink \"%s\": its tables hold %s; rebuild it with \"walcast rebuild -c %s "
+             "--projection %s\" (or set projections.%s.rebuild: auto)",
+             p->name, had == NULL ? "is new to" : "changed since it was built in", sc->name,
+             had == NULL ? "only the events applied since it was added" : "what the old definition made",
+             cfg->path ? cfg->path : "FILE", p->name, p->name);
+}
+
+static void at_start(const struct wc_config *cfg, const struct wc_sink_conf *sc,
+                     const struct wc_projection *p, const char *had, void *arg)
+{
+    char msg[1024];
+    (void)arg;
+    if (p->rebuild_auto && cfg->path != NULL) {
+        wc_warning(
+            "projection \"%s\" %s sink \"%s\": rebuilding it (rebuild: auto) with \"walcast rebuild -c %s "
+            "--projection %s\"",
+            p->name, had == NULL ? "is new to" : "changed since it was built in", sc->name, cfg->path,
+            p->name);
+        spawn_rebuild(cfg, p->name);
+        return;
+    }
+    describe(cfg, sc, p, had, msg, sizeof(msg));
+    wc_warning("%s", msg);
+}
+
+static PGconn *connect_sink(const struct wc_sink_conf *sc, struct wc_err *err)
+{
+    char who[200];
+    struct wc_pgconn_opts co = {.dsn = sc->dsn, .who = who, .options = "-c statement_timeout=5000"};
+    snprintf(who, sizeof(who), "sink \"%s\"", sc->name);
+    return wc_pgconn_open(&co, err);
+}
+
+int wc_projections_check(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err)
+{
+    PGconn *c = connect_sink(sc, err);
+    if (c == NULL)
+        return -1;
+    int rc = compare(c, cfg, sc, 1, at_start, NULL, err);
+    wc_pg_close(c);
+    return rc;
+}
+
+int wc_projections_record_sink(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err)
+{
+    PGconn *c = connect_sink(sc, err);
+    if (c == NULL)
+        return -1;
+    int rc = wc_projections_record(c, cfg, sc, NULL, 0, err);
+    wc_pg_close(c);
+    return rc;
+}
+
+static void to_json(const struct wc_config *cfg, const struct wc_sink_conf *sc, const struct wc_projection *p,
+                    const char *had, void *arg)
+{
+    char msg[1024];
+    describe(cfg, sc, p, had, msg, sizeof(msg));
+    json_array_append_new(arg, json_string(msg));
+}
+
+void wc_projections_warnings(const struct wc_config *cfg, json_t *warnings)
+{
+    for (int i = 0; i < cfg->nsink; i++) {
+        const struct wc_sink_conf *sc = &cfg->sinks[i];
+        struct wc_err err = {0};
+        if (sc->type != WC_SINK_POSTGRES)
+            continue;
+        PGconn *c = connect_sink(sc, &err);
+        if (c == NULL)
+            continue; /* the sink's own line says it cannot be reached */
+        compare(c, cfg, sc, 0, to_json, warnings, &err);
+        wc_pg_close(c);
+    }
+}

@@ -1,0 +1,250 @@
+/*
+ * shadow_redis.c - `walcast verify` for a Redis projection (one server, not a cluster): the shadow is the
+ * projection's keys written under the prefix "walcast:shadow:<unit>:" by the same generated scripts
+ * (sinks.key_prefix), in the same database. To compare at one position without touching the live sink's
+ * commits, writes are paused on the server (CLIENT PAUSE WRITE: the live sink's next commit waits, reads go
+ * on) while the live cursor is read and, when the shadow has applied exactly what it covers, the keys of
+ * the projection's patterns are compared with the shadow's.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "shadow.h"
+#include "walcast/buf.h"
+#include "walcast/probe.h"
+
+static redisReply *cmd(struct wc_shadow *sh, struct wc_err *err, int argc, const char **argv)
+{
+    redisReply *r = wc_sink_redis_command(sh->rk, argc, argv, NULL, err);
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        wc_err_set(err, WC_ERR_DATA, "sink \"%s\": %s: %s", sh->live->name, argv[0], r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Every key matching pattern (SCAN), into a NULL-terminated new array of new strings; *n the count. */
+static char **scan(struct wc_shadow *sh, const char *pattern, int *n, struct wc_err *err)
+{
+    char cursor[32] = "0";
+    char **keys = NULL;
+    int cap = 0;
+
+    *n = 0;
+    do {
+        const char *argv[6] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+        redisReply *r = cmd(sh, err, 6, argv);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            freeReplyObject(r);
+            for (int i = 0; i < *n; i++)
+                free(keys[i]);
+            free(keys);
+            return NULL;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            if (*n + 2 > cap) {
+                cap = cap ? cap * 2 : 256;
+                keys = realloc(keys, (size_t)cap * sizeof(char *));
+            }
+            keys[(*n)++] = strdup(r->element[1]->element[i]->str);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    if (keys == NULL)
+        keys = calloc(1, sizeof(char *));
+    keys[*n] = NULL;
+    return keys;
+}
+
+static void free_keys(char **keys, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
+}
+
+int wc_rshadow_wipe(struct wc_shadow *sh, struct wc_err *err)
+{
+    char pattern[200];
+    int n;
+    snprintf(pattern, sizeof(pattern), "%s*", sh->prefix);
+    char **keys = scan(sh, pattern, &n, err);
+    if (keys == NULL)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        const char *argv[2] = {"UNLINK", keys[i]};
+        freeReplyObject(cmd(sh, err, 2, argv));
+    }
+    free_keys(keys, n);
+    /* Its cursor, and the position it announced as applied (read-your-writes' hash: the field is the
+     * shadow's own name, which no reader waits for, but it should not stay behind). */
+    char ck[200], ak[200];
+    snprintf(ck, sizeof(ck), "walcast:cursor:%s", sh->cfg->slot);
+    snprintf(ak, sizeof(ak), "walcast:applied:%s", sh->cfg->slot);
+    const char *argv[3] = {"HDEL", ck, sh->sink_name}, *argv2[3] = {"HDEL", ak, sh->sink_name};
+    redisReply *r = cmd(sh, err, 3, argv);
+    freeReplyObject(r);
+    if (r == NULL)
+        return -1;
+    r = cmd(sh, err, 3, argv2);
+    freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
+int wc_rshadow_cursor(struct wc_shadow *sh, const char *sink, struct wc_pos *out, int *found,
+                      struct wc_err *err)
+{
+    char ck[200];
+    snprintf(ck, sizeof(ck), "walcast:cursor:%s", sh->cfg->slot);
+    const char *argv[3] = {"HGET", ck, sink};
+    redisReply *r = cmd(sh, err, 3, argv);
+    if (r == NULL)
+        return -1;
+    *found = r->type == REDIS_REPLY_STRING;
+    *out = WC_POS_NONE;
+    int rc = *found && wc_pos_parse(r->str, out) < 0 ? -1 : 0;
+    if (rc < 0)
+        wc_err_set(err, WC_ERR_PROTOCOL, "sink \"%s\": invalid cursor \"%.64s\"", sink, r->str);
+    freeReplyObject(r);
+    return rc;
+}
+
+int wc_rshadow_pause(struct wc_shadow *sh, int pause, struct wc_err *err)
+{
+    const char *argv[4] = {"CLIENT", pause ? "PAUSE" : "UNPAUSE", "5000", "WRITE"};
+    redisReply *r = cmd(sh, err, pause ? 4 : 2, argv);
+    freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A key's value as text that two equal values share: by type, members in a fixed order. */
+static int canon(struct wc_shadow *sh, const char *key, struct wc_buf *b, struct wc_err *err)
+{
+    const char *targv[2] = {"TYPE", key};
+    redisReply *t = cmd(sh, err, 2, targv), *r = NULL;
+    if (t == NULL)
+        return -1;
+    wc_buf_reset(b);
+    wc_buf_printf(b, "%s ", t->str);
+    if (strcmp(t->str, "string") == 0) {
+        const char *argv[2] = {"GET", key};
+        r = cmd(sh, err, 2, argv);
+    } else if (strcmp(t->str, "hash") == 0) {
+        /* HGETALL's order depends on the encoding: sort field=value pairs. */
+        const char *argv[2] = {"HGETALL", key};
+        r = cmd(sh, err, 2, argv);
+    } else if (strcmp(t->str, "zset") == 0) {
+        const char *argv[5] = {"ZRANGE", key, "0", "-1", "WITHSCORES"};
+        r = cmd(sh, err, 5, argv);
+    } else if (strcmp(t->str, "set") == 0) {
+        const char *argv[2] = {"SMEMBERS", key};
+        r = cmd(sh, err, 2, argv);
+    } else if (strcmp(t->str, "list") == 0) {
+        const char *argv[4] = {"LRANGE", key, "0", "-1"};
+        r = cmd(sh, err, 4, argv);
+    } else {
+        const char *argv[2] = {"DUMP", key};
+        r = cmd(sh, err, 2, argv);
+    }
+    int hash = strcmp(t->str, "hash") == 0, set = strcmp(t->str, "set") == 0;
+    freeReplyObject(t);
+    if (r == NULL)
+        return -1;
+    if (r->type == REDIS_REPLY_STRING) {
+        wc_buf_printf(b, "%.*s", (int)r->len, r->str);
+    } else if (r->type == REDIS_REPLY_ARRAY) {
+        size_t n = r->elements, step = hash ? 2 : 1;
+        char **items = calloc(n / step + 1, sizeof(char *));
+        for (size_t i = 0; i + step <= n; i += step) {
+            struct wc_buf one = WC_BUF_INIT;
+            wc_buf_printf(&one, "%s", r->element[i]->str);
+            if (hash)
+                wc_buf_printf(&one, "=%s", r->element[i + 1]->str);
+            items[i / step] = one.data ? one.data : strdup("");
+        }
+        if (hash || set)
+            qsort(items, n / step, sizeof(char *), cmp_str);
+        for (size_t i = 0; i < n / step; i++) {
+            wc_buf_printf(b, "%s%s", i ? " " : "", items[i]);
+            free(items[i]);
+        }
+        free(items);
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+int wc_rshadow_compare(struct wc_shadow *sh, int examples, long long *drift, struct wc_err *err)
+{
+    struct wc_buf lv = WC_BUF_INIT, sv = WC_BUF_INIT;
+    char **live = NULL, pattern[300];
+    int nlive = 0, rc = -1, nshadow = 0;
+    long long missing = 0, extra = 0, different = 0;
+    size_t plen = strlen(sh->prefix);
+
+    *drift = 0;
+    /* The live keys of the projection's patterns (walcast's own excluded). */
+    for (int i = 0; i < sh->npattern; i++) {
+        int n;
+        char **k = scan(sh, sh->patterns[i], &n, err);
+        if (k == NULL)
+            goto done;
+        live = realloc(live, (size_t)(nlive + n + 1) * sizeof(char *));
+        for (int j = 0; j < n; j++)
+            if (strncmp(k[j], "walcast:", 8) != 0)
+                live[nlive++] = k[j];
+            else
+                free(k[j]);
+        free(k);
+    }
+    if (live != NULL)
+        qsort(live, (size_t)nlive, sizeof(char *), cmp_str);
+    snprintf(pattern, sizeof(pattern), "%s*", sh->prefix);
+    char **shadow = scan(sh, pattern, &nshadow, err);
+    if (shadow == NULL)
+        goto done;
+    qsort(shadow, (size_t)nshadow, sizeof(char *), cmp_str);
+    /* Merge the two sorted lists (the shadow's without its prefix). */
+    int i = 0, j = 0;
+    while (i < nlive || j < nshadow) {
+        int c = i >= nlive ? 1 : j >= nshadow ? -1 : strcmp(live[i], shadow[j] + plen);
+        if (c < 0) {
+            if (extra++ < examples)
+                printf("  extra key (in the live keys, not in the rebuild): %s\n", live[i]);
+            i++;
+        } else if (c > 0) {
+            if (missing++ < examples)
+                printf("  missing key (in the rebuild, not in the live keys): %s\n", shadow[j] + plen);
+            j++;
+        } else {
+            if (canon(sh, live[i], &lv, err) < 0 || canon(sh, shadow[j], &sv, err) < 0)
+                goto done_shadow;
+            if (strcmp(lv.data ? lv.data : "", sv.data ? sv.data : "") != 0 && different++ < examples)
+                printf("  key %s differs:\n    live:    %.300s\n    rebuilt: %.300s\n", live[i], lv.data,
+                       sv.data);
+            i++;
+            j++;
+        }
+    }
+    printf("projection \"%s\": %d live keys, %d rebuilt: %lld missing, %lld extra, %lld different\n",
+           sh->unit, nlive, nshadow, missing, extra, different);
+    *drift = missing + extra + different;
+    rc = 0;
+done_shadow:
+    free_keys(shadow, nshadow);
+done:
+    free_keys(live, nlive);
+    wc_buf_free(&lv);
+    wc_buf_free(&sv);
+    return rc;
+}

@@ -1,0 +1,606 @@
+/*
+ * test_rebuild.c - `walcast rebuild` and `walcast verify` on the order example's PostgreSQL projections,
+ * beside a running `walcast run` under load: a reader never sees a missing order or a partial sum, the
+ * swapped-in projection equals its recomputation from the write side (check.sh), the live lag stays in its
+ * range; kill -9 in the replay, the catch-up and the swap leaves the live tables untouched and a rerun
+ * completes; verify finds drift and passes on a healthy sink; a sink that lost data is rebuilt.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "orders_env.h"
+
+TestSuite(rebuild, .timeout = 240);
+
+/* A reader of the live projections, as an application would poll them. */
+struct reader {
+    const char *dsn;
+    volatile int stop;
+    long long polls, max_orders, violations;
+    char first_violation[300];
+    /* lag probe: an order placed on the write side, timed until the read side shows it */
+    const char *write_dsn;
+    long long lags[4096];
+    int nlag;
+};
+
+static void *read_loop(void *arg)
+{
+    struct reader *r = arg;
+    PGconn *c = wct_pg_connect(r->dsn);
+
+    while (!r->stop) {
+        /* One statement, one snapshot: an order counted in order_summary that is not cancelled is counted
+         * in customer_ltv.orders (both are written by the same sink transaction). */
+        PGresult *res =
+            PQexec(c, "SELECT (SELECT count(*) FROM order_summary), (SELECT count(*) FROM "
+                      "order_summary WHERE status <> 'cancelled'), (SELECT coalesce(sum(orders), 0) "
+                      "FROM customer_ltv)");
+        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+            long long n = atoll(PQgetvalue(res, 0, 0)), live = atoll(PQgetvalue(res, 0, 1)),
+                      ltv = atoll(PQgetvalue(res, 0, 2));
+            if ((n < r->max_orders || live != ltv) && r->violations++ == 0)
+                snprintf(r->first_violation, sizeof(r->first_violation),
+                         "orders %lld (seen %lld before), not cancelled %lld, ltv orders %lld", n,
+                         r->max_orders, live, ltv);
+            if (n > r->max_orders)
+                r->max_orders = n;
+            r->polls++;
+        } else if (r->violations++ == 0) {
+            snprintf(r->first_violation, sizeof(r->first_violation), "%s", PQerrorMessage(c));
+        }
+        PQclear(res);
+        sleep_ms(2);
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+static void *lag_loop(void *arg)
+{
+    struct reader *r = arg;
+    PGconn *w = wct_pg_connect(r->write_dsn), *c = wct_pg_connect(r->dsn);
+
+    while (!r->stop && r->nlag < 4096) {
+        long long t0 = now_ms();
+        char *id =
+            qv(w, "SELECT shop.place_order(77, '[{\"sku\": \"LAG\", \"qty\": 1, \"unit_price\": 1.00}]')");
+        char *sql = xprintf("SELECT 1 FROM order_summary WHERE order_id = %s", id);
+        while (!r->stop) {
+            char *v = qv(c, "%s", sql);
+            int seen = v != NULL;
+            free(v);
+            if (seen)
+                break;
+            sleep_ms(1);
+        }
+        r->lags[r->nlag++] = now_ms() - t0;
+        free(sql);
+        free(id);
+        sleep_ms(50);
+    }
+    PQfinish(w);
+    PQfinish(c);
+    return NULL;
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+/* walcast rebuild/verify ARGS with the test's environment; its exit status, its output in *out. */
+static int walcast(struct orders_env *e, const char *args, char **out)
+{
+    char *cmd = xprintf("'%s' %s -c '%s' 2>&1", wct_walcast(), args, e->config);
+    int rc = wct_run(cmd, out);
+    free(cmd);
+    return rc;
+}
+
+/* Both live tables exist, are read by the reader role, and keep their indexes. */
+static void expect_live_tables(struct orders_env *e)
+{
+    cr_expect_eq(qll(e->r, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename IN "
+                           "('order_summary', 'customer_ltv')"),
+                 2);
+    cr_expect_eq(qll(e->r, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND indexname IN "
+                           "('order_summary_customer_placed', 'order_summary_pkey', 'customer_ltv_pkey')"),
+                 3);
+    cr_expect_eq(qll(e->r,
+                     "SELECT count(*) FROM (SELECT has_table_privilege('reader', 'public.order_summary', "
+                     "'SELECT') AND has_table_privilege('reader', 'public.customer_ltv', 'SELECT') AND NOT "
+                     "has_table_privilege('reader', 'public.order_summary', 'INSERT') AS ok) x WHERE ok"),
+                 1);
+}
+
+static void expect_no_leftovers(struct orders_env *e)
+{
+    cr_expect_eq(qll(e->r, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'walcast\\_%'"), 0);
+    cr_expect_eq(qll(e->r, "SELECT count(*) FROM walcast_cursor WHERE sink LIKE '%:rebuild:%' OR sink LIKE "
+                           "'%:verify:%'"),
+                 0);
+    cr_expect_eq(qll(e->w,
+                     "SELECT count(*) FROM pg_replication_slots WHERE (slot_name LIKE 'walcast\\_rb\\_%' OR "
+                     "slot_name LIKE 'walcast\\_vf\\_%') AND database = current_database()"),
+                 0);
+}
+
+static void start_reader(struct reader *rd, struct orders_env *e, pthread_t *t)
+{
+    memset(rd, 0, sizeof(*rd));
+    rd->dsn = e->read_dsn;
+    rd->write_dsn = e->write_dsn;
+    pthread_create(&t[0], NULL, read_loop, rd);
+    pthread_create(&t[1], NULL, lag_loop, rd);
+}
+
+static void stop_reader(struct reader *rd, pthread_t *t)
+{
+    rd->stop = 1;
+    pthread_join(t[0], NULL);
+    pthread_join(t[1], NULL);
+    cr_log_info("reader: %lld polls, %lld orders at most, %lld violations %s", rd->polls, rd->max_orders,
+                rd->violations, rd->first_violation);
+    cr_expect_eq(rd->violations, 0, "the reader saw: %s", rd->first_violation);
+    cr_expect_gt(rd->polls, 10);
+}
+
+/* Stop the paced workload and wait for its last CALL to end on the server: a procedure goes on committing
+ * after its client is gone, until it ends. */
+static void end_workload(struct orders_env *e, pid_t wl)
+{
+    stop_workload(wl);
+    for (int i = 0; i < 1000; i++) {
+        if (qll(e->w,
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CALL shop.run_workload%' AND pid <> "
+                "pg_backend_pid() AND state = 'active'") == 0)
+            return;
+        sleep_ms(10);
+    }
+    cr_assert_fail("the workload's last CALL did not end");
+}
+
+/* Outbox rows before the rebuild: enough that the replay takes a moment. */
+static void preload(struct orders_env *e)
+{
+    pid_t wl = start_workload(e, sanitized_pass() ? 1500 : 4000, 0.42);
+    finish_workload(e, wl, 120000);
+    wait_caught_up(e, 60000);
+}
+
+Test(rebuild, online_under_load_then_swapped_in)
+{
+    struct orders_env e;
+    struct reader rd;
+    pthread_t t[2];
+    char *out = NULL;
+
+    setup_env(&e, 1);
+    preload(&e);
+    pid_t wl = start_paced_workload(&e, 1000);
+    start_reader(&rd, &e, t);
+    sleep_ms(300);
+    long long t0 = now_ms();
+    int rc = walcast(&e, "rebuild --sink readdb", &out);
+    long long took = now_ms() - t0;
+    cr_log_info("walcast rebuild --sink readdb (%lld ms):\n%s", took, out);
+    cr_assert_eq(rc, 0, "rebuild failed (%d):\n%s", rc, out);
+    cr_expect(strstr(out, "swapped in at") != NULL, "%s", out);
+    cr_expect(strstr(out, "outbox rows") != NULL, "no progress line:\n%s", out);
+    sleep_ms(500); /* the live engine goes on writing into the swapped-in tables */
+    stop_reader(&rd, t);
+    end_workload(&e, wl);
+    ensure_running(&e);
+
+    qsort(rd.lags, (size_t)rd.nlag, sizeof(rd.lags[0]), cmp_ll);
+    long long p50 = rd.nlag ? rd.lags[rd.nlag / 2] : -1, p99 = rd.nlag ? rd.lags[(rd.nlag * 99) / 100] : -1;
+    cr_log_info(
+        "live lag during the rebuild (%d probes, write commit to visible in order_summary): p50 %lld ms, "
+        "p99 %lld ms, max %lld ms",
+        rd.nlag, p50, p99, rd.nlag ? rd.lags[rd.nlag - 1] : -1);
+    cr_expect_gt(rd.nlag, 5);
+    cr_expect_lt(p99, 2000, "live lag p99 %lld ms during the rebuild", p99);
+
+    wait_caught_up(&e, 60000);
+    expect_live_tables(&e);
+    expect_no_leftovers(&e);
+    run_check(&e, sanitized_pass() ? 300 : 1000);
+    free(out);
+    teardown_env(&e);
+}
+
+/* kill -9 of the rebuild at a failpoint; the live tables must be untouched, then a rerun completes. */
+static void kill_then_rerun(const char *failpoint, const char *expect_on_rerun)
+{
+    struct orders_env e;
+    struct reader rd;
+    pthread_t t[2];
+    char *out = NULL;
+
+    setup_env(&e, 2);
+    preload(&e);
+    pid_t wl = start_paced_workload(&e, 1000);
+    start_reader(&rd, &e, t);
+    long long oid_before = qll(e.r, "SELECT 'public.customer_ltv'::regclass::oid");
+    setenv("WALCAST_REBUILD_FAILPOINT", failpoint, 1);
+    int rc = walcast(&e, "rebuild --projection customer_ltv", &out);
+    unsetenv("WALCAST_REBUILD_FAILPOINT");
+    cr_log_info("rebuild killed at %s:\n%s", failpoint, out);
+    cr_assert(rc != 0, "the rebuild was not killed:\n%s", out);
+    cr_expect(strstr(out, "killing myself") != NULL, "%s", out);
+    free(out);
+    /* Live untouched: the same table, still written by the engine. */
+    cr_expect_eq(qll(e.r, "SELECT 'public.customer_ltv'::regclass::oid"), oid_before);
+    wait_caught_up(&e, 60000);
+
+    rc = walcast(&e, "rebuild --projection customer_ltv", &out);
+    cr_log_info("rerun after kill at %s:\n%s", failpoint, out);
+    cr_assert_eq(rc, 0, "rerun failed (%d):\n%s", rc, out);
+    cr_expect(strstr(out, expect_on_rerun) != NULL, "expected \"%s\" in:\n%s", expect_on_rerun, out);
+    cr_expect_neq(qll(e.r, "SELECT 'public.customer_ltv'::regclass::oid"), oid_before);
+    free(out);
+    stop_reader(&rd, t);
+    end_workload(&e, wl);
+    ensure_running(&e);
+    wait_caught_up(&e, 60000);
+    expect_live_tables(&e);
+    expect_no_leftovers(&e);
+    run_check(&e, sanitized_pass() ? 300 : 1000);
+    teardown_env(&e);
+}
+
+Test(rebuild, kill_during_replay)
+{
+    kill_then_rerun("replay", "stopped during its replay: starting again");
+}
+
+Test(rebuild, kill_during_catch_up)
+{
+    kill_then_rerun("catchup", "resuming from");
+}
+
+Test(rebuild, kill_during_swap)
+{
+    kill_then_rerun("swap", "resuming from");
+}
+
+Test(rebuild, verify_finds_drift_and_passes_on_a_healthy_sink)
+{
+    struct orders_env e;
+    char *out = NULL;
+
+    setup_env(&e, 3);
+    preload(&e);
+    int rc = walcast(&e, "verify --sink readdb", &out);
+    cr_log_info("verify, healthy:\n%s", out);
+    cr_assert_eq(rc, 0, "verify failed (%d) on a healthy sink:\n%s", rc, out);
+    cr_expect(strstr(out, "table \"public.order_summary\": equal to its rebuild from the outbox") != NULL,
+              "%s", out);
+    free(out);
+    /* Redis, under load: the live keys of the projection's patterns against their rebuild. */
+    pid_t wl = start_paced_workload(&e, 1000);
+    sleep_ms(300);
+    rc = walcast(&e, "verify --projection cache_orders", &out);
+    cr_log_info("verify cache_orders, healthy, under load:\n%s", out);
+    cr_assert_eq(rc, 0, "verify failed (%d) on a healthy Redis sink:\n%s", rc, out);
+    cr_expect(strstr(out, "0 missing, 0 extra, 0 different") != NULL, "%s", out);
+    free(out);
+    end_workload(&e, wl);
+    wait_caught_up(&e, 60000);
+
+    /* A corrupted row, a missing row, and an additive projection applied twice for one customer. */
+    stop_walcast(&e, SIGTERM);
+    char *o1 = qv(e.r, "SELECT min(order_id) FROM order_summary"),
+         *o2 = qv(e.r, "SELECT max(order_id) FROM order_summary");
+    char *c1 = qv(e.r, "SELECT min(customer_id) FROM customer_ltv");
+    char *sql =
+        xprintf("UPDATE order_summary SET status = 'shipped?' WHERE order_id = %s; DELETE FROM order_summary "
+                "WHERE order_id = %s; UPDATE customer_ltv SET lifetime_value = 2 * lifetime_value, orders = "
+                "2 * orders WHERE customer_id = %s",
+                o1, o2, c1);
+    wct_sql(e.read_dsn, sql);
+    /* Redis: a key lost, and one order's ZINCRBY applied twice. */
+    char *cents =
+        qv(e.w, "SELECT (total * 100)::bigint FROM shop.orders WHERE id = (SELECT max(id) FROM shop.orders "
+                "WHERE status <> 'cancelled')");
+    char *c3 = qv(
+        e.w, "SELECT customer_id FROM shop.orders WHERE id = (SELECT max(id) FROM shop.orders WHERE status "
+             "<> 'cancelled')");
+    freeReplyObject(redisCommand(e.redis, "DEL order:%s", o1));
+    freeReplyObject(redisCommand(e.redis, "ZINCRBY ltv:leaderboard %s %s", cents, c3));
+    start_walcast(&e);
+    rc = walcast(&e, "verify --sink readdb", &out);
+    cr_log_info("verify, drifted:\n%s", out);
+    cr_expect_eq(rc, 1, "verify did not find the drift (%d):\n%s", rc, out);
+    cr_expect(strstr(out, "table \"public.order_summary\": 1 row different") != NULL, "%s", out);
+    cr_expect(strstr(out, "table \"public.order_summary\": 1 row missing") != NULL, "%s", out);
+    cr_expect(strstr(out, "table \"public.customer_ltv\": 1 row different") != NULL, "%s", out);
+    cr_expect(strstr(out, "shipped?") != NULL, "no example of the corrupted row:\n%s", out);
+    cr_expect(strstr(out, "drift found") != NULL, "%s", out);
+    free(out);
+    rc = walcast(&e, "verify --projection cache_orders", &out);
+    cr_log_info("verify cache_orders, drifted:\n%s", out);
+    cr_expect_eq(rc, 1, "verify did not find the Redis drift (%d):\n%s", rc, out);
+    char *want = xprintf("missing key (in the rebuild, not in the live keys): order:%s", o1);
+    cr_expect(strstr(out, want) != NULL, "expected \"%s\" in:\n%s", want, out);
+    cr_expect(strstr(out, "key ltv:leaderboard differs") != NULL, "%s", out);
+    cr_expect(strstr(out, "1 missing, 0 extra, 1 different") != NULL, "%s", out);
+    free(want);
+    free(out);
+    char *left = rv(&e, "EVAL %s 0", "return #redis.call('KEYS', 'walcast:verify:*')");
+    cr_expect(left == NULL || strcmp(left, "0") == 0, "shadow keys left: %s", left);
+    free(left);
+    free(cents);
+    free(c3);
+    expect_no_leftovers(&e);
+    free(sql);
+    free(o1);
+    free(o2);
+    free(c1);
+    teardown_env(&e);
+}
+
+Test(rebuild, a_sink_that_lost_data_is_rebuilt)
+{
+    struct orders_env e;
+    char *out = NULL;
+
+    setup_env(&e, 4);
+    preload(&e);
+    stop_walcast(&e, SIGTERM);
+    /* The read database restored from an old backup, say: its cursor and projections are gone. */
+    wct_sql(e.read_dsn,
+            "DELETE FROM walcast_cursor WHERE sink = 'readdb'; DELETE FROM order_summary; DELETE FROM "
+            "customer_ltv");
+    /* The engine stops, and names the way out. */
+    char *cmd = xprintf("timeout 30 '%s' run -c '%s' 2>&1", wct_walcast(), e.config);
+    int rc = wct_run(cmd, &out);
+    cr_expect_eq(rc, 1, "%s", out);
+    cr_expect(strstr(out, "sink \"readdb\" has lost data") != NULL &&
+                  strstr(out, "run \"walcast rebuild -c FILE --sink readdb\"") != NULL,
+              "%s", out);
+    free(out);
+    free(cmd);
+    rc = walcast(&e, "rebuild --projection order_summary", &out);
+    cr_expect_eq(rc, 1, "%s", out);
+    cr_expect(strstr(out, "rebuild the whole sink with \"walcast rebuild -c") != NULL, "%s", out);
+    free(out);
+    /* Writes go on meanwhile: the rebuild hands over to the engine at the position it reached. */
+    pid_t wl = start_paced_workload(&e, 1000);
+    rc = walcast(&e, "rebuild --sink readdb", &out);
+    cr_log_info("rebuild of a sink that lost data:\n%s", out);
+    cr_assert_eq(rc, 0, "rebuild failed (%d):\n%s", rc, out);
+    free(out);
+    start_walcast(&e);
+    sleep_ms(300);
+    end_workload(&e, wl);
+    wait_caught_up(&e, 60000);
+    expect_live_tables(&e);
+    expect_no_leftovers(&e);
+    run_check(&e, sanitized_pass() ? 300 : 1000);
+    teardown_env(&e);
+}
+
+/* docs/operations.md's worked example: a new column in order_summary, filled for history by a rebuild
+ * while the engine runs under load. */
+Test(rebuild, schema_migration_new_column)
+{
+    struct orders_env e;
+    struct reader rd;
+    pthread_t t[2];
+    char *out = NULL;
+
+    setup_env(&e, 5);
+    preload(&e);
+    /* 1. the column, nullable; 2. the projection fills it, and the engine restarts with it. */
+    wct_sql(e.read_dsn, "ALTER TABLE order_summary ADD COLUMN total_cents bigint");
+    char *config = xprintf("%s/walcast-v2.yaml", e.dir);
+    char *sed = xprintf(
+        "sed -e 's/item_count, placed_at, updated_at)/item_count, placed_at, updated_at, total_cents)/' "
+        "-e 's/\\$5::timestamptz, \\$5::timestamptz)/$5::timestamptz, $5::timestamptz, $6::bigint)/' "
+        "-e 's/payload.items|length, payload.placed_at]/payload.items|length, payload.placed_at, "
+        "payload.total|cents]/' '%s' > '%s'",
+        e.config, config);
+    cr_assert_eq(wct_run(sed, NULL), 0);
+    cr_assert_eq(wct_run(xprintf("grep -q 'payload.total|cents]' '%s'", config), NULL), 0,
+                 "sed did not apply");
+    stop_walcast(&e, SIGTERM);
+    free(e.config);
+    e.config = config;
+    start_walcast(&e);
+    pid_t wl = start_paced_workload(&e, 1000);
+    start_reader(&rd, &e, t);
+    sleep_ms(300);
+    cr_expect_gt(qll(e.r, "SELECT count(*) FROM order_summary WHERE total_cents IS NULL"), 0);
+    /* 3. the rebuild fills history and swaps the table in. */
+    int rc = walcast(&e, "rebuild --projection order_summary", &out);
+    cr_log_info("migration rebuild:\n%s", out);
+    cr_assert_eq(rc, 0, "rebuild failed (%d):\n%s", rc, out);
+    free(out);
+    sleep_ms(300);
+    stop_reader(&rd, t);
+    end_workload(&e, wl);
+    ensure_running(&e);
+    wait_caught_up(&e, 60000);
+    cr_expect_eq(
+        qll(e.r,
+            "SELECT count(*) FROM order_summary WHERE total_cents IS DISTINCT FROM (total * 100)::bigint"),
+        0);
+    cr_expect_gt(qll(e.r, "SELECT count(*) FROM order_summary"), sanitized_pass() ? 300 : 1000);
+    /* 4. now the column can be made mandatory. */
+    wct_sql(e.read_dsn, "ALTER TABLE order_summary ALTER COLUMN total_cents SET NOT NULL");
+    expect_live_tables(&e);
+    expect_no_leftovers(&e);
+    run_check(&e, sanitized_pass() ? 300 : 1000);
+    free(sed);
+    teardown_env(&e);
+}
+
+/* Wait until walcast's log has a line with text (up to timeout_ms). */
+static int wait_log(struct orders_env *e, const char *text, int timeout_ms)
+{
+    for (long long end = now_ms() + timeout_ms; now_ms() < end; sleep_ms(50))
+        if (log_count(e, text) > 0)
+            return 1;
+    return 0;
+}
+
+/* Restart the engine with the configuration at path (a new string, taken). */
+static void restart_with(struct orders_env *e, char *path)
+{
+    stop_walcast(e, SIGTERM);
+    free(e->config);
+    e->config = path;
+    start_walcast(e);
+}
+
+/*
+ * A projection whose statements changed is reported at start with the command that rebuilds it; one added
+ * to a running deployment with rebuild: auto is backfilled from history while the others go on, and equals
+ * its recomputation from the write side; once rebuilt it is reported no more.
+ */
+Test(rebuild, new_and_changed_projections)
+{
+    struct orders_env e;
+
+    setup_env(&e, 6);
+    preload(&e);
+    /* Changed: customer_ltv's statements differ from what built its table. */
+    char *changed = xprintf("%s/walcast-changed.yaml", e.dir);
+    char *cmd = xprintf(
+        "sed -e 's/orders = customer_ltv.orders + 1,/orders = customer_ltv.orders + 1 ,/' '%s' > '%s'",
+        e.config, changed);
+    cr_assert_eq(wct_run(cmd, NULL), 0);
+    free(cmd);
+    restart_with(&e, changed);
+    cr_assert(
+        wait_log(&e, "projection \"customer_ltv\" changed since it was built in sink \"readdb\"", 20000),
+        "no report of the changed projection");
+    cr_expect(log_count(&e, "rebuild it with \"walcast rebuild -c") > 0);
+    cr_expect_eq(log_count(&e, "projection \"order_summary\""), 0);
+    char *status = NULL;
+    cmd = xprintf("'%s' status -c '%s' 2>&1", wct_walcast(), e.config);
+    wct_run(cmd, &status);
+    cr_expect(strstr(status,
+                     "WARNING: projection \"customer_ltv\" changed since it was built in sink \"readdb\"") !=
+                  NULL,
+              "walcast status does not report the changed projection:\n%s", status);
+    free(status);
+    free(cmd);
+
+    /* Added, with rebuild: auto, under load. */
+    wct_sql(e.read_dsn, "CREATE TABLE order_count (customer_id bigint PRIMARY KEY, placed int NOT NULL); "
+                        "ALTER TABLE order_count OWNER TO walcast; GRANT SELECT ON order_count TO reader");
+    char *added = xprintf("%s/walcast-added.yaml", e.dir);
+    char *text = read_text(e.config);
+    char *yaml =
+        xprintf("%s\n  order_count:\n    sink: readdb\n    tables: [order_count]\n    rebuild: auto\n"
+                "    on:\n      OrderPlaced:\n        - sql: >-\n            INSERT INTO order_count VALUES "
+                "($1::bigint, 1) ON CONFLICT (customer_id) DO UPDATE SET placed = order_count.placed + 1\n"
+                "          params: [payload.customer_id]\n",
+                text);
+    FILE *f = fopen(added, "w");
+    cr_assert_not_null(f);
+    fputs(yaml, f);
+    fclose(f);
+    free(text);
+    free(yaml);
+    pid_t wl = start_paced_workload(&e, 1000);
+    sleep_ms(200);
+    restart_with(&e, added);
+    cr_assert(wait_log(&e,
+                       "projection \"order_count\" is new to sink \"readdb\": rebuilding it (rebuild: auto)",
+                       20000),
+              "no automatic rebuild of the new projection");
+    cr_assert(wait_log(&e, "rebuild \"order_count\": swapped in at", 60000),
+              "the automatic rebuild did not finish");
+    sleep_ms(300);
+    end_workload(&e, wl);
+    wait_caught_up(&e, 60000);
+    char *want = qv(e.w, "SELECT string_agg(customer_id || ':' || n, ',' ORDER BY customer_id) FROM (SELECT "
+                         "customer_id, count(*) AS n FROM shop.orders GROUP BY 1) x");
+    char *got =
+        qv(e.r, "SELECT string_agg(customer_id || ':' || placed, ',' ORDER BY customer_id) FROM order_count");
+    cr_assert_not_null(want);
+    cr_expect_str_eq(got ? got : "", want, "order_count differs from its recomputation from shop.orders");
+    free(want);
+    free(got);
+
+    /* Recorded: the next start reports it no more. */
+    int before = log_count(&e, "projection \"order_count\" is new");
+    char *again = strdup(e.config);
+    restart_with(&e, again);
+    wait_caught_up(&e, 60000);
+    cr_expect_eq(log_count(&e, "projection \"order_count\" is new"), before);
+    run_check(&e, sanitized_pass() ? 300 : 1000);
+    teardown_env(&e);
+}
+
+/* --discard drops what a killed rebuild left; what cannot be rebuilt is refused with the reason. */
+Test(rebuild, discard_and_refusals)
+{
+    struct orders_env e;
+    char *out = NULL;
+
+    setup_env(&e, 7);
+    preload(&e);
+    setenv("WALCAST_REBUILD_FAILPOINT", "catchup", 1);
+    int rc = walcast(&e, "rebuild --projection order_summary", &out);
+    unsetenv("WALCAST_REBUILD_FAILPOINT");
+    cr_assert(rc != 0, "%s", out);
+    free(out);
+    cr_expect_eq(qll(e.r, "SELECT count(*) FROM pg_namespace WHERE nspname = 'walcast_shadow_order_summary'"),
+                 1);
+    cr_expect_eq(qll(e.w, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE "
+                          "'walcast\\_rb\\_order\\_summary\\_%' "
+                          "AND database = current_database()"),
+                 1);
+    /* verify has its own shadow: it runs, and leaves the unfinished rebuild alone */
+    rc = walcast(&e, "verify --projection order_summary", &out);
+    cr_expect_eq(rc, 0, "%s", out);
+    free(out);
+    cr_expect_eq(qll(e.r, "SELECT count(*) FROM pg_namespace WHERE nspname = 'walcast_shadow_order_summary'"),
+                 1);
+    rc = walcast(&e, "rebuild --projection order_summary --discard", &out);
+    cr_expect_eq(rc, 0, "%s", out);
+    cr_expect(strstr(out, "discarded") != NULL, "%s", out);
+    free(out);
+    expect_no_leftovers(&e);
+
+    struct {
+        const char *args, *msg;
+    } bad[] = {
+        {"rebuild --projection cache_orders", "sink \"cache\" is a Redis sink: Redis projections cannot be "
+                                              "rebuilt online yet (walcast verify checks them)"},
+        {"verify --projection nope", "projection \"nope\" is not in the configuration"},
+        {"rebuild", "rebuild needs --projection NAME or --sink NAME (one of them)"},
+        {"rebuild --projection order_summary --sink readdb", "(one of them)"},
+        {"verify --projection order_summary --discard", "option \"--discard\" does not apply"},
+    };
+    /* One rebuild of a projection at a time: a second one is refused (exit 4, as a slot in use). */
+    char *lock =
+        xprintf("SELECT pg_advisory_lock(hashtextextended('walcast rebuild %s/order_summary', 0))", e.slot);
+    free(qv(e.r, "%s", lock));
+    rc = walcast(&e, "rebuild --projection order_summary", &out);
+    cr_expect_eq(rc, 4, "%s", out);
+    cr_expect(strstr(out, "a rebuild of \"order_summary\" is already running on sink \"readdb\"") != NULL,
+              "%s", out);
+    free(out);
+    free(qv(e.r, "SELECT pg_advisory_unlock_all()"));
+    free(lock);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rc = walcast(&e, bad[i].args, &out);
+        cr_expect_eq(rc, 2, "%s: exit %d: %s", bad[i].args, rc, out);
+        cr_expect(strstr(out, bad[i].msg) != NULL, "%s: expected \"%s\" in: %s", bad[i].args, bad[i].msg,
+                  out);
+        free(out);
+    }
+    teardown_env(&e);
+}
