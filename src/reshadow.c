@@ -1,7 +1,8 @@
 /*
- * reshadow.c - `walcast rebuild` and `walcast verify` for PostgreSQL projections (shadow.h): fill a shadow
- * from the outbox while the live projection keeps streaming, catch it up with the live sink, and swap it
- * in (or, for verify, compare it with the live one) at exactly the live sink's position.
+ * reshadow.c - `walcast rebuild` and `walcast verify` (shadow.h): fill a shadow from the outbox while the
+ * live projection keeps streaming, catch it up with the live sink, and swap it in (or, for verify, compare
+ * it with the live one) at exactly the live sink's position. PostgreSQL projections as below; Redis ones
+ * (one server) the same way but for the swap, which shadow_redis.c tells.
  *
  * 1. A permanent slot walcast_rb_<unit> is created with an exported snapshot; the outbox rows of that
  *    snapshot are replayed into the empty shadow in source.outbox.order_by order. Until the replay
@@ -230,6 +231,65 @@ static int read_live(struct rb *b, struct wc_err *err)
     return 0;
 }
 
+/* Apply everything up to at (lost: everything received), nothing after it. 1 there, 0 the stream did not
+ * bring it by the deadline (try again later), -1 with err. */
+static int reach(struct rb *b, struct wc_pos at, int64_t deadline, struct wc_err *err)
+{
+    for (;;) {
+        if (b->has_held) {
+            if (!b->lost && wc_pos_cmp(b->held.event.pos, at) > 0)
+                return 1;
+            b->has_held = 0;
+            if (apply(b, &b->held.event, err) < 0)
+                return -1;
+            continue;
+        }
+        if (b->lost || wc_pos_cmp(b->seen, at) >= 0)
+            return 1; /* lost: no live position to reach, everything received is applied */
+        if (wc_now_ms() > deadline) {
+            wc_info("rebuild \"%s\": the stream did not reach the live position in time; trying again later",
+                    b->sh.unit);
+            return 0;
+        }
+        if (next(b, 50, err) < 0)
+            return -1;
+    }
+}
+
+/*
+ * Step 3 of a Redis projection. Nothing can hold the live sink back (its commits are MULTI/EXECs), so the
+ * shadow reaches the live cursor as last read and commits there, and one script swaps the keys if the live
+ * cursor is still that one (shadow_redis.c). If the live sink committed meanwhile, the next try goes on
+ * from there: each try costs a few round trips against the live sink's commit interval.
+ */
+static int rswap(struct rb *b, struct wc_err *err)
+{
+    struct wc_pos at;
+    int found, r;
+    long long keys;
+    char p[40];
+
+    if (wc_rshadow_cursor(&b->sh, b->sh.live->name, &at, &found, err) < 0)
+        return -1;
+    if (!found) {
+        wc_err_set(err, WC_ERR_CONFIG, "sink \"%s\": its cursor disappeared during the rebuild",
+                   b->sh.live->name);
+        return -1;
+    }
+    if (wc_pos_cmp(at, b->cursor) < 0)
+        return 0; /* the live sink is behind the shadow: wait for it */
+    if ((r = reach(b, at, wc_now_ms() + 3000, err)) <= 0)
+        return r;
+    if (flush(b, at, err) < 0)
+        return -1;
+    wc_rebuild_failpoint("swap");
+    if ((r = wc_rshadow_swap(&b->sh, &keys, err)) <= 0)
+        return r;
+    wc_info("rebuild \"%s\": swapped in at %s (%lld keys; %" PRId64 " outbox rows and events applied)",
+            b->sh.unit, wc_pos_format(at, p), keys, b->applied);
+    return 1;
+}
+
 /*
  * Step 3. Returns 1 when swapped (or, for verify, compared: *drift set), 0 when not now (a lock not had in
  * time, the stream slow): go on streaming and try again later, -1 with err.
@@ -237,10 +297,11 @@ static int read_live(struct rb *b, struct wc_err *err)
 static int swap(struct rb *b, long long *drift, struct wc_err *err)
 {
     struct wc_pos at;
-    int found, r = wc_shadow_swap_begin(&b->sh, b->o->verify, &at, &found, err);
-    int64_t deadline = wc_now_ms() + 3000;
+    int found, r;
 
-    if (r <= 0)
+    if (b->sh.redis && !b->o->verify)
+        return rswap(b, err);
+    if ((r = wc_shadow_swap_begin(&b->sh, b->o->verify, &at, &found, err)) <= 0)
         return r;
     if (b->lost) {
         if (found && wc_pos_cmp(at, b->live) != 0) {
@@ -268,26 +329,11 @@ static int swap(struct rb *b, long long *drift, struct wc_err *err)
         return r < 0 ? -1 : 1;
     }
     /* Everything up to the live cursor (or the stream's head), nothing after it. */
-    for (;;) {
-        if (b->has_held) {
-            if (!b->lost && wc_pos_cmp(b->held.event.pos, at) > 0)
-                break;
-            b->has_held = 0;
-            if (apply(b, &b->held.event, err) < 0)
-                goto fail;
-            continue;
-        }
-        if (b->lost || wc_pos_cmp(b->seen, at) >= 0)
-            break; /* lost: no live position to reach, everything received is applied */
-        if (wc_now_ms() > deadline) {
-            wc_info("rebuild \"%s\": the stream did not reach the live position in time; trying again later",
-                    b->sh.unit);
-            wc_shadow_swap_abort(&b->sh);
-            return 0;
-        }
-        r = next(b, 50, err);
-        if (r < 0)
-            goto fail;
+    if ((r = reach(b, at, wc_now_ms() + 3000, err)) < 0)
+        goto fail;
+    if (r == 0) {
+        wc_shadow_swap_abort(&b->sh);
+        return 0;
     }
     if (b->lost)
         at = b->seen; /* every event received was applied: its cursor may be what it received */
@@ -388,7 +434,7 @@ int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o,
     if (wc_shadow_open(&b.sh, cfg, o->projection, o->sink, o->verify, err) < 0)
         goto done;
     if (b.sh.redis) {
-        /* Redis (verify): the shadow sink's connection serves the whole check; an event that fails is
+        /* Redis: the shadow sink's connection serves the whole rebuild or check; an event that fails is
          * skipped (the live sink dead-lettered it: it did not apply there either). */
         vcfg.on_error = WC_POLICY_SKIP;
         b.conf = wc_sink_conf_subset(b.sh.live, b.sh.sink_name, b.sh.projections, b.sh.nprojection);
@@ -405,8 +451,8 @@ int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o,
         if ((slot_found && wc_slot_drop(cfg->source_dsn, b.sh.slot, 1, err) < 0) ||
             wc_shadow_drop(&b.sh, err) < 0)
             goto done;
-        wc_info("rebuild \"%s\": discarded (shadow schema \"%s\" and slot \"%s\" dropped)", b.sh.unit,
-                b.sh.schema, b.sh.slot);
+        wc_info("rebuild \"%s\": discarded (shadow %s \"%s\" and slot \"%s\" dropped)", b.sh.unit,
+                b.sh.redis ? "keys" : "schema", b.sh.redis ? b.sh.prefix : b.sh.schema, b.sh.slot);
         rc = 0;
         goto done;
     }
@@ -419,6 +465,15 @@ int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o,
     b.lost = !live_found || (main_found && b.live.lsn < main.confirmed_flush_lsn);
     if (!live_found)
         b.live = WC_POS_NONE;
+    if (b.lost && b.sh.redis) {
+        wc_err_set(err, WC_ERR_DATA,
+                   "sink \"%s\" has lost data (its cursor is %s replication slot \"%s\"): a Redis sink that "
+                   "lost data is rebuilt by \"walcast run\" at start, with sinks.%s.rebuild set "
+                   "(docs/operations.md)",
+                   b.sh.live->name, live_found ? "behind" : "missing, or no engine has streamed", cfg->slot,
+                   b.sh.live->name);
+        goto done;
+    }
     if (b.lost && (!b.sh.whole || o->verify)) {
         wc_err_set(
             err, WC_ERR_DATA,
@@ -436,7 +491,7 @@ int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o,
         char p[40];
         wc_info("rebuild \"%s\": resuming from %s", b.sh.unit, wc_pos_format(sc, p));
         b.cursor = sc;
-        if (open_pg_sink(&b, err) < 0)
+        if (!b.sh.redis && open_pg_sink(&b, err) < 0)
             goto done;
     } else {
         if (slot_found && wc_slot_drop(cfg->source_dsn, b.sh.slot, 1, err) < 0)

@@ -26,17 +26,19 @@ struct wc_shadow {
     char slot[128];      /* walcast_rb_<unit>, on the source */
     char sink_name[200]; /* <sink>:rebuild:<unit>: the shadow's cursor row and dead letters */
     int whole;           /* the unit is the whole sink */
+    int verify;          /* walcast verify's shadow, not a rebuild's */
     int ntable;
     char (*live_schema)[64]; /* each owned table as it resolves in the sink's search path */
     char (*table)[64];
     const char **projections; /* the unit's projection names (borrowed from cfg) */
     int nprojection;
     int wait_ms;
-    /* A Redis unit (verify only, shadow_redis.c): the shadow sink whose connection it uses, the prefix of
-     * its keys, the live keys' patterns (projections.NAME.keys). */
+    /* A Redis unit (shadow_redis.c): the shadow sink whose connection it uses, the prefix of its keys, the
+     * live keys' patterns (projections.NAME.keys), the live cursor as last read (the swap's condition). */
     int redis;
     struct wc_sink *rk;
     char prefix[120];
+    char live_raw[64];
     const char **patterns;
     int npattern;
 };
@@ -75,6 +77,10 @@ int wc_shadow_compare(struct wc_shadow *sh, int examples, long long *drift, stru
 int wc_rshadow_wipe(struct wc_shadow *sh, struct wc_err *err);
 int wc_rshadow_cursor(struct wc_shadow *sh, const char *sink, struct wc_pos *out, int *found,
                       struct wc_err *err);
+/* The swap of a Redis rebuild, one script: if the live cursor is still sh->live_raw, unlink the live keys
+ * of the unit's patterns, rename the shadow's keys to their live names and forget the shadow's cursor. 1
+ * swapped (*keys: how many moved in), 0 the live sink committed meanwhile (try again), -1 with err. */
+int wc_rshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err);
 /* CLIENT PAUSE WRITE (pause 1) or CLIENT UNPAUSE (0). */
 int wc_rshadow_pause(struct wc_shadow *sh, int pause, struct wc_err *err);
 int wc_rshadow_compare(struct wc_shadow *sh, int examples, long long *drift, struct wc_err *err);

@@ -119,22 +119,20 @@ static int add_tables(struct wc_shadow *sh, const struct wc_projection *p, struc
     return 0;
 }
 
-/* A Redis unit (verify only): its projections' key patterns; the shadow sink connects later. */
+/* A Redis unit: its projections' key patterns; the shadow sink connects later. */
 static int open_redis(struct wc_shadow *sh, const struct wc_projection *p, int verify, struct wc_err *err)
 {
     const struct wc_config *cfg = sh->cfg;
 
-    if (!verify || sh->live->cluster) {
+    if (sh->live->cluster) {
         wc_err_set(err, WC_ERR_CONFIG,
-                   "sink \"%s\" is a Redis %s: %s (docs/operations.md, \"Rebuilding a projection\")",
-                   sh->live->name, sh->live->cluster ? "Cluster sink" : "sink",
-                   sh->live->cluster
-                       ? "walcast rebuild and verify do not support a Redis Cluster yet"
-                       : "Redis projections cannot be rebuilt online yet (walcast verify checks them)");
+                   "sink \"%s\" is a Redis Cluster sink: walcast rebuild and verify do not support a Redis "
+                   "Cluster yet (docs/operations.md, \"Rebuilding a projection\")",
+                   sh->live->name);
         return -1;
     }
     sh->redis = 1;
-    snprintf(sh->prefix, sizeof(sh->prefix), "walcast:verify:%s:", sh->unit);
+    snprintf(sh->prefix, sizeof(sh->prefix), "walcast:%s:%s:", verify ? "verify" : "shadow", sh->unit);
     for (int i = 0; i < cfg->nprojection; i++) {
         const struct wc_projection *q = &cfg->projections[i];
         if ((p != NULL && q != p) || &cfg->sinks[q->sink] != sh->live)
@@ -143,8 +141,8 @@ static int open_redis(struct wc_shadow *sh, const struct wc_projection *p, int v
             wc_err_set(
                 err, WC_ERR_CONFIG,
                 "projection \"%s\" declares no keys: list the key patterns it writes in projections.%s.keys "
-                "to verify it",
-                q->name, q->name);
+                "to %s it",
+                q->name, q->name, verify ? "verify" : "rebuild");
             return -1;
         }
         sh->projections = realloc(sh->projections, (size_t)(sh->nprojection + 1) * sizeof(char *));
@@ -154,7 +152,8 @@ static int open_redis(struct wc_shadow *sh, const struct wc_projection *p, int v
             sh->patterns[sh->npattern++] = q->keys[k];
     }
     if (sh->nprojection == 0) {
-        wc_err_set(err, WC_ERR_CONFIG, "sink \"%s\" has no projections to verify", sh->live->name);
+        wc_err_set(err, WC_ERR_CONFIG, "sink \"%s\" has no projections to %s", sh->live->name,
+                   verify ? "verify" : "rebuild");
         return -1;
     }
     return 0;
@@ -168,6 +167,7 @@ int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char
 
     memset(sh, 0, sizeof(*sh));
     sh->cfg = cfg;
+    sh->verify = verify;
     if (projection != NULL) {
         if ((p = wc_config_projection(cfg, projection)) == NULL) {
             wc_err_set(err, WC_ERR_CONFIG, "projection \"%s\" is not in the configuration", projection);
@@ -201,14 +201,19 @@ int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char
     snprintf(sh->slot, sizeof(sh->slot), "walcast_%s_%s_%08x", verify ? "vf" : "rb", sh->unit, h);
     snprintf(sh->sink_name, sizeof(sh->sink_name), "%s:%s:%s", sh->live->name, verify ? "verify" : "rebuild",
              sh->unit);
-    if (sh->live->type == WC_SINK_REDIS)
-        return open_redis(sh, p, verify, err);
+    if (sh->live->type == WC_SINK_REDIS && open_redis(sh, p, verify, err) < 0)
+        return -1;
     sh->wait_ms = (sh->live->statement_timeout_ms > 0 ? sh->live->statement_timeout_ms : 30000) + 2000;
     /* A rebuild stopped (SIGSTOP, a hung host) inside its swap must not hold the live tables for long: the
-     * server ends its transaction, and with it the locks. */
-    struct wc_pgconn_opts co = {
-        .dsn = sh->live->dsn, .who = key, .options = "-c idle_in_transaction_session_timeout=10000"};
-    snprintf(key, sizeof(key), "sink \"%s\"", sh->live->name);
+     * server ends its transaction, and with it the locks. A Redis unit has no tables here: its lock is
+     * taken on the source database. */
+    struct wc_pgconn_opts co = {.dsn = sh->redis ? cfg->source_dsn : sh->live->dsn,
+                                .who = key,
+                                .options = "-c idle_in_transaction_session_timeout=10000"};
+    if (sh->redis)
+        snprintf(key, sizeof(key), "source");
+    else
+        snprintf(key, sizeof(key), "sink \"%s\"", sh->live->name);
     if ((sh->conn = wc_pgconn_open(&co, err)) == NULL)
         return -1;
     /* One rebuild of a unit at a time: a session lock, gone with a killed process. */
@@ -225,6 +230,8 @@ int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char
                    sh->live->name);
         return -1;
     }
+    if (sh->redis)
+        return 0;
     if (p != NULL)
         return add_tables(sh, p, err);
     for (int i = 0; i < cfg->nprojection; i++)
@@ -279,9 +286,14 @@ static int cursor_of(struct wc_shadow *sh, const char *sink, const char *lock, s
 int wc_shadow_state(struct wc_shadow *sh, struct wc_pos *cursor, int *found, int *exists, struct wc_err *err)
 {
     if (sh->redis) {
-        /* verify starts afresh: what an earlier one left is wiped */
+        /* verify starts afresh: what an earlier one left is wiped; a rebuild resumes from its cursor */
         *exists = *found = 0;
         *cursor = WC_POS_NONE;
+        if (sh->verify)
+            return 0;
+        if (wc_rshadow_cursor(sh, sh->sink_name, cursor, found, err) < 0)
+            return -1;
+        *exists = *found;
         return 0;
     }
     const char *params[1] = {sh->schema};

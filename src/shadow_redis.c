@@ -1,10 +1,16 @@
 /*
- * shadow_redis.c - `walcast verify` for a Redis projection (one server, not a cluster): the shadow is the
- * projection's keys written under the prefix "walcast:shadow:<unit>:" by the same generated scripts
- * (sinks.key_prefix), in the same database. To compare at one position without touching the live sink's
- * commits, writes are paused on the server (CLIENT PAUSE WRITE: the live sink's next commit waits, reads go
- * on) while the live cursor is read and, when the shadow has applied exactly what it covers, the keys of
- * the projection's patterns are compared with the shadow's.
+ * shadow_redis.c - `walcast rebuild` and `walcast verify` for a Redis projection (one server, not a
+ * cluster): the shadow is the projection's keys written under the prefix "walcast:shadow:<unit>:" (verify:
+ * "walcast:verify:<unit>:") by the same generated scripts (sinks.key_prefix), in the same database.
+ *
+ * verify compares at one position without touching the live sink's commits: writes are paused on the
+ * server (CLIENT PAUSE WRITE: the live sink's next commit waits, reads go on) while the live cursor is read
+ * and, when the shadow has applied exactly what it covers, the keys of the projection's patterns are
+ * compared with the shadow's.
+ *
+ * rebuild swaps with one script (wc_rshadow_swap), which Redis runs with nothing in between: the live
+ * sink commits a batch and its cursor in one MULTI/EXEC, so a cursor that is still the one the shadow
+ * caught up with means the live keys are exactly that position's, and the shadow's keys replace them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,9 +113,66 @@ int wc_rshadow_cursor(struct wc_shadow *sh, const char *sink, struct wc_pos *out
         return -1;
     *found = r->type == REDIS_REPLY_STRING;
     *out = WC_POS_NONE;
+    if (sink == sh->live->name)
+        snprintf(sh->live_raw, sizeof(sh->live_raw), "%s", *found ? r->str : "");
     int rc = *found && wc_pos_parse(r->str, out) < 0 ? -1 : 0;
     if (rc < 0)
         wc_err_set(err, WC_ERR_PROTOCOL, "sink \"%s\": invalid cursor \"%.64s\"", sink, r->str);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* KEYS: the cursor hash, the applied hash. ARGV: the live sink, its cursor as read, the shadow's prefix and
+ * sink name, the live patterns. A key can come back twice from SCAN: each is looked at once more. Keys of
+ * walcast's own (walcast:*) are never a projection's. */
+static const char SWAP_LUA[] =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end\n"
+    "local function each(pattern, f)\n"
+    "  local cur = '0'\n"
+    "  repeat\n"
+    "    local r = redis.call('SCAN', cur, 'MATCH', pattern, 'COUNT', 1000)\n"
+    "    cur = r[1]\n"
+    "    for _, k in ipairs(r[2]) do f(k) end\n"
+    "  until cur == '0'\n"
+    "end\n"
+    "for i = 5, #ARGV do\n"
+    "  each(ARGV[i], function(k)\n"
+    "    if string.sub(k, 1, 8) ~= 'walcast:' then redis.call('UNLINK', k) end\n"
+    "  end)\n"
+    "end\n"
+    "local n, plen = 0, #ARGV[3]\n"
+    "each(ARGV[3] .. '*', function(k)\n"
+    "  if redis.call('EXISTS', k) == 1 then redis.call('RENAME', k, string.sub(k, plen + 1)); n = n + 1 end\n"
+    "end)\n"
+    "redis.call('HDEL', KEYS[1], ARGV[4])\n"
+    "redis.call('HDEL', KEYS[2], ARGV[4])\n"
+    "return n\n";
+
+int wc_rshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err)
+{
+    char ck[200], ak[200];
+    int argc = 9 + sh->npattern;
+    const char **argv = calloc((size_t)argc, sizeof(char *));
+
+    snprintf(ck, sizeof(ck), "walcast:cursor:%s", sh->cfg->slot);
+    snprintf(ak, sizeof(ak), "walcast:applied:%s", sh->cfg->slot);
+    argv[0] = "EVAL";
+    argv[1] = SWAP_LUA;
+    argv[2] = "2";
+    argv[3] = ck;
+    argv[4] = ak;
+    argv[5] = sh->live->name;
+    argv[6] = sh->live_raw;
+    argv[7] = sh->prefix;
+    argv[8] = sh->sink_name;
+    for (int i = 0; i < sh->npattern; i++)
+        argv[9 + i] = sh->patterns[i];
+    redisReply *r = cmd(sh, err, argc, argv);
+    free(argv);
+    if (r == NULL)
+        return -1;
+    int rc = r->type == REDIS_REPLY_INTEGER && r->integer >= 0;
+    *keys = rc ? r->integer : 0;
     freeReplyObject(r);
     return rc;
 }
