@@ -68,6 +68,22 @@ void wc__peek(const struct wc_config *cfg, const struct wc_sink_conf *conf, stru
               struct wc_peek *out);
 void wc__peek_close(struct wc_peek_conn *pc);
 
+/* ---- rebuildwatch.c: rebuilds and verifies as the source and the sinks show them ---- */
+
+/* One rebuild (or verify) of this engine's slot, found by its slot. */
+struct wc_rebuild_seen {
+    char unit[64];
+    int verify;
+    int active;             /* a process holds its slot */
+    int64_t retained_bytes; /* WAL its slot holds back */
+    int64_t behind_bytes;   /* current WAL - its slot's confirmed position */
+    long long replayed;     /* rows in its shadow while it replays the outbox; -1 after */
+};
+#define WC_REBUILDS_MAX 16
+struct wc_metrics;
+/* The poller, after a good slot reading: find them (on its source connection) and their shadows' rows. */
+void wc__poll_rebuilds(struct wc_metrics *m);
+
 struct wc_metrics_sink {
     struct wc_sink *sink;
     struct wc_tally *tally;
@@ -128,6 +144,10 @@ struct wc_metrics {
     int64_t retain_logged_ms, forecast_logged_ms;
     int64_t confirmed_seen, confirmed_moved_ms; /* stall detection */
     int stalled;
+
+    struct wc_rebuild_seen rebuilds[WC_REBUILDS_MAX]; /* rebuildwatch.c's last reading */
+    int nrebuild;
+    int rebuilds_ok;
 
     void *http;             /* struct MHD_Daemon */
     struct wc_waits *waits; /* GET /wait's waiters (waits.c); NULL without the endpoint */

@@ -201,6 +201,45 @@ int wc__metrics_healthy(struct wc_metrics *m, char *why, size_t size)
     return 1;
 }
 
+/* Rebuilds and verifies of this engine's projections, by their slots (rebuildwatch.c). */
+static void rebuild_metrics(struct wc_metrics *m, struct wc_buf *b)
+{
+    static const struct {
+        const char *name, *help;
+    } fam[] = {
+        {"walcast_rebuild_active",
+         "1 while a walcast rebuild or verify process holds its slot; 0 for one stopped or killed, whose "
+         "slot retains WAL until the same command resumes it or --discard drops it."},
+        {"walcast_rebuild_retained_wal_bytes",
+         "WAL the rebuild's slot holds back (current WAL - restart_lsn)."},
+        {"walcast_rebuild_behind_bytes", "Current WAL - the rebuild's slot's confirmed_flush_lsn."},
+        {"walcast_rebuild_replayed_rows", "Outbox rows in the rebuild's shadow while it replays the outbox."},
+    };
+    struct wc_rebuild_seen seen[WC_REBUILDS_MAX];
+
+    pthread_mutex_lock(&m->lock);
+    int n = m->rebuilds_ok ? m->nrebuild : 0;
+    memcpy(seen, m->rebuilds, (size_t)n * sizeof(seen[0]));
+    pthread_mutex_unlock(&m->lock);
+    for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+        family(b, fam[f].name, "gauge", fam[f].help);
+        for (int i = 0; i < n; i++) {
+            const struct wc_rebuild_seen *s = &seen[i];
+            double v = f == 0   ? s->active
+                       : f == 1 ? (double)s->retained_bytes
+                       : f == 2 ? (double)s->behind_bytes
+                                : (double)s->replayed;
+            if (f == 3 && s->replayed < 0)
+                continue;
+            wc_buf_printf(b, "%s{unit=\"", fam[f].name);
+            label_value(b, s->unit);
+            wc_buf_printf(b, "\",command=\"%s\"} ", s->verify ? "verify" : "rebuild");
+            put_num(b, v);
+            wc_buf_puts(b, "\n");
+        }
+    }
+}
+
 void wc__metrics_text(struct wc_metrics *m, struct wc_buf *b)
 {
     const struct wc_config *cfg = m->cfg;
@@ -369,6 +408,7 @@ void wc__metrics_text(struct wc_metrics *m, struct wc_buf *b)
           ok, level);
     gauge(b, "walcast_slot_forecast_warning", "1 while the invalidation forecast is under the threshold.", ok,
           fw);
+    rebuild_metrics(m, b);
     process_metrics(m, b);
 }
 

@@ -11,6 +11,8 @@
 #ifndef WALCAST_SHADOW_H
 #define WALCAST_SHADOW_H
 
+#include <stdint.h>
+
 #include <libpq-fe.h>
 
 #include "walcast/config.h"
@@ -42,6 +44,10 @@ struct wc_shadow {
     const char **patterns;
     int npattern;
 };
+
+/* The hash of the engine's slot that a rebuild's slot name ends with: walcast_rb_<unit>_<%08x>
+ * (verify: walcast_vf_). */
+uint32_t wc_shadow_slot_hash(const char *slot);
 
 /* Connect, take the unit's lock (one rebuild of a unit at a time) and resolve its tables. -1 with err:
  * WC_ERR_CONFIG for a projection that declares no tables, a table that does not exist, another

@@ -159,6 +159,14 @@ static int open_redis(struct wc_shadow *sh, const struct wc_projection *p, int v
     return 0;
 }
 
+uint32_t wc_shadow_slot_hash(const char *slot)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *c = slot; c && *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    return h;
+}
+
 int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char *projection,
                    const char *sink, int verify, struct wc_err *err)
 {
@@ -194,9 +202,7 @@ int wc_shadow_open(struct wc_shadow *sh, const struct wc_config *cfg, const char
     }
     /* verify has names of its own: it never meets an unfinished rebuild of the unit. Slots are the source
      * server's, shared by its databases: the slot's name carries a hash of the engine's own slot. */
-    uint32_t h = 2166136261u;
-    for (const char *c = cfg->slot; c && *c; c++)
-        h = (h ^ (unsigned char)*c) * 16777619u;
+    uint32_t h = wc_shadow_slot_hash(cfg->slot);
     snprintf(sh->schema, sizeof(sh->schema), "walcast_%s_%s", verify ? "verify" : "shadow", sh->unit);
     snprintf(sh->slot, sizeof(sh->slot), "walcast_%s_%s_%08x", verify ? "vf" : "rb", sh->unit, h);
     snprintf(sh->sink_name, sizeof(sh->sink_name), "%s:%s:%s", sh->live->name, verify ? "verify" : "rebuild",

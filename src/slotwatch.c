@@ -352,6 +352,7 @@ static void *poller_main(void *arg)
         if (now >= next_poll || asked) {
             poll_slot(m, now);
             poll_sinks(m);
+            wc__poll_rebuilds(m);
             next_poll = wc_now_ms() + m->cfg->slot_poll_interval_ms;
         }
         if (now >= next_progress) {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "opsutil.h"
 #include "orders_env.h"
 
 TestSuite(rebuild, .timeout = 240);
@@ -645,18 +646,50 @@ Test(rebuild, new_and_changed_projections)
 }
 
 /* --discard drops what a killed rebuild left; what cannot be rebuilt is refused with the reason. */
+/* The engine's /metrics, polled until the rebuild series of unit order_summary match want: "killed" (its
+ * slot inactive, rows replayed) or "gone" (no series). The poller reads every 300 ms here. */
+static void expect_rebuild_metrics(const char *want)
+{
+    const char *listen = getenv("WALCAST_METRICS_LISTEN");
+    long long deadline = now_ms() + 15000;
+    char *text = NULL;
+    for (;;) {
+        int status = 0;
+        free(text);
+        text = ops_http(listen, "/metrics", 2000, &status);
+        double active = text ? ops_metric(text, "walcast_rebuild_active", "unit=\"order_summary\"") : -2,
+               rows = text ? ops_metric(text, "walcast_rebuild_replayed_rows", "unit=\"order_summary\"") : -2,
+               kept =
+                   text ? ops_metric(text, "walcast_rebuild_retained_wal_bytes", "command=\"rebuild\"") : -2;
+        int ok = strcmp(want, "gone") == 0 ? text && active == -1 && rows == -1
+                                           : active == 0 && rows >= 1 && rows <= 1000 && kept >= 0;
+        if (ok)
+            break;
+        if (now_ms() > deadline)
+            cr_assert_fail("rebuild metrics not %s: active %g, replayed rows %g, retained %g:\n%s", want,
+                           active, rows, kept, text ? text : "(no answer)");
+        sleep_ms(100);
+    }
+    cr_log_info("rebuild metrics (%s): %s", want,
+                strstr(text, "walcast_rebuild_active{") ? "series" : "none");
+    free(text);
+}
+
 Test(rebuild, discard_and_refusals)
 {
     struct orders_env e;
     char *out = NULL;
 
+    setenv("WALCAST_METRICS_SLOT_POLL_INTERVAL_MS", "300", 1);
     setup_env(&e, 7);
     preload(&e);
-    setenv("WALCAST_REBUILD_FAILPOINT", "catchup", 1);
+    /* Killed in the replay: the engine's /metrics shows the rebuild stopped, its rows, its slot's WAL. */
+    setenv("WALCAST_REBUILD_FAILPOINT", "replay", 1);
     int rc = walcast(&e, "rebuild --projection order_summary", &out);
     unsetenv("WALCAST_REBUILD_FAILPOINT");
     cr_assert(rc != 0, "%s", out);
     free(out);
+    expect_rebuild_metrics("killed");
     cr_expect_eq(qll(e.r, "SELECT count(*) FROM pg_namespace WHERE nspname = 'walcast_shadow_order_summary'"),
                  1);
     cr_expect_eq(qll(e.w, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE "
@@ -674,6 +707,7 @@ Test(rebuild, discard_and_refusals)
     cr_expect(strstr(out, "discarded") != NULL, "%s", out);
     free(out);
     expect_no_leftovers(&e);
+    expect_rebuild_metrics("gone");
 
     struct {
         const char *args, *msg;
@@ -702,4 +736,5 @@ Test(rebuild, discard_and_refusals)
         free(out);
     }
     teardown_env(&e);
+    unsetenv("WALCAST_METRICS_SLOT_POLL_INTERVAL_MS");
 }
