@@ -63,3 +63,16 @@ void wc_timestamp_iso(const char *pg, char *buf, size_t bufsize)
     if (bufsize)
         buf[o < bufsize ? o : bufsize - 1] = '\0';
 }
+
+struct timespec wc_realtime_after_ms(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}

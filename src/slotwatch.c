@@ -365,14 +365,7 @@ static void *poller_main(void *arg)
         int64_t wait = until - wc_now_ms();
         if (wait <= 0)
             continue;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = wc_realtime_after_ms(wait);
         pthread_mutex_lock(&m->lock);
         if (!__atomic_load_n(&m->poller_stop, __ATOMIC_ACQUIRE) && !m->poll_now)
             pthread_cond_timedwait(&m->wake, &m->lock, &ts);

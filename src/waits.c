@@ -123,17 +123,7 @@ static void *timer_main(void *arg)
             pthread_cond_wait(&ws->cv, &ws->mu);
             continue;
         }
-        /* The clock of wc_now_ms is CLOCK_MONOTONIC; the condition waits on CLOCK_REALTIME: wait the
-         * difference from now. */
-        int64_t wait = ws->next_deadline - now;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = wc_realtime_after_ms(ws->next_deadline - now);
         pthread_cond_timedwait(&ws->cv, &ws->mu, &ts);
     }
     pthread_mutex_unlock(&ws->mu);
