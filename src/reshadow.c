@@ -52,6 +52,7 @@ struct rb {
     struct wc_decoded held;
     int has_held;
     int64_t applied, progress_at, started;
+    int tries; /* Redis: swaps tried */
 };
 
 void wc_rebuild_failpoint(const char *name)
@@ -283,10 +284,12 @@ static int rswap(struct rb *b, struct wc_err *err)
     if (flush(b, at, err) < 0)
         return -1;
     wc_rebuild_failpoint("swap");
+    b->tries++;
     if ((r = wc_rshadow_swap(&b->sh, &keys, err)) <= 0)
         return r;
-    wc_info("rebuild \"%s\": swapped in at %s (%lld keys; %" PRId64 " outbox rows and events applied)",
-            b->sh.unit, wc_pos_format(at, p), keys, b->applied);
+    wc_info("rebuild \"%s\": swapped in at %s (%lld keys, at try %d; %" PRId64
+            " outbox rows and events applied)",
+            b->sh.unit, wc_pos_format(at, p), keys, b->tries, b->applied);
     return 1;
 }
 
