@@ -22,7 +22,9 @@
 
 #include "orders_env.h"
 
-#define EVENTS 3000 /* commands (= outbox rows) per test: enough that walcast applies before, during and after each fault */
+#define EVENTS                                                                                               \
+    3000 /* commands (= outbox rows) per test: enough that walcast applies before, during and after each     \
+            fault */
 #define CHUNK 100   /* commands per CALL of the resilient workload */
 #define PAUSE_MS 40 /* after each chunk: a steady ~1500 commands/s */
 
@@ -87,7 +89,9 @@ static void phase(const char *fmt, ...)
  */
 static void workload_with_faults(struct orders_env *e, int nfaults, inject_fn inject)
 {
-    pid_t wl = start_resilient_workload(e, EVENTS, CHUNK, PAUSE_MS);
+    /* The workload goes on until the last fault is over and EVENTS commands have committed: a workload
+     * that ended first would leave nothing to apply through the later faults. */
+    pid_t wl = start_resilient_workload(e, 1000000000, CHUNK, PAUSE_MS);
     int wl_done = 0;
     long long t0 = now_ms(), applied_before = 0;
     for (int i = 0; i < nfaults; i++) {
@@ -114,11 +118,23 @@ static void workload_with_faults(struct orders_env *e, int nfaults, inject_fn in
         reconnect_env(e, left(60000));
         applied_before = applied_orders(e);
     }
-    finish_workload(e, wl, left(120000));
-    long long events = outbox_events(e);
-    phase("workload of %lld outbox rows done in %lld ms", events, now_ms() - t0);
-    cr_assert(events >= EVENTS, "only %lld commands committed", events);
-    int wait = left(60000);
+    int wait = left(120000);
+    long long events;
+    for (long long deadline = now_ms() + wait; (events = outbox_events(e)) < EVENTS; sleep_ms(20)) {
+        workload_alive(wl, &wl_done);
+        ensure_running(e);
+        cr_assert(now_ms() < deadline,
+                  "waited %d ms for the workload to commit %d commands after the faults (it has %lld); so "
+                  "far: %s",
+                  wait, EVENTS, events, phases);
+    }
+    workload_alive(wl, &wl_done);
+    cr_assert(!wl_done, "the workload ended by itself");
+    kill(wl, SIGKILL); /* what it committed is in the outbox; the command cut short rolls back */
+    waitpid(wl, NULL, 0);
+    events = outbox_events(e);
+    phase("workload of %lld outbox rows stopped after %lld ms", events, now_ms() - t0);
+    wait = left(60000);
     long long marker = place(e, 1, "[{\"sku\": \"MARKER\", \"qty\": 1, \"unit_price\": 1.00}]");
     for (long long deadline = now_ms() + wait;;) {
         char *pg = qv(e->r, "SELECT status FROM order_summary WHERE order_id = %lld", marker);
