@@ -48,7 +48,8 @@
 # DIR/env: PGHOST, PGPORT, ... and WALCAST_TEST_PG_DSN name the source instance; WALCAST_TEST_READ_PG_PORT
 # and WALCAST_TEST_READ_PG_DSN the read instance (WALCAST_TEST_READ_PGDATA its data directory). The read
 # instance is a copy of the freshly initialized cluster (faster than a second initdb) on its own port;
-# both start in parallel.
+# both start in parallel. fsync is on (as in production, for bench.sh) unless WALCAST_PG_FSYNC=off, which
+# scripts/test.sh sets: the tests crash processes, not the machine.
 #
 # PostgreSQL refuses to run as root, so as root the cluster runs as the "postgres" user (created when
 # missing). Nothing system-wide is touched: the data directory, sockets and logs all live under DIR.

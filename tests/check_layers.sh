@@ -34,13 +34,43 @@ declare -A forbidden_libs=(
     [config]="libpq-fe.h hiredis/"
 )
 
+# The path "a/b/../c/./d" as "a/c/d", in REPLY (no subshell: check runs thirteen times in the self-test).
+normalize() {
+    local IFS=/ part
+    local -a out=()
+    set -f
+    for part in $1; do
+        case "$part" in
+        '' | .) ;;
+        ..) if [ ${#out[@]} -gt 0 ] && [ "${out[-1]}" != .. ]; then unset 'out[-1]'; else out+=(..); fi ;;
+        *) out+=("$part") ;;
+        esac
+    done
+    set +f
+    REPLY="${out[*]}"
+}
+
 check() {
-    local root=$1 bad=0 f folder layer inc name hl
+    local root=$1 bad=0 f folder layer inc name hl n
     cd "$root" || return 2
-    while IFS= read -r f; do
+    local -a files
+    mapfile -t files < <(find include base replication config sinks src -name '*.[ch]' 2>/dev/null | sort)
+    [ ${#files[@]} -gt 0 ] || return 0
+    # Line counts and #include lines of every file, each in one pass (not a process per file or include).
+    local -A lines=() includes=()
+    while read -r n f; do
+        [ "$f" = total ] || lines[$f]=$n
+    done < <(wc -l "${files[@]}")
+    while IFS= read -r inc; do
+        f=${inc%%:*}
+        inc=${inc#*:}
+        includes[$f]+="$inc"$'\n'
+    done < <(grep -HE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"][^>"]*[>"]' "${files[@]}" |
+        sed 's/^\([^:]*\):[[:space:]]*#[[:space:]]*include[[:space:]]*\([<"][^>"]*[>"]\).*/\1:\2/')
+    for f in "${files[@]}"; do
         folder=${f%%/*}
         case "$folder" in
-        include) hl=$(basename "$f" .h); layer=${layer_of[$hl]:-}
+        include) hl=${f##*/}; hl=${hl%.h}; layer=${layer_of[$hl]:-}
             if [ -z "$layer" ]; then
                 echo "check_layers: $f: header has no layer: add it to layer_of in tests/check_layers.sh"; bad=1; continue
             fi ;;
@@ -48,7 +78,7 @@ check() {
         *) continue ;;
         esac
         if [ "${f##*.}" = c ] || [ "$folder" != include ]; then
-            n=$(wc -l <"$f")
+            n=${lines[$f]:-0}
             [ "$n" -gt 700 ] && { echo "check_layers: $f: $n lines (at most 700: split it along a seam)"; bad=1; }
         fi
         while IFS= read -r inc; do
@@ -63,10 +93,9 @@ check() {
                 fi ;;
             '"'*)
                 name=${inc#\"}; name=${name%\"}
-                local dir target
-                dir=$(dirname "$f")
-                target=$(realpath -m "$dir/$name")
-                target=${target#"$(pwd)"/}
+                local target
+                normalize "${f%/*}/$name"
+                target=$REPLY
                 if [ ! -e "$target" ]; then
                     echo "check_layers: $f includes \"$name\", which is not beside it"; bad=1
                 elif [ "${target%%/*}" != "$folder" ]; then
@@ -78,8 +107,8 @@ check() {
                     case "$inc" in "<$lib"*) echo "check_layers: $f ($layer) includes $inc"; bad=1 ;; esac
                 done ;;
             esac
-        done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*\([<"][^>"]*[>"]\).*/\1/p' "$f")
-    done < <(find include base replication config sinks src -name '*.[ch]' 2>/dev/null | sort)
+        done <<<"${includes[$f]:-}"
+    done
     return $bad
 }
 

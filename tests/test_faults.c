@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,9 @@
 
 #include "orders_env.h"
 
-#define EVENTS 6000 /* commands (= outbox rows) per test */
+#define EVENTS                                                                                               \
+    3000 /* commands (= outbox rows) per test: enough that walcast applies before, during and after each     \
+            fault */
 #define CHUNK 100   /* commands per CALL of the resilient workload */
 #define PAUSE_MS 40 /* after each chunk: a steady ~1500 commands/s */
 
@@ -44,40 +47,115 @@ static void workload_alive(pid_t wl, int *done)
 typedef void (*inject_fn)(struct orders_env *e, int i);
 
 /*
+ * Every wait of a test comes out of one budget that ends before the suite's timeout (120 s), so that a test
+ * that runs long fails saying what it was waiting for, with the time each phase took (where the time went),
+ * instead of a bare "Timed out".
+ */
+#define BUDGET_MS 100000
+static long long test_start, budget_end;
+static char phases[1024];
+
+static void start_budget(void)
+{
+    test_start = now_ms();
+    budget_end = test_start + BUDGET_MS;
+    phases[0] = '\0';
+}
+
+/* want ms, or what is left of the budget (at least 1 s) when that is less. */
+static int left(int want)
+{
+    long long l = budget_end - now_ms();
+    return l < want ? (int)(l > 1000 ? l : 1000) : want;
+}
+
+/* Note that a phase ended now (for the messages and the log). */
+static void phase(const char *fmt, ...)
+{
+    va_list ap;
+    size_t n = strlen(phases);
+    char what[200];
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    snprintf(phases + n, sizeof(phases) - n, "%s%s at %lld ms", n ? "; " : "", what, now_ms() - test_start);
+    cr_log_info("%s at %lld ms", what, now_ms() - test_start);
+}
+
+/*
  * Run EVENTS commands with nfaults faults spread over them (at outbox rows k * EVENTS / (nfaults + 1)),
  * each while walcast is applying (it has applied orders since the previous fault), then let it catch
  * up and check every projection. walcast must survive every fault on its own.
  */
 static void workload_with_faults(struct orders_env *e, int nfaults, inject_fn inject)
 {
-    pid_t wl = start_resilient_workload(e, EVENTS, CHUNK, PAUSE_MS);
+    /* The workload goes on until the last fault is over and EVENTS commands have committed: a workload
+     * that ended first would leave nothing to apply through the later faults. */
+    pid_t wl = start_resilient_workload(e, 1000000000, CHUNK, PAUSE_MS);
     int wl_done = 0;
     long long t0 = now_ms(), applied_before = 0;
     for (int i = 0; i < nfaults; i++) {
         long long at = (long long)EVENTS * (i + 1) / (nfaults + 1);
-        long long deadline = now_ms() + 60000;
+        int wait = left(60000);
+        long long deadline = now_ms() + wait;
         for (;;) {
-            cr_assert(now_ms() < deadline, "fault %d: the outbox did not reach %lld rows in time", i + 1, at);
             workload_alive(wl, &wl_done);
             ensure_running(e);
             long long events = outbox_events(e);
             long long applied = applied_orders(e);
             if (events >= at && applied > applied_before) {
-                cr_log_info("fault %d at outbox row %lld, %lld orders applied", i + 1, events, applied);
+                phase("fault %d at outbox row %lld, %lld orders applied", i + 1, events, applied);
                 break;
             }
+            cr_assert(now_ms() < deadline,
+                      "fault %d: waited %d ms for the outbox to reach %lld rows (it has %lld) and walcast to "
+                      "apply orders (%lld applied, %lld before); so far: %s",
+                      i + 1, wait, at, events, applied, applied_before, phases);
             sleep_ms(10);
         }
         inject(e, i);
-        reconnect_env(e, 60000);
+        phase("fault %d injected", i + 1);
+        reconnect_env(e, left(60000));
         applied_before = applied_orders(e);
     }
-    finish_workload(e, wl, 120000);
-    long long events = outbox_events(e);
-    cr_log_info("workload: %lld outbox rows in %lld ms", events, now_ms() - t0);
-    cr_assert(events >= EVENTS, "only %lld commands committed", events);
-    wait_caught_up(e, 60000);
+    int wait = left(120000);
+    long long events;
+    for (long long deadline = now_ms() + wait; (events = outbox_events(e)) < EVENTS; sleep_ms(20)) {
+        workload_alive(wl, &wl_done);
+        ensure_running(e);
+        cr_assert(now_ms() < deadline,
+                  "waited %d ms for the workload to commit %d commands after the faults (it has %lld); so "
+                  "far: %s",
+                  wait, EVENTS, events, phases);
+    }
+    workload_alive(wl, &wl_done);
+    cr_assert(!wl_done, "the workload ended by itself");
+    kill(wl, SIGKILL); /* what it committed is in the outbox; the command cut short rolls back */
+    waitpid(wl, NULL, 0);
+    events = outbox_events(e);
+    phase("workload of %lld outbox rows stopped after %lld ms", events, now_ms() - t0);
+    wait = left(60000);
+    long long marker = place(e, 1, "[{\"sku\": \"MARKER\", \"qty\": 1, \"unit_price\": 1.00}]");
+    for (long long deadline = now_ms() + wait;;) {
+        char *pg = qv(e->r, "SELECT status FROM order_summary WHERE order_id = %lld", marker);
+        char *rs = rv(e, "HGET order:%lld status", marker);
+        int ok = pg && rs && strcmp(pg, "placed") == 0 && strcmp(rs, "placed") == 0;
+        free(pg);
+        free(rs);
+        if (ok)
+            break;
+        if (now_ms() > deadline)
+            dump_log(e);
+        cr_assert(now_ms() <= deadline,
+                  "walcast did not catch up: the marker order %lld placed after the workload was not in both "
+                  "sinks within %d ms (%lld orders applied); so far: %s",
+                  marker, wait, applied_orders(e), phases);
+        ensure_running(e);
+        sleep_ms(20);
+    }
+    phase("caught up (marker order %lld)", marker);
     run_check(e, EVENTS / 3);
+    phase("check.sh done");
     /* A fault is not the event's fault: nothing may have gone to the dead letters. */
     expect_str("dead letters (PostgreSQL)", qv(e->r, "SELECT count(*) FROM walcast_dead_letters"), "0");
     expect_str("dead letters (Redis)", rv(e, "XLEN walcast:dead_letters:%s", e->slot), "0");
@@ -124,7 +202,7 @@ static void expect_redis_config(struct orders_env *e, const char *name, const ch
     freeReplyObject(rep);
 }
 
-TestSuite(faults, .timeout = 120);
+TestSuite(faults, .timeout = 120, .init = start_budget);
 
 Test(faults, source_restart_fast)
 {
@@ -225,8 +303,8 @@ Test(faults, sigterm_during_outage)
     struct orders_env e;
     setup_env(&e, 6);
     pid_t wl = start_resilient_workload(&e, 1000, CHUNK, PAUSE_MS);
-    finish_workload(&e, wl, 60000);
-    wait_caught_up(&e, 60000);
+    finish_workload(&e, wl, left(60000));
+    wait_caught_up(&e, left(60000));
     services_run("stop-pg", "fast");
     sleep_ms(1500);
     long long t0 = now_ms();
@@ -236,11 +314,11 @@ Test(faults, sigterm_during_outage)
     cr_log_info("SIGTERM during the outage: exited in %lld ms (status 0x%x)", took, st);
     cr_assert(st != -1, "walcast did not exit within 5 s of SIGTERM");
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "walcast exited with status 0x%x", st);
-    reconnect_env(&e, 60000);
+    reconnect_env(&e, left(60000));
     start_walcast(&e);
     wl = start_resilient_workload(&e, 2000, CHUNK, PAUSE_MS);
-    finish_workload(&e, wl, 60000);
-    wait_caught_up(&e, 60000);
+    finish_workload(&e, wl, left(60000));
+    wait_caught_up(&e, left(60000));
     run_check(&e, 600);
     teardown_env(&e);
 }
