@@ -865,6 +865,17 @@ void stop_workload(pid_t wl)
     waitpid(wl, &st, 0);
 }
 
+void wait_workload_ended(struct orders_env *e)
+{
+    for (int i = 0; i < 3000; i++) {
+        if (qll(e->w, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CALL shop.run_workload%' AND "
+                      "pid <> pg_backend_pid() AND state = 'active'") == 0)
+            return;
+        sleep_ms(10);
+    }
+    cr_assert_fail("the workload's last CALL did not end on the server within 30 s of its client");
+}
+
 char *sink_cursor(struct orders_env *e, const char *sink)
 {
     if (strcmp(sink, "cache") == 0)

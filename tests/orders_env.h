@@ -97,6 +97,10 @@ long long outbox_events(struct orders_env *e);
  * reaped); it reconnects when the source goes away. Its stderr goes to DIR/workload.log. */
 pid_t start_paced_workload(struct orders_env *e, int rate);
 void stop_workload(pid_t wl);
+/* After a workload's client was stopped or killed: wait for its last CALL to end on the server. A
+ * procedure that commits as it goes runs on after its client is gone, until it ends: a check that starts
+ * before would compare the projections with a write side still moving. */
+void wait_workload_ended(struct orders_env *e);
 
 /* scripts/services.sh CMD WALCAST_TEST_DIR [ARG]; returns how long it took (ms). */
 long long services_run(const char *cmd, const char *arg);

@@ -161,6 +161,7 @@ Test(cluster_orders, faults_under_load)
     sleep_ms(300);
     kill(wl, SIGKILL); /* the commands it committed are in the outbox; the one cut short is not */
     waitpid(wl, NULL, 0);
+    wait_workload_ended(&e);
     long long events = outbox_events(&e);
     wait_caught_up(&e, 90000);
     log_lines(&e);
@@ -233,6 +234,7 @@ Test(cluster_orders, failover_that_loses_writes_is_rebuilt)
     sleep_ms(500);
     kill(wl, SIGKILL);
     waitpid(wl, NULL, 0);
+    wait_workload_ended(&e);
     long long events = outbox_events(&e);
     /* The loss is found at the next unit sent to the new master or at the next check of the masters (once a
      * second), and the rebuild takes a while: wait for its line. The marker order alone does not tell, since

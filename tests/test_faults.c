@@ -132,6 +132,7 @@ static void workload_with_faults(struct orders_env *e, int nfaults, inject_fn in
     cr_assert(!wl_done, "the workload ended by itself");
     kill(wl, SIGKILL); /* what it committed is in the outbox; the command cut short rolls back */
     waitpid(wl, NULL, 0);
+    wait_workload_ended(e);
     events = outbox_events(e);
     phase("workload of %lld outbox rows stopped after %lld ms", events, now_ms() - t0);
     wait = left(60000);

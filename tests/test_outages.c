@@ -77,6 +77,7 @@ static void finish(struct orders_env *e, pid_t wl)
 {
     stop_workload(wl);
     reconnect_env(e, 60000);
+    wait_workload_ended(e);
     wait_caught_up(e, 120000);
     run_check(e, 100);
     expect_str("dead letters (PostgreSQL)", qv(e->r, "SELECT count(*) FROM walcast_dead_letters"), "0");

@@ -153,19 +153,11 @@ static void stop_reader(struct reader *rd, pthread_t *t)
     cr_expect_gt(rd->polls, 10);
 }
 
-/* Stop the paced workload and wait for its last CALL to end on the server: a procedure goes on committing
- * after its client is gone, until it ends. */
+/* Stop the paced workload, and its last CALL on the server. */
 static void end_workload(struct orders_env *e, pid_t wl)
 {
     stop_workload(wl);
-    for (int i = 0; i < 1000; i++) {
-        if (qll(e->w,
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CALL shop.run_workload%' AND pid <> "
-                "pg_backend_pid() AND state = 'active'") == 0)
-            return;
-        sleep_ms(10);
-    }
-    cr_assert_fail("the workload's last CALL did not end");
+    wait_workload_ended(e);
 }
 
 /* Outbox rows before the rebuild: enough that the replay takes a moment. */
