@@ -134,11 +134,12 @@ static const struct wc_command commands[] = {
      "      --timeout=MS       give up after MS milliseconds (default 10000)\n",
      O(OPT_CONFIG) | O(OPT_SINK) | O(OPT_TIMEOUT), 1, "the LSN to wait for (X/Y)"},
     {"rebuild", "rebuild -c FILE --projection NAME | --sink NAME [--discard]",
-     "Rebuild a PostgreSQL projection (or every projection of a sink) from the outbox table while the "
-     "engine\n"
-     "keeps it live: shadow tables are filled from a snapshot, caught up with the live sink, and swapped in\n"
-     "by renames in one transaction at the live sink's position. A stopped rebuild resumes at the next run;\n"
-     "--discard drops it. A sink that lost data is rebuilt with --sink (docs/operations.md).\n",
+     "Rebuild a projection (or every projection of a sink) from the outbox table while the engine keeps it\n"
+     "live: shadow tables (Redis: shadow keys) are filled from a snapshot, caught up with the live sink, "
+     "and\n"
+     "swapped in at the live sink's position (renames in one transaction; Redis: one script). A stopped\n"
+     "rebuild resumes at the next run; --discard drops it. A PostgreSQL sink that lost data is rebuilt with\n"
+     "--sink (docs/operations.md).\n",
      "Options:\n"
      "  -c, --config=FILE      configuration file (required)\n"
      "      --projection=NAME  the projection to rebuild (its tables: projections.NAME.tables)\n"
