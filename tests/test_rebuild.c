@@ -96,13 +96,21 @@ static int cmp_ll(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* walcast rebuild/verify ARGS with the test's environment; its exit status, its output in *out. */
-static int walcast(struct orders_env *e, const char *args, char **out)
+/* walcast rebuild/verify ARGS with the test's environment, killing itself at failpoint (NULL: none); its exit
+ * status, its output in *out. The failpoint goes in the command's environment, never this process's:
+ * setenv while the reader threads connect (libpq reads the environment) is a race. */
+static int walcast_at(struct orders_env *e, const char *failpoint, const char *args, char **out)
 {
-    char *cmd = xprintf("'%s' %s -c '%s' 2>&1", wct_walcast(), args, e->config);
+    char *cmd = xprintf("%s%s%s'%s' %s -c '%s' 2>&1", failpoint ? "WALCAST_REBUILD_FAILPOINT=" : "",
+                        failpoint ? failpoint : "", failpoint ? " " : "", wct_walcast(), args, e->config);
     int rc = wct_run(cmd, out);
     free(cmd);
     return rc;
+}
+
+static int walcast(struct orders_env *e, const char *args, char **out)
+{
+    return walcast_at(e, NULL, args, out);
 }
 
 /* Both live tables exist, are read by the reader role, and keep their indexes. */
@@ -269,9 +277,7 @@ Test(rebuild, redis_projection_online_under_load)
     pthread_create(&t, NULL, rread_loop, &rd);
     sleep_ms(300);
 
-    setenv("WALCAST_REBUILD_FAILPOINT", "swap", 1);
-    int rc = walcast(&e, "rebuild --projection cache_orders", &out);
-    unsetenv("WALCAST_REBUILD_FAILPOINT");
+    int rc = walcast_at(&e, "swap", "rebuild --projection cache_orders", &out);
     cr_log_info("rebuild cache_orders killed at swap:\n%s", out);
     cr_assert(rc != 0 && strstr(out, "killing myself") != NULL, "the rebuild was not killed:\n%s", out);
     free(out);
@@ -323,9 +329,7 @@ static void kill_then_rerun(const char *failpoint, const char *expect_on_rerun)
     pid_t wl = start_paced_workload(&e, 1000);
     start_reader(&rd, &e, t);
     long long oid_before = qll(e.r, "SELECT 'public.customer_ltv'::regclass::oid");
-    setenv("WALCAST_REBUILD_FAILPOINT", failpoint, 1);
-    int rc = walcast(&e, "rebuild --projection customer_ltv", &out);
-    unsetenv("WALCAST_REBUILD_FAILPOINT");
+    int rc = walcast_at(&e, failpoint, "rebuild --projection customer_ltv", &out);
     cr_log_info("rebuild killed at %s:\n%s", failpoint, out);
     cr_assert(rc != 0, "the rebuild was not killed:\n%s", out);
     cr_expect(strstr(out, "killing myself") != NULL, "%s", out);
@@ -676,9 +680,7 @@ Test(rebuild, discard_and_refusals)
     setup_env(&e, 7);
     preload(&e);
     /* Killed in the replay: the engine's /metrics shows the rebuild stopped, its rows, its slot's WAL. */
-    setenv("WALCAST_REBUILD_FAILPOINT", "replay", 1);
-    int rc = walcast(&e, "rebuild --projection order_summary", &out);
-    unsetenv("WALCAST_REBUILD_FAILPOINT");
+    int rc = walcast_at(&e, "replay", "rebuild --projection order_summary", &out);
     cr_assert(rc != 0, "%s", out);
     free(out);
     expect_rebuild_metrics("killed");

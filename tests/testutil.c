@@ -137,11 +137,15 @@ const char *wct_source_dir(void)
     return WC_SOURCE_DIR;
 }
 
+/* Inside the servers' directory when there is one (scripts/test.sh removes it at the end): the thousands a
+ * full run makes (a log and a configuration each) do not stay behind in /tmp. */
 char *wct_tmpdir(void)
 {
-    char *t = strdup("/tmp/walcast-test-XXXXXX");
+    const char *root = getenv("WALCAST_TEST_DIR");
+    char *t = malloc(strlen(root ? root : "/tmp") + 32);
+    sprintf(t, "%s/walcast-test-XXXXXX", root ? root : "/tmp");
     if (mkdtemp(t) == NULL)
-        cr_fatal("mkdtemp failed");
+        cr_fatal("mkdtemp %s failed", t);
     return t;
 }
 
