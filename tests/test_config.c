@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "testutil.h"
 #include "walcast/config.h"
 
 extern char **environ;
@@ -28,38 +29,6 @@ static void clear_walcast_env(void)
 }
 
 TestSuite(config, .init = clear_walcast_env);
-
-/* Write yaml to a fresh temporary file; path receives its name (caller unlinks). */
-static void write_temp(const char *yaml, char *path, size_t size)
-{
-    snprintf(path, size, "/tmp/walcast_test_config_XXXXXX.yaml");
-    int fd = mkstemps(path, 5);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
-    close(fd);
-}
-
-/* Load yaml from a temporary file. */
-static struct wc_config *load_string(const char *yaml, struct wc_err *err, char *path, size_t size)
-{
-    write_temp(yaml, path, size);
-    struct wc_config *cfg = wc_config_load(path, err);
-    unlink(path);
-    return cfg;
-}
-
-/* Expect loading yaml to fail with "TMPFILE:" followed by expected. */
-static void expect_error(const char *yaml, const char *expected)
-{
-    char path[128], want[1200];
-    struct wc_err err = {0};
-    struct wc_config *cfg = load_string(yaml, &err, path, sizeof(path));
-
-    cr_assert_null(cfg, "loaded but expected: %s", expected);
-    cr_expect_eq(err.code, WC_ERR_CONFIG);
-    snprintf(want, sizeof(want), "%s:%s", path, expected);
-    cr_expect_str_eq(err.msg, want);
-}
 
 static const char *tmpl_src(const struct wc_tmpl *t)
 {
@@ -236,25 +205,25 @@ Test(config, rules_keep_configuration_order_per_event_type)
 {
     char path[128];
     struct wc_err err = {0};
-    struct wc_config *cfg = load_string("sinks:\n"
-                                        "  db:\n"
-                                        "    type: postgres\n"
-                                        "projections:\n"
-                                        "  zeta:\n"
-                                        "    sink: db\n"
-                                        "    on:\n"
-                                        "      Zed: [{sql: SELECT 1}]\n"
-                                        "      Alpha: [{sql: SELECT 2}]\n"
-                                        "  beta:\n"
-                                        "    sink: db\n"
-                                        "    on:\n"
-                                        "      Alpha: [{sql: SELECT 3}]\n"
-                                        "  alpha:\n"
-                                        "    sink: db\n"
-                                        "    on:\n"
-                                        "      Alpha: [{sql: SELECT 4}]\n"
-                                        "      Mid: []\n",
-                                        &err, path, sizeof(path));
+    struct wc_config *cfg = wct_config_string("sinks:\n"
+                                              "  db:\n"
+                                              "    type: postgres\n"
+                                              "projections:\n"
+                                              "  zeta:\n"
+                                              "    sink: db\n"
+                                              "    on:\n"
+                                              "      Zed: [{sql: SELECT 1}]\n"
+                                              "      Alpha: [{sql: SELECT 2}]\n"
+                                              "  beta:\n"
+                                              "    sink: db\n"
+                                              "    on:\n"
+                                              "      Alpha: [{sql: SELECT 3}]\n"
+                                              "  alpha:\n"
+                                              "    sink: db\n"
+                                              "    on:\n"
+                                              "      Alpha: [{sql: SELECT 4}]\n"
+                                              "      Mid: []\n",
+                                              &err, path, sizeof(path));
     int n;
 
     cr_assert_not_null(cfg, "%s", err.msg);
@@ -349,63 +318,72 @@ Test(config, missing_file)
 
 Test(config, more_errors)
 {
-    expect_error("engine:\n  batch_max_events: 1.5\n",
-                 "2: key \"engine.batch_max_events\": expected an integer, got \"1.5\"");
-    expect_error("engine:\n  batch_max_bytes: 4MiB\n",
-                 "2: key \"engine.batch_max_bytes\": expected an integer, got \"4MiB\"");
-    expect_error("source:\n  status_interval_ms: 0\n",
-                 "2: key \"source.status_interval_ms\": value 0 is out of range (1..3600000)");
-    expect_error("source:\n  message_prefix: \"\"\n", "2: key \"source.message_prefix\": must not be empty");
-    expect_error(
+    wct_expect_config_error("engine:\n  batch_max_events: 1.5\n",
+                            "2: key \"engine.batch_max_events\": expected an integer, got \"1.5\"");
+    wct_expect_config_error("engine:\n  batch_max_bytes: 4MiB\n",
+                            "2: key \"engine.batch_max_bytes\": expected an integer, got \"4MiB\"");
+    wct_expect_config_error("source:\n  status_interval_ms: 0\n",
+                            "2: key \"source.status_interval_ms\": value 0 is out of range (1..3600000)");
+    wct_expect_config_error("source:\n  message_prefix: \"\"\n",
+                            "2: key \"source.message_prefix\": must not be empty");
+    wct_expect_config_error(
         "source:\n  outbox:\n    table: \"public.\"\n",
         "3: key \"source.outbox.table\": invalid table \"public.\" (expected table or schema.table)");
-    expect_error("source:\n  outbox:\n    columns:\n      payload: \"\"\n",
-                 "4: key \"source.outbox.columns.payload\": must not be empty");
-    expect_error("sinks:\n  c:\n    type: redis\n    extra: 1\n",
-                 "4: key \"sinks.c.extra\": unknown key (expected type, dsn, rebuild, cluster, "
-                 "statement_timeout_ms or "
-                 "lock_timeout_ms)");
+    wct_expect_config_error("source:\n  outbox:\n    columns:\n      payload: \"\"\n",
+                            "4: key \"source.outbox.columns.payload\": must not be empty");
+    wct_expect_config_error("sinks:\n  c:\n    type: redis\n    extra: 1\n",
+                            "4: key \"sinks.c.extra\": unknown key (expected type, dsn, rebuild, cluster, "
+                            "statement_timeout_ms or "
+                            "lock_timeout_ms)");
     /* A Redis Cluster: only for a redis sink, a boolean; a list of nodes only in cluster mode. */
-    expect_error("sinks:\n  c:\n    type: postgres\n    cluster: true\n",
-                 "2: key \"sinks.c.cluster\": cluster needs a redis sink, but sink \"c\" is postgres");
-    expect_error("sinks:\n  c:\n    type: redis\n    cluster: yes\n",
-                 "4: key \"sinks.c.cluster\": expected true or false, got \"yes\"");
-    expect_error("sinks:\n  c:\n    type: redis\n    dsn: \"redis://a:1,b:2\"\n",
-                 "4: key \"sinks.c.dsn\": several redis servers: for the seed nodes of a redis cluster set "
-                 "sinks.c.cluster: true");
-    expect_error("sinks: [a]\n", "1: key \"sinks\": expected a mapping of sink names, got a list");
-    expect_error("sinks:\n  c:\n    type: redis\n    statement_timeout_ms: 0\n",
-                 "4: key \"sinks.c.statement_timeout_ms\": value 0 is out of range (100..3600000)");
-    expect_error("sinks:\n  c:\n    type: postgres\n    lock_timeout_ms: soon\n",
-                 "4: key \"sinks.c.lock_timeout_ms\": expected an integer, got \"soon\"");
-    expect_error(
+    wct_expect_config_error(
+        "sinks:\n  c:\n    type: postgres\n    cluster: true\n",
+        "2: key \"sinks.c.cluster\": cluster needs a redis sink, but sink \"c\" is postgres");
+    wct_expect_config_error("sinks:\n  c:\n    type: redis\n    cluster: yes\n",
+                            "4: key \"sinks.c.cluster\": expected true or false, got \"yes\"");
+    wct_expect_config_error(
+        "sinks:\n  c:\n    type: redis\n    dsn: \"redis://a:1,b:2\"\n",
+        "4: key \"sinks.c.dsn\": several redis servers: for the seed nodes of a redis cluster set "
+        "sinks.c.cluster: true");
+    wct_expect_config_error("sinks: [a]\n", "1: key \"sinks\": expected a mapping of sink names, got a list");
+    wct_expect_config_error(
+        "sinks:\n  c:\n    type: redis\n    statement_timeout_ms: 0\n",
+        "4: key \"sinks.c.statement_timeout_ms\": value 0 is out of range (100..3600000)");
+    wct_expect_config_error("sinks:\n  c:\n    type: postgres\n    lock_timeout_ms: soon\n",
+                            "4: key \"sinks.c.lock_timeout_ms\": expected an integer, got \"soon\"");
+    wct_expect_config_error(
         "sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n        - x\n",
         "9: key \"projections.p.on.E[0]\": expected a command list [COMMAND, ARG, ...] or a mapping with "
         "script, keys and args, got a scalar");
-    expect_error("sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n"
-                 "        - script: \"return 1\"\n          keys: \"{payload.k}\"\n",
-                 "10: key \"projections.p.on.E[0].keys\": expected a list, got a scalar");
-    expect_error("sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n"
-                 "        - [SET, {a: b}]\n",
-                 "9: key \"projections.p.on.E[0][1]\": expected a template, got a mapping");
-    expect_error(
+    wct_expect_config_error(
+        "sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n"
+        "        - script: \"return 1\"\n          keys: \"{payload.k}\"\n",
+        "10: key \"projections.p.on.E[0].keys\": expected a list, got a scalar");
+    wct_expect_config_error(
+        "sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n"
+        "        - [SET, {a: b}]\n",
+        "9: key \"projections.p.on.E[0][1]\": expected a template, got a mapping");
+    wct_expect_config_error(
         "sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n"
         "        - [SET, \"k:{payload.a\"]\n",
         "9: key \"projections.p.on.E[0][1]\": unterminated \"{\" in template (write \"{{\" for a literal "
         "brace)");
-    expect_error("sinks:\n  d:\n    type: postgres\nprojections:\n  p:\n    sink: d\n    on:\n      E:\n"
-                 "        - sql: SELECT $1\n          params: [payload.a|upper|nope]\n",
-                 "10: key \"projections.p.on.E[0].params[0]\": unknown filter \"nope\"");
-    expect_error("sinks:\n  d:\n    type: postgres\nprojections:\n  p:\n    sink: d\n    on:\n      E:\n"
-                 "        - sql: \"\"\n",
-                 "9: key \"projections.p.on.E[0].sql\": expected an SQL statement, got an empty string");
-    expect_error(
+    wct_expect_config_error(
+        "sinks:\n  d:\n    type: postgres\nprojections:\n  p:\n    sink: d\n    on:\n      E:\n"
+        "        - sql: SELECT $1\n          params: [payload.a|upper|nope]\n",
+        "10: key \"projections.p.on.E[0].params[0]\": unknown filter \"nope\"");
+    wct_expect_config_error(
+        "sinks:\n  d:\n    type: postgres\nprojections:\n  p:\n    sink: d\n    on:\n      E:\n"
+        "        - sql: \"\"\n",
+        "9: key \"projections.p.on.E[0].sql\": expected an SQL statement, got an empty string");
+    wct_expect_config_error(
         "sinks:\n  d:\n    type: postgres\nprojections:\n  p:\n    sink: d\n    on:\n      E:\n"
         "        - sql: SELECT 1\n          params: [event_id]\n",
         "10: key \"projections.p.on.E[0].params\": params has 1 entry but the sql has no parameters");
-    expect_error("sinks:\n  d:\n    type: postgres\nprojections:\n  p:\n    sink: d\n    on: [E]\n",
-                 "7: key \"projections.p.on\": expected a mapping of event types to actions, got a list");
-    expect_error(
+    wct_expect_config_error(
+        "sinks:\n  d:\n    type: postgres\nprojections:\n  p:\n    sink: d\n    on: [E]\n",
+        "7: key \"projections.p.on\": expected a mapping of event types to actions, got a list");
+    wct_expect_config_error(
         "sinks:\n  d:\n    type: postgres\nprojections:\n  p:\n    sink: d\n    extra: 1\n    on: {}\n",
         "7: key \"projections.p.extra\": unknown key (expected sink, on, tables, keys or rebuild)");
 }
@@ -437,7 +415,7 @@ Test(config, sql_parameter_counting)
         for (const char *c = ok[i].sql; *c; c++)
             o += snprintf(yaml + o, sizeof(yaml) - (size_t)o, *c == '\n' ? "\n            " : "%c", *c);
         snprintf(yaml + o, sizeof(yaml) - (size_t)o, "\n          params: [%s]\n", params);
-        struct wc_config *cfg = load_string(yaml, &err, path, sizeof(path));
+        struct wc_config *cfg = wct_config_string(yaml, &err, path, sizeof(path));
         cr_expect_not_null(cfg, "%s: %s", ok[i].sql, err.msg);
         if (cfg)
             cr_expect_str_eq(cfg->sinks[0].rules[0].stmts[0].sql, ok[i].sql);
@@ -449,20 +427,20 @@ Test(config, yaml_features)
 {
     char path[128];
     struct wc_err err = {0};
-    struct wc_config *cfg = load_string("# anchors, aliases, block scalars and flow style\n"
-                                        "sinks: {db: {type: postgres, dsn: &d \"dbname=x\"}}\n"
-                                        "source:\n"
-                                        "  dsn: *d\n"
-                                        "projections:\n"
-                                        "  p:\n"
-                                        "    sink: db\n"
-                                        "    on:\n"
-                                        "      E:\n"
-                                        "        - sql: |\n"
-                                        "            SELECT $1\n"
-                                        "          params:\n"
-                                        "            - payload.a\n",
-                                        &err, path, sizeof(path));
+    struct wc_config *cfg = wct_config_string("# anchors, aliases, block scalars and flow style\n"
+                                              "sinks: {db: {type: postgres, dsn: &d \"dbname=x\"}}\n"
+                                              "source:\n"
+                                              "  dsn: *d\n"
+                                              "projections:\n"
+                                              "  p:\n"
+                                              "    sink: db\n"
+                                              "    on:\n"
+                                              "      E:\n"
+                                              "        - sql: |\n"
+                                              "            SELECT $1\n"
+                                              "          params:\n"
+                                              "            - payload.a\n",
+                                              &err, path, sizeof(path));
 
     cr_assert_not_null(cfg, "%s", err.msg);
     cr_expect_str_eq(cfg->source_dsn, "dbname=x");
@@ -641,78 +619,86 @@ Test(config, yaml_the_parser_crashes_on_is_an_error)
  * outside walcast's own names. Each refusal names file, line and key. */
 Test(config, redis_actions_allow_list)
 {
-    expect_error(
+    wct_expect_config_error(
         REDIS_ACTION("          - \"{payload.cmd}\"\n          - k\n"),
         "10: key \"projections.p.on.E[0][0]\": the redis command must be written out, not a template "
         "(\"{payload.cmd}\"): a payload must not choose the command");
-    expect_error(
+    wct_expect_config_error(
         REDIS_ACTION("          - EXEC\n"),
         "10: key \"projections.p.on.E[0][0]\": redis command \"EXEC\" is not allowed in a projection: "
         "it is a transaction command (walcast wraps each batch in its own MULTI/EXEC)");
-    expect_error(
+    wct_expect_config_error(
         REDIS_ACTION("          - MULTI\n"),
         "10: key \"projections.p.on.E[0][0]\": redis command \"MULTI\" is not allowed in a projection: "
         "it is a transaction command (walcast wraps each batch in its own MULTI/EXEC)");
-    expect_error(
+    wct_expect_config_error(
         REDIS_ACTION("          - SELECT\n          - \"3\"\n"),
         "10: key \"projections.p.on.E[0][0]\": redis command \"SELECT\" is not allowed in a projection: "
         "it is a database command (the sink's database is its dsn's)");
-    expect_error(REDIS_ACTION("          - flushall\n"),
-                 "10: key \"projections.p.on.E[0][0]\": redis command \"flushall\" is not allowed in a "
-                 "projection: it is a key-space-wide command");
-    expect_error(REDIS_ACTION("          - SCRIPT\n          - FLUSH\n"),
-                 "10: key \"projections.p.on.E[0][0]\": redis command \"SCRIPT\" is not allowed in a "
-                 "projection: it is a script-management command (write a script action instead: {script, "
-                 "keys, args})");
-    expect_error(REDIS_ACTION("          - CONFIG\n          - SET\n"),
-                 "10: key \"projections.p.on.E[0][0]\": redis command \"CONFIG\" is not allowed in a "
-                 "projection: it is a server command");
-    expect_error(REDIS_ACTION("          - ZADD\n          - \"walcast:cursor:walcast\"\n          - 1\n"
-                              "          - m\n"),
-                 "11: key \"projections.p.on.E[0][1]\": key \"walcast:cursor:walcast\" could fall into "
-                 "walcast's own names (\"walcast:...\": cursor, dead letters): choose another prefix");
-    expect_error(REDIS_ACTION("          - DEL\n          - a\n          - \"walcast{payload.x}\"\n"),
-                 "12: key \"projections.p.on.E[0][2]\": key \"walcast{payload.x}\" could fall into walcast's "
-                 "own names (\"walcast:...\": cursor, dead letters): choose another prefix");
-    expect_error(REDIS_ACTION("          - ZADD\n          - z\n          - abc\n          - m\n"),
-                 "12: key \"projections.p.on.E[0][2]\": argument 2 of ZADD must be a number, got \"abc\"");
-    expect_error(REDIS_ACTION("          - HSET\n          - h\n          - f\n"),
-                 "10: key \"projections.p.on.E[0]\": wrong number of arguments for HSET (expected HSET key "
-                 "field value [field value ...])");
-    expect_error(
+    wct_expect_config_error(
+        REDIS_ACTION("          - flushall\n"),
+        "10: key \"projections.p.on.E[0][0]\": redis command \"flushall\" is not allowed in a "
+        "projection: it is a key-space-wide command");
+    wct_expect_config_error(
+        REDIS_ACTION("          - SCRIPT\n          - FLUSH\n"),
+        "10: key \"projections.p.on.E[0][0]\": redis command \"SCRIPT\" is not allowed in a "
+        "projection: it is a script-management command (write a script action instead: {script, "
+        "keys, args})");
+    wct_expect_config_error(
+        REDIS_ACTION("          - CONFIG\n          - SET\n"),
+        "10: key \"projections.p.on.E[0][0]\": redis command \"CONFIG\" is not allowed in a "
+        "projection: it is a server command");
+    wct_expect_config_error(
+        REDIS_ACTION("          - ZADD\n          - \"walcast:cursor:walcast\"\n          - 1\n"
+                     "          - m\n"),
+        "11: key \"projections.p.on.E[0][1]\": key \"walcast:cursor:walcast\" could fall into "
+        "walcast's own names (\"walcast:...\": cursor, dead letters): choose another prefix");
+    wct_expect_config_error(
+        REDIS_ACTION("          - DEL\n          - a\n          - \"walcast{payload.x}\"\n"),
+        "12: key \"projections.p.on.E[0][2]\": key \"walcast{payload.x}\" could fall into walcast's "
+        "own names (\"walcast:...\": cursor, dead letters): choose another prefix");
+    wct_expect_config_error(
+        REDIS_ACTION("          - ZADD\n          - z\n          - abc\n          - m\n"),
+        "12: key \"projections.p.on.E[0][2]\": argument 2 of ZADD must be a number, got \"abc\"");
+    wct_expect_config_error(
+        REDIS_ACTION("          - HSET\n          - h\n          - f\n"),
+        "10: key \"projections.p.on.E[0]\": wrong number of arguments for HSET (expected HSET key "
+        "field value [field value ...])");
+    wct_expect_config_error(
         REDIS_ACTION("          - ZADD\n          - z\n          - NX\n          - XX\n          - 1\n"
                      "          - m\n"),
         "10: key \"projections.p.on.E[0]\": ZADD options NX and XX exclude each other");
-    expect_error(
+    wct_expect_config_error(
         REDIS_ACTION("          - SET\n          - k\n          - v\n          - EX\n          - \"0\"\n"),
         "14: key \"projections.p.on.E[0][4]\": argument 4 of SET must be an integer above 0, got \"0\"");
-    expect_error(
+    wct_expect_config_error(
         REDIS_ACTION("          - SET\n          - k\n          - v\n          - KEEP\n"),
         "13: key \"projections.p.on.E[0][3]\": unknown option \"KEEP\" for SET (expected SET key value "
         "[EX|PX|EXAT|PXAT n] [NX|XX] [KEEPTTL])");
-    expect_error(
+    wct_expect_config_error(
         REDIS_ACTION("          - XADD\n          - s\n          - \"1-1\"\n          - f\n          - v\n"),
         "12: key \"projections.p.on.E[0][2]\": XADD takes \"*\" here (walcast lets redis choose the id): "
         "XADD key [NOMKSTREAM] [MAXLEN [~|=] n] * field value [field value ...]");
-    expect_error("sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n        "
-                 "- script: "
-                 "\"return 1\"\n          keys: [\"walcast:dead_letters:x\"]\n",
-                 "10: key \"projections.p.on.E[0].keys[0]\": key \"walcast:dead_letters:x\" could fall into "
-                 "walcast's own "
-                 "names (\"walcast:...\": cursor, dead letters): choose another prefix");
+    wct_expect_config_error(
+        "sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n        "
+        "- script: "
+        "\"return 1\"\n          keys: [\"walcast:dead_letters:x\"]\n",
+        "10: key \"projections.p.on.E[0].keys[0]\": key \"walcast:dead_letters:x\" could fall into "
+        "walcast's own "
+        "names (\"walcast:...\": cursor, dead letters): choose another prefix");
 
     /* Allowed: commands in any case, options, templated values of the right kinds. */
     char path[128];
     struct wc_err err = {0};
-    struct wc_config *cfg =
-        load_string("sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n"
-                    "        - [zadd, \"k:{payload.a}\", GT, CH, \"{payload.s|cents}\", m, 2.5, n]\n"
-                    "        - [SET, \"s:{payload.a}\", v, EX, 60, NX]\n"
-                    "        - [XADD, \"log\", MAXLEN, \"~\", 1000, \"*\", a, \"{payload.a}\"]\n"
-                    "        - [HINCRBY, h, \"{payload.a}\", \"{payload.n}\"]\n"
-                    "        - [ZREMRANGEBYSCORE, z, \"-inf\", \"({payload.cut}\"]\n"
-                    "        - [DEL, a, b, \"{payload.k}\"]\n",
-                    &err, path, sizeof(path));
+    struct wc_config *cfg = wct_config_string(
+        "sinks:\n  c:\n    type: redis\nprojections:\n  p:\n    sink: c\n    on:\n      E:\n"
+        "        - [zadd, \"k:{payload.a}\", GT, CH, \"{payload.s|cents}\", m, 2.5, n]\n"
+        "        - [SET, \"s:{payload.a}\", v, EX, 60, NX]\n"
+        "        - [XADD, \"log\", MAXLEN, \"~\", 1000, \"*\", a, \"{payload.a}\"]\n"
+        "        - [HINCRBY, h, \"{payload.a}\", \"{payload.n}\"]\n"
+        "        - [ZREMRANGEBYSCORE, z, \"-inf\", \"({payload.cut}\"]\n"
+        "        - [DEL, a, b, \"{payload.k}\"]\n",
+        &err, path, sizeof(path));
     cr_assert_not_null(cfg, "%s", err.msg);
     const struct wc_redis_cmd *c = cfg->sinks[0].rules[0].cmds;
     cr_expect_str_eq(c[0].name, "ZADD");
@@ -733,14 +719,14 @@ Test(config, dead_letter_max)
 {
     char path[128];
     struct wc_err err = {0};
-    struct wc_config *cfg = load_string("engine:\n  dead_letter_max: 0\n", &err, path, sizeof(path));
+    struct wc_config *cfg = wct_config_string("engine:\n  dead_letter_max: 0\n", &err, path, sizeof(path));
     cr_assert_not_null(cfg, "%s", err.msg);
     cr_expect_eq(cfg->dead_letter_max, 0);
     wc_config_free(cfg);
-    cfg = load_string("", &err, path, sizeof(path));
+    cfg = wct_config_string("", &err, path, sizeof(path));
     cr_assert_not_null(cfg, "%s", err.msg);
     cr_expect_eq(cfg->dead_letter_max, 100000);
     wc_config_free(cfg);
-    expect_error("engine:\n  dead_letter_max: -1\n",
-                 "2: key \"engine.dead_letter_max\": value -1 is out of range (0..1000000000)");
+    wct_expect_config_error("engine:\n  dead_letter_max: -1\n",
+                            "2: key \"engine.dead_letter_max\": value -1 is out of range (0..1000000000)");
 }

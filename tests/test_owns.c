@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "testutil.h"
 #include "walcast/config.h"
 
 #define HEAD                                                                                                 \
@@ -13,40 +14,17 @@
     "  kv: {type: redis, dsn: \"redis://127.0.0.1:6379/0\"}\n"                                               \
     "projections:\n"
 
-static struct wc_config *load(const char *yaml, struct wc_err *err, char *path, size_t size)
-{
-    snprintf(path, size, "/tmp/walcast_test_owns_XXXXXX.yaml");
-    int fd = mkstemps(path, 5);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
-    close(fd);
-    struct wc_config *cfg = wc_config_load(path, err);
-    unlink(path);
-    return cfg;
-}
-
-static void expect_error(const char *yaml, const char *expected)
-{
-    char path[128], want[1200];
-    struct wc_err err = {0};
-    struct wc_config *cfg = load(yaml, &err, path, sizeof(path));
-
-    cr_assert_null(cfg, "loaded but expected: %s", expected);
-    cr_expect_eq(err.code, WC_ERR_CONFIG);
-    snprintf(want, sizeof(want), "%s:%s", path, expected);
-    cr_expect_str_eq(err.msg, want);
-}
-
 Test(owns, declarations_are_loaded)
 {
     char path[128];
     struct wc_err err = {0};
-    struct wc_config *cfg = load(HEAD "  a:\n    sink: db\n    tables: [order_summary, read.totals]\n"
-                                      "    on: {X: [{sql: \"SELECT 1\"}]}\n"
-                                      "  b:\n    sink: kv\n    keys: [\"order:*\", \"ltv:leaderboard\"]\n"
-                                      "    on: {X: [[DEL, \"order:1\"]]}\n"
-                                      "  c:\n    sink: db\n    on: {Y: [{sql: \"SELECT 1\"}]}\n",
-                                 &err, path, sizeof(path));
+    struct wc_config *cfg =
+        wct_config_string(HEAD "  a:\n    sink: db\n    tables: [order_summary, read.totals]\n"
+                               "    on: {X: [{sql: \"SELECT 1\"}]}\n"
+                               "  b:\n    sink: kv\n    keys: [\"order:*\", \"ltv:leaderboard\"]\n"
+                               "    on: {X: [[DEL, \"order:1\"]]}\n"
+                               "  c:\n    sink: db\n    on: {Y: [{sql: \"SELECT 1\"}]}\n",
+                          &err, path, sizeof(path));
     cr_assert_not_null(cfg, "%s", err.msg);
     cr_assert_eq(cfg->nprojection, 3);
     const struct wc_projection *a = wc_config_projection(cfg, "a"), *b = wc_config_projection(cfg, "b");
@@ -64,12 +42,13 @@ Test(owns, declarations_are_loaded)
 
 Test(owns, two_projections_never_own_one_table_or_key)
 {
-    expect_error(HEAD "  a:\n    sink: db\n    tables: [order_summary]\n    on: {X: [{sql: \"SELECT 1\"}]}\n"
-                      "  b:\n    sink: db\n    tables: [totals, public.order_summary]\n"
-                      "    on: {Y: [{sql: \"SELECT 1\"}]}\n",
-                 "9: key \"projections.b.tables\": table \"public.order_summary\" is already owned by "
-                 "projection \"a\" (line 5): a table belongs to one projection");
-    expect_error(
+    wct_expect_config_error(
+        HEAD "  a:\n    sink: db\n    tables: [order_summary]\n    on: {X: [{sql: \"SELECT 1\"}]}\n"
+             "  b:\n    sink: db\n    tables: [totals, public.order_summary]\n"
+             "    on: {Y: [{sql: \"SELECT 1\"}]}\n",
+        "9: key \"projections.b.tables\": table \"public.order_summary\" is already owned by "
+        "projection \"a\" (line 5): a table belongs to one projection");
+    wct_expect_config_error(
         HEAD "  a:\n    sink: kv\n    keys: [\"order:*\"]\n    on: {X: [[DEL, k]]}\n"
              "  b:\n    sink: kv\n    keys: [\"ltv\", \"*:42\"]\n    on: {Y: [[DEL, k]]}\n",
         "9: key \"projections.b.keys\": key pattern \"*:42\" overlaps \"order:*\" of projection \"a\" "
@@ -78,33 +57,40 @@ Test(owns, two_projections_never_own_one_table_or_key)
 
 Test(owns, declarations_are_checked)
 {
-    expect_error(HEAD "  a:\n    sink: kv\n    tables: [t]\n    on: {X: [[DEL, k]]}\n",
-                 "7: key \"projections.a.tables\": sink \"kv\" is not a PostgreSQL sink: a Redis projection "
-                 "declares keys");
-    expect_error(HEAD "  a:\n    sink: db\n    keys: [t]\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
-                 "7: key \"projections.a.keys\": sink \"db\" is not a Redis sink: a PostgreSQL projection "
-                 "declares tables");
-    expect_error(HEAD "  a:\n    sink: db\n    tables: [\"x;y\"]\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
-                 "7: key \"projections.a.tables[0]\": expected a table name (table or schema.table, plain "
-                 "identifiers)");
-    expect_error(HEAD "  a:\n    sink: kv\n    keys: [\"walcast:x\"]\n    on: {X: [[DEL, k]]}\n",
-                 "7: key \"projections.a.keys[0]\": keys starting with \"walcast:\" are walcast's own");
-    expect_error(HEAD "  a:\n    sink: kv\n    keys: [\"a[bc]\"]\n    on: {X: [[DEL, k]]}\n",
-                 "7: key \"projections.a.keys[0]\": \"*\" and \"?\" are the only wildcards of a key pattern "
-                 "(no \"[\", \"]\" or \"\\\")");
-    expect_error(HEAD "  a:\n    sink: db\n    tables: order_summary\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
-                 "7: key \"projections.a.tables\": expected a list, got a scalar");
+    wct_expect_config_error(
+        HEAD "  a:\n    sink: kv\n    tables: [t]\n    on: {X: [[DEL, k]]}\n",
+        "7: key \"projections.a.tables\": sink \"kv\" is not a PostgreSQL sink: a Redis projection "
+        "declares keys");
+    wct_expect_config_error(
+        HEAD "  a:\n    sink: db\n    keys: [t]\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
+        "7: key \"projections.a.keys\": sink \"db\" is not a Redis sink: a PostgreSQL projection "
+        "declares tables");
+    wct_expect_config_error(
+        HEAD "  a:\n    sink: db\n    tables: [\"x;y\"]\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
+        "7: key \"projections.a.tables[0]\": expected a table name (table or schema.table, plain "
+        "identifiers)");
+    wct_expect_config_error(
+        HEAD "  a:\n    sink: kv\n    keys: [\"walcast:x\"]\n    on: {X: [[DEL, k]]}\n",
+        "7: key \"projections.a.keys[0]\": keys starting with \"walcast:\" are walcast's own");
+    wct_expect_config_error(
+        HEAD "  a:\n    sink: kv\n    keys: [\"a[bc]\"]\n    on: {X: [[DEL, k]]}\n",
+        "7: key \"projections.a.keys[0]\": \"*\" and \"?\" are the only wildcards of a key pattern "
+        "(no \"[\", \"]\" or \"\\\")");
+    wct_expect_config_error(
+        HEAD "  a:\n    sink: db\n    tables: order_summary\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
+        "7: key \"projections.a.tables\": expected a list, got a scalar");
 }
 
 Test(owns, rebuild_auto)
 {
     char path[128];
     struct wc_err err = {0};
-    struct wc_config *cfg = load(HEAD "  a:\n    sink: db\n    tables: [t]\n    rebuild: auto\n"
-                                      "    on: {X: [{sql: \"SELECT 1\"}]}\n"
-                                      "  b:\n    sink: db\n    tables: [u]\n    rebuild: manual\n"
-                                      "    on: {X: [{sql: \"SELECT 2\"}]}\n",
-                                 &err, path, sizeof(path));
+    struct wc_config *cfg =
+        wct_config_string(HEAD "  a:\n    sink: db\n    tables: [t]\n    rebuild: auto\n"
+                               "    on: {X: [{sql: \"SELECT 1\"}]}\n"
+                               "  b:\n    sink: db\n    tables: [u]\n    rebuild: manual\n"
+                               "    on: {X: [{sql: \"SELECT 2\"}]}\n",
+                          &err, path, sizeof(path));
     cr_assert_not_null(cfg, "%s", err.msg);
     cr_expect_eq(wc_config_projection(cfg, "a")->rebuild_auto, 1);
     cr_expect_eq(wc_config_projection(cfg, "b")->rebuild_auto, 0);
@@ -114,15 +100,16 @@ Test(owns, rebuild_auto)
     cr_expect_eq(strlen(fa), 16);
     cr_expect_str_neq(fa, fb);
     wc_config_free(cfg);
-    expect_error(
+    wct_expect_config_error(
         HEAD "  a:\n    sink: db\n    rebuild: auto\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
         "7: key \"projections.a.rebuild\": rebuild: auto needs projections.a.tables (what the rebuild swaps "
         "in)");
-    expect_error(HEAD "  a:\n    sink: kv\n    keys: [k]\n    rebuild: auto\n    on: {X: [[DEL, k]]}\n",
-                 "8: key \"projections.a.rebuild\": rebuild: auto needs a PostgreSQL sink (Redis projections "
-                 "cannot be "
-                 "rebuilt online yet)");
-    expect_error(
+    wct_expect_config_error(
+        HEAD "  a:\n    sink: kv\n    keys: [k]\n    rebuild: auto\n    on: {X: [[DEL, k]]}\n",
+        "8: key \"projections.a.rebuild\": rebuild: auto needs a PostgreSQL sink (Redis projections "
+        "cannot be "
+        "rebuilt online yet)");
+    wct_expect_config_error(
         HEAD "  a:\n    sink: db\n    tables: [t]\n    rebuild: always\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
         "8: key \"projections.a.rebuild\": expected auto or manual, got always");
 }

@@ -173,3 +173,27 @@ void wct_detached_join(struct wct_detached *d)
 {
     pthread_join(d->thread, NULL);
 }
+
+struct wc_config *wct_config_string(const char *yaml, struct wc_err *err, char *path, size_t size)
+{
+    snprintf(path, size, "/tmp/walcast_test_config_XXXXXX.yaml");
+    int fd = mkstemps(path, 5);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+    close(fd);
+    struct wc_config *cfg = wc_config_load(path, err);
+    unlink(path);
+    return cfg;
+}
+
+void wct_expect_config_error(const char *yaml, const char *expected)
+{
+    char path[128], want[1200];
+    struct wc_err err = {0};
+    struct wc_config *cfg = wct_config_string(yaml, &err, path, sizeof(path));
+
+    cr_assert_null(cfg, "loaded but expected: %s", expected);
+    cr_expect_eq(err.code, WC_ERR_CONFIG);
+    snprintf(want, sizeof(want), "%s:%s", path, expected);
+    cr_expect_str_eq(err.msg, want);
+}

@@ -6,6 +6,7 @@
 #include <libpq-fe.h>
 #include <pthread.h>
 
+#include "walcast/config.h"
 #include "walcast/sink.h"
 
 /* Criterion 2.4's cr_fatal lives in <criterion/new/assert.h>; the classic API spells it this way. */
@@ -47,5 +48,10 @@ struct wct_detached {
 };
 void wct_detached_start(struct wct_detached *d, struct wc_sink *s, struct wc_pos pos);
 void wct_detached_join(struct wct_detached *d);
+
+/* Load yaml from a fresh temporary file (its name in path, already removed). */
+struct wc_config *wct_config_string(const char *yaml, struct wc_err *err, char *path, size_t size);
+/* Expect loading yaml to fail with "TMPFILE:" followed by expected. */
+void wct_expect_config_error(const char *yaml, const char *expected);
 
 #endif
