@@ -100,8 +100,9 @@ int cf_load_owns(struct ctx *c, const char *name, struct fy_node *v, int pline, 
         p->rebuild_auto = strcmp(val, "auto") == 0;
         if (p->rebuild_auto && sc->type != WC_SINK_POSTGRES)
             return cf_fail(c, rline, key,
-                           "rebuild: auto needs a PostgreSQL sink (Redis projections cannot be rebuilt "
-                           "online yet)");
+                           "rebuild: auto needs a PostgreSQL sink (Redis projections have no record to "
+                           "tell a changed one by: run walcast rebuild --projection %s)",
+                           name);
         if (p->rebuild_auto && fy_node_mapping_lookup_pair_by_string(v, "tables", 6) == NULL)
             return cf_fail(c, rline, key,
                            "rebuild: auto needs projections.%s.tables (what the rebuild swaps in)", name);

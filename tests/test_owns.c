@@ -106,9 +106,8 @@ Test(owns, rebuild_auto)
         "in)");
     wct_expect_config_error(
         HEAD "  a:\n    sink: kv\n    keys: [k]\n    rebuild: auto\n    on: {X: [[DEL, k]]}\n",
-        "8: key \"projections.a.rebuild\": rebuild: auto needs a PostgreSQL sink (Redis projections "
-        "cannot be "
-        "rebuilt online yet)");
+        "8: key \"projections.a.rebuild\": rebuild: auto needs a PostgreSQL sink (Redis projections have no "
+        "record to tell a changed one by: run walcast rebuild --projection a)");
     wct_expect_config_error(
         HEAD "  a:\n    sink: db\n    tables: [t]\n    rebuild: always\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
         "8: key \"projections.a.rebuild\": expected auto or manual, got always");
