@@ -23,7 +23,8 @@
  *
  * Read your writes (--wait, walcast's metrics endpoint): each inserter takes its consistency token right
  * after the commit (pg_current_wal_insert_lsn() in the same session) and hands it to W waiter threads
- * (default 16), each sending GET /wait?lsn=TOKEN&sink=cache for one event at a time, alongside the
+ * (default 16), each sending GET /wait?lsn=TOKEN&sink=cache for one event at a time on a keep-alive
+ * connection of its own, alongside the
  * pollers; and a subscriber on Redis (SUBSCRIBE walcast:applied:SLOT, the recipe of a Redis-only service)
  * marks every token its messages reach. Series rw_http (commit to /wait's 200) and rw_redis (commit to the
  * message that reached the token).
@@ -38,6 +39,7 @@
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -320,42 +322,78 @@ static void *pg_watcher(void *arg)
     return NULL;
 }
 
-/* A waiter: GET /wait for one event at a time (a connection each, as a service's request would). */
+/* Connect to walcast's endpoint; exits on failure. */
+static int wait_connect(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)wait_port)};
+    inet_pton(AF_INET, wait_host, &a.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        fprintf(stderr, "probe: connect to %s:%d failed\n", wait_host, wait_port);
+        exit(1);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+/* One response on a keep-alive connection into resp (headers and body); its length, or -1 when the
+ * connection closed before a whole response came. */
+static ssize_t read_response(int fd, char *resp, size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t r = read(fd, resp + got, cap - 1 - got);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+        resp[got] = 0;
+        char *end = strstr(resp, "\r\n\r\n");
+        if (end == NULL)
+            continue;
+        char *cl = strcasestr(resp, "content-length:");
+        size_t body = cl && cl < end ? (size_t)strtoul(cl + 15, NULL, 10) : 0;
+        if (got >= (size_t)(end + 4 - resp) + body)
+            return (ssize_t)got;
+    }
+}
+
+/* A waiter: GET /wait for one event at a time, on a keep-alive connection of its own (as a service's
+ * HTTP client would pool them), reconnecting when walcast closes it. */
 static void *http_waiter(void *arg)
 {
     (void)arg;
+    int fd = -1;
     for (;;) {
         pthread_mutex_lock(&wq_mu);
         while (wq_head == wq_tail && !wq_closed)
             pthread_cond_wait(&wq_cv, &wq_mu);
         if (wq_head == wq_tail) {
             pthread_mutex_unlock(&wq_mu);
+            if (fd >= 0)
+                close(fd);
             return NULL;
         }
         long k = wq[wq_head++];
         pthread_mutex_unlock(&wq_mu);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)wait_port)};
-        inet_pton(AF_INET, wait_host, &a.sin_addr);
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-            fprintf(stderr, "probe: connect to %s:%d failed\n", wait_host, wait_port);
-            exit(1);
-        }
-        char req[256], resp[1024];
+        char req[256], resp[2048];
         int n = snprintf(req, sizeof(req),
-                         "GET /wait?lsn=%X/%X&sink=cache&timeout_ms=30000 HTTP/1.1\r\nHost: walcast\r\n"
-                         "Connection: close\r\n\r\n",
+                         "GET /wait?lsn=%X/%X&sink=cache&timeout_ms=30000 HTTP/1.1\r\nHost: walcast\r\n\r\n",
                          (unsigned)(S[k].token >> 32), (unsigned)S[k].token);
-        if (write(fd, req, (size_t)n) != n) {
-            fprintf(stderr, "probe: /wait: write failed\n");
+        ssize_t got = -1;
+        for (int attempt = 0; attempt < 2 && got < 0; attempt++) {
+            if (fd < 0)
+                fd = wait_connect();
+            if (write(fd, req, (size_t)n) != n || (got = read_response(fd, resp, sizeof(resp))) < 0) {
+                close(fd); /* closed by walcast (its idle timeout): once more on a new one */
+                fd = -1;
+            }
+        }
+        double m = mono();
+        if (got < 0) {
+            fprintf(stderr, "probe: /wait for event %ld: no response\n", k);
             exit(1);
         }
-        ssize_t got = 0, r;
-        while ((r = read(fd, resp + got, sizeof(resp) - 1 - (size_t)got)) > 0)
-            got += r;
-        double m = mono();
-        resp[got] = 0;
-        close(fd);
         if (strncmp(resp, "HTTP/1.1 200", 12) == 0)
             S[k].rw_http = m;
         else

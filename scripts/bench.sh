@@ -15,7 +15,7 @@
 # The last lines are key=value figures (ratio_redis, ratio_pg, ratio_both, p99_ms_1k, p99_ms_5k,
 # rw_wait_p99_ms, rw_redis_p99_ms, rss_mib_max, instr_per_event, ...). Sizes: default 100,000-event backlogs, 1,000,000 for memory, 30 s
 # of load per rate (~10 min); --quick is about 5x smaller; --smoke is tiny (a check that it all works).
-# --keep leaves the temp dir (logs, callgrind output). See BENCHMARKS.md for the figures and method.
+# --latency-only runs step 4 alone. --keep leaves the temp dir (logs, callgrind output). See BENCHMARKS.md for the figures and method.
 #
 # --cluster: Redis Cluster instead. One backlog of single-event transactions drained into one Redis
 # (bench/redis.yaml) and into a Redis Cluster of 3 masters and 3 replicas (bench/redis-cluster.yaml, the
@@ -28,6 +28,7 @@ set -euo pipefail
 mode=full
 keep=0
 cluster=0
+latency_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) mode=quick ;;
@@ -35,6 +36,7 @@ while [ $# -gt 0 ]; do
     --full) mode=full ;;
     --keep) keep=1 ;;
     --cluster) cluster=1 ;;
+    --latency-only) latency_only=1 ;;
     -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -274,6 +276,7 @@ if [ "$cluster" = 1 ]; then
     exit 0
 fi
 
+if [ "$latency_only" = 0 ]; then
 # ---- 1. throughput ----
 throughput() { # KIND(single|bulk) EVENTS TXNS
     local kind=$1 events=$2 txns=$3 after idx endpos
@@ -332,6 +335,8 @@ else
 fi
 drop_slot cpu
 put instr_per_event "$(div "$(get cpu_instructions)" "$instr_events" %.0f)"
+
+fi # latency_only
 
 # ---- 4. latency ----
 say "latency: track_commit_timestamp = on (restart), walcast run into both sinks, steady load"

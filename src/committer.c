@@ -59,6 +59,10 @@ static void job_main(struct sink_job *j)
         wc_tally_commit_start(k->tally);
         j->rc = k->ops->commit_detached(k, &j->commit, &j->err);
         wc_tally_commit_end(k->tally, j->rc);
+        /* Visible now: answer the waiters here rather than after a hop through the engine's thread (not
+         * when the engine stopped without this job: it may be tearing the endpoint down). */
+        if (j->rc == 0 && !__atomic_load_n(&k->abandoned, __ATOMIC_ACQUIRE))
+            wc_metrics_applied(k, j->commit.cursor.lsn);
     } else {
         j->rc = wc__open_sink(k, &j->owner, &j->cursor, &j->found, &j->err);
     }
@@ -213,7 +217,7 @@ int wc__commit_round(struct session *s, struct wc_pos pos, struct wc_err *err)
             k->cursor = at;
             k->has_cursor = 1;
             wc_tally_publish(k->tally, at.lsn);
-            wc_metrics_applied(k);
+            wc_metrics_applied(k, k->cursor.lsn);
             continue;
         }
         start_commit(s, r, at);
@@ -254,7 +258,7 @@ static int committed(struct session *s, struct sink_rt *r, struct sink_job *j, s
     k->cursor = j->commit.cursor;
     k->has_cursor = 1;
     wc_tally_publish(k->tally, j->commit.cursor.lsn);
-    wc_metrics_applied(k);
+    wc_metrics_applied(k, k->cursor.lsn);
     if (r->retry.attempt > 0) {
         int attempts = r->retry.attempt;
         int64_t lasted = wc_backoff_ok(&r->retry, now);

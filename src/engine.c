@@ -62,6 +62,23 @@ static int route_event(struct session *s, struct wc_event *ev, struct wc_err *er
     return 0;
 }
 
+/*
+ * Nothing queued and no commit in flight: every sink in the stream shows all it was given, so what it
+ * shows is current up to lsn, a position before which the stream has delivered every transaction (the
+ * end of the last one, the quiet WAL a keepalive reported, or the commit record of the transaction that
+ * just began: it commits after every one before it). GET /wait's waiters up to there are answered at
+ * once, without waiting for an idle commit or for the next transaction to be applied.
+ */
+static void visible_through(struct session *s, wc_lsn lsn)
+{
+    if (lsn <= s->visible_lsn || s->pending > 0 || !wc_metrics_wanted(lsn) || wc__busy(s))
+        return; /* (nobody waits for it: a waiter that comes later is answered by the next commit) */
+    s->visible_lsn = lsn;
+    for (int i = 0; i < s->nsink; i++)
+        if (s->rt[i].state == SINK_UP)
+            wc_metrics_applied(s->rt[i].k, lsn);
+}
+
 static int handle_message(struct session *s, const char *msg, size_t len, wc_lsn wal_start, int *done,
                           struct wc_err *err)
 {
@@ -73,6 +90,7 @@ static int handle_message(struct session *s, const char *msg, size_t len, wc_lsn
     case WC_DECODED_BEGIN:
         s->in_txn = 1;
         s->stats->transactions++;
+        visible_through(s, d.event.pos.lsn);
         break;
     case WC_DECODED_EVENT:
         if (route_event(s, &d.event, err) < 0)
@@ -318,6 +336,8 @@ static int run_session(struct session *s, struct wc_err *err)
             s->pos = (struct wc_pos){idle, -1};
         if (s->opts->endpos && s->pos.lsn >= s->opts->endpos)
             done = 1;
+        if (s->pos.index == -1)
+            visible_through(s, s->pos.lsn);
         /* ... and at once when a GET /wait waits for a position the stream is past (read your writes). */
         if (wc_pos_cmp(s->pos, (struct wc_pos){wc__safe_confirm_lsn(s), -1}) > 0 &&
             (done || now - s->last_idle_commit_ms >= s->cfg->status_interval_ms ||

@@ -112,6 +112,7 @@ struct session {
     size_t pending_bytes;
     int64_t batch_start_ms;
     int64_t last_idle_commit_ms;
+    wc_lsn visible_lsn; /* the last position GET /wait was told every sink shows (visible_through) */
 
     int started;   /* streamed once: faults to fix are retried from now on, not fatal */
     int stopping;  /* shutting down: no sink is opened again, the stream is not restarted */

@@ -190,9 +190,11 @@ void wc_metrics_standby(void);
 void wc_metrics_reconnect(const struct wc_err *err);
 /* A sink's commit failed. */
 void wc_metrics_commit_failed(struct wc_sink *k);
-/* A sink's durable cursor moved (a commit returned) or was read (it opened): GET /wait's waiters it
- * reached are answered. Once per commit, on the engine's thread (waits.c). */
-void wc_metrics_applied(struct wc_sink *k);
+/* A sink's durable cursor moved to lsn (a commit returned) or was read (it opened): GET /wait's waiters
+ * it reached are answered. Once per commit, never per event: on the sink's worker thread as soon as its
+ * commit returns (the engine's thread may be busy with the next batch), again on the engine's thread
+ * when it takes the commit in (then a no-op), and there for inline commits and opens (waits.c). */
+void wc_metrics_applied(struct wc_sink *k, wc_lsn lsn);
 /* Nonzero when a GET /wait waits for a position at or below lsn: the engine's loop, idle, then moves
  * the sinks' cursors over the stream's position now rather than at the next status interval. An atomic
  * load (waits.c). */

@@ -78,7 +78,7 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, const struct wc_ow
         goto done;
     k->cursor = (struct wc_pos){point, -1};
     k->has_cursor = 1;
-    wc_metrics_applied(k);
+    wc_metrics_applied(k, k->cursor.lsn);
     wc_warning("sink \"%s\": rebuilt from %lld outbox rows", k->name, (long long)n);
     if (k->conf != NULL && k->conf->type == WC_SINK_POSTGRES) {
         /* Every projection of the sink was built by its current definition (projrec.c). */

@@ -141,7 +141,7 @@ int wc__sink_opened(struct session *s, struct sink_rt *r, struct sink_job *j, st
     k->cursor = j->found ? j->cursor : WC_POS_NONE;
     k->has_cursor = j->found;
     r->known = 1;
-    wc_metrics_applied(k);
+    wc_metrics_applied(k, k->cursor.lsn);
     r->floor = k->cursor;
     __atomic_store_n(&k->connected, 1, __ATOMIC_RELEASE);
     if (wc_pos_cmp(k->cursor, s->pos) >= 0) {
@@ -262,7 +262,7 @@ int wc__open_all(struct session *s, struct wc_err *err)
             r->k->cursor = j->found ? j->cursor : WC_POS_NONE;
             r->k->has_cursor = j->found;
             r->known = 1;
-            wc_metrics_applied(r->k);
+            wc_metrics_applied(r->k, r->k->cursor.lsn);
             r->floor = r->k->cursor;
             r->state = SINK_UP;
             __atomic_store_n(&r->k->connected, 1, __ATOMIC_RELEASE);

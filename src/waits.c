@@ -4,10 +4,12 @@
  *
  * A waiter costs no thread: its connection is suspended in libmicrohttpd (MHD_suspend_connection) and
  * kept in its sink's list, sorted by LSN. When a sink's applied position moves (its commit returned, or
- * it opened with a cursor read: wc_metrics_applied, on the engine's thread, once per commit and never per
- * event) the waiters it reached are resumed from the front of the list; one thread of this file resumes
- * those whose timeout passed. The applied position is the sink's durable cursor's LSN, the same the sink
- * publishes on its server (walcast:applied:<slot>, walcast_cursor), so the two ways of waiting agree.
+ * it opened with a cursor read: wc_metrics_applied, on the sink's worker thread as soon as its commit
+ * returns, once per commit and never per event) the waiters it reached are resumed from the front of the
+ * list; one thread of this file resumes those whose timeout passed. The applied position is the sink's
+ * durable cursor's LSN, the same the sink publishes on its server (walcast:applied:<slot>, walcast_cursor),
+ * or further while the sink has nothing queued and no commit in flight: up to where the stream has
+ * delivered every transaction (engine.c, visible_through).
  *
  * Locking: every list and position is under one mutex; suspending and resuming happen under it, so a
  * waiter is never resumed before it is suspended.
@@ -195,7 +197,7 @@ void wc__waits_free(struct wc_metrics *m)
     m->waits = NULL;
 }
 
-void wc_metrics_applied(struct wc_sink *k)
+void wc_metrics_applied(struct wc_sink *k, wc_lsn lsn)
 {
     struct wc_metrics *m = wc__metrics;
     struct wc_waits *ws = m ? m->waits : NULL;
@@ -206,7 +208,6 @@ void wc_metrics_applied(struct wc_sink *k)
         if (m->sinks[i].sink != k)
             continue;
         struct sink_waits *sw = &ws->sinks[i];
-        wc_lsn lsn = k->cursor.lsn;
         pthread_mutex_lock(&ws->mu);
         if (lsn > sw->applied) {
             sw->applied = lsn;
