@@ -59,6 +59,7 @@ struct sample {
     int redis_seen, pg_seen;
     uint64_t token;           /* pg_current_wal_insert_lsn() after the commit (--wait) */
     double rw_http, rw_redis; /* monotonic time the wait returned / the message reached the token */
+    double token_mono;        /* when the token was known */
     atomic_int token_set;
 };
 
@@ -181,6 +182,7 @@ static void *inserter(void *arg)
             }
             PQclear(r);
             s->token = (uint64_t)hi << 32 | lo;
+            s->token_mono = mono();
             atomic_store(&s->token_set, 1);
             /* Heard before the token was known: a service would see it with its HGET, at once. */
             if (s->token <= atomic_load(&redis_applied))
@@ -632,6 +634,18 @@ int main(int argc, char **argv)
             if (S[k].rw_redis > 0)
                 v[n++] = S[k].rw_redis - S[k].commit_mono;
         report(label, "rw_redis", v, n, total);
+        /* Where the time goes: commit to the token known (the extra round trip), and /wait's answer after
+         * the poller first saw the event (negative: before it). */
+        n = 0;
+        for (long k = 0; k < total; k++)
+            if (S[k].token_mono > 0)
+                v[n++] = S[k].token_mono - S[k].commit_mono;
+        report(label, "rw_token", v, n, total);
+        n = 0;
+        for (long k = 0; k < total; k++)
+            if (S[k].rw_http > 0 && S[k].redis_seen)
+                v[n++] = S[k].rw_http - S[k].redis_mono;
+        report(label, "rw_http_after_seen", v, n, total);
     }
     free(v);
     free(wq);

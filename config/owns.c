@@ -98,14 +98,16 @@ int cf_load_owns(struct ctx *c, const char *name, struct fy_node *v, int pline, 
             return cf_fail(c, cf_value_line(r, rline), key, "expected auto or manual, got %s",
                            val ? val : cf_kind_name(r));
         p->rebuild_auto = strcmp(val, "auto") == 0;
-        if (p->rebuild_auto && sc->type != WC_SINK_POSTGRES)
+        if (p->rebuild_auto && sc->type == WC_SINK_REDIS && sc->cluster)
             return cf_fail(c, rline, key,
-                           "rebuild: auto needs a PostgreSQL sink (Redis projections have no record to "
-                           "tell a changed one by: run walcast rebuild --projection %s)",
-                           name);
-        if (p->rebuild_auto && fy_node_mapping_lookup_pair_by_string(v, "tables", 6) == NULL)
-            return cf_fail(c, rline, key,
-                           "rebuild: auto needs projections.%s.tables (what the rebuild swaps in)", name);
+                           "rebuild: auto needs a PostgreSQL sink or one Redis server (sink \"%s\" is a "
+                           "Redis Cluster, which walcast cannot rebuild online)",
+                           sc->name);
+        int redis = sc->type == WC_SINK_REDIS;
+        if (p->rebuild_auto &&
+            fy_node_mapping_lookup_pair_by_string(v, redis ? "keys" : "tables", redis ? 4 : 6) == NULL)
+            return cf_fail(c, rline, key, "rebuild: auto needs projections.%s.%s (what the rebuild swaps in)",
+                           name, redis ? "keys" : "tables");
     }
     if (fy_node_mapping_lookup_pair_by_string(v, "keys", 4) != NULL) {
         cf_mkkey(key, "projections.%s.keys", name);

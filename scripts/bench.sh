@@ -52,6 +52,10 @@ smoke) n_single=300 n_bulk=300 bulk_txns=3 lat_seconds=2 lat_rates="1000 5000"
        mem_txn=3000 mem_backlog=3000 mem_backlog_txns=30 instr_events=200 ;;
 esac
 
+# For experiments: other latency rates, and how many /wait waiter threads the probe runs at 1,000/s.
+lat_rates=${WALCAST_BENCH_LAT_RATES:-$lat_rates}
+lat_waiters=${WALCAST_BENCH_WAITERS:-16}
+
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 say() { printf '\n== %s\n' "$*" >&2; }
@@ -356,7 +360,7 @@ for rate in $lat_rates; do
     threads=$((rate / 250))
     [ "$threads" -ge 2 ] || threads=2
     wait_args=()
-    [ "$rate" = 1000 ] && wait_args=(--wait "$lat_listen" --slot lat --waiters 16)
+    [ "$rate" = 1000 ] && wait_args=(--wait "$lat_listen" --slot lat --waiters "$lat_waiters")
     say "latency: $rate events/s for $lat_seconds s ($threads inserting connections${wait_args:+, waiters})"
     "$dir/probe" --write "$write_dsn" --read "$read_dsn" --redis "127.0.0.1:$rport" --rate "$rate" \
         --seconds "$lat_seconds" --first-id "$first" --threads "$threads" --label "$label" \

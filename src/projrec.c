@@ -1,9 +1,12 @@
 /*
- * projrec.c - which projections a PostgreSQL sink's cursor covers: table walcast_projections holds, per
- * slot and sink, each projection with a fingerprint of its definition (wc_projection_fingerprint). At
- * start a projection the record lacks (added to the configuration) or whose fingerprint differs (its
- * statements changed) is reported with the command that rebuilds it, or rebuilt right away by a `walcast
- * rebuild` child process when it has `rebuild: auto`. A successful rebuild records what it swapped in.
+ * projrec.c - which projections a sink's cursor covers, each with a fingerprint of its definition
+ * (wc_projection_fingerprint): a PostgreSQL sink keeps them in table walcast_projections (per slot and
+ * sink), a Redis sink in hash walcast:projections:<slot>:<sink> (field: projection, value: fingerprint)
+ * in its database. At start a projection the record lacks (added to the configuration) or whose
+ * fingerprint differs (its statements changed) is reported with the command that rebuilds it, or rebuilt
+ * right away by a `walcast rebuild` child process when it has `rebuild: auto`. A successful rebuild
+ * records what it swapped in (a Redis one in its swap script: wc_rshadow_swap). A Redis Cluster sink
+ * keeps no record.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,11 +14,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 
 #include "shadow.h"
 #include "walcast/log.h"
 #include "walcast/pgconn.h"
+#include "walcast/probe.h"
 
 #define CREATE_SQL                                                                                           \
     "DO $walcast$ BEGIN IF to_regclass('walcast_projections') IS NULL THEN "                                 \
@@ -106,15 +111,36 @@ static void spawn_rebuild(const struct wc_config *cfg, const char *name)
         waitpid(pid, NULL, 0);
 }
 
+typedef void (*found_fn)(const struct wc_config *, const struct wc_sink_conf *, const struct wc_projection *,
+                         const char *, void *);
+
+/* fn(p, had) for each projection of sink sc that record (names[i], fps[i], n of them) lacks (had NULL)
+ * or has with another fingerprint (had: the recorded one). */
+static void diff(const struct wc_config *cfg, const struct wc_sink_conf *sc, char *const *names,
+                 char *const *fps, int n, found_fn fn, void *arg)
+{
+    for (int i = 0; i < cfg->nprojection; i++) {
+        const struct wc_projection *p = &cfg->projections[i];
+        const char *had = NULL;
+        char fp[17];
+        if (&cfg->sinks[p->sink] != sc)
+            continue;
+        wc_projection_fingerprint(cfg, p, fp);
+        for (int k = 0; k < n && had == NULL; k++)
+            if (strcmp(names[k], p->name) == 0)
+                had = fps[k];
+        if (had == NULL || strcmp(had, fp) != 0)
+            fn(cfg, sc, p, had, arg);
+    }
+}
+
 /*
  * Compare sink sc's record with the configuration on c: fn(p, had) for each projection that is new (had
  * NULL) or changed (had: the recorded fingerprint). A sink without a record gets one (its first start).
  * 0, or -1 with err; a database without walcast_projections (a role that may not create it) is 0.
  */
 static int compare(PGconn *c, const struct wc_config *cfg, const struct wc_sink_conf *sc, int record,
-                   void (*fn)(const struct wc_config *, const struct wc_sink_conf *,
-                              const struct wc_projection *, const char *, void *),
-                   void *arg, struct wc_err *err)
+                   found_fn fn, void *arg, struct wc_err *err)
 {
     const char *params[2] = {cfg->slot, sc->name};
     PGresult *r;
@@ -129,28 +155,102 @@ static int compare(PGconn *c, const struct wc_config *cfg, const struct wc_sink_
         PQclear(r);
         return 0;
     }
-    if (PQntuples(r) == 0) {
+    int n = PQntuples(r);
+    if (n == 0) {
         /* The first start with a record (or of the sink): what it has is what the configuration says. */
         PQclear(r);
         return record ? wc_projections_record(c, cfg, sc, NULL, 0, err) : 0;
     }
+    char **names = calloc((size_t)n, sizeof(char *)), **fps = calloc((size_t)n, sizeof(char *));
+    for (int k = 0; k < n && names && fps; k++) {
+        names[k] = PQgetvalue(r, k, 0);
+        fps[k] = PQgetvalue(r, k, 1);
+    }
+    if (names && fps)
+        diff(cfg, sc, names, fps, n, fn, arg);
+    free(names);
+    free(fps);
+    PQclear(r);
+    return 0;
+}
+
+/* ---- a Redis sink's record: hash walcast:projections:<slot>:<sink> ---- */
+
+void wc_projections_redis_key(const struct wc_config *cfg, const struct wc_sink_conf *sc, char *buf,
+                              size_t size)
+{
+    snprintf(buf, size, "walcast:projections:%s:%s", cfg->slot, sc->name);
+}
+
+static redisReply *rcmd(redisContext *c, const struct wc_sink_conf *sc, int argc, const char **argv,
+                        struct wc_err *err)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        wc_err_set(err, WC_ERR_IO, "sink \"%s\": could not %s its record of projections (%s): %s", sc->name,
+                   strcmp(argv[0], "HSET") == 0 ? "write" : "read", argv[1],
+                   r              ? r->str
+                   : c->errstr[0] ? c->errstr
+                                  : "connection lost");
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* HSET every projection of sink sc with its fingerprint. */
+static int redis_record(redisContext *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
+                        struct wc_err *err)
+{
+    char key[300];
+    int argc = 2;
+    const char **argv = calloc((size_t)(2 + 2 * cfg->nprojection), sizeof(char *));
+    char(*fps)[17] = calloc((size_t)cfg->nprojection + 1, sizeof(*fps));
+
+    wc_projections_redis_key(cfg, sc, key, sizeof(key));
+    argv[0] = "HSET";
+    argv[1] = key;
     for (int i = 0; i < cfg->nprojection; i++) {
         const struct wc_projection *p = &cfg->projections[i];
-        const char *had = NULL;
-        int found = 0;
-        char fp[17];
         if (&cfg->sinks[p->sink] != sc)
             continue;
-        wc_projection_fingerprint(cfg, p, fp);
-        for (int k = 0; k < PQntuples(r); k++)
-            if (strcmp(PQgetvalue(r, k, 0), p->name) == 0) {
-                had = PQgetvalue(r, k, 1);
-                found = 1;
-            }
-        if (!found || strcmp(had, fp) != 0)
-            fn(cfg, sc, p, had, arg);
+        wc_projection_fingerprint(cfg, p, fps[i]);
+        argv[argc++] = p->name;
+        argv[argc++] = fps[i];
     }
-    PQclear(r);
+    redisReply *r = argc > 2 ? rcmd(c, sc, argc, argv, err) : NULL;
+    int rc = argc == 2 || r != NULL ? 0 : -1;
+    freeReplyObject(r);
+    free(argv);
+    free(fps);
+    return rc;
+}
+
+/* As compare(), on a Redis sink's own connection. */
+static int redis_compare(redisContext *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
+                         int record, found_fn fn, void *arg, struct wc_err *err)
+{
+    char key[300];
+    wc_projections_redis_key(cfg, sc, key, sizeof(key));
+    const char *argv[2] = {"HGETALL", key};
+    redisReply *r = rcmd(c, sc, 2, argv, err);
+    if (r == NULL)
+        return -1;
+    int n = r->type == REDIS_REPLY_ARRAY ? (int)r->elements / 2 : 0;
+    if (n == 0) {
+        freeReplyObject(r);
+        return record ? redis_record(c, cfg, sc, err) : 0;
+    }
+    char **names = calloc((size_t)n, sizeof(char *)), **fps = calloc((size_t)n, sizeof(char *));
+    for (int k = 0; k < n && names && fps; k++) {
+        names[k] = r->element[2 * k]->str;
+        fps[k] = r->element[2 * k + 1]->str;
+    }
+    if (names && fps)
+        diff(cfg, sc, names, fps, n, fn, arg);
+    free(names);
+    free(fps);
+    freeReplyObject(r);
     return 0;
 }
 
@@ -158,9 +258,10 @@ static void describe(const struct wc_config *cfg, const struct wc_sink_conf *sc,
                      const struct wc_projection *p, const char *had, char *buf, size_t size)
 {
     snprintf(buf, size,
-             "projection \"%s\" %s sink \"%s\": its tables hold %s; rebuild it with \"walcast rebuild -c %s "
+             "projection \"%s\" %s sink \"%s\": its %s hold %s; rebuild it with \"walcast rebuild -c %s "
              "--projection %s\" (or set projections.%s.rebuild: auto)",
              p->name, had == NULL ? "is new to" : "changed since it was built in", sc->name,
+             sc->type == WC_SINK_REDIS ? "keys" : "tables",
              had == NULL ? "only the events applied since it was added" : "what the old definition made",
              cfg->path ? cfg->path : "FILE", p->name, p->name);
 }
@@ -191,18 +292,45 @@ static PGconn *connect_sink(const struct wc_sink_conf *sc, struct wc_err *err)
     return wc_pgconn_open(&co, err);
 }
 
-int wc_projections_check(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err)
+/* Sink sc's record compared with the configuration (record: and made when it has none). */
+static int check(const struct wc_config *cfg, const struct wc_sink_conf *sc, int record, found_fn fn,
+                 void *arg, struct wc_err *err)
 {
-    PGconn *c = connect_sink(sc, err);
+    if (sc->type == WC_SINK_POSTGRES) {
+        PGconn *c = connect_sink(sc, err);
+        if (c == NULL)
+            return -1;
+        int rc = compare(c, cfg, sc, record, fn, arg, err);
+        wc_pg_close(c);
+        return rc;
+    }
+    if (sc->type != WC_SINK_REDIS || sc->cluster)
+        return 0; /* no record kept */
+    redisContext *c = wc_redis_reader(sc, err);
     if (c == NULL)
         return -1;
-    int rc = compare(c, cfg, sc, 1, at_start, NULL, err);
-    wc_pg_close(c);
+    int rc = redis_compare(c, cfg, sc, record, fn, arg, err);
+    redisFree(c);
     return rc;
+}
+
+int wc_projections_check(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err)
+{
+    return check(cfg, sc, 1, at_start, NULL, err);
 }
 
 int wc_projections_record_sink(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err)
 {
+    if (sc->type == WC_SINK_REDIS) {
+        if (sc->cluster)
+            return 0;
+        redisContext *c = wc_redis_reader(sc, err);
+        if (c == NULL)
+            return -1;
+        int rc = redis_record(c, cfg, sc, err);
+        redisFree(c);
+        return rc;
+    }
     PGconn *c = connect_sink(sc, err);
     if (c == NULL)
         return -1;
@@ -222,14 +350,8 @@ static void to_json(const struct wc_config *cfg, const struct wc_sink_conf *sc, 
 void wc_projections_warnings(const struct wc_config *cfg, json_t *warnings)
 {
     for (int i = 0; i < cfg->nsink; i++) {
-        const struct wc_sink_conf *sc = &cfg->sinks[i];
         struct wc_err err = {0};
-        if (sc->type != WC_SINK_POSTGRES)
-            continue;
-        PGconn *c = connect_sink(sc, &err);
-        if (c == NULL)
-            continue; /* the sink's own line says it cannot be reached */
-        compare(c, cfg, sc, 0, to_json, warnings, &err);
-        wc_pg_close(c);
+        /* A sink that cannot be reached: its own line says so. */
+        check(cfg, &cfg->sinks[i], 0, to_json, warnings, &err);
     }
 }

@@ -80,7 +80,7 @@ static int rebuild_sink(struct session *s, struct wc_sink *k, const struct wc_ow
     k->has_cursor = 1;
     wc_metrics_applied(k, k->cursor.lsn);
     wc_warning("sink \"%s\": rebuilt from %lld outbox rows", k->name, (long long)n);
-    if (k->conf != NULL && k->conf->type == WC_SINK_POSTGRES) {
+    if (k->conf != NULL) {
         /* Every projection of the sink was built by its current definition (projrec.c). */
         struct wc_err e2 = {0};
         if (wc_projections_record_sink(s->cfg, k->conf, &e2) < 0)
@@ -252,8 +252,7 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
     for (int i = 0; i < s->nsink && !s->projections_checked; i++) {
         struct wc_err e2 = {0};
         const struct wc_sink_conf *sc = s->sinks[i]->conf;
-        if (s->rt[i].state == SINK_UP && sc != NULL && sc->type == WC_SINK_POSTGRES &&
-            wc_projections_check(s->cfg, sc, &e2) < 0)
+        if (s->rt[i].state == SINK_UP && sc != NULL && wc_projections_check(s->cfg, sc, &e2) < 0)
             wc_warning("%s", e2.msg);
     }
     s->projections_checked = 1;

@@ -110,10 +110,14 @@ int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o,
  * fingerprints, on c (inside the caller's transaction, when it has one). */
 int wc_projections_record(PGconn *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
                           const char *const *names, int n, struct wc_err *err);
-/* At start: report (or with rebuild: auto, rebuild) the projections of PostgreSQL sink sc that are new or
- * changed since the sink's record; a sink without a record gets one. */
+/* Hash walcast:projections:<slot>:<sink>: a Redis sink's record (field: projection, value: fingerprint). */
+void wc_projections_redis_key(const struct wc_config *cfg, const struct wc_sink_conf *sc, char *buf,
+                              size_t size);
+/* At start: report (or with rebuild: auto, rebuild) the projections of sink sc (PostgreSQL, or one Redis
+ * server) that are new or changed since the sink's record; a sink without a record gets one. */
 int wc_projections_check(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err);
-/* The same on a connection of its own, for every projection of the sink (after a rebuild at start). */
+/* The same on a connection of its own, for every projection of the sink (after a rebuild at start; PostgreSQL
+ * or Redis). */
 int wc_projections_record_sink(const struct wc_config *cfg, const struct wc_sink_conf *sc,
                                struct wc_err *err);
 /* `walcast status`: the same report, as warnings appended to the JSON array warnings. */

@@ -122,9 +122,10 @@ int wc_rshadow_cursor(struct wc_shadow *sh, const char *sink, struct wc_pos *out
     return rc;
 }
 
-/* KEYS: the cursor hash, the applied hash. ARGV: the live sink, its cursor as read, the shadow's prefix and
- * sink name, the live patterns. A key can come back twice from SCAN: each is looked at once more. Keys of
- * walcast's own (walcast:*) are never a projection's. */
+/* KEYS: the cursor hash, the applied hash, the sink's record of projections (projrec.c). ARGV: the live
+ * sink, its cursor as read, the shadow's prefix and sink name, the number n of projections swapped in,
+ * n pairs of projection and fingerprint, the live patterns. A key can come back twice from SCAN: each is
+ * looked at once more. Keys of walcast's own (walcast:*) are never a projection's. */
 static const char SWAP_LUA[] =
     "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end\n"
     "local function each(pattern, f)\n"
@@ -135,7 +136,8 @@ static const char SWAP_LUA[] =
     "    for _, k in ipairs(r[2]) do f(k) end\n"
     "  until cur == '0'\n"
     "end\n"
-    "for i = 5, #ARGV do\n"
+    "local np = tonumber(ARGV[5])\n"
+    "for i = 6 + 2 * np, #ARGV do\n"
     "  each(ARGV[i], function(k)\n"
     "    if string.sub(k, 1, 8) ~= 'walcast:' then redis.call('UNLINK', k) end\n"
     "  end)\n"
@@ -144,31 +146,45 @@ static const char SWAP_LUA[] =
     "each(ARGV[3] .. '*', function(k)\n"
     "  if redis.call('EXISTS', k) == 1 then redis.call('RENAME', k, string.sub(k, plen + 1)); n = n + 1 end\n"
     "end)\n"
+    "for i = 0, np - 1 do redis.call('HSET', KEYS[3], ARGV[6 + 2 * i], ARGV[7 + 2 * i]) end\n"
     "redis.call('HDEL', KEYS[1], ARGV[4])\n"
     "redis.call('HDEL', KEYS[2], ARGV[4])\n"
     "return n\n";
 
 int wc_rshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err)
 {
-    char ck[200], ak[200];
-    int argc = 9 + sh->npattern;
+    char ck[200], ak[200], rk[300], np[16];
+    int argc = 11 + 2 * sh->nprojection + sh->npattern, at = 11;
     const char **argv = calloc((size_t)argc, sizeof(char *));
+    char(*fps)[17] = calloc((size_t)sh->nprojection + 1, sizeof(*fps));
 
     snprintf(ck, sizeof(ck), "walcast:cursor:%s", sh->cfg->slot);
     snprintf(ak, sizeof(ak), "walcast:applied:%s", sh->cfg->slot);
+    wc_projections_redis_key(sh->cfg, sh->live, rk, sizeof(rk));
+    snprintf(np, sizeof(np), "%d", sh->nprojection);
     argv[0] = "EVAL";
     argv[1] = SWAP_LUA;
-    argv[2] = "2";
+    argv[2] = "3";
     argv[3] = ck;
     argv[4] = ak;
-    argv[5] = sh->live->name;
-    argv[6] = sh->live_raw;
-    argv[7] = sh->prefix;
-    argv[8] = sh->sink_name;
+    argv[5] = rk;
+    argv[6] = sh->live->name;
+    argv[7] = sh->live_raw;
+    argv[8] = sh->prefix;
+    argv[9] = sh->sink_name;
+    argv[10] = np;
+    for (int i = 0; i < sh->nprojection; i++) {
+        const struct wc_projection *p = wc_config_projection(sh->cfg, sh->projections[i]);
+        if (p != NULL)
+            wc_projection_fingerprint(sh->cfg, p, fps[i]);
+        argv[at++] = sh->projections[i];
+        argv[at++] = fps[i];
+    }
     for (int i = 0; i < sh->npattern; i++)
-        argv[9 + i] = sh->patterns[i];
+        argv[at++] = sh->patterns[i];
     redisReply *r = cmd(sh, err, argc, argv);
     free(argv);
+    free(fps);
     if (r == NULL)
         return -1;
     int rc = r->type == REDIS_REPLY_INTEGER && r->integer >= 0;

@@ -207,7 +207,9 @@ Test(rebuild, online_under_load_then_swapped_in)
         "p99 %lld ms, max %lld ms",
         rd.nlag, p50, p99, rd.nlag ? rd.lags[rd.nlag - 1] : -1);
     cr_expect_gt(rd.nlag, 5);
-    cr_expect_lt(p99, 2000, "live lag p99 %lld ms during the rebuild", p99);
+    /* The issue's bound: under 100 ms p99 at 1,000 events/s (measured 9-30 ms here). Under the sanitizers
+     * every process runs several times slower: only that the live sink kept applying. */
+    cr_expect_lt(p99, sanitized_pass() ? 2000 : 100, "live lag p99 %lld ms during the rebuild", p99);
 
     wait_caught_up(&e, 60000);
     expect_live_tables(&e);
@@ -638,6 +640,115 @@ Test(rebuild, new_and_changed_projections)
     wait_caught_up(&e, 60000);
     cr_expect_eq(log_count(&e, "projection \"order_count\" is new"), before);
     run_check(&e, sanitized_pass() ? 300 : 1000);
+    teardown_env(&e);
+}
+
+/* Sink cache's record of its projections (hash walcast:projections:<slot>:cache): projection's fingerprint.
+ */
+static char *redis_record(struct orders_env *e, const char *projection)
+{
+    return rv(e, "HGET walcast:projections:%s:cache %s", e->slot, projection);
+}
+
+/* Write the configuration at path: the test's own, with each sed expression applied, then extra appended. */
+static char *config_variant(struct orders_env *e, const char *name, const char *sed, const char *extra)
+{
+    char *path = xprintf("%s/%s", e->dir, name);
+    char *cmd = xprintf("sed -e '%s' '%s' > '%s'", sed, e->config, path);
+    cr_assert_eq(wct_run(cmd, NULL), 0, "%s", cmd);
+    free(cmd);
+    FILE *f = fopen(path, "a");
+    cr_assert_not_null(f);
+    fputs(extra, f);
+    fclose(f);
+    return path;
+}
+
+/*
+ * The same for Redis projections, whose record is a hash in the sink's database: the first start records
+ * them; a changed one is reported at start and by walcast status; one added with rebuild: auto is
+ * backfilled online under load and equals its recomputation; a rebuild records what it swapped in, so that
+ * neither is reported at the next start.
+ */
+Test(rebuild, redis_new_and_changed_projections)
+{
+    struct orders_env e;
+
+    setup_env(&e, 9);
+    preload(&e);
+    char *fp = redis_record(&e, "cache_orders");
+    cr_assert(fp != NULL && strlen(fp) == 16, "no record of cache_orders after the first start: %s", fp);
+
+    /* Changed: the same keys, declared in another order (a definition that differs, results that do not). */
+    char *changed = config_variant(&e, "walcast-rchanged.yaml",
+                                   "s/keys: \\[\"customer:\\*:orders\", \"order:\\*\",/keys: "
+                                   "[\"order:*\", \"customer:*:orders\",/",
+                                   "");
+    char *text = read_text(changed);
+    cr_assert(strstr(text, "keys: [\"order:*\", \"customer:*:orders\",") != NULL, "sed did not apply:\n%s",
+              text);
+    free(text);
+    restart_with(&e, changed);
+    cr_assert(wait_log(&e, "projection \"cache_orders\" changed since it was built in sink \"cache\"", 20000),
+              "no report of the changed Redis projection");
+    cr_expect(log_count(&e, "its keys hold what the old definition made") > 0);
+    char *status = NULL, *cmd = xprintf("'%s' status -c '%s' 2>&1", wct_walcast(), e.config);
+    wct_run(cmd, &status);
+    cr_expect(strstr(status, "projection \"cache_orders\" changed since it was built in sink \"cache\"") !=
+                  NULL,
+              "walcast status does not report the changed Redis projection:\n%s", status);
+    free(status);
+    free(cmd);
+
+    /* Added with rebuild: auto, under load: placed orders per customer. */
+    char *added = config_variant(
+        &e, "walcast-radded.yaml", "",
+        "  placed_count:\n    sink: cache\n    keys: [\"placed:count\"]\n    rebuild: auto\n    on:\n"
+        "      OrderPlaced:\n        - [HINCRBY, \"placed:count\", \"{payload.customer_id}\", \"1\"]\n");
+    /* (made from the changed configuration, the engine's now: cache_orders stays changed) */
+    pid_t wl = start_paced_workload(&e, 1000);
+    sleep_ms(200);
+    restart_with(&e, added);
+    cr_assert(wait_log(&e,
+                       "projection \"placed_count\" is new to sink \"cache\": rebuilding it (rebuild: auto)",
+                       20000),
+              "no automatic rebuild of the new Redis projection");
+    cr_assert(wait_log(&e, "rebuild \"placed_count\": swapped in at", 60000),
+              "the automatic rebuild did not finish");
+    sleep_ms(300);
+    end_workload(&e, wl);
+    wait_caught_up(&e, 60000);
+    char *want = qv(e.w, "SELECT string_agg(customer_id || ':' || n, ',' ORDER BY customer_id) FROM (SELECT "
+                         "customer_id, count(*) AS n FROM shop.orders GROUP BY 1) x");
+    char *got = rv(&e, "EVAL %s 0",
+                   "local h = redis.call('HGETALL', 'placed:count') local t = {} for i = 1, #h, 2 do "
+                   "t[#t + 1] = {tonumber(h[i]), h[i + 1]} end table.sort(t, function(a, b) return a[1] < "
+                   "b[1] end) local o = {} for _, v in ipairs(t) do o[#o + 1] = v[1] .. ':' .. v[2] end "
+                   "return table.concat(o, ',')");
+    cr_assert_not_null(want);
+    cr_expect_str_eq(got ? got : "", want, "placed:count differs from its recomputation from shop.orders");
+    free(want);
+    free(got);
+    char *pfp = redis_record(&e, "placed_count");
+    cr_expect(pfp != NULL && strlen(pfp) == 16, "the rebuild did not record placed_count: %s", pfp);
+    free(pfp);
+
+    /* A rebuild of the changed one records it: the next start reports neither. */
+    char *out = NULL;
+    cr_assert_eq(walcast(&e, "rebuild --projection cache_orders", &out), 0, "%s", out);
+    free(out);
+    char *fp2 = redis_record(&e, "cache_orders");
+    cr_expect(fp2 != NULL && strcmp(fp2, fp) != 0, "the rebuild did not record the new definition (%s)", fp2);
+    free(fp2);
+    int new_before = log_count(&e, "projection \"placed_count\" is new"),
+        changed_before = log_count(&e, "projection \"cache_orders\" changed");
+    char *again = strdup(e.config);
+    restart_with(&e, again);
+    wait_caught_up(&e, 60000);
+    cr_expect_eq(log_count(&e, "projection \"placed_count\" is new"), new_before);
+    cr_expect_eq(log_count(&e, "projection \"cache_orders\" changed"), changed_before);
+    run_check(&e, sanitized_pass() ? 300 : 1000);
+    free(fp);
     teardown_env(&e);
 }
 
