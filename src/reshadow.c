@@ -285,6 +285,7 @@ static int rswap(struct rb *b, struct wc_err *err)
         return -1;
     wc_rebuild_failpoint("swap");
     b->tries++;
+    b->sh.at = at; /* a cluster swaps the slots whose live cursor is at or before it */
     if ((r = wc_rshadow_swap(&b->sh, &keys, err)) <= 0)
         return r;
     wc_info("rebuild \"%s\": swapped in at %s (%lld keys, at try %d; %" PRId64
@@ -327,9 +328,10 @@ static int swap(struct rb *b, long long *drift, struct wc_err *err)
             wc_shadow_swap_abort(&b->sh);
             return 0;
         }
+        b->sh.at = at;
         r = wc_shadow_compare(&b->sh, 5, drift, err);
         wc_shadow_swap_abort(&b->sh);
-        return r < 0 ? -1 : 1;
+        return r < 0 ? -1 : r == 2 ? 0 : 1; /* 2: a cluster's slots not level with its floor yet */
     }
     /* Everything up to the live cursor (or the stream's head), nothing after it. */
     if ((r = reach(b, at, wc_now_ms() + 3000, err)) < 0)
@@ -444,6 +446,7 @@ int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o,
         if ((b.k = wc_sink_new(&vcfg, b.conf, err)) == NULL)
             goto done;
         b.k->key_prefix = b.sh.prefix;
+        b.k->key_prefix_tagged = b.sh.cluster; /* each shadow key in the slot of the key it stands for */
         if (b.k->ops->open(b.k, err) < 0)
             goto done;
         b.sh.rk = b.k;
@@ -462,8 +465,11 @@ int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o,
     /* Has the live sink lost data? Then only the whole sink can be rebuilt, at the stream's head. */
     struct wc_slot_status main;
     int main_found = 0;
-    if (wc_shadow_live_cursor(&b.sh, &b.live, &live_found, err) < 0 ||
-        wc_slot_status(cfg->source_dsn, cfg->slot, &main, &main_found, err) < 0)
+    /* The slot first: the engine confirms only what every sink has made durable, so a cursor read after
+     * the slot's confirmed position is at or past it unless the sink lost data. Read the other way round,
+     * a live engine could commit and confirm in between, and its sink look as if it lost data. */
+    if (wc_slot_status(cfg->source_dsn, cfg->slot, &main, &main_found, err) < 0 ||
+        wc_shadow_live_cursor(&b.sh, &b.live, &live_found, err) < 0)
         goto done;
     b.lost = !live_found || (main_found && b.live.lsn < main.confirmed_flush_lsn);
     if (!live_found)

@@ -43,6 +43,13 @@ struct wc_shadow {
     char live_raw[64];
     const char **patterns;
     int npattern;
+    /* A Redis Cluster unit (shadow_rcluster.c): the position the shadow reached (the swap's and the
+     * comparison's), the slots swapped so far, keys moved in, rounds tried. */
+    int cluster;
+    struct wc_pos at;
+    unsigned char *swapped;
+    long long moved;
+    int rounds;
 };
 
 /* The hash of the engine's slot that a rebuild's slot name ends with: walcast_rb_<unit>_<%08x>
@@ -90,6 +97,22 @@ int wc_rshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err);
 /* CLIENT PAUSE WRITE (pause 1) or CLIENT UNPAUSE (0). */
 int wc_rshadow_pause(struct wc_shadow *sh, int pause, struct wc_err *err);
 int wc_rshadow_compare(struct wc_shadow *sh, int examples, long long *drift, struct wc_err *err);
+
+/* shadow_rcluster.c: the same on a Redis Cluster (sh->cluster), called by shadow_redis.c. The swap goes
+ * in rounds: 1 every slot swapped, 0 some slots' live cursors had moved past sh->at (again later). The
+ * comparison is made only when wc_rcshadow_level says every slot's live cursor is at or before at. */
+struct redisReply;
+struct redisReply *wc_rcshadow_key_command(struct wc_shadow *sh, int argc, const char **argv,
+                                           struct wc_err *err);
+int wc_rcshadow_masters(struct wc_shadow *sh, struct wc_err *err);
+char **wc_rcshadow_scan(struct wc_shadow *sh, int i, const char *pattern, int *n, struct wc_err *err);
+const char *wc_rcshadow_live_name(const struct wc_shadow *sh, const char *shadow_key);
+int wc_rcshadow_cursor(struct wc_shadow *sh, const char *sink, struct wc_pos *out, int *found,
+                       struct wc_err *err);
+int wc_rcshadow_wipe(struct wc_shadow *sh, struct wc_err *err);
+int wc_rcshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err);
+int wc_rcshadow_pause(struct wc_shadow *sh, int pause, struct wc_err *err);
+int wc_rcshadow_level(struct wc_shadow *sh, struct wc_pos at, struct wc_err *err);
 
 /* Tests: WALCAST_REBUILD_FAILPOINT=replay|catchup|swap makes the process kill itself (SIGKILL) at that
  * point: in the middle of the replay, once caught up with the stream, or inside the swap's transaction

@@ -124,14 +124,8 @@ static int open_redis(struct wc_shadow *sh, const struct wc_projection *p, int v
 {
     const struct wc_config *cfg = sh->cfg;
 
-    if (sh->live->cluster) {
-        wc_err_set(err, WC_ERR_CONFIG,
-                   "sink \"%s\" is a Redis Cluster sink: walcast rebuild and verify do not support a Redis "
-                   "Cluster yet (docs/operations.md, \"Rebuilding a projection\")",
-                   sh->live->name);
-        return -1;
-    }
     sh->redis = 1;
+    sh->cluster = sh->live->cluster;
     snprintf(sh->prefix, sizeof(sh->prefix), "walcast:%s:%s:", verify ? "verify" : "shadow", sh->unit);
     for (int i = 0; i < cfg->nprojection; i++) {
         const struct wc_projection *q = &cfg->projections[i];
@@ -259,6 +253,7 @@ void wc_shadow_close(struct wc_shadow *sh)
     free(sh->live_schema);
     free(sh->table);
     free(sh->projections);
+    free(sh->swapped);
     memset(sh, 0, sizeof(*sh));
 }
 

@@ -22,8 +22,11 @@
 #include "walcast/buf.h"
 #include "walcast/probe.h"
 
+/* A command on the server (a cluster: on the master of argv[1], a key). */
 static redisReply *cmd(struct wc_shadow *sh, struct wc_err *err, int argc, const char **argv)
 {
+    if (sh->cluster)
+        return wc_rcshadow_key_command(sh, argc, argv, err);
     redisReply *r = wc_sink_redis_command(sh->rk, argc, argv, NULL, err);
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         wc_err_set(err, WC_ERR_DATA, "sink \"%s\": %s: %s", sh->live->name, argv[0], r->str);
@@ -33,8 +36,40 @@ static redisReply *cmd(struct wc_shadow *sh, struct wc_err *err, int argc, const
     return r;
 }
 
-/* Every key matching pattern (SCAN), into a NULL-terminated new array of new strings; *n the count. */
+static char **scan_one(struct wc_shadow *sh, const char *pattern, int *n, struct wc_err *err);
+
+/* Every key matching pattern (SCAN; a cluster: on every master), into a NULL-terminated new array of new
+ * strings; *n the count. */
 static char **scan(struct wc_shadow *sh, const char *pattern, int *n, struct wc_err *err)
+{
+    if (!sh->cluster)
+        return scan_one(sh, pattern, n, err);
+    int masters = wc_rcshadow_masters(sh, err);
+    char **all = calloc(1, sizeof(char *));
+    *n = 0;
+    for (int i = 0; i < masters; i++) {
+        int m;
+        char **k = wc_rcshadow_scan(sh, i, pattern, &m, err);
+        if (k == NULL) {
+            for (int j = 0; j < *n; j++)
+                free(all[j]);
+            free(all);
+            return NULL;
+        }
+        all = realloc(all, (size_t)(*n + m + 1) * sizeof(char *));
+        memcpy(all + *n, k, (size_t)m * sizeof(char *));
+        *n += m;
+        free(k);
+    }
+    if (masters < 0) {
+        free(all);
+        return NULL;
+    }
+    all[*n] = NULL;
+    return all;
+}
+
+static char **scan_one(struct wc_shadow *sh, const char *pattern, int *n, struct wc_err *err)
 {
     char cursor[32] = "0";
     char **keys = NULL;
@@ -78,6 +113,9 @@ int wc_rshadow_wipe(struct wc_shadow *sh, struct wc_err *err)
 {
     char pattern[200];
     int n;
+
+    if (sh->cluster)
+        return wc_rcshadow_wipe(sh, err);
     snprintf(pattern, sizeof(pattern), "%s*", sh->prefix);
     char **keys = scan(sh, pattern, &n, err);
     if (keys == NULL)
@@ -106,6 +144,9 @@ int wc_rshadow_cursor(struct wc_shadow *sh, const char *sink, struct wc_pos *out
                       struct wc_err *err)
 {
     char ck[200];
+
+    if (sh->cluster)
+        return wc_rcshadow_cursor(sh, sink, out, found, err);
     snprintf(ck, sizeof(ck), "walcast:cursor:%s", sh->cfg->slot);
     const char *argv[3] = {"HGET", ck, sink};
     redisReply *r = cmd(sh, err, 3, argv);
@@ -153,6 +194,8 @@ static const char SWAP_LUA[] =
 
 int wc_rshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err)
 {
+    if (sh->cluster)
+        return wc_rcshadow_swap(sh, keys, err);
     char ck[200], ak[200], rk[300], np[16];
     int argc = 11 + 2 * sh->nprojection + sh->npattern, at = 11;
     const char **argv = calloc((size_t)argc, sizeof(char *));
@@ -195,6 +238,8 @@ int wc_rshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err)
 
 int wc_rshadow_pause(struct wc_shadow *sh, int pause, struct wc_err *err)
 {
+    if (sh->cluster)
+        return wc_rcshadow_pause(sh, pause, err);
     const char *argv[4] = {"CLIENT", pause ? "PAUSE" : "UNPAUSE", "5000", "WRITE"};
     redisReply *r = cmd(sh, err, pause ? 4 : 2, argv);
     freeReplyObject(r);
@@ -204,6 +249,17 @@ int wc_rshadow_pause(struct wc_shadow *sh, int pause, struct wc_err *err)
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A shadow key and the live name it stands for. */
+struct named {
+    const char *name;
+    char *key;
+};
+
+static int cmp_named(const void *a, const void *b)
+{
+    return strcmp(((const struct named *)a)->name, ((const struct named *)b)->name);
 }
 
 /* A key's value as text that two equal values share: by type, members in a fixed order. */
@@ -272,6 +328,12 @@ int wc_rshadow_compare(struct wc_shadow *sh, int examples, long long *drift, str
     size_t plen = strlen(sh->prefix);
 
     *drift = 0;
+    if (sh->cluster) {
+        /* Every slot's live cursor at or before the floor the shadow reached, or not now. */
+        int level = wc_rcshadow_level(sh, sh->at, err);
+        if (level <= 0)
+            return level < 0 ? -1 : 2;
+    }
     /* The live keys of the projection's patterns (walcast's own excluded). */
     for (int i = 0; i < sh->npattern; i++) {
         int n;
@@ -292,21 +354,26 @@ int wc_rshadow_compare(struct wc_shadow *sh, int examples, long long *drift, str
     char **shadow = scan(sh, pattern, &nshadow, err);
     if (shadow == NULL)
         goto done;
-    qsort(shadow, (size_t)nshadow, sizeof(char *), cmp_str);
-    /* Merge the two sorted lists (the shadow's without its prefix). */
+    /* The shadow's keys by the live names they stand for (after the prefix, and a cluster's "{T}"). */
+    struct named *sn = calloc((size_t)nshadow + 1, sizeof(*sn));
+    for (int k = 0; k < nshadow; k++)
+        sn[k] =
+            (struct named){sh->cluster ? wc_rcshadow_live_name(sh, shadow[k]) : shadow[k] + plen, shadow[k]};
+    qsort(sn, (size_t)nshadow, sizeof(*sn), cmp_named);
+    /* Merge the two sorted lists. */
     int i = 0, j = 0;
     while (i < nlive || j < nshadow) {
-        int c = i >= nlive ? 1 : j >= nshadow ? -1 : strcmp(live[i], shadow[j] + plen);
+        int c = i >= nlive ? 1 : j >= nshadow ? -1 : strcmp(live[i], sn[j].name);
         if (c < 0) {
             if (extra++ < examples)
                 printf("  extra key (in the live keys, not in the rebuild): %s\n", live[i]);
             i++;
         } else if (c > 0) {
             if (missing++ < examples)
-                printf("  missing key (in the rebuild, not in the live keys): %s\n", shadow[j] + plen);
+                printf("  missing key (in the rebuild, not in the live keys): %s\n", sn[j].name);
             j++;
         } else {
-            if (canon(sh, live[i], &lv, err) < 0 || canon(sh, shadow[j], &sv, err) < 0)
+            if (canon(sh, live[i], &lv, err) < 0 || canon(sh, sn[j].key, &sv, err) < 0)
                 goto done_shadow;
             if (strcmp(lv.data ? lv.data : "", sv.data ? sv.data : "") != 0 && different++ < examples)
                 printf("  key %s differs:\n    live:    %.300s\n    rebuilt: %.300s\n", live[i], lv.data,
@@ -320,6 +387,7 @@ int wc_rshadow_compare(struct wc_shadow *sh, int examples, long long *drift, str
     *drift = missing + extra + different;
     rc = 0;
 done_shadow:
+    free(sn);
     free_keys(shadow, nshadow);
 done:
     free_keys(live, nlive);

@@ -34,4 +34,18 @@ struct redisReply;
 struct redisReply *wc_sink_redis_command(struct wc_sink *s, int argc, const char **argv, const size_t *len,
                                          struct wc_err *err);
 
+/*
+ * A Redis Cluster sink, opened (walcast rebuild and verify): its masters (0 for one server; -1 with err
+ * when they cannot be reached), a command on master i (its reply, or NULL with err), the master that
+ * serves a key's hash slot (-1: none), and the name of walcast's key what ("cursor", "directory", ...) of
+ * hash slot slot, walcast:<what>:{T(slot)}:<replication slot> (slot -1: the slot's "home", where the
+ * directory is).
+ */
+int wc_sink_redis_masters(struct wc_sink *s, struct wc_err *err);
+struct redisReply *wc_sink_redis_master_command(struct wc_sink *s, int i, int argc, const char **argv,
+                                                const size_t *len, struct wc_err *err);
+int wc_sink_redis_key_master(struct wc_sink *s, const char *key, size_t len);
+int wc_sink_redis_slot_master(struct wc_sink *s, int slot);
+void wc_sink_redis_cluster_key(struct wc_sink *s, const char *what, int slot, char *buf, size_t size);
+
 #endif

@@ -109,8 +109,11 @@ struct wc_sink {
     /* PostgreSQL: schemas searched before the connection's own search path (a rebuild's shadow schema,
      * where the projection's statements find its shadow tables); NULL = none. Set before open(). */
     const char *search_path;
-    /* Redis: prepended to every key the projections write (a verify's shadow key space); NULL = none. */
+    /* Redis: prepended to every key the projections write (a verify's shadow key space); NULL = none.
+     * key_prefix_tagged (a Redis Cluster): the prefix is followed by "{T}", T the tag of the hash slot of
+     * the key as written without it (redis_cluster_slot_tag), so that the prefixed key is in that slot. */
     const char *key_prefix;
+    int key_prefix_tagged;
     /* The engine gave up waiting for a thread still running on this sink (at shutdown): it is neither
      * closed nor freed (wc_sink_free leaves it), the process is about to exit. */
     int abandoned;

@@ -224,3 +224,57 @@ redisReply *wc_sink_redis_command(struct wc_sink *s, int argc, const char **argv
     }
     return redis_command(s, p, argc, argv, len, err);
 }
+
+int wc_sink_redis_masters(struct wc_sink *s, struct wc_err *err)
+{
+    struct redis_sink *p = s->priv;
+
+    if (p == NULL || p->cs == NULL)
+        return 0;
+    if (redis_cluster_ready_all(p->cs->cl, err) < 0)
+        return -1;
+    return p->cs->cl->map.nnode;
+}
+
+redisReply *wc_sink_redis_master_command(struct wc_sink *s, int i, int argc, const char **argv,
+                                         const size_t *len, struct wc_err *err)
+{
+    struct redis_sink *p = s->priv;
+
+    if (p == NULL || p->cs == NULL || i < 0 || i >= p->cs->cl->map.nnode) {
+        wc_err_set(err, WC_ERR_IO, "sink \"%s\": no redis cluster master %d", s->name, i);
+        return NULL;
+    }
+    return redis_cluster_node_command(p->cs->cl, i, argc, argv, len, err);
+}
+
+int wc_sink_redis_key_master(struct wc_sink *s, const char *key, size_t len)
+{
+    struct redis_sink *p = s->priv;
+
+    if (p == NULL || p->cs == NULL)
+        return -1;
+    return p->cs->cl->map.owner[redis_cluster_keyslot(key, len)];
+}
+
+int wc_sink_redis_slot_master(struct wc_sink *s, int slot)
+{
+    struct redis_sink *p = s->priv;
+
+    if (p == NULL || p->cs == NULL || slot < 0 || slot >= REDIS_CLUSTER_SLOTS)
+        return -1;
+    return p->cs->cl->map.owner[slot];
+}
+
+void wc_sink_redis_cluster_key(struct wc_sink *s, const char *what, int slot, char *buf, size_t size)
+{
+    struct redis_sink *p = s->priv;
+    char key[CS_KEYLEN];
+
+    if (p == NULL || p->cs == NULL) {
+        snprintf(buf, size, "%s", "");
+        return;
+    }
+    cs_key(key, what, slot < 0 ? p->cs->home : slot, p->cs->rs, NULL);
+    snprintf(buf, size, "%s", key);
+}

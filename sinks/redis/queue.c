@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "redis.h"
 #include "walcast/template.h"
 
@@ -143,6 +144,24 @@ static void bad_value(const struct wc_rule *rule, const struct wc_redis_cmd *cmd
                  (int)(len > 64 ? 64 : len), v);
 }
 
+/* The key just rendered at voff..end of p->arg gets "{T}" in front of it, T the tag of its hash slot. */
+static int redis_tag_key(struct redis_sink *p, size_t voff)
+{
+    size_t len = p->arg.len - voff;
+    char stack[256], *key = len <= sizeof(stack) ? stack : malloc(len);
+    if (key == NULL)
+        return -1;
+    memcpy(key, p->arg.data + voff, len);
+    p->arg.len = voff;
+    wc_buf_append(&p->arg, "{", 1);
+    wc_buf_puts(&p->arg, redis_cluster_slot_tag(wc_keyslot(key, len)));
+    wc_buf_append(&p->arg, "}", 1);
+    wc_buf_append(&p->arg, key, len);
+    if (key != stack)
+        free(key);
+    return 0;
+}
+
 int redis_render(struct wc_sink *s, struct redis_sink *p, struct wc_event *ev, struct wc_rule *const *rules,
                  int n, const struct gen *g, int kpos, int apos, char *msg, size_t msgsize)
 {
@@ -169,15 +188,18 @@ int redis_render(struct wc_sink *s, struct redis_sink *p, struct wc_event *ev, s
                              cmd->script ? m + 1 : m, wc_tmpl_source(cmd->argv[m]), terr.msg);
                     return -1;
                 }
-                size_t len = p->arg.len - off;
                 if (cmd->kinds[m] != WC_RA_VALUE &&
                     !wc_redis_arg_ok(cmd->kinds[m], p->arg.data + voff, p->arg.len - voff)) {
                     bad_value(rules[i], cmd, m, p->arg.data + voff, p->arg.len - voff, msg, msgsize);
                     return -1;
                 }
+                if (how == GEN_KEY && s->key_prefix_tagged && redis_tag_key(p, voff) < 0) {
+                    snprintf(msg, msgsize, "projection \"%s\": out of memory", rules[i]->projection);
+                    return -1;
+                }
                 int slot = how == GEN_KEY ? kpos + ki++ : apos + ai++;
                 p->argoff[slot] = off;
-                p->arglen[slot] = len;
+                p->arglen[slot] = p->arg.len - off;
             }
         }
     }
