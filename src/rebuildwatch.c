@@ -54,19 +54,41 @@ static void replaying_pg(struct wc_metrics *m, struct wc_metrics_sink *ms, struc
 static void replaying_redis(struct wc_metrics *m, struct wc_metrics_sink *ms, struct wc_rebuild_seen *seen,
                             int n)
 {
-    char key[200];
+    char key[300];
     struct wc_err err = {0};
-    snprintf(key, sizeof(key), "walcast:cursor:%s", m->cfg->slot);
-    const char *argv[2] = {"HGETALL", key};
-    redisReply *r = wc_sink_redis_command(ms->peek.redis, 2, argv, NULL, &err);
+    redisReply *r;
+    /* One server: the shadows' cursors in walcast:cursor:<slot>. A cluster: their floors in the sink's
+     * directory ("<sink>:rebuild:<unit>:floor"). */
+    int cluster = ms->sink->conf->cluster;
+    if (cluster) {
+        wc_sink_redis_cluster_key(ms->peek.redis, "directory", -1, key, sizeof(key));
+        const char *argv[2] = {"HGETALL", key};
+        int master = wc_sink_redis_masters(ms->peek.redis, &err) > 0
+                         ? wc_sink_redis_key_master(ms->peek.redis, key, strlen(key))
+                         : -1;
+        r = master < 0 ? NULL : wc_sink_redis_master_command(ms->peek.redis, master, 2, argv, NULL, &err);
+    } else {
+        snprintf(key, sizeof(key), "walcast:cursor:%s", m->cfg->slot);
+        const char *argv[2] = {"HGETALL", key};
+        r = wc_sink_redis_command(ms->peek.redis, 2, argv, NULL, &err);
+    }
     size_t len = strlen(ms->sink->conf->name);
     if (r != NULL && r->type == REDIS_REPLY_ARRAY)
         for (size_t i = 0; i + 1 < r->elements; i += 2) {
             const char *f = r->element[i]->str, *v = r->element[i + 1]->str;
+            char unit[200];
             if (f == NULL || v == NULL || strncmp(f, ms->sink->conf->name, len) != 0 || f[len] != ':' ||
                 strncmp(v, "0/0:", 4) != 0)
                 continue;
-            struct wc_rebuild_seen *s = find(seen, n, f + len + 1);
+            snprintf(unit, sizeof(unit), "%s", f + len + 1);
+            if (cluster) {
+                /* "rebuild:<unit>:floor" */
+                size_t ul = strlen(unit);
+                if (ul < 6 || strcmp(unit + ul - 6, ":floor") != 0)
+                    continue;
+                unit[ul - 6] = '\0';
+            }
+            struct wc_rebuild_seen *s = find(seen, n, unit);
             if (s != NULL)
                 s->replayed = strtoll(v + 4, NULL, 10) + 1;
         }
@@ -115,7 +137,7 @@ void wc__poll_rebuilds(struct wc_metrics *m)
             continue;
         if (ms->sink->conf->type == WC_SINK_POSTGRES && ms->peek.pg != NULL)
             replaying_pg(m, ms, seen, n);
-        else if (ms->sink->conf->type == WC_SINK_REDIS && ms->peek.redis != NULL && !ms->sink->conf->cluster)
+        else if (ms->sink->conf->type == WC_SINK_REDIS && ms->peek.redis != NULL)
             replaying_redis(m, ms, seen, n);
     }
     pthread_mutex_lock(&m->lock);

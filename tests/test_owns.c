@@ -118,7 +118,9 @@ Test(owns, rebuild_auto)
         "sinks:\n  kc: {type: redis, cluster: true, dsn: \"redis://127.0.0.1:7000\"}\nprojections:\n"
         "  a:\n    sink: kc\n    keys: [k]\n    rebuild: auto\n    on: {X: [[DEL, k]]}\n",
         "7: key \"projections.a.rebuild\": rebuild: auto needs a PostgreSQL sink or one Redis server (sink "
-        "\"kc\" is a Redis Cluster, which walcast cannot rebuild online)");
+        "\"kc\" is a Redis Cluster, which keeps no record to tell a changed projection by: run walcast "
+        "rebuild "
+        "--projection a)");
     wct_expect_config_error(
         HEAD "  a:\n    sink: db\n    tables: [t]\n    rebuild: always\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
         "8: key \"projections.a.rebuild\": expected auto or manual, got always");

@@ -753,6 +753,8 @@ Test(rebuild, redis_new_and_changed_projections)
     teardown_env(&e);
 }
 
+static void expect_rebuild_metrics(const char *unit, const char *want);
+
 /* Keys matching pattern on every master of the test cluster. */
 static long long cluster_keys(struct orders_env *e, const char *pattern)
 {
@@ -797,9 +799,16 @@ Test(rebuild, redis_cluster_projection_verify_and_rebuild)
     free(out);
     cr_expect_eq(cluster_keys(&e, "walcast:verify:*"), 0, "verify left keys behind");
 
+    /* Killed in its replay: the engine's metrics show it (rows replayed from the shadow's floor). */
+    rc = walcast_at(&e, "replay", "rebuild --projection cache_orders", &out);
+    cr_assert(rc != 0 && strstr(out, "killing myself") != NULL, "the rebuild was not killed:\n%s", out);
+    free(out);
+    expect_rebuild_metrics("cache_orders", "killed");
+
     pid_t wl = start_paced_workload(&e, 1000);
     sleep_ms(300);
-    /* Killed with one master's slots swapped and the others' not: the rerun swaps only those. */
+    /* Started again, then killed with one master's slots swapped and the others' not: the rerun swaps
+     * only those. */
     rc = walcast_at(&e, "cluster-swap", "rebuild --projection cache_orders", &out);
     cr_log_info("walcast rebuild on the cluster, killed between masters:\n%s", out);
     cr_assert(rc != 0 && strstr(out, "killing myself") != NULL, "the rebuild was not killed:\n%s", out);
@@ -828,8 +837,10 @@ Test(rebuild, redis_cluster_projection_verify_and_rebuild)
 /* --discard drops what a killed rebuild left; what cannot be rebuilt is refused with the reason. */
 /* The engine's /metrics, polled until the rebuild series of unit order_summary match want: "killed" (its
  * slot inactive, rows replayed) or "gone" (no series). The poller reads every 300 ms here. */
-static void expect_rebuild_metrics(const char *want)
+static void expect_rebuild_metrics(const char *unit, const char *want)
 {
+    char label[200];
+    snprintf(label, sizeof(label), "unit=\"%s\"", unit);
     const char *listen = getenv("WALCAST_METRICS_LISTEN");
     long long deadline = now_ms() + 15000;
     char *text = NULL;
@@ -837,8 +848,8 @@ static void expect_rebuild_metrics(const char *want)
         int status = 0;
         free(text);
         text = ops_http(listen, "/metrics", 2000, &status);
-        double active = text ? ops_metric(text, "walcast_rebuild_active", "unit=\"order_summary\"") : -2,
-               rows = text ? ops_metric(text, "walcast_rebuild_replayed_rows", "unit=\"order_summary\"") : -2,
+        double active = text ? ops_metric(text, "walcast_rebuild_active", label) : -2,
+               rows = text ? ops_metric(text, "walcast_rebuild_replayed_rows", label) : -2,
                kept =
                    text ? ops_metric(text, "walcast_rebuild_retained_wal_bytes", "command=\"rebuild\"") : -2;
         int ok = strcmp(want, "gone") == 0 ? text && active == -1 && rows == -1
@@ -867,7 +878,7 @@ Test(rebuild, discard_and_refusals)
     int rc = walcast_at(&e, "replay", "rebuild --projection order_summary", &out);
     cr_assert(rc != 0, "%s", out);
     free(out);
-    expect_rebuild_metrics("killed");
+    expect_rebuild_metrics("order_summary", "killed");
     cr_expect_eq(qll(e.r, "SELECT count(*) FROM pg_namespace WHERE nspname = 'walcast_shadow_order_summary'"),
                  1);
     cr_expect_eq(qll(e.w, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE "
@@ -885,7 +896,7 @@ Test(rebuild, discard_and_refusals)
     cr_expect(strstr(out, "discarded") != NULL, "%s", out);
     free(out);
     expect_no_leftovers(&e);
-    expect_rebuild_metrics("gone");
+    expect_rebuild_metrics("order_summary", "gone");
 
     struct {
         const char *args, *msg;
