@@ -98,13 +98,6 @@ int cf_load_owns(struct ctx *c, const char *name, struct fy_node *v, int pline, 
             return cf_fail(c, cf_value_line(r, rline), key, "expected auto or manual, got %s",
                            val ? val : cf_kind_name(r));
         p->rebuild_auto = strcmp(val, "auto") == 0;
-        if (p->rebuild_auto && sc->type == WC_SINK_REDIS && sc->cluster)
-            return cf_fail(
-                c, rline, key,
-                "rebuild: auto needs a PostgreSQL sink or one Redis server (sink \"%s\" is a "
-                "Redis Cluster, which keeps no record to tell a changed projection by: run walcast "
-                "rebuild --projection %s)",
-                sc->name, name);
         int redis = sc->type == WC_SINK_REDIS;
         if (p->rebuild_auto &&
             fy_node_mapping_lookup_pair_by_string(v, redis ? "keys" : "tables", redis ? 4 : 6) == NULL)

@@ -5,8 +5,9 @@
  * in its database. At start a projection the record lacks (added to the configuration) or whose
  * fingerprint differs (its statements changed) is reported with the command that rebuilds it, or rebuilt
  * right away by a `walcast rebuild` child process when it has `rebuild: auto`. A successful rebuild
- * records what it swapped in (a Redis one in its swap script: wc_rshadow_swap). A Redis Cluster sink
- * keeps no record.
+ * records what it swapped in (a Redis one in its swap script: wc_rshadow_swap; a Redis Cluster's once
+ * every hash slot is swapped: the key is in one slot). A Redis Cluster sink's record is read and written
+ * through a cluster sink of its own (the key's master).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include "walcast/log.h"
 #include "walcast/pgconn.h"
 #include "walcast/probe.h"
+#include "walcast/sink.h"
 
 #define CREATE_SQL                                                                                           \
     "DO $walcast$ BEGIN IF to_regclass('walcast_projections') IS NULL THEN "                                 \
@@ -182,16 +184,60 @@ void wc_projections_redis_key(const struct wc_config *cfg, const struct wc_sink_
     snprintf(buf, size, "walcast:projections:%s:%s", cfg->slot, sc->name);
 }
 
-static redisReply *rcmd(redisContext *c, const struct wc_sink_conf *sc, int argc, const char **argv,
+/* A Redis sink's connection for its record: one server's (a reader's connection), or a Redis Cluster
+ * sink of its own, whose record key goes to the master that serves it. */
+struct rconn {
+    redisContext *c;
+    struct wc_sink *k;
+};
+
+static int rconn_open(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct rconn *rc,
+                      struct wc_err *err)
+{
+    memset(rc, 0, sizeof(*rc));
+    if (!sc->cluster)
+        return (rc->c = wc_redis_reader(sc, err)) != NULL ? 0 : -1;
+    if ((rc->k = wc_sink_new(cfg, sc, err)) == NULL)
+        return -1;
+    if (rc->k->ops->open(rc->k, err) < 0) {
+        wc_sink_free(rc->k);
+        rc->k = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void rconn_close(struct rconn *rc)
+{
+    if (rc->c)
+        redisFree(rc->c);
+    wc_sink_free(rc->k);
+}
+
+static redisReply *rcmd(struct rconn *rc, const struct wc_sink_conf *sc, int argc, const char **argv,
                         struct wc_err *err)
 {
-    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    redisReply *r = NULL;
+    if (rc->k != NULL) {
+        int m = wc_sink_redis_masters(rc->k, err) > 0
+                    ? wc_sink_redis_key_master(rc->k, argv[1], strlen(argv[1]))
+                    : -1;
+        if (m >= 0)
+            r = wc_sink_redis_master_command(rc->k, m, argc, argv, NULL, err);
+        if (r == NULL) {
+            wc_err_prefix(err, "sink \"%s\": could not %s its record of projections (%s)", sc->name,
+                          strcmp(argv[0], "HSET") == 0 ? "write" : "read", argv[1]);
+            return NULL;
+        }
+    } else {
+        r = redisCommandArgv(rc->c, argc, argv, NULL);
+    }
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         wc_err_set(err, WC_ERR_IO, "sink \"%s\": could not %s its record of projections (%s): %s", sc->name,
                    strcmp(argv[0], "HSET") == 0 ? "write" : "read", argv[1],
-                   r              ? r->str
-                   : c->errstr[0] ? c->errstr
-                                  : "connection lost");
+                   r                           ? r->str
+                   : rc->c && rc->c->errstr[0] ? rc->c->errstr
+                                               : "connection lost");
         freeReplyObject(r);
         return NULL;
     }
@@ -199,7 +245,7 @@ static redisReply *rcmd(redisContext *c, const struct wc_sink_conf *sc, int argc
 }
 
 /* HSET every projection of sink sc with its fingerprint. */
-static int redis_record(redisContext *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
+static int redis_record(struct rconn *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
                         struct wc_err *err)
 {
     char key[300];
@@ -227,7 +273,7 @@ static int redis_record(redisContext *c, const struct wc_config *cfg, const stru
 }
 
 /* As compare(), on a Redis sink's own connection. */
-static int redis_compare(redisContext *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
+static int redis_compare(struct rconn *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
                          int record, found_fn fn, void *arg, struct wc_err *err)
 {
     char key[300];
@@ -304,13 +350,13 @@ static int check(const struct wc_config *cfg, const struct wc_sink_conf *sc, int
         wc_pg_close(c);
         return rc;
     }
-    if (sc->type != WC_SINK_REDIS || sc->cluster)
+    if (sc->type != WC_SINK_REDIS)
         return 0; /* no record kept */
-    redisContext *c = wc_redis_reader(sc, err);
-    if (c == NULL)
+    struct rconn c;
+    if (rconn_open(cfg, sc, &c, err) < 0)
         return -1;
-    int rc = redis_compare(c, cfg, sc, record, fn, arg, err);
-    redisFree(c);
+    int rc = redis_compare(&c, cfg, sc, record, fn, arg, err);
+    rconn_close(&c);
     return rc;
 }
 
@@ -322,13 +368,11 @@ int wc_projections_check(const struct wc_config *cfg, const struct wc_sink_conf 
 int wc_projections_record_sink(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err)
 {
     if (sc->type == WC_SINK_REDIS) {
-        if (sc->cluster)
-            return 0;
-        redisContext *c = wc_redis_reader(sc, err);
-        if (c == NULL)
+        struct rconn c;
+        if (rconn_open(cfg, sc, &c, err) < 0)
             return -1;
-        int rc = redis_record(c, cfg, sc, err);
-        redisFree(c);
+        int rc = redis_record(&c, cfg, sc, err);
+        rconn_close(&c);
         return rc;
     }
     PGconn *c = connect_sink(sc, err);

@@ -104,7 +104,7 @@ Test(owns, rebuild_auto)
         HEAD "  a:\n    sink: db\n    rebuild: auto\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
         "7: key \"projections.a.rebuild\": rebuild: auto needs projections.a.tables (what the rebuild swaps "
         "in)");
-    /* A Redis projection: with the keys it owns; not on a Redis Cluster. */
+    /* A Redis projection (one server or a cluster): with the keys it owns. */
     cfg = wct_config_string(HEAD
                             "  a:\n    sink: kv\n    keys: [k]\n    rebuild: auto\n    on: {X: [[DEL, k]]}\n",
                             &err, path, sizeof(path));
@@ -114,13 +114,13 @@ Test(owns, rebuild_auto)
     wct_expect_config_error(HEAD "  a:\n    sink: kv\n    rebuild: auto\n    on: {X: [[DEL, k]]}\n",
                             "7: key \"projections.a.rebuild\": rebuild: auto needs projections.a.keys (what "
                             "the rebuild swaps in)");
-    wct_expect_config_error(
-        "sinks:\n  kc: {type: redis, cluster: true, dsn: \"redis://127.0.0.1:7000\"}\nprojections:\n"
-        "  a:\n    sink: kc\n    keys: [k]\n    rebuild: auto\n    on: {X: [[DEL, k]]}\n",
-        "7: key \"projections.a.rebuild\": rebuild: auto needs a PostgreSQL sink or one Redis server (sink "
-        "\"kc\" is a Redis Cluster, which keeps no record to tell a changed projection by: run walcast "
-        "rebuild "
-        "--projection a)");
+    cfg = wct_config_string("sinks:\n  kc: {type: redis, cluster: true, dsn: \"redis://127.0.0.1:7000\"}\n"
+                            "projections:\n  a:\n    sink: kc\n    keys: [k]\n    rebuild: auto\n"
+                            "    on: {X: [[DEL, k]]}\n",
+                            &err, path, sizeof(path));
+    cr_assert_not_null(cfg, "%s", err.msg);
+    cr_expect_eq(wc_config_projection(cfg, "a")->rebuild_auto, 1);
+    wc_config_free(cfg);
     wct_expect_config_error(
         HEAD "  a:\n    sink: db\n    tables: [t]\n    rebuild: always\n    on: {X: [{sql: \"SELECT 1\"}]}\n",
         "8: key \"projections.a.rebuild\": expected auto or manual, got always");

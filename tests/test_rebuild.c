@@ -785,6 +785,9 @@ Test(rebuild, redis_cluster_projection_verify_and_rebuild)
 
     setup_env_cluster(&e);
     preload(&e);
+    /* The first start recorded the projection's definition (a hash on the master of its key). */
+    char *fp = rv(&e, "HGET walcast:projections:%s:cache cache_orders", e.slot);
+    cr_assert(fp != NULL && strlen(fp) == 16, "no record of cache_orders in the cluster: %s", fp);
     char *cust = qv(e.w, "SELECT customer_id FROM shop.orders ORDER BY id LIMIT 1");
     free(rv(&e, "HINCRBYFLOAT customer:{%s}:ltv cents 1", cust));
     free(rv(&e, "HSET order:{%s}:999999999 status placed", cust));
@@ -830,6 +833,22 @@ Test(rebuild, redis_cluster_projection_verify_and_rebuild)
     rc = walcast(&e, "verify --projection cache_orders", &out);
     cr_expect_eq(rc, 0, "verify after the rebuild (%d):\n%s", rc, out);
     free(out);
+    expect_str("the record after the rebuild",
+               rv(&e, "HGET walcast:projections:%s:cache cache_orders", e.slot), fp);
+
+    /* Changed (its key patterns in another order): reported at the next start. */
+    char *changed = config_variant(&e, "walcast-cchanged.yaml",
+                                   "s/keys: \\[\"customer:{\\*}:orders\", \"order:{\\*}:\\*\",/keys: "
+                                   "[\"order:{*}:*\", \"customer:{*}:orders\",/",
+                                   "");
+    char *text = read_text(changed);
+    cr_assert(strstr(text, "keys: [\"order:{*}:*\", \"customer:{*}:orders\",") != NULL,
+              "sed did not apply:\n%s", text);
+    free(text);
+    restart_with(&e, changed);
+    cr_expect(wait_log(&e, "projection \"cache_orders\" changed since it was built in sink \"cache\"", 20000),
+              "no report of the changed projection of the cluster sink");
+    free(fp);
     free(cust);
     teardown_env(&e);
 }
