@@ -98,6 +98,18 @@ int wc_rshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err);
 int wc_rshadow_pause(struct wc_shadow *sh, int pause, struct wc_err *err);
 int wc_rshadow_compare(struct wc_shadow *sh, int examples, long long *drift, struct wc_err *err);
 
+/* Lua for the scripts of shadow_redis.c and shadow_rcluster.c: each(pattern, f) calls f on every key of
+ * the server (a cluster's master) that matches pattern, by SCAN (a key may come twice). */
+#define WC_LUA_EACH                                                                                          \
+    "local function each(pattern, f)\n"                                                                      \
+    "  local cur = '0'\n"                                                                                    \
+    "  repeat\n"                                                                                             \
+    "    local r = redis.call('SCAN', cur, 'MATCH', pattern, 'COUNT', 1000)\n"                               \
+    "    cur = r[1]\n"                                                                                       \
+    "    for _, k in ipairs(r[2]) do f(k) end\n"                                                             \
+    "  until cur == '0'\n"                                                                                   \
+    "end\n"
+
 /* shadow_rcluster.c: the same on a Redis Cluster (sh->cluster), called by shadow_redis.c. The swap goes
  * in rounds: 1 every slot swapped, 0 some slots' live cursors had moved past sh->at (again later). The
  * comparison is made only when wc_rcshadow_level says every slot's live cursor is at or before at. */
@@ -105,7 +117,8 @@ struct redisReply;
 struct redisReply *wc_rcshadow_key_command(struct wc_shadow *sh, int argc, const char **argv,
                                            struct wc_err *err);
 int wc_rcshadow_masters(struct wc_shadow *sh, struct wc_err *err);
-char **wc_rcshadow_scan(struct wc_shadow *sh, int i, const char *pattern, int *n, struct wc_err *err);
+struct redisReply *wc_rcshadow_master_command(struct wc_shadow *sh, int i, int argc, const char **argv,
+                                              struct wc_err *err);
 const char *wc_rcshadow_live_name(const struct wc_shadow *sh, const char *shadow_key);
 int wc_rcshadow_cursor(struct wc_shadow *sh, const char *sink, struct wc_pos *out, int *found,
                        struct wc_err *err);

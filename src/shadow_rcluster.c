@@ -35,7 +35,8 @@
 #define NSLOT WC_KEYSLOTS
 
 /* A command on master i; an error reply is err. */
-static redisReply *mcmd(struct wc_shadow *sh, int i, int argc, const char **argv, struct wc_err *err)
+redisReply *wc_rcshadow_master_command(struct wc_shadow *sh, int i, int argc, const char **argv,
+                                       struct wc_err *err)
 {
     redisReply *r = wc_sink_redis_master_command(sh->rk, i, argc, argv, NULL, err);
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
@@ -56,7 +57,7 @@ redisReply *wc_rcshadow_key_command(struct wc_shadow *sh, int argc, const char *
                    sh->live->name, argv[1]);
         return NULL;
     }
-    return mcmd(sh, m, argc, argv, err);
+    return wc_rcshadow_master_command(sh, m, argc, argv, err);
 }
 
 int wc_rcshadow_masters(struct wc_shadow *sh, struct wc_err *err)
@@ -87,16 +88,7 @@ int wc_rcshadow_cursor(struct wc_shadow *sh, const char *sink, struct wc_pos *ou
 /* KEYS none. ARGV: the cursor keys' pattern, the halt keys' pattern, the shadow's sink name, its keys'
  * pattern. Everything of the shadow on this master: its keys, its cursor in each slot, its halt keys. */
 static const char WIPE_LUA[] =
-    "#!lua flags=allow-cross-slot-keys\n"
-    "local function each(pattern, f)\n"
-    "  local cur = '0'\n"
-    "  repeat\n"
-    "    local r = redis.call('SCAN', cur, 'MATCH', pattern, 'COUNT', 1000)\n"
-    "    cur = r[1]\n"
-    "    for _, k in ipairs(r[2]) do f(k) end\n"
-    "  until cur == '0'\n"
-    "end\n"
-    "local n = 0\n"
+    "#!lua flags=allow-cross-slot-keys\n" WC_LUA_EACH "local n = 0\n"
     "each(ARGV[4], function(k) n = n + redis.call('UNLINK', k) end)\n"
     "each(ARGV[1], function(k) redis.call('HDEL', k, ARGV[3], ARGV[3] .. ':swapped') end)\n"
     "each(ARGV[2], function(k) redis.call('UNLINK', k) end)\n"
@@ -114,7 +106,7 @@ int wc_rcshadow_wipe(struct wc_shadow *sh, struct wc_err *err)
     snprintf(keys, sizeof(keys), "%s*", sh->prefix);
     for (int i = 0; i < n; i++) {
         const char *argv[7] = {"EVAL", WIPE_LUA, "0", cursors, halts, sh->sink_name, keys};
-        redisReply *r = mcmd(sh, i, 7, argv, err);
+        redisReply *r = wc_rcshadow_master_command(sh, i, 7, argv, err);
         if (r == NULL)
             return -1;
         freeReplyObject(r);
@@ -140,38 +132,6 @@ int wc_rcshadow_wipe(struct wc_shadow *sh, struct wc_err *err)
     }
     freeReplyObject(r);
     return 0;
-}
-
-/* Every key of master i matching pattern, into a new array (*n of them), or NULL with err. */
-char **wc_rcshadow_scan(struct wc_shadow *sh, int i, const char *pattern, int *n, struct wc_err *err)
-{
-    char cursor[32] = "0";
-    char **keys = calloc(1, sizeof(char *));
-    int cap = 1;
-
-    *n = 0;
-    do {
-        const char *argv[6] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-        redisReply *r = mcmd(sh, i, 6, argv, err);
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            freeReplyObject(r);
-            for (int k = 0; k < *n; k++)
-                free(keys[k]);
-            free(keys);
-            return NULL;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        for (size_t k = 0; k < r->element[1]->elements; k++) {
-            if (*n + 2 > cap) {
-                cap *= 2;
-                keys = realloc(keys, (size_t)cap * sizeof(char *));
-            }
-            keys[(*n)++] = strdup(r->element[1]->element[k]->str);
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    keys[*n] = NULL;
-    return keys;
 }
 
 /* The live key a shadow key stands for: after the prefix and its "{T}". */
@@ -295,7 +255,7 @@ static int swap_master(struct wc_shadow *sh, int i, struct wc_err *err)
         rc = 0;
         goto done;
     }
-    redisReply *r = mcmd(sh, i, argc, argv, err);
+    redisReply *r = wc_rcshadow_master_command(sh, i, argc, argv, err);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
         if (r != NULL)
             wc_err_set(err, WC_ERR_PROTOCOL, "sink \"%s\": unexpected reply to the swap", sh->live->name);
@@ -378,7 +338,7 @@ int wc_rcshadow_pause(struct wc_shadow *sh, int pause, struct wc_err *err)
     if (n < 0)
         return -1;
     for (int i = 0; i < n; i++) {
-        redisReply *r = mcmd(sh, i, pause ? 4 : 2, argv, err);
+        redisReply *r = wc_rcshadow_master_command(sh, i, pause ? 4 : 2, argv, err);
         if (r == NULL)
             rc = -1;
         freeReplyObject(r);
@@ -409,7 +369,7 @@ int wc_rcshadow_level(struct wc_shadow *sh, struct wc_pos at, struct wc_err *err
     snprintf(pattern, sizeof(pattern), "walcast:cursor:*:%s", sh->cfg->slot);
     for (int i = 0; i < n; i++) {
         const char *argv[5] = {"EVAL", MAX_LUA, "0", pattern, sh->live->name};
-        redisReply *r = mcmd(sh, i, 5, argv, err);
+        redisReply *r = wc_rcshadow_master_command(sh, i, 5, argv, err);
         if (r == NULL)
             return -1;
         int level = 1;

@@ -36,20 +36,20 @@ static redisReply *cmd(struct wc_shadow *sh, struct wc_err *err, int argc, const
     return r;
 }
 
-static char **scan_one(struct wc_shadow *sh, const char *pattern, int *n, struct wc_err *err);
+static char **scan_one(struct wc_shadow *sh, int master, const char *pattern, int *n, struct wc_err *err);
 
 /* Every key matching pattern (SCAN; a cluster: on every master), into a NULL-terminated new array of new
  * strings; *n the count. */
 static char **scan(struct wc_shadow *sh, const char *pattern, int *n, struct wc_err *err)
 {
     if (!sh->cluster)
-        return scan_one(sh, pattern, n, err);
+        return scan_one(sh, -1, pattern, n, err);
     int masters = wc_rcshadow_masters(sh, err);
     char **all = calloc(1, sizeof(char *));
     *n = 0;
     for (int i = 0; i < masters; i++) {
         int m;
-        char **k = wc_rcshadow_scan(sh, i, pattern, &m, err);
+        char **k = scan_one(sh, i, pattern, &m, err);
         if (k == NULL) {
             for (int j = 0; j < *n; j++)
                 free(all[j]);
@@ -69,7 +69,8 @@ static char **scan(struct wc_shadow *sh, const char *pattern, int *n, struct wc_
     return all;
 }
 
-static char **scan_one(struct wc_shadow *sh, const char *pattern, int *n, struct wc_err *err)
+/* SCAN on the server, or on a cluster's master (master >= 0). */
+static char **scan_one(struct wc_shadow *sh, int master, const char *pattern, int *n, struct wc_err *err)
 {
     char cursor[32] = "0";
     char **keys = NULL;
@@ -78,7 +79,8 @@ static char **scan_one(struct wc_shadow *sh, const char *pattern, int *n, struct
     *n = 0;
     do {
         const char *argv[6] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-        redisReply *r = cmd(sh, err, 6, argv);
+        redisReply *r =
+            master < 0 ? cmd(sh, err, 6, argv) : wc_rcshadow_master_command(sh, master, 6, argv, err);
         if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             freeReplyObject(r);
             for (int i = 0; i < *n; i++)
@@ -168,15 +170,7 @@ int wc_rshadow_cursor(struct wc_shadow *sh, const char *sink, struct wc_pos *out
  * n pairs of projection and fingerprint, the live patterns. A key can come back twice from SCAN: each is
  * looked at once more. Keys of walcast's own (walcast:*) are never a projection's. */
 static const char SWAP_LUA[] =
-    "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end\n"
-    "local function each(pattern, f)\n"
-    "  local cur = '0'\n"
-    "  repeat\n"
-    "    local r = redis.call('SCAN', cur, 'MATCH', pattern, 'COUNT', 1000)\n"
-    "    cur = r[1]\n"
-    "    for _, k in ipairs(r[2]) do f(k) end\n"
-    "  until cur == '0'\n"
-    "end\n"
+    "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end\n" WC_LUA_EACH
     "local np = tonumber(ARGV[5])\n"
     "for i = 6 + 2 * np, #ARGV do\n"
     "  each(ARGV[i], function(k)\n"

@@ -257,6 +257,22 @@ static void *rread_loop(void *arg)
     return NULL;
 }
 
+/* The rerun of a rebuild of projection killed after its replay: it resumes and swaps in; then the live
+ * engine goes on writing into the swapped-in keys for a moment. */
+static void rerun_resumes(struct orders_env *e, const char *projection)
+{
+    char *args = xprintf("rebuild --projection %s", projection), *out = NULL;
+    long long t0 = now_ms();
+    int rc = walcast(e, args, &out);
+    cr_log_info("%s, rerun (%lld ms):\n%s", args, now_ms() - t0, out);
+    cr_assert_eq(rc, 0, "the rerun failed (%d):\n%s", rc, out);
+    cr_expect(strstr(out, "resuming from") != NULL, "%s", out);
+    cr_expect(strstr(out, "swapped in at") != NULL, "%s", out);
+    free(out);
+    free(args);
+    sleep_ms(300);
+}
+
 /*
  * A Redis projection rebuilt online under load, with drift in the live keys to repair (a doubled ZINCRBY,
  * a key no event wrote): killed just before its swap, the live keys are untouched and the shadow's are
@@ -289,14 +305,7 @@ Test(rebuild, redis_projection_online_under_load)
     cr_expect(shadow != NULL && atoll(shadow) > 0, "the shadow's keys were not kept: %s", shadow);
     free(shadow);
 
-    long long t0 = now_ms();
-    rc = walcast(&e, "rebuild --projection cache_orders", &out);
-    cr_log_info("rebuild cache_orders, rerun (%lld ms):\n%s", now_ms() - t0, out);
-    cr_assert_eq(rc, 0, "the rerun failed (%d):\n%s", rc, out);
-    cr_expect(strstr(out, "resuming from") != NULL, "%s", out);
-    cr_expect(strstr(out, "swapped in at") != NULL, "%s", out);
-    free(out);
-    sleep_ms(300); /* the live engine goes on writing into the swapped-in keys */
+    rerun_resumes(&e, "cache_orders");
     rd.stop = 1;
     pthread_join(t, NULL);
     end_workload(&e, wl);
@@ -563,6 +572,31 @@ static void restart_with(struct orders_env *e, char *path)
 }
 
 /*
+ * Restart the engine with the configuration at path (taken), in which projection of sink is new with
+ * rebuild: auto, under 1,000 events/s: the engine must start its rebuild and the rebuild swap it in; then
+ * the load ends and everything is applied. Returns each customer's order count from the write side
+ * ("id:n,..."), what the projection must hold.
+ */
+static char *added_under_load(struct orders_env *e, char *path, const char *projection, const char *sink)
+{
+    char *started = xprintf("projection \"%s\" is new to sink \"%s\": rebuilding it (rebuild: auto)",
+                            projection, sink),
+         *swapped = xprintf("rebuild \"%s\": swapped in at", projection);
+    pid_t wl = start_paced_workload(e, 1000);
+    sleep_ms(200);
+    restart_with(e, path);
+    cr_assert(wait_log(e, started, 20000), "no automatic rebuild of the new projection %s", projection);
+    cr_assert(wait_log(e, swapped, 60000), "the automatic rebuild of %s did not finish", projection);
+    sleep_ms(300);
+    end_workload(e, wl);
+    wait_caught_up(e, 60000);
+    free(started);
+    free(swapped);
+    return qv(e->w, "SELECT string_agg(customer_id || ':' || n, ',' ORDER BY customer_id) FROM (SELECT "
+                    "customer_id, count(*) AS n FROM shop.orders GROUP BY 1) x");
+}
+
+/*
  * A projection whose statements changed is reported at start with the command that rebuilds it; one added
  * to a running deployment with rebuild: auto is backfilled from history while the others go on, and equals
  * its recomputation from the write side; once rebuilt it is reported no more.
@@ -613,20 +647,7 @@ Test(rebuild, new_and_changed_projections)
     fclose(f);
     free(text);
     free(yaml);
-    pid_t wl = start_paced_workload(&e, 1000);
-    sleep_ms(200);
-    restart_with(&e, added);
-    cr_assert(wait_log(&e,
-                       "projection \"order_count\" is new to sink \"readdb\": rebuilding it (rebuild: auto)",
-                       20000),
-              "no automatic rebuild of the new projection");
-    cr_assert(wait_log(&e, "rebuild \"order_count\": swapped in at", 60000),
-              "the automatic rebuild did not finish");
-    sleep_ms(300);
-    end_workload(&e, wl);
-    wait_caught_up(&e, 60000);
-    char *want = qv(e.w, "SELECT string_agg(customer_id || ':' || n, ',' ORDER BY customer_id) FROM (SELECT "
-                         "customer_id, count(*) AS n FROM shop.orders GROUP BY 1) x");
+    char *want = added_under_load(&e, added, "order_count", "readdb");
     char *got =
         qv(e.r, "SELECT string_agg(customer_id || ':' || placed, ',' ORDER BY customer_id) FROM order_count");
     cr_assert_not_null(want);
@@ -707,20 +728,7 @@ Test(rebuild, redis_new_and_changed_projections)
         "  placed_count:\n    sink: cache\n    keys: [\"placed:count\"]\n    rebuild: auto\n    on:\n"
         "      OrderPlaced:\n        - [HINCRBY, \"placed:count\", \"{payload.customer_id}\", \"1\"]\n");
     /* (made from the changed configuration, the engine's now: cache_orders stays changed) */
-    pid_t wl = start_paced_workload(&e, 1000);
-    sleep_ms(200);
-    restart_with(&e, added);
-    cr_assert(wait_log(&e,
-                       "projection \"placed_count\" is new to sink \"cache\": rebuilding it (rebuild: auto)",
-                       20000),
-              "no automatic rebuild of the new Redis projection");
-    cr_assert(wait_log(&e, "rebuild \"placed_count\": swapped in at", 60000),
-              "the automatic rebuild did not finish");
-    sleep_ms(300);
-    end_workload(&e, wl);
-    wait_caught_up(&e, 60000);
-    char *want = qv(e.w, "SELECT string_agg(customer_id || ':' || n, ',' ORDER BY customer_id) FROM (SELECT "
-                         "customer_id, count(*) AS n FROM shop.orders GROUP BY 1) x");
+    char *want = added_under_load(&e, added, "placed_count", "cache");
     char *got = rv(&e, "EVAL %s 0",
                    "local h = redis.call('HGETALL', 'placed:count') local t = {} for i = 1, #h, 2 do "
                    "t[#t + 1] = {tonumber(h[i]), h[i + 1]} end table.sort(t, function(a, b) return a[1] < "
@@ -816,14 +824,7 @@ Test(rebuild, redis_cluster_projection_verify_and_rebuild)
     cr_log_info("walcast rebuild on the cluster, killed between masters:\n%s", out);
     cr_assert(rc != 0 && strstr(out, "killing myself") != NULL, "the rebuild was not killed:\n%s", out);
     free(out);
-    long long t0 = now_ms();
-    rc = walcast(&e, "rebuild --projection cache_orders", &out);
-    cr_log_info("walcast rebuild on the cluster, rerun (%lld ms):\n%s", now_ms() - t0, out);
-    cr_assert_eq(rc, 0, "the rebuild failed (%d):\n%s", rc, out);
-    cr_expect(strstr(out, "resuming from") != NULL, "%s", out);
-    cr_expect(strstr(out, "swapped in at") != NULL, "%s", out);
-    free(out);
-    sleep_ms(300); /* the live engine goes on writing into the swapped-in keys */
+    rerun_resumes(&e, "cache_orders");
     end_workload(&e, wl);
     ensure_running(&e);
     wait_caught_up(&e, 60000);
