@@ -69,9 +69,9 @@ void wc_metrics_stop(void)
 
     if (m == NULL)
         return;
+    wc__waits_detach(); /* wc__metrics = NULL, once no sink's thread is announcing a commit */
     wc__http_stop(m);
     wc__poller_stop(m);
-    wc__metrics = NULL;
     if (m->poller_leaked)
         return;
     for (int i = 0; i < m->nsink; i++) {

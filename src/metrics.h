@@ -195,6 +195,8 @@ void wc_metrics_commit_failed(struct wc_sink *k);
  * commit returns (the engine's thread may be busy with the next batch), again on the engine's thread
  * when it takes the commit in (then a no-op), and there for inline commits and opens (waits.c). */
 void wc_metrics_applied(struct wc_sink *k, wc_lsn lsn);
+/* Stopping: wc__metrics becomes NULL once no thread is inside wc_metrics_applied (waits.c). */
+void wc__waits_detach(void);
 /* Nonzero when a GET /wait waits for a position at or below lsn: the engine's loop, idle, then moves
  * the sinks' cursors over the stream's position now rather than at the next status interval. An atomic
  * load (waits.c). */

@@ -224,6 +224,8 @@ static redisReply *rcmd(struct rconn *rc, const struct wc_sink_conf *sc, int arg
                     : -1;
         if (m >= 0)
             r = wc_sink_redis_master_command(rc->k, m, argc, argv, NULL, err);
+        else if (err->msg[0] == '\0')
+            wc_err_set(err, WC_ERR_IO, "no redis cluster master serves it");
         if (r == NULL) {
             wc_err_prefix(err, "sink \"%s\": could not %s its record of projections (%s)", sc->name,
                           strcmp(argv[0], "HSET") == 0 ? "write" : "read", argv[1]);

@@ -443,6 +443,7 @@ int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o,
          * skipped (the live sink dead-lettered it: it did not apply there either). */
         vcfg.on_error = WC_POLICY_SKIP;
         b.conf = wc_sink_conf_subset(b.sh.live, b.sh.sink_name, b.sh.projections, b.sh.nprojection);
+        b.conf->rebuild = NULL; /* a shadow is never wiped by the sink itself (FLUSHDB) */
         if ((b.k = wc_sink_new(&vcfg, b.conf, err)) == NULL)
             goto done;
         b.k->key_prefix = b.sh.prefix;
@@ -500,6 +501,17 @@ int wc_rebuild_run(const struct wc_config *cfg, const struct wc_rebuild_opts *o,
         char p[40];
         wc_info("rebuild \"%s\": resuming from %s", b.sh.unit, wc_pos_format(sc, p));
         b.cursor = sc;
+        /* A cluster shadow's slots may be ahead of its floor (a commit that failed part way): its sink
+         * must know each slot's cursor before it applies anything, or it applies those events again. */
+        struct wc_pos floor;
+        int has;
+        if (b.sh.cluster && b.k->ops->read_cursor(b.k, &floor, &has, err) < 0) {
+            wc_err_prefix(err,
+                          "rebuild \"%s\": its shadow cannot be resumed (run it with --discard, then "
+                          "again)",
+                          b.sh.unit);
+            goto done;
+        }
         if (!b.sh.redis && open_pg_sink(&b, err) < 0)
             goto done;
     } else {

@@ -101,17 +101,8 @@ int wc_rcshadow_wipe(struct wc_shadow *sh, struct wc_err *err)
 
     if (n < 0)
         return -1;
-    snprintf(cursors, sizeof(cursors), "walcast:cursor:*:%s", sh->cfg->slot);
-    snprintf(halts, sizeof(halts), "walcast:halt:*:%s:%s", sh->cfg->slot, sh->sink_name);
-    snprintf(keys, sizeof(keys), "%s*", sh->prefix);
-    for (int i = 0; i < n; i++) {
-        const char *argv[7] = {"EVAL", WIPE_LUA, "0", cursors, halts, sh->sink_name, keys};
-        redisReply *r = wc_rcshadow_master_command(sh, i, 7, argv, err);
-        if (r == NULL)
-            return -1;
-        freeReplyObject(r);
-    }
-    /* The directory: the shadow's floor, state and slots' cursors ("<shadow>:..."). */
+    /* The directory first: without the shadow's floor, a run after a wipe cut short starts afresh (it
+     * would otherwise resume with slots whose shadow keys are already gone). */
     wc_sink_redis_cluster_key(sh->rk, "directory", -1, dir, sizeof(dir));
     const char *hk[2] = {"HKEYS", dir};
     redisReply *r = wc_rcshadow_key_command(sh, 2, hk, err);
@@ -131,6 +122,15 @@ int wc_rcshadow_wipe(struct wc_shadow *sh, struct wc_err *err)
         freeReplyObject(d);
     }
     freeReplyObject(r);
+    snprintf(cursors, sizeof(cursors), "walcast:cursor:*:%s", sh->cfg->slot);
+    snprintf(halts, sizeof(halts), "walcast:halt:*:%s:%s", sh->cfg->slot, sh->sink_name);
+    snprintf(keys, sizeof(keys), "%s*", sh->prefix);
+    for (int i = 0; i < n; i++) {
+        const char *argv[7] = {"EVAL", WIPE_LUA, "0", cursors, halts, sh->sink_name, keys};
+        if ((r = wc_rcshadow_master_command(sh, i, 7, argv, err)) == NULL)
+            return -1;
+        freeReplyObject(r);
+    }
     return 0;
 }
 
@@ -163,13 +163,20 @@ static void lua_pattern(const char *glob, struct wc_buf *out)
 
 /* KEYS none. ARGV: the live sink, the position the shadow reached as three numbers (LSN high and low
  * halves, index), the shadow's prefix, the number of patterns, the projection's key patterns (Lua), the
- * field that marks a slot swapped, then pairs of hash slot and its cursor key. For each slot not marked
- * whose live cursor is at or before that position: the live keys of the patterns are unlinked, the
- * shadow's renamed onto their live names (after the prefix and its "{T}"), and the slot marked in its
- * cursor hash (a rebuild killed between masters, run again, must not swap a slot twice: the shadow no
- * longer has its keys). Returns the slots swapped (now or before), then the number of keys moved in. */
+ * field that marks a slot swapped, then pairs of hash slot and its cursor key. Refused whole, before any
+ * write, while a slot of this master migrates (a resharding: a key renamed there could land on another
+ * node). For each slot not marked whose live cursor is at or before that position: each shadow key is
+ * renamed onto its live name (after the prefix and its "{T}"), then the live keys of the patterns that no
+ * shadow key replaced are unlinked, and the slot is marked in its cursor hash (a rebuild killed between
+ * masters, run again, must not swap a slot twice: the shadow no longer has its keys). Returns the slots
+ * swapped (now or before), then the number of keys moved in. */
 static const char SWAP_LUA[] =
     "#!lua flags=allow-cross-slot-keys\n"
+    "for line in string.gmatch(redis.call('CLUSTER', 'NODES'), '[^\\n]+') do\n"
+    "  if string.find(line, 'myself', 1, true) and string.find(line, '[', 1, true) then\n"
+    "    return redis.error_reply('MIGRATING a hash slot of this master is migrating')\n"
+    "  end\n"
+    "end\n"
     "local fh, fl, fx = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
     "local prefix, np = ARGV[5], tonumber(ARGV[6])\n"
     "local plen = #prefix\n"
@@ -193,16 +200,18 @@ static const char SWAP_LUA[] =
     "    out[#out + 1] = tonumber(ARGV[i])\n"
     "  elseif behind(redis.call('HGET', ARGV[i + 1], ARGV[1])) then\n"
     "    local keys = redis.call('CLUSTER', 'GETKEYSINSLOT', ARGV[i], 2147483647)\n"
-    "    local shadow = {}\n"
+    "    local replaced, old = {}, {}\n"
     "    for _, k in ipairs(keys) do\n"
-    "      if string.sub(k, 1, plen) == prefix then shadow[#shadow + 1] = k\n"
-    "      elseif live(k) then redis.call('UNLINK', k) end\n"
+    "      if string.sub(k, 1, plen) == prefix then\n"
+    "        if redis.call('EXISTS', k) == 1 then\n"
+    "          local name = (string.gsub(string.sub(k, plen + 1), '^{%w*}', '', 1))\n"
+    "          redis.call('RENAME', k, name)\n"
+    "          replaced[name] = true\n"
+    "          moved = moved + 1\n"
+    "        end\n"
+    "      elseif live(k) then old[#old + 1] = k end\n"
     "    end\n"
-    "    for _, k in ipairs(shadow) do\n"
-    "      local name = (string.gsub(string.sub(k, plen + 1), '^{%w*}', '', 1))\n"
-    "      redis.call('RENAME', k, name)\n"
-    "      moved = moved + 1\n"
-    "    end\n"
+    "    for _, k in ipairs(old) do if not replaced[k] then redis.call('UNLINK', k) end end\n"
     "    redis.call('HSET', ARGV[i + 1], done, '1')\n"
     "    out[#out + 1] = tonumber(ARGV[i])\n"
     "  end\n"
@@ -210,71 +219,139 @@ static const char SWAP_LUA[] =
     "out[#out + 1] = moved\n"
     "return out\n";
 
-/* One round on master i: every slot it serves that is not swapped yet. */
+/* Slots per script: each script blocks its master while it runs (every key of its slots is renamed or
+ * unlinked); a few hundred slots at a time let the master serve others in between. */
+#define SLOTS_PER_SCRIPT 512
+
+/* One round on master i: every slot it serves that is not swapped yet, SLOTS_PER_SCRIPT at a time. */
 static int swap_master(struct wc_shadow *sh, int i, struct wc_err *err)
 {
-    int nslot = 0, argc = 0, rc = -1;
-    size_t cap = 7 + (size_t)sh->npattern + 2 * NSLOT;
+    int rc = -1, fixed = 0;
+    size_t cap = 10 + (size_t)sh->npattern + 2 * SLOTS_PER_SCRIPT;
     const char **argv = calloc(cap, sizeof(char *));
-    char(*pat)[512] = calloc((size_t)sh->npattern + 1, sizeof(*pat));
-    char(*num)[8] = calloc(NSLOT, sizeof(*num)), (*ckey)[300] = calloc(NSLOT, sizeof(*ckey));
+    char **pat = calloc((size_t)sh->npattern + 1, sizeof(char *));
+    char(*num)[12] = calloc(SLOTS_PER_SCRIPT, sizeof(*num)),
+    (*ckey)[300] = calloc(SLOTS_PER_SCRIPT, sizeof(*ckey));
     char at[3][24], np[16], done_field[256];
     struct wc_buf lp = WC_BUF_INIT;
 
     snprintf(done_field, sizeof(done_field), "%s:swapped", sh->sink_name);
-
     snprintf(at[0], sizeof(at[0]), "%u", (unsigned)(sh->at.lsn >> 32));
     snprintf(at[1], sizeof(at[1]), "%u", (unsigned)sh->at.lsn);
     snprintf(at[2], sizeof(at[2]), "%lld", (long long)sh->at.index);
     snprintf(np, sizeof(np), "%d", sh->npattern);
-    argv[argc++] = "EVAL";
-    argv[argc++] = SWAP_LUA;
-    argv[argc++] = "0";
-    argv[argc++] = sh->live->name;
-    argv[argc++] = at[0];
-    argv[argc++] = at[1];
-    argv[argc++] = at[2];
-    argv[argc++] = sh->prefix;
-    argv[argc++] = np;
+    argv[fixed++] = "EVAL";
+    argv[fixed++] = SWAP_LUA;
+    argv[fixed++] = "0";
+    argv[fixed++] = sh->live->name;
+    argv[fixed++] = at[0];
+    argv[fixed++] = at[1];
+    argv[fixed++] = at[2];
+    argv[fixed++] = sh->prefix;
+    argv[fixed++] = np;
     for (int p = 0; p < sh->npattern; p++) {
         lua_pattern(sh->patterns[p], &lp);
-        snprintf(pat[p], sizeof(pat[p]), "%s", lp.data);
-        argv[argc++] = pat[p];
+        pat[p] = strdup(lp.data);
+        argv[fixed++] = pat[p];
     }
-    argv[argc++] = done_field;
-    for (int s = 0; s < NSLOT; s++) {
-        if (sh->swapped[s] || wc_sink_redis_slot_master(sh->rk, s) != i)
+    argv[fixed++] = done_field;
+    for (int s = 0; s < NSLOT;) {
+        int argc = fixed, nslot = 0;
+        for (; s < NSLOT && nslot < SLOTS_PER_SCRIPT; s++) {
+            if (sh->swapped[s] || wc_sink_redis_slot_master(sh->rk, s) != i)
+                continue;
+            snprintf(num[nslot], sizeof(num[nslot]), "%d", s);
+            wc_sink_redis_cluster_key(sh->rk, "cursor", s, ckey[nslot], sizeof(ckey[nslot]));
+            argv[argc++] = num[nslot];
+            argv[argc++] = ckey[nslot];
+            nslot++;
+        }
+        if (nslot == 0)
             continue;
-        snprintf(num[s], sizeof(num[s]), "%d", s);
-        wc_sink_redis_cluster_key(sh->rk, "cursor", s, ckey[s], sizeof(ckey[s]));
-        argv[argc++] = num[s];
-        argv[argc++] = ckey[s];
-        nslot++;
-    }
-    if (nslot == 0) {
-        rc = 0;
-        goto done;
-    }
-    redisReply *r = wc_rcshadow_master_command(sh, i, argc, argv, err);
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
-        if (r != NULL)
-            wc_err_set(err, WC_ERR_PROTOCOL, "sink \"%s\": unexpected reply to the swap", sh->live->name);
+        redisReply *r = wc_rcshadow_master_command(sh, i, argc, argv, err);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+            if (r != NULL)
+                wc_err_set(err, WC_ERR_PROTOCOL, "sink \"%s\": unexpected reply to the swap", sh->live->name);
+            else if (strstr(err->msg, "MIGRATING") != NULL)
+                wc_err_set(
+                    err, WC_ERR_IO,
+                    "sink \"%s\": a hash slot of redis cluster master %d is migrating (a resharding): "
+                    "nothing of its slots was swapped; run the rebuild again when the resharding is over",
+                    sh->live->name, i);
+            freeReplyObject(r);
+            goto done;
+        }
+        for (size_t k = 0; k + 1 < r->elements; k++)
+            if (r->element[k]->integer >= 0 && r->element[k]->integer < NSLOT)
+                sh->swapped[r->element[k]->integer] = 1;
+        sh->moved += r->element[r->elements - 1]->integer;
         freeReplyObject(r);
-        goto done;
     }
-    for (size_t k = 0; k + 1 < r->elements; k++)
-        if (r->element[k]->integer >= 0 && r->element[k]->integer < NSLOT)
-            sh->swapped[r->element[k]->integer] = 1;
-    sh->moved += r->element[r->elements - 1]->integer;
-    freeReplyObject(r);
     rc = 0;
 done:
     wc_buf_free(&lp);
-    free(argv);
+    for (int p = 0; p < sh->npattern; p++)
+        free(pat[p]);
     free(pat);
+    free(argv);
     free(num);
     free(ckey);
     return rc;
+}
+
+/* Every slot still marked swapped on the masters that serve it now (a master that failed over to a
+ * replica which had not received a swap has lost it). 0, or -1 with err naming the first slot without. */
+static int swaps_kept(struct wc_shadow *sh, int masters, struct wc_err *err)
+{
+    static const char CHECK_LUA[] = "#!lua flags=allow-cross-slot-keys,no-writes\n"
+                                    "for i = 2, #ARGV, 2 do\n"
+                                    "  if redis.call('HEXISTS', ARGV[i + 1], ARGV[1]) == 0 then\n"
+                                    "    return tonumber(ARGV[i])\n"
+                                    "  end\n"
+                                    "end\n"
+                                    "return -1\n";
+    char done_field[256];
+    const char **argv = calloc(4 + 2 * (size_t)NSLOT, sizeof(char *));
+    char(*num)[12] = calloc(NSLOT, sizeof(*num)), (*ckey)[300] = calloc(NSLOT, sizeof(*ckey));
+    long long lost = -1;
+
+    snprintf(done_field, sizeof(done_field), "%s:swapped", sh->sink_name);
+    for (int i = 0; i < masters && lost < 0; i++) {
+        int argc = 0;
+        argv[argc++] = "EVAL";
+        argv[argc++] = CHECK_LUA;
+        argv[argc++] = "0";
+        argv[argc++] = done_field;
+        for (int s = 0; s < NSLOT; s++) {
+            if (wc_sink_redis_slot_master(sh->rk, s) != i)
+                continue;
+            snprintf(num[s], sizeof(num[s]), "%d", s);
+            wc_sink_redis_cluster_key(sh->rk, "cursor", s, ckey[s], sizeof(ckey[s]));
+            argv[argc++] = num[s];
+            argv[argc++] = ckey[s];
+        }
+        redisReply *r = wc_rcshadow_master_command(sh, i, argc, argv, err);
+        if (r == NULL) {
+            lost = -2;
+            break;
+        }
+        if (r->type == REDIS_REPLY_INTEGER)
+            lost = r->integer;
+        freeReplyObject(r);
+    }
+    free(argv);
+    free(num);
+    free(ckey);
+    if (lost == -2)
+        return -1;
+    if (lost >= 0) {
+        wc_err_set(err, WC_ERR_IO,
+                   "sink \"%s\": hash slot %lld lost its swap (a failover to a replica that had not received "
+                   "it?): the shadow is dropped; run the rebuild again, it starts afresh",
+                   sh->live->name, lost);
+        return -1;
+    }
+    return 0;
 }
 
 int wc_rcshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err)
@@ -302,6 +379,13 @@ int wc_rcshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err)
         left += !sh->swapped[s];
     if (left > 0)
         return 0; /* slots whose live cursor moved on: after the shadow caught up again */
+    if (swaps_kept(sh, n, err) < 0) {
+        /* The shadow has written into the slots it swapped since: it cannot swap one again. */
+        struct wc_err e2 = {0};
+        if (strstr(err->msg, "lost its swap") != NULL && wc_rcshadow_wipe(sh, &e2) < 0)
+            wc_err_prefix(err, "%s; and dropping the shadow failed too (%s)", e2.msg, "run with --discard");
+        return -1;
+    }
     *keys = sh->moved;
     /* The sink's record: these projections are built by their current definitions (projrec.c). */
     char rk[300];

@@ -197,7 +197,27 @@ void wc__waits_free(struct wc_metrics *m)
     m->waits = NULL;
 }
 
+/* wc_metrics_applied runs on the sinks' worker threads too, and one the engine left running at shutdown
+ * may still call it: the endpoint goes only once none is inside (wc__waits_detach). */
+static pthread_mutex_t applied_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void wc__waits_detach(void)
+{
+    pthread_mutex_lock(&applied_mu);
+    wc__metrics = NULL;
+    pthread_mutex_unlock(&applied_mu);
+}
+
+static void applied(struct wc_sink *k, wc_lsn lsn);
+
 void wc_metrics_applied(struct wc_sink *k, wc_lsn lsn)
+{
+    pthread_mutex_lock(&applied_mu);
+    applied(k, lsn);
+    pthread_mutex_unlock(&applied_mu);
+}
+
+static void applied(struct wc_sink *k, wc_lsn lsn)
 {
     struct wc_metrics *m = wc__metrics;
     struct wc_waits *ws = m ? m->waits : NULL;

@@ -763,6 +763,46 @@ Test(rebuild, redis_new_and_changed_projections)
 
 static void expect_rebuild_metrics(const char *unit, const char *want);
 
+/* A command on a node of the test cluster, which must answer +OK. */
+static void node_command(const struct redis_cluster_node *node, const char *cmd)
+{
+    redisContext *c = redisConnect(node->host, node->port);
+    char *copy = strdup(cmd), *save = NULL;
+    const char *argv[8];
+    int argc = 0;
+    for (char *w = strtok_r(copy, " ", &save); w && argc < 8; w = strtok_r(NULL, " ", &save))
+        argv[argc++] = w;
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    free(copy);
+    cr_assert(r && r->type == REDIS_REPLY_STATUS, "%s on %s:%d: %s", cmd, node->host, node->port,
+              r ? r->str : c->errstr);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* On every master of the test cluster, its first hash slot on its way to the next master (on: IMPORTING
+ * there, MIGRATING here, as a resharding does before it moves the keys), or STABLE again on both (off). */
+static void migrating(struct orders_env *e, int on)
+{
+    int n = e->cl->map.nnode;
+    for (int i = 0; i < n; i++) {
+        const struct redis_cluster_node *node = &e->cl->map.nodes[i], *next = &e->cl->map.nodes[(i + 1) % n];
+        int slot = 0;
+        while (slot < REDIS_CLUSTER_SLOTS && e->cl->map.owner[slot] != i)
+            slot++;
+        cr_assert(slot < REDIS_CLUSTER_SLOTS && next->id[0] && node->id[0],
+                  "no slot or node id for master %d", i);
+        char *a = on ? xprintf("CLUSTER SETSLOT %d IMPORTING %s", slot, node->id)
+                     : xprintf("CLUSTER SETSLOT %d STABLE", slot),
+             *b = on ? xprintf("CLUSTER SETSLOT %d MIGRATING %s", slot, next->id)
+                     : xprintf("CLUSTER SETSLOT %d STABLE", slot);
+        node_command(next, a);
+        node_command(node, b);
+        free(a);
+        free(b);
+    }
+}
+
 /* Keys matching pattern on every master of the test cluster. */
 static long long cluster_keys(struct orders_env *e, const char *pattern)
 {
@@ -823,6 +863,14 @@ Test(rebuild, redis_cluster_projection_verify_and_rebuild)
     rc = walcast_at(&e, "cluster-swap", "rebuild --projection cache_orders", &out);
     cr_log_info("walcast rebuild on the cluster, killed between masters:\n%s", out);
     cr_assert(rc != 0 && strstr(out, "killing myself") != NULL, "the rebuild was not killed:\n%s", out);
+    free(out);
+    /* A resharding under way (a slot of every master migrating): refused before anything is swapped. */
+    migrating(&e, 1);
+    rc = walcast(&e, "rebuild --projection cache_orders", &out);
+    migrating(&e, 0);
+    cr_log_info("walcast rebuild on the cluster during a resharding:\n%s", out);
+    cr_expect(rc != 0 && strstr(out, "is migrating (a resharding)") != NULL,
+              "the rebuild should refuse a migrating slot (%d):\n%s", rc, out);
     free(out);
     rerun_resumes(&e, "cache_orders");
     end_workload(&e, wl);
