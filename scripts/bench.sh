@@ -15,7 +15,7 @@
 # The last lines are key=value figures (ratio_redis, ratio_pg, ratio_both, p99_ms_1k, p99_ms_5k,
 # rw_wait_p99_ms, rw_redis_p99_ms, rss_mib_max, instr_per_event, ...). Sizes: default 100,000-event backlogs, 1,000,000 for memory, 30 s
 # of load per rate (~10 min); --quick is about 5x smaller; --smoke is tiny (a check that it all works).
-# --latency-only runs step 4 alone. --keep leaves the temp dir (logs, callgrind output). See BENCHMARKS.md for the figures and method.
+# --only throughput|memory|cpu|latency runs that step alone. --keep leaves the temp dir (logs, callgrind output). See BENCHMARKS.md for the figures and method.
 #
 # --cluster: Redis Cluster instead. One backlog of single-event transactions drained into one Redis
 # (bench/redis.yaml) and into a Redis Cluster of 3 masters and 3 replicas (bench/redis-cluster.yaml, the
@@ -28,7 +28,7 @@ set -euo pipefail
 mode=full
 keep=0
 cluster=0
-latency_only=0
+only=
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) mode=quick ;;
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --full) mode=full ;;
     --keep) keep=1 ;;
     --cluster) cluster=1 ;;
-    --latency-only) latency_only=1 ;;
+    --only) only=${2:-}; shift ;;
     -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -280,7 +280,9 @@ if [ "$cluster" = 1 ]; then
     exit 0
 fi
 
-if [ "$latency_only" = 0 ]; then
+# Is step $1 to run (--only)?
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+
 # ---- 1. throughput ----
 throughput() { # KIND(single|bulk) EVENTS TXNS
     local kind=$1 events=$2 txns=$3 after idx endpos
@@ -301,10 +303,13 @@ throughput() { # KIND(single|bulk) EVENTS TXNS
     done
     drop_slot "tp_${kind}_recv"
 }
-throughput single "$n_single" "$n_single"
-throughput bulk "$n_bulk" "$bulk_txns"
+if want throughput; then
+    throughput single "$n_single" "$n_single"
+    throughput bulk "$n_bulk" "$bulk_txns"
+fi
 
 # ---- 2. memory ----
+if want memory; then
 say "memory: one transaction of $mem_txn rows, and $mem_backlog events in $mem_backlog_txns transactions (both sinks)"
 new_slot mem_txn
 wsql -c "CALL bench.bulk_txns('mem_txn', $mem_txn, 1)"
@@ -320,7 +325,10 @@ run_walcast mem_backlog both "$after" "$idx" "$mem_backlog" mem_backlog
 drop_slot mem_backlog
 reset_sinks
 
+fi
+
 # ---- 3. CPU: instructions per event under callgrind ----
+if want cpu; then
 say "CPU: instructions per event, callgrind, $instr_events single-event transactions into both sinks"
 new_slot cpu
 wsql -c "CALL bench.single_event_txns('cpu', $instr_events)"
@@ -340,9 +348,10 @@ fi
 drop_slot cpu
 put instr_per_event "$(div "$(get cpu_instructions)" "$instr_events" %.0f)"
 
-fi # latency_only
+fi
 
 # ---- 4. latency ----
+if want latency; then
 say "latency: track_commit_timestamp = on (restart), walcast run into both sinks, steady load"
 wsql -c "ALTER SYSTEM SET track_commit_timestamp = on"
 "$root/scripts/services.sh" restart-pg "$dir"
@@ -373,6 +382,7 @@ put lat_walcast_rss_mib "$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$
 kill -TERM "$walcast_pid"
 wait "$walcast_pid" || true
 walcast_pid=
+fi
 
 # ---- figures ----
 say "figures (machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo))"
