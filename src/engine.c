@@ -63,20 +63,24 @@ static int route_event(struct session *s, struct wc_event *ev, struct wc_err *er
 }
 
 /*
- * Nothing queued and no commit in flight: every sink in the stream shows all it was given, so what it
- * shows is current up to lsn, a position before which the stream has delivered every transaction (the
- * end of the last one, the quiet WAL a keepalive reported, or the commit record of the transaction that
- * just began: it commits after every one before it). GET /wait's waiters up to there are answered at
- * once, without waiting for an idle commit or for the next transaction to be applied.
+ * Nothing queued, and a sink with no commit in flight: it shows all it was given, so what it shows is
+ * current up to lsn, a position before which the stream has delivered every transaction (the end of the
+ * last one, the quiet WAL a keepalive reported, or the commit record of the transaction that just began:
+ * it commits after every one before it). GET /wait's waiters up to there are answered at once, without
+ * waiting for an idle commit or for the next transaction to be applied (another sink may still be
+ * committing: each is answered for itself).
  */
 static void visible_through(struct session *s, wc_lsn lsn)
 {
-    if (lsn <= s->visible_lsn || s->pending > 0 || !wc_metrics_wanted(lsn) || wc__busy(s))
+    if (s->pending > 0 || !wc_metrics_wanted(lsn))
         return; /* (nobody waits for it: a waiter that comes later is answered by the next commit) */
-    s->visible_lsn = lsn;
-    for (int i = 0; i < s->nsink; i++)
-        if (s->rt[i].state == SINK_UP)
-            wc_metrics_applied(s->rt[i].k, lsn);
+    for (int i = 0; i < s->nsink; i++) {
+        struct sink_rt *r = &s->rt[i];
+        if (r->state == SINK_UP && r->job == NULL && lsn > r->visible_lsn) {
+            r->visible_lsn = lsn;
+            wc_metrics_applied(r->k, lsn);
+        }
+    }
 }
 
 static int handle_message(struct session *s, const char *msg, size_t len, wc_lsn wal_start, int *done,

@@ -88,6 +88,7 @@ struct sink_rt {
     int due;              /* commit once the job in flight returns */
     int avg_commit_ms;    /* its usual commit time */
     struct sink_job *job; /* the job in flight, or NULL */
+    wc_lsn visible_lsn;   /* the last position GET /wait was told the sink shows (visible_through) */
     struct sink_worker *worker; /* its thread, started with its first job */
     struct wc_backoff retry;
     int64_t retry_at_ms; /* DOWN: when to open it again */
@@ -112,7 +113,6 @@ struct session {
     size_t pending_bytes;
     int64_t batch_start_ms;
     int64_t last_idle_commit_ms;
-    wc_lsn visible_lsn; /* the last position GET /wait was told every sink shows (visible_through) */
 
     int started;   /* streamed once: faults to fix are retried from now on, not fatal */
     int stopping;  /* shutting down: no sink is opened again, the stream is not restarted */
