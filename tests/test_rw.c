@@ -428,6 +428,53 @@ Test(rw, a_thousand_http_waiters_without_a_thread_each)
     teardown_env(&e);
 }
 
+/*
+ * Under a load of other writers (1,000 events/s), a wait returns only once its own write is visible: right
+ * after each 200 a separate reader finds the order in Redis or in the read database. The engine answers
+ * as early as it can (from a sink's worker as its commit returns; at the next transaction's commit record
+ * when nothing is queued and the sink has no commit in flight); none of those may come before the write.
+ */
+Test(rw, waits_under_load_are_never_early)
+{
+    struct orders_env e;
+    setup_env(&e, 13);
+    long long cust = customer(&e, "rw7@example.com");
+    pid_t wl = start_paced_workload(&e, 1000);
+    redisContext *rc = wct_redis(e.db);
+    char *rd = xprintf("%s user=reader", e.read_dsn);
+    PGconn *reader = wct_pg_connect(rd);
+    int n = sanitized_pass() ? 60 : 300, early = 0;
+
+    for (int i = 0; i < n; i++) {
+        long long id = place(&e, cust, "[{\"sku\": \"W\", \"qty\": 1, \"unit_price\": 1.25}]");
+        char *lsn = token(&e);
+        const char *sink = i % 2 ? "cache" : "readdb";
+        char *r = http("/wait?lsn=%s&sink=%s&timeout_ms=20000", lsn, sink);
+        cr_assert_eq(http_status(r), 200, "wait %d: %s", i, r);
+        int seen;
+        if (i % 2) {
+            redisReply *h = redisCommand(rc, "HGET order:%lld status", id);
+            seen = h && h->type == REDIS_REPLY_STRING;
+            freeReplyObject(h);
+        } else {
+            char *v = qv(reader, "SELECT status FROM order_summary WHERE order_id = %lld", id);
+            seen = v != NULL;
+            free(v);
+        }
+        if (!seen && early++ == 0)
+            cr_log_error("order %lld was not in %s when its wait for %s returned: %s", id, sink, lsn, r);
+        free(r);
+        free(lsn);
+    }
+    stop_workload(wl);
+    wait_workload_ended(&e);
+    cr_expect_eq(early, 0, "%d of %d waits returned before their write was visible", early, n);
+    PQfinish(reader);
+    free(rd);
+    redisFree(rc);
+    teardown_env(&e);
+}
+
 /* ---- the example clients (examples/read-your-writes), run against the order example ---- */
 
 static int example(const char *cmd, char **out)
