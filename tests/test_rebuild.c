@@ -27,6 +27,7 @@ struct reader {
     char first_violation[300];
     /* lag probe: an order placed on the write side, timed until the read side shows it */
     const char *write_dsn;
+    int redis_db; /* lag_loop: probe order:<id> in this Redis database instead of order_summary */
     long long lags[4096];
     int nlag;
 };
@@ -63,10 +64,13 @@ static void *read_loop(void *arg)
     return NULL;
 }
 
+/* Lag probes: an order placed every 50 ms, timed until the live projection shows it (order_summary, or
+ * with redis_db set, order:<id> in that Redis database). */
 static void *lag_loop(void *arg)
 {
     struct reader *r = arg;
-    PGconn *w = wct_pg_connect(r->write_dsn), *c = wct_pg_connect(r->dsn);
+    PGconn *w = wct_pg_connect(r->write_dsn), *c = r->redis_db ? NULL : wct_pg_connect(r->dsn);
+    redisContext *rc = r->redis_db ? wct_redis(r->redis_db) : NULL;
 
     while (!r->stop && r->nlag < 4096) {
         long long t0 = now_ms();
@@ -74,9 +78,16 @@ static void *lag_loop(void *arg)
             qv(w, "SELECT shop.place_order(77, '[{\"sku\": \"LAG\", \"qty\": 1, \"unit_price\": 1.00}]')");
         char *sql = xprintf("SELECT 1 FROM order_summary WHERE order_id = %s", id);
         while (!r->stop) {
-            char *v = qv(c, "%s", sql);
-            int seen = v != NULL;
-            free(v);
+            int seen;
+            if (rc != NULL) {
+                redisReply *x = redisCommand(rc, "EXISTS order:%s", id);
+                seen = x && x->type == REDIS_REPLY_INTEGER && x->integer == 1;
+                freeReplyObject(x);
+            } else {
+                char *v = qv(c, "%s", sql);
+                seen = v != NULL;
+                free(v);
+            }
             if (seen)
                 break;
             sleep_ms(1);
@@ -87,8 +98,29 @@ static void *lag_loop(void *arg)
         sleep_ms(50);
     }
     PQfinish(w);
-    PQfinish(c);
+    if (c)
+        PQfinish(c);
+    if (rc)
+        redisFree(rc);
     return NULL;
+}
+
+static int cmp_ll(const void *a, const void *b);
+
+/* The live lag the probes measured during a rebuild, against bound (ms, p99). Under the sanitizers every
+ * process runs several times slower: there only that the live sink kept applying. */
+static void expect_live_lag(struct reader *rd, const char *where, long long bound)
+{
+    qsort(rd->lags, (size_t)rd->nlag, sizeof(rd->lags[0]), cmp_ll);
+    long long p50 = rd->nlag ? rd->lags[rd->nlag / 2] : -1,
+              p99 = rd->nlag ? rd->lags[(rd->nlag * 99) / 100] : -1;
+    cr_log_info(
+        "live lag during the rebuild (%d probes, write commit to visible in %s): p50 %lld ms, p99 %lld "
+        "ms, max %lld ms",
+        rd->nlag, where, p50, p99, rd->nlag ? rd->lags[rd->nlag - 1] : -1);
+    cr_expect_gt(rd->nlag, 5);
+    cr_expect_lt(p99, sanitized_pass() ? 2000 : 100, "live lag p99 %lld ms in %s during the rebuild", p99,
+                 where);
 }
 
 static int cmp_ll(const void *a, const void *b)
@@ -201,16 +233,8 @@ Test(rebuild, online_under_load_then_swapped_in)
     end_workload(&e, wl);
     ensure_running(&e);
 
-    qsort(rd.lags, (size_t)rd.nlag, sizeof(rd.lags[0]), cmp_ll);
-    long long p50 = rd.nlag ? rd.lags[rd.nlag / 2] : -1, p99 = rd.nlag ? rd.lags[(rd.nlag * 99) / 100] : -1;
-    cr_log_info(
-        "live lag during the rebuild (%d probes, write commit to visible in order_summary): p50 %lld ms, "
-        "p99 %lld ms, max %lld ms",
-        rd.nlag, p50, p99, rd.nlag ? rd.lags[rd.nlag - 1] : -1);
-    cr_expect_gt(rd.nlag, 5);
-    /* The issue's bound: under 100 ms p99 at 1,000 events/s (measured 9-30 ms here). Under the sanitizers
-     * every process runs several times slower: only that the live sink kept applying. */
-    cr_expect_lt(p99, sanitized_pass() ? 2000 : 100, "live lag p99 %lld ms during the rebuild", p99);
+    /* The bound: under 100 ms p99 at 1,000 events/s (measured 5-30 ms here). */
+    expect_live_lag(&rd, "order_summary", 100);
 
     wait_caught_up(&e, 60000);
     expect_live_tables(&e);
@@ -294,6 +318,9 @@ Test(rebuild, redis_projection_online_under_load)
     freeReplyObject(redisCommand(e.redis, "HSET order:999999999 status placed"));
     pid_t wl = start_paced_workload(&e, 1000);
     pthread_create(&t, NULL, rread_loop, &rd);
+    struct reader lag = {.write_dsn = e.write_dsn, .redis_db = 8};
+    pthread_t lt;
+    pthread_create(&lt, NULL, lag_loop, &lag);
     sleep_ms(300);
 
     int rc = walcast_at(&e, "swap", "rebuild --projection cache_orders", &out);
@@ -308,6 +335,12 @@ Test(rebuild, redis_projection_online_under_load)
     rerun_resumes(&e, "cache_orders");
     rd.stop = 1;
     pthread_join(t, NULL);
+    lag.stop = 1;
+    pthread_join(lt, NULL);
+    /* Redis runs the rebuild's writes and its swap script in the same thread as the live sink's commits:
+     * the swap blocks the server for its tens of milliseconds (docs/operations.md), and the replay's
+     * writes compete with the live ones (measured p50 8 ms, p99 43-93 ms here, with a kill and a resume). */
+    expect_live_lag(&lag, "redis", 250);
     end_workload(&e, wl);
     cr_log_info("redis reader: %lld polls, %lld orders at most, %lld violations %s", rd.polls, rd.max,
                 rd.violations, rd.first_violation);
