@@ -10,14 +10,16 @@
  *
  *  - swap, in rounds: the shadow has applied exactly everything up to the live floor it reached (at); a
  *    slot whose live cursor is at or before at holds what the shadow holds for it, as of the same events.
- *    Per master, one script (allow-cross-slot-keys: any key of that master) takes the slots given with the
- *    cursor each had when read; for each whose cursor is still that one it unlinks the live keys of the
- *    projection's patterns and renames the shadow's onto them, and returns the slots it swapped. Slots
- *    whose live cursor had moved on wait for the next round, after the shadow caught up again. Done when
- *    every slot was swapped once (each marked so in its cursor hash, in the same script: a rebuild killed
- *    between masters and run again does not swap a slot twice); the shadow's leftovers are then dropped. A
- * reader sees each slot's keys all old or all new; keys of different slots may switch a moment apart, as an
- *    event's parts in different slots appear a moment apart.
+ *    Per master, scripts of up to 512 of its slots (allow-cross-slot-keys: any key of that master) check
+ *    that condition for each slot inside the script, find the slot's keys (CLUSTER GETKEYSINSLOT), rename
+ *    the shadow's onto their live names, unlink the live keys of the projection's patterns that none
+ *    replaced, and mark the slot swapped in its cursor hash (a rebuild killed between masters and run
+ *    again does not swap a slot twice). Slots whose live cursor had moved on wait for the next round,
+ *    after the shadow caught up again. When every slot is swapped the marks are checked again (a failover
+ *    may have lost one), the sink's record of the projections written, and the shadow's leftovers
+ *    dropped. A reader sees each slot's keys all old or all new; keys of different slots may switch a
+ *    moment apart, as an event's parts in different slots appear a moment apart. A script refuses, before
+ *    writing, while a slot of its master migrates.
  *  - verify: writes are paused on every master (CLIENT PAUSE WRITE) and the keys compared when every
  *    slot's live cursor is at or before the live floor the shadow reached; else unpaused and tried again.
  */
