@@ -603,50 +603,28 @@ int main(int argc, char **argv)
     long n;
     printf("%s_events=%ld\n%s_rate_achieved=%.0f\n%s_max_behind_schedule_ms=%.1f\n", label, total, label,
            total / (t_end - t_start), label, max_behind * 1000);
-    n = 0;
-    for (long k = 0; k < total; k++)
-        if (S[k].redis_seen)
-            v[n++] = S[k].redis_mono - S[k].commit_mono;
-    report(label, "redis_probe", v, n, total);
-    n = 0;
-    for (long k = 0; k < total; k++)
-        if (S[k].pg_seen)
-            v[n++] = S[k].pg_mono - S[k].commit_mono;
-    report(label, "pg_probe", v, n, total);
-    n = 0;
-    for (long k = 0; k < total; k++)
-        if (S[k].redis_seen && S[k].ts_event > 0)
-            v[n++] = S[k].redis_wall - S[k].ts_event;
-    report(label, "redis_commit_ts", v, n, total);
-    n = 0;
-    for (long k = 0; k < total; k++)
-        if (S[k].ts_read > 0 && S[k].ts_event > 0)
-            v[n++] = S[k].ts_read - S[k].ts_event;
-    report(label, "pg_commit_ts", v, n, total);
+    /* Each series: the samples that have both ends, end - start (seconds). */
+#define SERIES(name, has, end, start)                                                                        \
+    do {                                                                                                     \
+        n = 0;                                                                                               \
+        for (long k = 0; k < total; k++)                                                                     \
+            if (has)                                                                                         \
+                v[n++] = (end) - (start);                                                                    \
+        report(label, name, v, n, total);                                                                    \
+    } while (0)
+    SERIES("redis_probe", S[k].redis_seen, S[k].redis_mono, S[k].commit_mono);
+    SERIES("pg_probe", S[k].pg_seen, S[k].pg_mono, S[k].commit_mono);
+    SERIES("redis_commit_ts", S[k].redis_seen && S[k].ts_event > 0, S[k].redis_wall, S[k].ts_event);
+    SERIES("pg_commit_ts", S[k].ts_read > 0 && S[k].ts_event > 0, S[k].ts_read, S[k].ts_event);
     if (wait_port) {
-        n = 0;
-        for (long k = 0; k < total; k++)
-            if (S[k].rw_http > 0)
-                v[n++] = S[k].rw_http - S[k].commit_mono;
-        report(label, "rw_http", v, n, total);
-        n = 0;
-        for (long k = 0; k < total; k++)
-            if (S[k].rw_redis > 0)
-                v[n++] = S[k].rw_redis - S[k].commit_mono;
-        report(label, "rw_redis", v, n, total);
+        SERIES("rw_http", S[k].rw_http > 0, S[k].rw_http, S[k].commit_mono);
+        SERIES("rw_redis", S[k].rw_redis > 0, S[k].rw_redis, S[k].commit_mono);
         /* Where the time goes: commit to the token known (the extra round trip), and /wait's answer after
          * the poller first saw the event (negative: before it). */
-        n = 0;
-        for (long k = 0; k < total; k++)
-            if (S[k].token_mono > 0)
-                v[n++] = S[k].token_mono - S[k].commit_mono;
-        report(label, "rw_token", v, n, total);
-        n = 0;
-        for (long k = 0; k < total; k++)
-            if (S[k].rw_http > 0 && S[k].redis_seen)
-                v[n++] = S[k].rw_http - S[k].redis_mono;
-        report(label, "rw_http_after_seen", v, n, total);
+        SERIES("rw_token", S[k].token_mono > 0, S[k].token_mono, S[k].commit_mono);
+        SERIES("rw_http_after_seen", S[k].rw_http > 0 && S[k].redis_seen, S[k].rw_http, S[k].redis_mono);
     }
+#undef SERIES
     free(v);
     free(wq);
     free(S);
