@@ -116,21 +116,40 @@ static void spawn_rebuild(const struct wc_config *cfg, const char *name)
 typedef void (*found_fn)(const struct wc_config *, const struct wc_sink_conf *, const struct wc_projection *,
                          const char *, void *);
 
-/* fn(p, had) for each projection of sink sc that record (names[i], fps[i], n of them) lacks (had NULL)
- * or has with another fingerprint (had: the recorded one). */
-static void diff(const struct wc_config *cfg, const struct wc_sink_conf *sc, char *const *names,
-                 char *const *fps, int n, found_fn fn, void *arg)
+/* The fingerprint a record holds for projection name, or NULL (a PGresult of walcast_projections' rows,
+ * or a Redis HGETALL reply). */
+typedef const char *(*recorded_fn)(const void *rec, const char *name);
+
+static const char *pg_recorded(const void *rec, const char *name)
+{
+    PGresult *r = (PGresult *)rec;
+    for (int k = 0; k < PQntuples(r); k++)
+        if (strcmp(PQgetvalue(r, k, 0), name) == 0)
+            return PQgetvalue(r, k, 1);
+    return NULL;
+}
+
+static const char *redis_recorded(const void *rec, const char *name)
+{
+    const redisReply *r = rec;
+    for (size_t k = 0; k + 1 < r->elements; k += 2)
+        if (strcmp(r->element[k]->str, name) == 0)
+            return r->element[k + 1]->str;
+    return NULL;
+}
+
+/* fn(p, had) for each projection of sink sc that the record lacks (had NULL) or has with another
+ * fingerprint (had: the recorded one). */
+static void diff(const struct wc_config *cfg, const struct wc_sink_conf *sc, recorded_fn recorded,
+                 const void *rec, found_fn fn, void *arg)
 {
     for (int i = 0; i < cfg->nprojection; i++) {
         const struct wc_projection *p = &cfg->projections[i];
-        const char *had = NULL;
         char fp[17];
         if (&cfg->sinks[p->sink] != sc)
             continue;
         wc_projection_fingerprint(cfg, p, fp);
-        for (int k = 0; k < n && had == NULL; k++)
-            if (strcmp(names[k], p->name) == 0)
-                had = fps[k];
+        const char *had = recorded(rec, p->name);
         if (had == NULL || strcmp(had, fp) != 0)
             fn(cfg, sc, p, had, arg);
     }
@@ -163,15 +182,7 @@ static int compare(PGconn *c, const struct wc_config *cfg, const struct wc_sink_
         PQclear(r);
         return record ? wc_projections_record(c, cfg, sc, NULL, 0, err) : 0;
     }
-    char **names = calloc((size_t)n, sizeof(char *)), **fps = calloc((size_t)n, sizeof(char *));
-    for (int k = 0; k < n && names && fps; k++) {
-        names[k] = PQgetvalue(r, k, 0);
-        fps[k] = PQgetvalue(r, k, 1);
-    }
-    if (names && fps)
-        diff(cfg, sc, names, fps, n, fn, arg);
-    free(names);
-    free(fps);
+    diff(cfg, sc, pg_recorded, r, fn, arg);
     PQclear(r);
     return 0;
 }
@@ -246,9 +257,10 @@ static redisReply *rcmd(struct rconn *rc, const struct wc_sink_conf *sc, int arg
     return r;
 }
 
-/* HSET every projection of sink sc with its fingerprint. */
+/* HSET the projections of sink sc called names (n of them; NULL: all of the sink's) with their
+ * fingerprints. */
 static int redis_record(struct rconn *c, const struct wc_config *cfg, const struct wc_sink_conf *sc,
-                        struct wc_err *err)
+                        const char *const *names, int n, struct wc_err *err)
 {
     char key[300];
     int argc = 2;
@@ -260,7 +272,10 @@ static int redis_record(struct rconn *c, const struct wc_config *cfg, const stru
     argv[1] = key;
     for (int i = 0; i < cfg->nprojection; i++) {
         const struct wc_projection *p = &cfg->projections[i];
-        if (&cfg->sinks[p->sink] != sc)
+        int want = names == NULL;
+        for (int k = 0; k < n && !want; k++)
+            want = strcmp(names[k], p->name) == 0;
+        if (!want || &cfg->sinks[p->sink] != sc)
             continue;
         wc_projection_fingerprint(cfg, p, fps[i]);
         argv[argc++] = p->name;
@@ -272,6 +287,14 @@ static int redis_record(struct rconn *c, const struct wc_config *cfg, const stru
     free(argv);
     free(fps);
     return rc;
+}
+
+int wc_projections_record_cluster(struct wc_sink *k, const struct wc_config *cfg,
+                                  const struct wc_sink_conf *sc, const char *const *names, int n,
+                                  struct wc_err *err)
+{
+    struct rconn c = {.k = k};
+    return redis_record(&c, cfg, sc, names, n, err);
 }
 
 /* As compare(), on a Redis sink's own connection. */
@@ -287,17 +310,9 @@ static int redis_compare(struct rconn *c, const struct wc_config *cfg, const str
     int n = r->type == REDIS_REPLY_ARRAY ? (int)r->elements / 2 : 0;
     if (n == 0) {
         freeReplyObject(r);
-        return record ? redis_record(c, cfg, sc, err) : 0;
+        return record ? redis_record(c, cfg, sc, NULL, 0, err) : 0;
     }
-    char **names = calloc((size_t)n, sizeof(char *)), **fps = calloc((size_t)n, sizeof(char *));
-    for (int k = 0; k < n && names && fps; k++) {
-        names[k] = r->element[2 * k]->str;
-        fps[k] = r->element[2 * k + 1]->str;
-    }
-    if (names && fps)
-        diff(cfg, sc, names, fps, n, fn, arg);
-    free(names);
-    free(fps);
+    diff(cfg, sc, redis_recorded, r, fn, arg);
     freeReplyObject(r);
     return 0;
 }
@@ -373,7 +388,7 @@ int wc_projections_record_sink(const struct wc_config *cfg, const struct wc_sink
         struct rconn c;
         if (rconn_open(cfg, sc, &c, err) < 0)
             return -1;
-        int rc = redis_record(&c, cfg, sc, err);
+        int rc = redis_record(&c, cfg, sc, NULL, 0, err);
         rconn_close(&c);
         return rc;
     }

@@ -149,6 +149,11 @@ int wc_projections_record(PGconn *c, const struct wc_config *cfg, const struct w
 /* Hash walcast:projections:<slot>:<sink>: a Redis sink's record (field: projection, value: fingerprint). */
 void wc_projections_redis_key(const struct wc_config *cfg, const struct wc_sink_conf *sc, char *buf,
                               size_t size);
+/* Record projections names (n) of Redis Cluster sink sc through k, an open cluster sink of its. */
+struct wc_sink;
+int wc_projections_record_cluster(struct wc_sink *k, const struct wc_config *cfg,
+                                  const struct wc_sink_conf *sc, const char *const *names, int n,
+                                  struct wc_err *err);
 /* At start: report (or with rebuild: auto, rebuild) the projections of sink sc (PostgreSQL, or one Redis
  * server) that are new or changed since the sink's record; a sink without a record gets one. */
 int wc_projections_check(const struct wc_config *cfg, const struct wc_sink_conf *sc, struct wc_err *err);

@@ -390,27 +390,7 @@ int wc_rcshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err)
     }
     *keys = sh->moved;
     /* The sink's record: these projections are built by their current definitions (projrec.c). */
-    char rk[300];
-    const char **argv = calloc(2 + 2 * (size_t)sh->nprojection, sizeof(char *));
-    char(*fps)[17] = calloc((size_t)sh->nprojection + 1, sizeof(*fps));
-    int argc = 2;
-    wc_projections_redis_key(sh->cfg, sh->live, rk, sizeof(rk));
-    argv[0] = "HSET";
-    argv[1] = rk;
-    for (int i = 0; i < sh->nprojection; i++) {
-        const struct wc_projection *p = wc_config_projection(sh->cfg, sh->projections[i]);
-        if (p == NULL)
-            continue;
-        wc_projection_fingerprint(sh->cfg, p, fps[i]);
-        argv[argc++] = sh->projections[i];
-        argv[argc++] = fps[i];
-    }
-    redisReply *r = argc > 2 ? wc_rcshadow_key_command(sh, argc, argv, err) : NULL;
-    int recorded = argc == 2 || r != NULL;
-    freeReplyObject(r);
-    free(argv);
-    free(fps);
-    if (!recorded)
+    if (wc_projections_record_cluster(sh->rk, sh->cfg, sh->live, sh->projections, sh->nprojection, err) < 0)
         return -1;
     /* What the shadow wrote into slots already swapped, its cursors and floor: gone. */
     return wc_rcshadow_wipe(sh, err) < 0 ? -1 : 1;
