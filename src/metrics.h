@@ -149,7 +149,7 @@ struct wc_metrics {
     int nrebuild;
     int rebuilds_ok;
 
-    void *http;             /* struct MHD_Daemon */
+    struct wc_http *http;   /* the endpoint (http.c); NULL without it */
     struct wc_waits *waits; /* GET /wait's waiters (waits.c); NULL without the endpoint */
 };
 
@@ -248,6 +248,11 @@ void wc__poller_stop(struct wc_metrics *m);
 
 int wc__http_start(struct wc_metrics *m, const char *listen, struct wc_err *err);
 void wc__http_stop(struct wc_metrics *m);
+/* After resuming waiters: write their answers on this thread when no other is inside libmicrohttpd,
+ * else have that one run its loop again. */
+void wc__http_kick(struct wc_http *h);
+/* Have the endpoint's thread run its loop again (e.g. after resuming waiters under a lock). */
+void wc__http_wake(struct wc_http *h);
 
 /* ---- fmt.c: sizes and durations for people ---- */
 

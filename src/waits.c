@@ -6,13 +6,15 @@
  * kept in its sink's list, sorted by LSN. When a sink's applied position moves (its commit returned, or
  * it opened with a cursor read: wc_metrics_applied, on the sink's worker thread as soon as its commit
  * returns, once per commit and never per event) the waiters it reached are resumed from the front of the
- * list; one thread of this file resumes those whose timeout passed. The applied position is the sink's
- * durable cursor's LSN, the same the sink publishes on its server (walcast:applied:<slot>, walcast_cursor),
- * or further while the sink has nothing queued and no commit in flight: up to where the stream has
- * delivered every transaction (engine.c, visible_through).
+ * list, and the thread that resumed them writes their answers (wc__http_kick: no hop through the
+ * endpoint's thread); one thread of this file resumes those whose timeout passed. The applied position is the
+ * sink's durable cursor's LSN, the same the sink publishes on its server (walcast:applied:<slot>,
+ * walcast_cursor), or further while the sink has nothing queued and no commit in flight: up to where the
+ * stream has delivered every transaction (engine.c, visible_through).
  *
  * Locking: every list and position is under one mutex; suspending and resuming happen under it, so a
- * waiter is never resumed before it is suspended.
+ * waiter is never resumed before it is suspended. Answers are written after it is released (the
+ * endpoint's loop may read a new request, whose handler takes it).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -51,6 +53,7 @@ struct sink_waits {
 };
 
 struct wc_waits {
+    struct wc_http *http; /* the endpoint's loop, to run again after a timeout's resumes */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t timer;
@@ -119,8 +122,10 @@ static void *timer_main(void *arg)
     pthread_mutex_lock(&ws->mu);
     while (!ws->stop) {
         int64_t now = wc_now_ms();
-        if (ws->next_deadline <= now)
+        if (ws->next_deadline <= now) {
             ws->next_deadline = expire(ws, now);
+            wc__http_wake(ws->http);
+        }
         if (ws->next_deadline == INT64_MAX) {
             pthread_cond_wait(&ws->cv, &ws->mu);
             continue;
@@ -143,6 +148,7 @@ int wc__waits_start(struct wc_metrics *m, struct wc_err *err)
         return -1;
     }
     ws->nsink = m->nsink;
+    ws->http = m->http;
     ws->next_deadline = INT64_MAX;
     ws->wanted = UINT64_MAX;
     pthread_mutex_init(&ws->mu, NULL);
@@ -228,10 +234,10 @@ static void applied(struct wc_sink *k, wc_lsn lsn)
         if (m->sinks[i].sink != k)
             continue;
         struct sink_waits *sw = &ws->sinks[i];
+        int j = 0;
         pthread_mutex_lock(&ws->mu);
         if (lsn > sw->applied) {
             sw->applied = lsn;
-            int j = 0;
             while (j < sw->n && sw->v[j]->lsn <= lsn)
                 resume(sw->v[j++], REACHED, lsn);
             if (j > 0) {
@@ -241,6 +247,10 @@ static void applied(struct wc_sink *k, wc_lsn lsn)
             }
         }
         pthread_mutex_unlock(&ws->mu);
+        /* Their answers from this thread, awake already (the lock is released: a new request the loop
+         * reads takes it). */
+        if (j > 0)
+            wc__http_kick(m->http);
         return;
     }
 }

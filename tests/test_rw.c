@@ -350,6 +350,20 @@ Test(rw, http_wait_answers)
     cr_expect_eq(http_status(r), 404, "%s", r);
     cr_expect(strstr(r, "unknown sink \\\"nope\\\"") != NULL, "%s", r);
     free(r);
+    /* walcast stops while waiters wait: each is told so (503) as it stops, not left to its timeout. */
+    int fd[2] = {http_send("/wait?lsn=FFFF/0&sink=cache&timeout_ms=30000"),
+                 http_send("/wait?lsn=FFFF/0&sink=readdb&timeout_ms=30000")};
+    sleep_ms(200);
+    t0 = now_ms();
+    stop_walcast(&e, SIGTERM);
+    for (int i = 0; i < 2; i++) {
+        r = http_read(fd[i]);
+        cr_expect_eq(http_status(r), 503, "%s", r);
+        cr_expect(strstr(r, "\"error\":\"walcast is stopping\"") && strstr(r, "\"reached\":false"), "%s", r);
+        free(r);
+    }
+    took = now_ms() - t0;
+    cr_expect_lt(took, 5000, "the waiters heard of the stop after %lld ms", took);
     free(lsn);
     teardown_env(&e);
 }
