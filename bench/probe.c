@@ -22,9 +22,10 @@
  *    - the outbox row's commit timestamp.
  *
  * Read your writes (--wait, walcast's metrics endpoint): each inserter takes its consistency token right
- * after the commit (pg_current_wal_insert_lsn() in the same session) and hands it to W waiter threads
- * (default 16), each sending GET /wait?lsn=TOKEN&sink=cache for one event at a time on a keep-alive
- * connection of its own, alongside the
+ * after the commit (pg_current_wal_insert_lsn() in the same session) and sends GET
+ * /wait?lsn=TOKEN&sink=cache itself, as a service's request handler would, on a free keep-alive connection
+ * of a pool (W opened up front, default 16, more when all are busy: one wait at a time on each); one
+ * thread reads every answer (epoll), as an event loop of an asynchronous HTTP client would. Alongside the
  * pollers; and a subscriber on Redis (SUBSCRIBE walcast:applied:SLOT, the recipe of a Redis-only service)
  * marks every token its messages reach. Series rw_http (commit to /wait's 200) and rw_redis (commit to the
  * message that reached the token).
@@ -36,11 +37,14 @@
 #define _GNU_SOURCE
 #include <hiredis/hiredis.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -65,7 +69,7 @@ struct sample {
 
 static struct sample *S;
 static long total;
-static double rate, t_start;
+static double rate, t_start, deadline;
 static int nthreads = 8;
 static int64_t first_id;
 static const char *write_dsn, *read_dsn;
@@ -74,15 +78,22 @@ static int redis_port;
 static atomic_long scheduled; /* events whose due time has passed */
 static atomic_int inserters_done;
 static double max_behind;
-/* --wait: walcast's endpoint, the slot, the waiters and their queue (event indexes, in commit order) */
+/* --wait: walcast's endpoint, the slot, and the pool of keep-alive connections the waits go out on */
 static char wait_host[256];
 static int wait_port, nwaiters = 16;
 static const char *slot_name;
-static long *wq;
-static long wq_head, wq_tail;
-static pthread_mutex_t wq_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wq_cv = PTHREAD_COND_INITIALIZER;
-static int wq_closed;
+#define MAX_WCONN 1024
+struct wconn {
+    int fd; /* -1: closed (walcast's idle timeout), reopened when next used */
+    long k; /* the event waited for, -1 when free */
+    size_t got;
+    char buf[2048];
+};
+static struct wconn wconns[MAX_WCONN];
+static int nwconn, wfree[MAX_WCONN], nwfree; /* the free ones, a stack */
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static int wait_ep; /* the reader's epoll */
+static atomic_long waits_sent, waits_answered;
 static _Atomic uint64_t redis_applied; /* the newest "cache <lsn>" the subscriber heard */
 
 static double mono(void)
@@ -116,6 +127,133 @@ static PGconn *pg_connect(const char *dsn)
         exit(2);
     }
     return c;
+}
+
+/* Connect to walcast's endpoint; exits on failure. */
+static int wait_connect(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)wait_port)};
+    inet_pton(AF_INET, wait_host, &a.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        fprintf(stderr, "probe: connect to %s:%d failed\n", wait_host, wait_port);
+        exit(1);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
+}
+
+/* (Re)open connection i and watch it. Under pool_mu. */
+static void wconn_open(int i)
+{
+    wconns[i].fd = wait_connect();
+    wconns[i].got = 0;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+    epoll_ctl(wait_ep, EPOLL_CTL_ADD, wconns[i].fd, &ev);
+}
+
+static void wconn_close(int i)
+{
+    epoll_ctl(wait_ep, EPOLL_CTL_DEL, wconns[i].fd, NULL);
+    close(wconns[i].fd);
+    wconns[i].fd = -1;
+}
+
+/* Send event k's request on connection i (its request is the only one in flight there). */
+static void wconn_request(int i, long k)
+{
+    char req[256];
+    int n = snprintf(req, sizeof(req),
+                     "GET /wait?lsn=%X/%X&sink=cache&timeout_ms=30000 HTTP/1.1\r\nHost: walcast\r\n\r\n",
+                     (unsigned)(S[k].token >> 32), (unsigned)S[k].token);
+    if (write(wconns[i].fd, req, (size_t)n) != n) { /* a few bytes into an empty send buffer */
+        fprintf(stderr, "probe: /wait for event %ld: write failed\n", k);
+        exit(1);
+    }
+}
+
+/* The inserter's own wait: on a free connection of the pool (one more when all are busy). */
+static void wait_send(long k)
+{
+    pthread_mutex_lock(&pool_mu);
+    int i;
+    if (nwfree > 0)
+        i = wfree[--nwfree];
+    else if (nwconn < MAX_WCONN)
+        wconn_open(i = nwconn++);
+    else {
+        fprintf(stderr, "probe: more than %d waits at once\n", MAX_WCONN);
+        exit(1);
+    }
+    if (wconns[i].fd < 0)
+        wconn_open(i);
+    wconns[i].k = k;
+    atomic_fetch_add(&waits_sent, 1);
+    wconn_request(i, k);
+    pthread_mutex_unlock(&pool_mu);
+}
+
+/* Whole response in c->buf: its length, else 0. */
+static size_t response_length(struct wconn *c)
+{
+    char *end = strstr(c->buf, "\r\n\r\n");
+    if (end == NULL)
+        return 0;
+    char *cl = strcasestr(c->buf, "content-length:");
+    size_t body = cl && cl < end ? (size_t)strtoul(cl + 15, NULL, 10) : 0;
+    size_t len = (size_t)(end + 4 - c->buf) + body;
+    return c->got >= len ? len : 0;
+}
+
+/* The event loop of the waits: reads every answer as it comes; until every wait sent is answered once
+ * the inserters are done (or the deadline). */
+static void *wait_reader(void *arg)
+{
+    (void)arg;
+    struct epoll_event evs[64];
+    while (mono() < deadline && !(atomic_load(&inserters_done) == nthreads &&
+                                  atomic_load(&waits_answered) == atomic_load(&waits_sent))) {
+        int n = epoll_wait(wait_ep, evs, 64, 50);
+        double m = mono();
+        pthread_mutex_lock(&pool_mu);
+        for (int e = 0; e < n; e++) {
+            int i = (int)evs[e].data.u32;
+            struct wconn *c = &wconns[i];
+            if (c->fd < 0)
+                continue;
+            ssize_t r = read(c->fd, c->buf + c->got, sizeof(c->buf) - 1 - c->got);
+            if (r < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (r <= 0) { /* closed by walcast (its idle timeout): again on a new one if a wait was on it */
+                wconn_close(i);
+                if (c->k >= 0) {
+                    wconn_open(i);
+                    wconn_request(i, c->k);
+                }
+                continue;
+            }
+            c->got += (size_t)r;
+            c->buf[c->got] = 0;
+            size_t len = response_length(c);
+            if (len == 0)
+                continue;
+            if (c->k < 0)
+                fprintf(stderr, "probe: /wait: an answer nobody waited for\n");
+            else if (strncmp(c->buf, "HTTP/1.1 200", 12) == 0)
+                S[c->k].rw_http = m;
+            else
+                fprintf(stderr, "probe: /wait for event %ld: %.60s\n", c->k, c->buf);
+            memmove(c->buf, c->buf + len, c->got - len + 1);
+            c->got -= len;
+            c->k = -1;
+            wfree[nwfree++] = i;
+            atomic_fetch_add(&waits_answered, 1);
+        }
+        pthread_mutex_unlock(&pool_mu);
+    }
+    return NULL;
 }
 
 static void *inserter(void *arg)
@@ -187,10 +325,7 @@ static void *inserter(void *arg)
             /* Heard before the token was known: a service would see it with its HGET, at once. */
             if (s->token <= atomic_load(&redis_applied))
                 s->rw_redis = mono();
-            pthread_mutex_lock(&wq_mu);
-            wq[wq_tail++] = k;
-            pthread_cond_signal(&wq_cv);
-            pthread_mutex_unlock(&wq_mu);
+            wait_send(k);
         }
     }
     PQfinish(c);
@@ -216,7 +351,6 @@ static int done_watching(long lo, double deadline)
     return (lo >= total && atomic_load(&inserters_done) == nthreads) || mono() > deadline;
 }
 
-static double deadline;
 static const struct timespec poll_nap = {0, 200000};
 
 /* --redis-zset KEY (a Redis Cluster): poll ZSCORE KEY <id> on KEY's master instead of EXISTS order:<id>. */
@@ -322,85 +456,6 @@ static void *pg_watcher(void *arg)
     free(ks);
     PQfinish(c);
     return NULL;
-}
-
-/* Connect to walcast's endpoint; exits on failure. */
-static int wait_connect(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)wait_port)};
-    inet_pton(AF_INET, wait_host, &a.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-        fprintf(stderr, "probe: connect to %s:%d failed\n", wait_host, wait_port);
-        exit(1);
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
-}
-
-/* One response on a keep-alive connection into resp (headers and body); its length, or -1 when the
- * connection closed before a whole response came. */
-static ssize_t read_response(int fd, char *resp, size_t cap)
-{
-    size_t got = 0;
-    for (;;) {
-        ssize_t r = read(fd, resp + got, cap - 1 - got);
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-        resp[got] = 0;
-        char *end = strstr(resp, "\r\n\r\n");
-        if (end == NULL)
-            continue;
-        char *cl = strcasestr(resp, "content-length:");
-        size_t body = cl && cl < end ? (size_t)strtoul(cl + 15, NULL, 10) : 0;
-        if (got >= (size_t)(end + 4 - resp) + body)
-            return (ssize_t)got;
-    }
-}
-
-/* A waiter: GET /wait for one event at a time, on a keep-alive connection of its own (as a service's
- * HTTP client would pool them), reconnecting when walcast closes it. */
-static void *http_waiter(void *arg)
-{
-    (void)arg;
-    int fd = -1;
-    for (;;) {
-        pthread_mutex_lock(&wq_mu);
-        while (wq_head == wq_tail && !wq_closed)
-            pthread_cond_wait(&wq_cv, &wq_mu);
-        if (wq_head == wq_tail) {
-            pthread_mutex_unlock(&wq_mu);
-            if (fd >= 0)
-                close(fd);
-            return NULL;
-        }
-        long k = wq[wq_head++];
-        pthread_mutex_unlock(&wq_mu);
-        char req[256], resp[2048];
-        int n = snprintf(req, sizeof(req),
-                         "GET /wait?lsn=%X/%X&sink=cache&timeout_ms=30000 HTTP/1.1\r\nHost: walcast\r\n\r\n",
-                         (unsigned)(S[k].token >> 32), (unsigned)S[k].token);
-        ssize_t got = -1;
-        for (int attempt = 0; attempt < 2 && got < 0; attempt++) {
-            if (fd < 0)
-                fd = wait_connect();
-            if (write(fd, req, (size_t)n) != n || (got = read_response(fd, resp, sizeof(resp))) < 0) {
-                close(fd); /* closed by walcast (its idle timeout): once more on a new one */
-                fd = -1;
-            }
-        }
-        double m = mono();
-        if (got < 0) {
-            fprintf(stderr, "probe: /wait for event %ld: no response\n", k);
-            exit(1);
-        }
-        if (strncmp(resp, "HTTP/1.1 200", 12) == 0)
-            S[k].rw_http = m;
-        else
-            fprintf(stderr, "probe: /wait for event %ld: %.60s\n", k, resp);
-    }
 }
 
 /* The Redis-only recipe: one subscriber marks every token its "cache <lsn>" messages reach. */
@@ -524,7 +579,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "probe: --wait needs --slot SLOT (and --waiters W >= 1)\n");
         return 2;
     }
-    wq = calloc((size_t)total + 1, sizeof(long));
 
     PGconn *w = pg_connect(write_dsn);
     PGresult *r = PQexec(w, "SELECT coalesce(max(event_id), 0) FROM public.domain_events");
@@ -538,13 +592,18 @@ int main(int argc, char **argv)
     deadline = t_start + seconds + 30;
     pthread_create(&rw, NULL, redis_watcher, NULL);
     pthread_create(&pw, NULL, pg_watcher, NULL);
-    pthread_t waiters[256], sub;
-    if (nwaiters > 256)
-        nwaiters = 256;
+    pthread_t reader, sub;
+    if (nwaiters > MAX_WCONN)
+        nwaiters = MAX_WCONN;
     if (wait_port) {
+        wait_ep = epoll_create1(0);
+        for (; nwconn < nwaiters; nwconn++) {
+            wconn_open(nwconn);
+            wconns[nwconn].k = -1;
+            wfree[nwfree++] = nwaiters - 1 - nwconn;
+        }
         pthread_create(&sub, NULL, redis_subscriber, NULL);
-        for (int t = 0; t < nwaiters; t++)
-            pthread_create(&waiters[t], NULL, http_waiter, NULL);
+        pthread_create(&reader, NULL, wait_reader, NULL);
     }
     for (int t = 0; t < nthreads; t++)
         pthread_create(&ins[t], NULL, inserter, (void *)(intptr_t)t);
@@ -554,13 +613,11 @@ int main(int argc, char **argv)
     pthread_join(rw, NULL);
     pthread_join(pw, NULL);
     if (wait_port) {
-        pthread_mutex_lock(&wq_mu);
-        wq_closed = 1;
-        pthread_cond_broadcast(&wq_cv);
-        pthread_mutex_unlock(&wq_mu);
-        for (int t = 0; t < nwaiters; t++)
-            pthread_join(waiters[t], NULL);
+        pthread_join(reader, NULL);
         pthread_join(sub, NULL);
+        if (atomic_load(&waits_answered) < atomic_load(&waits_sent))
+            fprintf(stderr, "probe: %ld waits unanswered at the deadline\n",
+                    atomic_load(&waits_sent) - atomic_load(&waits_answered));
     }
 
     /* Server commit timestamps of the outbox rows and of the projection rows. */
@@ -626,7 +683,6 @@ int main(int argc, char **argv)
     }
 #undef SERIES
     free(v);
-    free(wq);
     free(S);
     return 0;
 }

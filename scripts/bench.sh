@@ -10,8 +10,9 @@
 #      transactions into both sinks.
 #   4. latency: steady load at 1,000 and 5,000 events/s; p50/p95/p99/max from commit to visible in Redis
 #      and PostgreSQL, measured by an external probe (bench/probe.c) and from commit timestamps. At
-#      1,000 events/s, read your writes alongside: every event's token waited for with GET /wait (16
-#      waiter threads) and by a Redis subscriber (walcast:applied:<slot>), commit to the wait returning.
+#      1,000 events/s, read your writes alongside: every event's token waited for with GET /wait (sent
+#      by the inserter right after its commit on a pooled keep-alive connection, the answers read by one
+#      event loop) and by a Redis subscriber (walcast:applied:<slot>), commit to the wait returning.
 # The last lines are key=value figures (ratio_redis, ratio_pg, ratio_both, p99_ms_1k, p99_ms_5k,
 # rw_wait_p99_ms, rw_redis_p99_ms, rss_mib_max, instr_per_event, ...). Sizes: default 100,000-event backlogs, 1,000,000 for memory, 30 s
 # of load per rate (~10 min); --quick is about 5x smaller; --smoke is tiny (a check that it all works).
@@ -52,7 +53,8 @@ smoke) n_single=300 n_bulk=300 bulk_txns=3 lat_seconds=2 lat_rates="1000 5000"
        mem_txn=3000 mem_backlog=3000 mem_backlog_txns=30 instr_events=200 ;;
 esac
 
-# For experiments: other latency rates, and how many /wait waiter threads the probe runs at 1,000/s.
+# For experiments: other latency rates, and how many keep-alive connections the probe opens for /wait up
+# front at 1,000/s (more when all are busy).
 lat_rates=${WALCAST_BENCH_LAT_RATES:-$lat_rates}
 lat_waiters=${WALCAST_BENCH_WAITERS:-16}
 
