@@ -259,9 +259,9 @@ int wc__http_start(struct wc_metrics *m, const char *listen, struct wc_err *err)
         flags |= MHD_USE_IPv6;
     struct wc_http *h = calloc(1, sizeof(*h));
     if (h == NULL || (h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        wc_err_set(err, WC_ERR_INTERNAL, "could not set up the metrics endpoint: %s", strerror(errno));
         free(h);
         freeaddrinfo(ai);
-        wc_err_set(err, WC_ERR_INTERNAL, "could not set up the metrics endpoint: %s", strerror(errno));
         return -1;
     }
     pthread_mutex_init(&h->mu, NULL);

@@ -205,22 +205,25 @@ void wc__waits_free(struct wc_metrics *m)
 
 /* wc_metrics_applied runs on the sinks' worker threads too, and one the engine left running at shutdown
  * may still call it: the endpoint goes only once none is inside (wc__waits_detach). */
-static pthread_mutex_t applied_mu = PTHREAD_MUTEX_INITIALIZER;
+/* A read lock for each announcement, so that one writing its waiters' answers (a turn of the endpoint's
+ * loop) does not hold up the engine or another sink announcing theirs; the writer, preferred, is the
+ * detach. */
+static pthread_rwlock_t applied_mu = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 
 void wc__waits_detach(void)
 {
-    pthread_mutex_lock(&applied_mu);
+    pthread_rwlock_wrlock(&applied_mu);
     wc__metrics = NULL;
-    pthread_mutex_unlock(&applied_mu);
+    pthread_rwlock_unlock(&applied_mu);
 }
 
 static void applied(struct wc_sink *k, wc_lsn lsn);
 
 void wc_metrics_applied(struct wc_sink *k, wc_lsn lsn)
 {
-    pthread_mutex_lock(&applied_mu);
+    pthread_rwlock_rdlock(&applied_mu);
     applied(k, lsn);
-    pthread_mutex_unlock(&applied_mu);
+    pthread_rwlock_unlock(&applied_mu);
 }
 
 static void applied(struct wc_sink *k, wc_lsn lsn)
