@@ -1,5 +1,5 @@
 /*
- * http.c - the metrics endpoint, served by libmicrohttpd on a thread of its own:
+ * http.c - the metrics endpoint, served by libmicrohttpd:
  *   GET /metrics   Prometheus text format
  *   GET /healthz   200 while the engine's loop runs
  *   GET /readyz    200 while streaming with every sink connected and the confirmed position keeping up
