@@ -64,9 +64,10 @@ static void *read_loop(void *arg)
     return NULL;
 }
 
-/* Lag probes: an order placed 10 ms after the last one showed, timed until the live projection shows it
- * (order_summary, or with redis_db set, order:<id> in that Redis database): 70-100 in a rebuild of a few
- * seconds (every 50 ms gave a third of that, whose p99 was the single worst probe). */
+/* Lag probes: an order placed, timed until the live projection shows it
+ * (order_summary, or with redis_db set, order:<id> in that Redis database): one at a time, 2 ms after the
+ * last one showed, 150-350 in a rebuild of a few seconds. (Every 50 ms gave some 30, and a p99 of 30 or
+ * 100 is the single worst probe: the one that met the swap, or a stall of the shared disk.) */
 static void *lag_loop(void *arg)
 {
     struct reader *r = arg;
@@ -96,7 +97,7 @@ static void *lag_loop(void *arg)
         r->lags[r->nlag++] = now_ms() - t0;
         free(sql);
         free(id);
-        sleep_ms(10);
+        sleep_ms(2);
     }
     PQfinish(w);
     if (c)
@@ -235,7 +236,8 @@ Test(rebuild, online_under_load_then_swapped_in)
     end_workload(&e, wl);
     ensure_running(&e);
 
-    /* The bound: under 100 ms p99 at 1,000 events/s (measured 5-30 ms here). */
+    /* The issue's bound: under 100 ms p99 at 1,000 events/s (measured 14-43 ms here over 170-340 probes;
+     * once 149 ms in CI when some 100 probes made the p99 their worst). */
     expect_live_lag(&rd, "order_summary", 99, 100);
 
     wait_caught_up(&e, 60000);
@@ -343,8 +345,8 @@ Test(rebuild, redis_projection_online_under_load)
      * the swap blocks the server for its tens of milliseconds (docs/operations.md), and the replay's
      * writes compete with the live ones. A probe that meets the swap waits for it, and with AOF's
      * appendfsync always a stall of the shared disk in the swap's fsync adds to it (323 ms once in CI):
-     * so the bound is on the p95, which those few probes do not reach (70-90 probes here: p50 4-5 ms,
-     * p95 33-39 ms, max 54-90 ms), and the swap must not stall the live sink for seconds. */
+     * so the bound is on the p95, which those few probes do not reach (150-260 probes here: p50 3-5 ms,
+     * p95 16-25 ms, max 56-142 ms), and the swap must not stall the live sink for seconds. */
     expect_live_lag(&lag, "redis", 95, 100);
     long long worst = lag.nlag > 0 ? lag.lags[lag.nlag - 1] : 0;
     cr_expect_lt(worst, sanitized_pass() ? 10000 : 2000, "the live sink stalled %lld ms", worst);
