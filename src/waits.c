@@ -204,10 +204,9 @@ void wc__waits_free(struct wc_metrics *m)
 }
 
 /* wc_metrics_applied runs on the sinks' worker threads too, and one the engine left running at shutdown
- * may still call it: the endpoint goes only once none is inside (wc__waits_detach). */
-/* A read lock for each announcement, so that one writing its waiters' answers (a turn of the endpoint's
- * loop) does not hold up the engine or another sink announcing theirs; the writer, preferred, is the
- * detach. */
+ * may still call it: the endpoint goes only once none is inside (wc__waits_detach, the writer, preferred).
+ * Each announcement takes a read lock, so that one writing its waiters' answers (a turn of the endpoint's
+ * loop) holds up neither the engine nor another sink announcing theirs. */
 static pthread_rwlock_t applied_mu = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 
 void wc__waits_detach(void)
