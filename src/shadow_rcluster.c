@@ -302,8 +302,9 @@ done:
 }
 
 /* Every slot still marked swapped on the masters that serve it now (a master that failed over to a
- * replica which had not received a swap has lost it). 0, or -1 with err naming the first slot without. */
-static int swaps_kept(struct wc_shadow *sh, int masters, struct wc_err *err)
+ * replica which had not received a swap has lost it)? *lost: the first slot without, or -1. -1 with err
+ * when a master cannot be asked. */
+static int swaps_kept(struct wc_shadow *sh, int masters, long long *lost_slot, struct wc_err *err)
 {
     static const char CHECK_LUA[] = "#!lua flags=allow-cross-slot-keys,no-writes\n"
                                     "for i = 2, #ARGV, 2 do\n"
@@ -344,16 +345,8 @@ static int swaps_kept(struct wc_shadow *sh, int masters, struct wc_err *err)
     free(argv);
     free(num);
     free(ckey);
-    if (lost == -2)
-        return -1;
-    if (lost >= 0) {
-        wc_err_set(err, WC_ERR_IO,
-                   "sink \"%s\": hash slot %lld lost its swap (a failover to a replica that had not received "
-                   "it?): the shadow is dropped; run the rebuild again, it starts afresh",
-                   sh->live->name, lost);
-        return -1;
-    }
-    return 0;
+    *lost_slot = lost;
+    return lost == -2 ? -1 : 0;
 }
 
 int wc_rcshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err)
@@ -381,11 +374,23 @@ int wc_rcshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err)
         left += !sh->swapped[s];
     if (left > 0)
         return 0; /* slots whose live cursor moved on: after the shadow caught up again */
-    if (swaps_kept(sh, n, err) < 0) {
+    long long lost;
+    if (swaps_kept(sh, n, &lost, err) < 0)
+        return -1;
+    if (lost >= 0) {
         /* The shadow has written into the slots it swapped since: it cannot swap one again. */
         struct wc_err e2 = {0};
-        if (strstr(err->msg, "lost its swap") != NULL && wc_rcshadow_wipe(sh, &e2) < 0)
-            wc_err_prefix(err, "%s; and dropping the shadow failed too (%s)", e2.msg, "run with --discard");
+        if (wc_rcshadow_wipe(sh, &e2) < 0)
+            wc_err_set(err, WC_ERR_IO,
+                       "sink \"%s\": hash slot %lld lost its swap (a failover to a replica that had not "
+                       "received it?), and dropping the shadow failed (%s): run the rebuild with --discard, "
+                       "then again",
+                       sh->live->name, lost, e2.msg);
+        else
+            wc_err_set(err, WC_ERR_IO,
+                       "sink \"%s\": hash slot %lld lost its swap (a failover to a replica that had not "
+                       "received it?): the shadow is dropped; run the rebuild again, it starts afresh",
+                       sh->live->name, lost);
         return -1;
     }
     *keys = sh->moved;
