@@ -157,6 +157,36 @@ static int check_outbox(struct session *s, struct wc_err *err)
 }
 
 /*
+ * A first start (every sink open, none with a cursor): each sink that is not built from the outbox starts
+ * at the slot's position, and says so in a cursor of its own before any other sink is built or streamed
+ * to. Without it, a first start cut short after another sink got its cursor (its build, its first commit)
+ * left this one with none while another had one: the next start took it for a sink that lost its data
+ * and stopped, though the slot, confirmed no further, still held everything it needs. With a sink still
+ * connecting, this is not known to be a first start: nothing is written.
+ */
+static int start_sinks_at_slot(struct session *s, const struct wc_slot_status *st, struct wc_err *err)
+{
+    struct wc_pos at = {st->confirmed_flush_lsn, -1};
+
+    for (int i = 0; i < s->nsink; i++)
+        if (s->rt[i].state != SINK_UP)
+            return 0;
+    for (int i = 0; i < s->nsink; i++) {
+        struct wc_sink *k = s->sinks[i];
+        if (k->conf == NULL || k->conf->rebuild != NULL)
+            continue;
+        if (k->ops->commit(k, at, err) < 0) {
+            wc_err_prefix(err, "could not store the first cursor of sink \"%s\"", k->name);
+            return -1;
+        }
+        k->cursor = at;
+        k->has_cursor = 1;
+        wc_metrics_applied(k, at.lsn);
+    }
+    return 0;
+}
+
+/*
  * Open every sink, claim it and read its cursor; returns the LSN to stream from. A sink whose cursor is
  * behind the slot's confirmed position, or that has none while others do, lost writes the slot will not send
  * again (Redis restarted without persistence, a restored backup): it is rebuilt, or the engine stops.
@@ -212,6 +242,8 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
         any_cursor |= k->has_cursor;
         wc_debug("sink \"%s\": cursor %s", k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none");
     }
+    if (!any_cursor && start_sinks_at_slot(s, &st, err) < 0)
+        return -1;
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];
         int rebuildable = k->conf != NULL && k->conf->rebuild != NULL;

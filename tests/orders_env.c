@@ -184,7 +184,10 @@ void ensure_running(struct orders_env *e)
         dump_log(e);
         cr_assert_fail("walcast run exited (status 0x%x)", st);
     }
-    cr_assert(++e->restarts < 100, "walcast keeps exiting (last status 0x%x)", st);
+    if (++e->restarts >= 100) {
+        dump_log(e);
+        cr_assert_fail("walcast keeps exiting (last status 0x%x)", st);
+    }
     sleep_ms(100);
     start_walcast(e);
 }

@@ -538,6 +538,70 @@ Test(run, lost_data_without_a_rebuild_action_stops_with_a_clear_error, .timeout 
     drop_slot(&e);
 }
 
+/* Wait until walcast's log has needle: 1, or 0 after timeout_ms. */
+static int wait_log(struct env *e, const char *needle, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    int found = 0;
+    while (!found && now_ms() < deadline) {
+        char *log = log_text(e);
+        found = log != NULL && strstr(log, needle) != NULL;
+        free(log);
+        if (!found)
+            usleep(20000);
+    }
+    return found;
+}
+
+/*
+ * The first start of a pipeline is cut short: the Redis sink has been built from the outbox (it has a
+ * cursor), the PostgreSQL sink has had nothing to apply yet, and walcast is killed. The next start must
+ * not take the PostgreSQL sink for one that lost its data: it is where the first start put it, at the
+ * slot's position, and the stream still holds everything after that.
+ */
+Test(run, a_first_start_cut_short_is_not_taken_for_lost_data, .timeout = 120)
+{
+    struct env e;
+    setup_env_rebuild(&e, 0, "    rebuild: flushdb\n");
+    for (int i = 1; i <= 5; i++) {
+        char *p = fmt("{\"order_id\": %d, \"total\": 2}", i);
+        insert_event(&e, "OrderPlaced", p);
+        free(p);
+    }
+    /* The slot again, after those events: the Redis sink's initial build has them, the stream does not,
+     * so the PostgreSQL sink has nothing to commit before it is killed. */
+    drop_slot(&e);
+    char *sql = fmt("SELECT pg_create_logical_replication_slot('%s', 'wal2json')", e.slot);
+    wct_sql(e.src, sql);
+    free(sql);
+
+    pid_t pid = start_run(&e, NULL);
+    cr_assert(wait_log(&e, "streaming slot", 20000), "walcast streamed:\n%s", log_text(&e));
+    usleep(200000);
+    cr_assert_eq(stop_run(pid, SIGKILL, 5000), 128 + SIGKILL);
+
+    pid = start_run(&e, NULL);
+    for (int i = 6; i <= 10; i++) {
+        char *p = fmt("{\"order_id\": %d, \"total\": 2}", i);
+        insert_event(&e, "OrderPlaced", p);
+        free(p);
+    }
+    int applied = wait_applied(&e, 20000);
+    char *log = log_text(&e);
+    cr_assert(applied, "walcast applied the events after the restart:\n%s", log);
+    cr_assert_null(strstr(log, "has lost data"), "%s", log);
+    free(log);
+    char *v = wct_sql_value(e.read, "SELECT count(*) || ' ' || min(order_id) FROM orders_seen");
+    cr_assert_str_eq(v, "5 6", "the PostgreSQL sink has the events after the slot, each once");
+    free(v);
+    usleep(200000);
+    v = redis_str(&e, "ZSCORE totals all");
+    cr_assert_str_eq(v, "20", "the Redis sink has the 5 events of its build and the 5 after, each once");
+    free(v);
+    cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
+    drop_slot(&e);
+}
+
 Test(run, dlq_list_and_retry, .timeout = 120)
 {
     struct env e;
