@@ -538,6 +538,21 @@ Test(run, lost_data_without_a_rebuild_action_stops_with_a_clear_error, .timeout 
     drop_slot(&e);
 }
 
+/* Poll cmd until it returns want (or timeout_ms passes); returns the last value (caller frees). */
+static char *wait_redis(struct env *e, const char *cmd, const char *want, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    char *v = NULL;
+    while (now_ms() < deadline) {
+        free(v);
+        v = redis_str(e, cmd);
+        if (v && strcmp(v, want) == 0)
+            break;
+        usleep(50000);
+    }
+    return v;
+}
+
 /* Wait until walcast's log has needle: 1, or 0 after timeout_ms. */
 static int wait_log(struct env *e, const char *needle, int timeout_ms)
 {
@@ -594,7 +609,8 @@ Test(run, a_first_start_cut_short_is_not_taken_for_lost_data, .timeout = 120)
     char *v = wct_sql_value(e.read, "SELECT count(*) || ' ' || min(order_id) FROM orders_seen");
     cr_assert_str_eq(v, "5 6", "the PostgreSQL sink has the events after the slot, each once");
     free(v);
-    usleep(200000);
+    free(wait_redis(&e, "ZSCORE totals all", "20", 10000));
+    usleep(200000); /* and nothing more arrives after it */
     v = redis_str(&e, "ZSCORE totals all");
     cr_assert_str_eq(v, "20", "the Redis sink has the 5 events of its build and the 5 after, each once");
     free(v);
@@ -660,21 +676,6 @@ Test(run, dlq_list_and_retry, .timeout = 120)
     free(cur1);
     free(cur2);
     drop_slot(&e);
-}
-
-/* Poll cmd until it returns want (or timeout_ms passes); returns the last value (caller frees). */
-static char *wait_redis(struct env *e, const char *cmd, const char *want, int timeout_ms)
-{
-    long long deadline = now_ms() + timeout_ms;
-    char *v = NULL;
-    while (now_ms() < deadline) {
-        free(v);
-        v = redis_str(e, cmd);
-        if (v && strcmp(v, want) == 0)
-            break;
-        usleep(50000);
-    }
-    return v;
 }
 
 /* A single Redis sink that comes back empty has no other sink to compare with: with a rebuild action,
