@@ -553,6 +553,14 @@ static char *wait_redis(struct env *e, const char *cmd, const char *want, int ti
     return v;
 }
 
+/* Wait until cmd returns want, let more time pass (in case anything is applied twice), then its value. */
+static char *settled_redis(struct env *e, const char *cmd, const char *want)
+{
+    free(wait_redis(e, cmd, want, 10000));
+    usleep(300000);
+    return redis_str(e, cmd);
+}
+
 /* Wait until walcast's log has needle: 1, or 0 after timeout_ms. */
 static int wait_log(struct env *e, const char *needle, int timeout_ms)
 {
@@ -609,9 +617,7 @@ Test(run, a_first_start_cut_short_is_not_taken_for_lost_data, .timeout = 120)
     char *v = wct_sql_value(e.read, "SELECT count(*) || ' ' || min(order_id) FROM orders_seen");
     cr_assert_str_eq(v, "5 6", "the PostgreSQL sink has the events after the slot, each once");
     free(v);
-    free(wait_redis(&e, "ZSCORE totals all", "20", 10000));
-    usleep(200000); /* and nothing more arrives after it */
-    v = redis_str(&e, "ZSCORE totals all");
+    v = settled_redis(&e, "ZSCORE totals all", "20");
     cr_assert_str_eq(v, "20", "the Redis sink has the 5 events of its build and the 5 after, each once");
     free(v);
     cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
@@ -704,9 +710,7 @@ Test(run, single_redis_sink_rebuilt_after_a_flush, .timeout = 120)
     for (int i = 0; i < 5; i++)
         insert_event(&e, "Hit", "{\"n\": 1}");
     pid = start_run(&e, NULL);
-    free(wait_redis(&e, "GET hits", "15", 10000));
-    usleep(300000); /* and nothing more arrives after it */
-    v = redis_str(&e, "GET hits");
+    v = settled_redis(&e, "GET hits", "15");
     cr_assert_str_eq(v, "15", "rebuilt from the outbox after the flush, nothing doubled");
     free(v);
     cr_assert_eq(stop_run(pid, SIGTERM, 5000), 0);
