@@ -139,6 +139,10 @@ struct session {
     int64_t last_hb_ms;
     struct wc_backoff hb_retry;
     int projections_checked; /* new and changed projections were reported (projrec.c): once per run */
+    /* The slot's position where this process found a new pipeline (no sink it reached at its first session
+     * had a cursor), 0 when it did not; set once, by that session (rebuild.c). */
+    wc_lsn fresh_at;
+    int fresh_known;
 };
 
 /* Nonzero when a job in flight has returned (no system call: the loop asks for every message). */
@@ -186,6 +190,10 @@ int wc__event_known(const struct session *s, const struct wc_event *ev);
  * that lost data; *start = where to stream from. wc__lease_end gives the lease back (end of a session);
  * wc__lease_again takes it anew (the stream reconnects: the source may have restarted, the lease with it). */
 int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err);
+/* Nonzero when a sink without a cursor and without a rebuild action has missed nothing: this process found
+ * a new pipeline and the slot has been confirmed (confirmed) no further than where it began. Such a sink
+ * starts where the pipeline began, as it would have at the first start. */
+int wc__fresh_start(const struct session *s, const struct wc_sink *k, wc_lsn confirmed);
 void wc__lease_end(struct session *s);
 int wc__lease_again(struct session *s, struct wc_err *err);
 

@@ -156,24 +156,25 @@ static int check_outbox(struct session *s, struct wc_err *err)
     return 0;
 }
 
-/*
- * A first start (every sink open, none with a cursor): each sink that is not built from the outbox starts
- * at the slot's position, and says so in a cursor of its own before any other sink is built or streamed
- * to. Without it, a first start cut short after another sink got its cursor (its build, its first commit)
- * left this one with none while another had one: the next start took it for a sink that lost its data
- * and stopped, though the slot, confirmed no further, still held everything it needs. With a sink still
- * connecting, this is not known to be a first start: nothing is written.
- */
-static int start_sinks_at_slot(struct session *s, const struct wc_slot_status *st, struct wc_err *err)
+int wc__fresh_start(const struct session *s, const struct wc_sink *k, wc_lsn confirmed)
 {
-    struct wc_pos at = {st->confirmed_flush_lsn, -1};
+    return s->fresh_at != 0 && confirmed <= s->fresh_at && k->conf != NULL && k->conf->rebuild == NULL;
+}
 
-    for (int i = 0; i < s->nsink; i++)
-        if (s->rt[i].state != SINK_UP)
-            return 0;
+/*
+ * Each open sink without a cursor that starts where the pipeline began (wc__fresh_start) says so in a
+ * cursor of its own, before any other sink is built or streamed to. Without it, a first start cut short
+ * after another sink got its cursor (its build, its first commit) left this one with none while another
+ * had one: the next start took it for a sink that lost its data and stopped, though the slot, confirmed no
+ * further, still held everything it needs.
+ */
+static int start_sinks_at_slot(struct session *s, wc_lsn confirmed, struct wc_err *err)
+{
+    struct wc_pos at = {s->fresh_at, -1};
+
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];
-        if (k->conf == NULL || k->conf->rebuild != NULL)
+        if (s->rt[i].state != SINK_UP || k->has_cursor || !wc__fresh_start(s, k, confirmed))
             continue;
         if (k->ops->commit(k, at, err) < 0) {
             wc_err_prefix(err, "could not store the first cursor of sink \"%s\"", k->name);
@@ -242,7 +243,11 @@ int wc__open_sinks(struct session *s, wc_lsn *start, struct wc_err *err)
         any_cursor |= k->has_cursor;
         wc_debug("sink \"%s\": cursor %s", k->name, k->has_cursor ? wc_pos_format(k->cursor, p) : "none");
     }
-    if (!any_cursor && start_sinks_at_slot(s, &st, err) < 0)
+    if (!s->fresh_known) {
+        s->fresh_known = 1;
+        s->fresh_at = any_cursor ? 0 : st.confirmed_flush_lsn;
+    }
+    if (start_sinks_at_slot(s, st.confirmed_flush_lsn, err) < 0)
         return -1;
     for (int i = 0; i < s->nsink; i++) {
         struct wc_sink *k = s->sinks[i];

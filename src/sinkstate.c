@@ -123,12 +123,13 @@ int wc__sink_opened(struct session *s, struct sink_rt *r, struct sink_job *j, st
         }
         return 0;
     }
-    /* Lost: no cursor while another sink has one, or one behind what the slot was confirmed to. */
+    /* Lost: no cursor while another sink has one (unless it missed nothing: wc__fresh_start), or one
+     * behind what the slot was confirmed to. */
     wc_lsn confirmed = s->slot_confirmed > s->stats->confirmed ? s->slot_confirmed : s->stats->confirmed;
     int others = 0;
     for (int i = 0; i < s->nsink; i++)
         others |= s->sinks[i] != k && s->sinks[i]->has_cursor;
-    if (j->found ? j->cursor.lsn < confirmed : others) {
+    if (j->found ? j->cursor.lsn < confirmed : others && !wc__fresh_start(s, k, confirmed)) {
         wc_warning(
             "sink \"%s\" came back without its data: its cursor (%s) is behind replication slot \"%s\" (%s); "
             "opening every sink again to rebuild it",
@@ -146,12 +147,18 @@ int wc__sink_opened(struct session *s, struct sink_rt *r, struct sink_job *j, st
     __atomic_store_n(&k->connected, 1, __ATOMIC_RELEASE);
     if (wc_pos_cmp(k->cursor, s->pos) >= 0) {
         r->state = SINK_UP;
-    } else {
+        return 0;
+    }
+    if (!j->found && s->fresh_at != 0)
+        /* Unreachable since the first start (wc__fresh_start): the slot was held for it. */
+        wc_info(
+            "sink \"%s\": connected for the first time since the pipeline began at %s: applying from there",
+            k->name, wc_lsn_format(s->fresh_at, c));
+    else
         wc_info("sink \"%s\": connected again, catching up from its cursor %s", k->name,
                 wc_pos_format(k->cursor, p));
-        r->state = SINK_BEHIND;
-        s->restart = 1;
-    }
+    r->state = SINK_BEHIND;
+    s->restart = 1;
     return 0;
 }
 

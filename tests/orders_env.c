@@ -274,9 +274,10 @@ void setup_env_cluster(struct orders_env *e)
     char *url = xprintf("redis://%s", getenv("WALCAST_TEST_REDIS_CLUSTER"));
     setup_common(e, "walcast-cluster.yaml", url);
     free(url);
+    start_walcast(e);
 }
 
-void setup_env(struct orders_env *e, int db)
+void setup_env_unstarted(struct orders_env *e, int db)
 {
     memset(e, 0, sizeof(*e));
     e->db = db;
@@ -285,6 +286,12 @@ void setup_env(struct orders_env *e, int db)
     char *url = xprintf("redis://127.0.0.1:%d/%d", wct_redis_port(), db);
     setup_common(e, "walcast.yaml", url);
     free(url);
+}
+
+void setup_env(struct orders_env *e, int db)
+{
+    setup_env_unstarted(e, db);
+    start_walcast(e);
 }
 
 static void setup_common(struct orders_env *e, const char *config, const char *url)
@@ -328,7 +335,6 @@ static void setup_common(struct orders_env *e, const char *config, const char *u
     cr_assert_eq(rc, 0, "walcast slot create failed (%d): %s", rc, out);
     free(out);
     free(cmd);
-    start_walcast(e);
 }
 
 void teardown_env(struct orders_env *e)

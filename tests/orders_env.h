@@ -52,6 +52,8 @@ void ensure_running(struct orders_env *e);
 int stop_walcast(struct orders_env *e, int sig);
 /* Fresh databases, slot, Redis db, environment for walcast and check.sh; starts walcast. */
 void setup_env(struct orders_env *e, int db);
+/* The same without starting walcast (start_walcast). */
+void setup_env_unstarted(struct orders_env *e, int db);
 /* The same with examples/orders/walcast-cluster.yaml into the Redis Cluster of scripts/services.sh (every
  * master flushed first): rv() and wait_order() read keys where the cluster keeps them. */
 void setup_env_cluster(struct orders_env *e);

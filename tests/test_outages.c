@@ -293,6 +293,41 @@ Test(outages, read_server_stopped, .fini = bring_back)
     teardown_env(&e);
 }
 
+/*
+ * The read server is stopped at the very first start of a pipeline: walcast starts with Redis alone and
+ * holds the slot where the pipeline began. When the server runs again, the PostgreSQL sink (no cursor, no
+ * rebuild action) starts there, as it would have at the first start. It must not be taken for a sink that
+ * lost its data; check.sh's sums tell that nothing was lost or doubled.
+ */
+Test(outages, read_server_stopped_at_the_first_start, .fini = bring_back)
+{
+    struct orders_env e;
+    setenv("WALCAST_SINKS_READDB_STATEMENT_TIMEOUT_MS", "3000", 1);
+    setup_env_unstarted(&e, 15);
+    nstopped = read_server_pids(stopped, 256);
+    for (int i = 0; i < nstopped; i++)
+        kill(stopped[i], SIGSTOP);
+    long long t0 = now_ms();
+    start_walcast(&e);
+    pid_t wl = start_paced_workload(&e, 300);
+    expect_progress(&e, "cache", 0, 30000, "the first start without the read server (Redis must go on)");
+    while (now_ms() - t0 < 5000) {
+        ensure_running(&e);
+        sleep_ms(100);
+    }
+    bring_back();
+    cr_log_info("read server running again after %lld ms", now_ms() - t0);
+    cr_assert(log_has_line(&e, "sink \"readdb\": still connecting", "start without it") >= 1,
+              "walcast did not start without the read server");
+    finish(&e, wl);
+    cr_assert(
+        log_has_line(&e, "sink \"readdb\": connected for the first time since the pipeline began", NULL) >= 1,
+        "no line about the PostgreSQL sink joining where the pipeline began");
+    cr_assert_eq(log_count(&e, "without its data") + log_count(&e, "has lost data"), 0,
+                 "a sink was taken for one that lost its data");
+    teardown_env(&e);
+}
+
 static int cmp_ll(const void *a, const void *b)
 {
     long long x = *(const long long *)a, y = *(const long long *)b;
