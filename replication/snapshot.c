@@ -88,6 +88,9 @@ struct wc_snapshot *wc_snapshot_open(const char *dsn, const struct wc_outbox *ob
     return wc_snapshot_open_slot(dsn, ob, NULL, point, err);
 }
 
+/* Snapshots this process has taken: part of their temporary slots' names. */
+static unsigned snapshots;
+
 struct wc_snapshot *wc_snapshot_open_slot(const char *dsn, const struct wc_outbox *ob, const char *slot,
                                           wc_lsn *point, struct wc_err *err)
 {
@@ -108,10 +111,12 @@ struct wc_snapshot *wc_snapshot_open_slot(const char *dsn, const struct wc_outbo
         snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT \"%s\" LOGICAL wal2json (SNAPSHOT 'export')",
                  slot);
     else
-        snprintf(
-            sql, sizeof(sql),
-            "CREATE_REPLICATION_SLOT \"walcast_rebuild_%d\" TEMPORARY LOGICAL wal2json (SNAPSHOT 'export')",
-            (int)getpid());
+        /* A name of its own each time: the temporary slot of this process's previous snapshot is dropped
+         * only once its walsender has exited, which the server does after PQfinish returns. */
+        snprintf(sql, sizeof(sql),
+                 "CREATE_REPLICATION_SLOT \"walcast_rebuild_%d_%u\" TEMPORARY LOGICAL wal2json (SNAPSHOT "
+                 "'export')",
+                 (int)getpid(), __atomic_add_fetch(&snapshots, 1, __ATOMIC_RELAXED));
     res = PQexec(s->repl, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || wc_lsn_parse(PQgetvalue(res, 0, 1), point) < 0) {
         result_error(err, "could not create a snapshot slot", res);
