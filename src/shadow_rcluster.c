@@ -380,17 +380,19 @@ int wc_rcshadow_swap(struct wc_shadow *sh, long long *keys, struct wc_err *err)
     if (lost >= 0) {
         /* The shadow has written into the slots it swapped since: it cannot swap one again. */
         struct wc_err e2 = {0};
+        char what[160];
+        snprintf(what, sizeof(what),
+                 "hash slot %lld lost its swap (a failover to a replica that had not received it?)", lost);
         if (wc_rcshadow_wipe(sh, &e2) < 0)
-            wc_err_set(err, WC_ERR_IO,
-                       "sink \"%s\": hash slot %lld lost its swap (a failover to a replica that had not "
-                       "received it?), and dropping the shadow failed (%s): run the rebuild with --discard, "
-                       "then again",
-                       sh->live->name, lost, e2.msg);
+            wc_err_set(
+                err, WC_ERR_IO,
+                "sink \"%s\": %s, and dropping the shadow failed (%s): run the rebuild with --discard, "
+                "then again",
+                sh->live->name, what, e2.msg);
         else
             wc_err_set(err, WC_ERR_IO,
-                       "sink \"%s\": hash slot %lld lost its swap (a failover to a replica that had not "
-                       "received it?): the shadow is dropped; run the rebuild again, it starts afresh",
-                       sh->live->name, lost);
+                       "sink \"%s\": %s: the shadow is dropped; run the rebuild again, it starts afresh",
+                       sh->live->name, what);
         return -1;
     }
     *keys = sh->moved;
