@@ -268,11 +268,20 @@ static int committed(struct session *s, struct sink_rt *r, struct sink_job *j, s
     return 0;
 }
 
-/* The next step of a sink whose job returned, or that has a commit due. */
+/*
+ * The next step of a sink whose job returned, or that has a commit due. Not once the session failed: an
+ * event that failed in one sink may already be queued in the sinks before it, past s->pos, and a commit
+ * at s->pos would store it with a cursor short of it (the next session would apply it again). What is
+ * queued is dropped with the session, and the stream brings it again.
+ */
 static void next_step(struct session *s, struct sink_rt *r)
 {
     if (r->job != NULL)
         return;
+    if (s->failed) {
+        r->due = 0;
+        return;
+    }
     if (r->state == SINK_UP && r->due) {
         struct wc_pos at = commit_point(s, r);
         if (wc_pos_cmp(r->k->cursor, at) < 0)

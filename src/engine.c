@@ -367,6 +367,7 @@ static void close_session(struct session *s)
     s->lost = 0;
     s->restart = 0;
     s->stopping = 0;
+    s->failed = 0;
 }
 
 int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink,
@@ -404,6 +405,7 @@ int wc_engine_run(const struct wc_config *cfg, struct wc_sink **sinks, int nsink
 
     for (;;) {
         int r = run_session(&s, err);
+        s.failed = r < 0;
         close_session(&s);
         if (r == 0 || wc_engine_stop) {
             if (r < 0 && err->code == WC_ERR_IO)

@@ -118,6 +118,7 @@ struct session {
     int stopping;  /* shutting down: no sink is opened again, the stream is not restarted */
     int restart;   /* restart the stream (a sink is behind it) */
     int lost;      /* a sink came back without its data: every sink is opened again (rebuild) */
+    int failed;    /* the session failed: what the sinks queued is dropped, never committed (next_step) */
     int abandoned; /* a job was left running at shutdown: wake[] stays open */
     int gave_up;   /* engine.retry_max_attempts ran out: the error stops the engine */
     /* Hints that spare the loop work on every message of the stream: set when there may be something
