@@ -251,6 +251,7 @@ static int committed(struct session *s, struct sink_rt *r, struct sink_job *j, s
         /* The outcome is unknown (it may have committed before the connection broke): the sink reads its
          * cursor when it is opened again, and resumes from there. */
         wc_metrics_commit_failed(k);
+        r->leaving = 0;
         wc__sink_down(s, r, &j->err);
         return 0;
     }
@@ -259,6 +260,12 @@ static int committed(struct session *s, struct sink_rt *r, struct sink_job *j, s
     k->has_cursor = 1;
     wc_tally_publish(k->tally, j->commit.cursor.lsn);
     wc_metrics_applied(k, k->cursor.lsn);
+    if (r->leaving) {
+        /* It failed in the stream meanwhile (wc__sink_fail): what it queued since goes with it. */
+        r->leaving = 0;
+        wc__sink_down(s, r, &r->leave_err);
+        return 0;
+    }
     if (r->retry.attempt > 0) {
         int attempts = r->retry.attempt;
         int64_t lasted = wc_backoff_ok(&r->retry, now);

@@ -53,8 +53,12 @@ static int route_event(struct session *s, struct wc_event *ev, struct wc_err *er
         struct sink_rt *r = &s->rt[i];
         if (r->state != SINK_UP || wc_pos_covered(r->floor, ev->pos))
             continue;
-        if (wc__route_one(s, r->k, ev, known, err) < 0)
-            return -1;
+        if (wc__route_one(s, r->k, ev, known, err) < 0) {
+            /* A connection lost (a cluster node gone): that sink goes down, the others go on. */
+            if (err->code != WC_ERR_IO)
+                return -1;
+            wc__sink_fail(s, r, err);
+        }
     }
     if (s->pending++ == 0)
         s->batch_start_ms = wc_now_ms();

@@ -92,6 +92,8 @@ struct sink_rt {
     struct sink_worker *worker; /* its thread, started with its first job */
     struct wc_backoff retry;
     int64_t retry_at_ms; /* DOWN: when to open it again */
+    int leaving;         /* DOWN while its commit in flight runs: closed once it returns (wc__sink_fail) */
+    struct wc_err leave_err;
 };
 
 /* State of one session (the sinks opened, a stream) and what outlives it across sessions. */
@@ -176,6 +178,9 @@ void wc__confirm(struct session *s);
 int wc__open_sink(struct wc_sink *k, const struct wc_owner *owner, struct wc_pos *cursor, int *found,
                   struct wc_err *err);
 void wc__sink_down(struct session *s, struct sink_rt *r, const struct wc_err *err);
+/* A sink in the stream failed on the engine's thread (queueing an event): down, now or once its job
+ * returns; the other sinks go on. */
+void wc__sink_fail(struct session *s, struct sink_rt *r, const struct wc_err *err);
 int wc__sink_opened(struct session *s, struct sink_rt *r, struct sink_job *j, struct wc_err *err);
 int wc__sinks_tick(struct session *s, struct wc_err *err);
 int wc__open_all(struct session *s, struct wc_err *err);

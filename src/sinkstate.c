@@ -101,6 +101,21 @@ void wc__sink_down(struct session *s, struct sink_rt *r, const struct wc_err *er
     s->stats->reconnects++;
 }
 
+void wc__sink_fail(struct session *s, struct sink_rt *r, const struct wc_err *err)
+{
+    if (r->job == NULL) {
+        wc__sink_down(s, r, err);
+        return;
+    }
+    /* Its commit in flight uses the sink: it is closed when the commit returns (committed()). Meanwhile
+     * it takes no events, and it is not opened again. */
+    __atomic_store_n(&r->k->connected, 0, __ATOMIC_RELEASE);
+    r->state = SINK_DOWN;
+    r->due = 0;
+    r->leaving = 1;
+    r->leave_err = *err;
+}
+
 /*
  * An open job returned. Failed: down again (or, for a fault that stops the engine, -1 with err). Opened:
  * it has its cursor; if that is behind the stream, the stream restarts there.
@@ -321,6 +336,7 @@ void wc__close_all(struct session *s)
         r->state = SINK_DOWN;
         r->retry_at_ms = 0;
         r->due = 0;
+        r->leaving = 0;
         r->queued = 0;
         r->queued_bytes = 0;
     }

@@ -454,7 +454,7 @@ int cs_commit_detached(struct wc_sink *s, struct wc_commit *c, struct wc_err *er
     struct csink *cs;
     int rc;
 
-    if (p == NULL || p->cs == NULL || p->cs->broken)
+    if (p == NULL || p->cs == NULL || cs_broken(p->cs))
         return redis_not_open(s, err);
     cs = p->cs;
     if (s->retrying) {
@@ -470,8 +470,8 @@ int cs_commit_detached(struct wc_sink *s, struct wc_commit *c, struct wc_err *er
         rc = commit_units(s, cs->cb, c->cursor, err);
     if (rc == 0)
         cs_batch_reset(cs->cb);
-    else
-        cs->broken = 1; /* what each slot holds now is known again only by reading it: reopen */
+    else /* what each slot holds now is known again only by reading it: reopen */
+        __atomic_store_n(&cs->broken, 1, __ATOMIC_RELEASE);
     return rc;
 }
 
@@ -535,7 +535,7 @@ int cs_reset(struct wc_sink *s, struct wc_err *err)
         cs->skip[i] = cs->acked[i] = WC_POS_NONE;
     cs->floor = WC_POS_NONE;
     cs->read = 1;
-    cs->broken = 0;
+    __atomic_store_n(&cs->broken, 0, __ATOMIC_RELEASE);
     cs_remember_masters(cs);
     return 0;
 }

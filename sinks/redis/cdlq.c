@@ -55,7 +55,7 @@ static int dlq_fetch(struct wc_sink *s, const char *id, struct wc_dead_letter **
     struct hold *h;
     int *slots, nslot = 0, total = 0;
 
-    if (p == NULL || p->cs == NULL || p->cs->broken)
+    if (p == NULL || p->cs == NULL || cs_broken(p->cs))
         return redis_not_open(s, err);
     cs = p->cs;
     slots = wc_xcalloc(REDIS_CLUSTER_SLOTS, sizeof(int));

@@ -142,7 +142,7 @@ int cs_apply(struct wc_sink *s, struct wc_event *ev, struct wc_err *err)
     size_t meta_len;
     char msg[1024];
 
-    if (p == NULL || p->cs == NULL || p->cs->broken)
+    if (p == NULL || p->cs == NULL || cs_broken(p->cs))
         return redis_not_open(s, err);
     cs = p->cs;
     if (type == NULL)
@@ -313,7 +313,7 @@ int cs_dead_letter(struct wc_sink *s, struct wc_commit *in, struct wc_event *ev,
     int argc = 0, ri;
 
     (void)in;
-    if (p == NULL || p->cs == NULL || p->cs->broken)
+    if (p == NULL || p->cs == NULL || cs_broken(p->cs))
         return redis_not_open(s, err);
     cs = p->cs;
     b = cs->b;

@@ -375,7 +375,7 @@ static int cs_read_cursor(struct wc_sink *s, struct wc_pos *out, int *found, str
 
     *out = WC_POS_NONE;
     *found = 0;
-    if (p == NULL || p->cs == NULL || p->cs->broken)
+    if (p == NULL || p->cs == NULL || cs_broken(p->cs))
         return redis_not_open(s, err);
     cs = p->cs;
     argv[0] = "HGETALL";

@@ -82,8 +82,10 @@ struct csink {
      * guards expect it; only the commit thread touches it after open). */
     struct wc_pos *skip, *acked;
     struct wc_pos floor;
-    int read;   /* the cursors were read since open */
-    int broken; /* a commit failed part way: operations refuse (WC_ERR_IO) until the sink reopens */
+    int read; /* the cursors were read since open */
+    /* A commit failed part way: operations refuse (WC_ERR_IO) until the sink reopens. Set on the commit
+     * thread, read on the engine's: cs_broken(). */
+    int broken;
     /* Two batches: apply() queues into b while commit_detached() sends cb on the commit thread. */
     struct cbatch bufs[2], *b, *cb;
     /* commit scratch */
@@ -152,5 +154,10 @@ struct wc_redis_info;
 /* What the masters say about themselves (walcast/probe.h): the weakest setting of any master; the dead
  * letters of every slot the sink has written. */
 int cs_info(struct wc_sink *s, struct wc_redis_info *out, struct wc_err *err);
+
+static inline int cs_broken(const struct csink *cs)
+{
+    return __atomic_load_n(&cs->broken, __ATOMIC_ACQUIRE);
+}
 
 #endif

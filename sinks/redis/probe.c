@@ -153,7 +153,7 @@ int wc_sink_redis_info(struct wc_sink *s, struct wc_redis_info *out, struct wc_e
     out->maxmemory = out->dead_letters = -1;
     out->appendonly = out->cluster_enabled = -1;
     if (p != NULL && p->cs != NULL)
-        return p->cs->broken ? redis_not_open(s, err) : cs_info(s, out, err);
+        return cs_broken(p->cs) ? redis_not_open(s, err) : cs_info(s, out, err);
     if (p == NULL || p->c == NULL)
         return redis_not_open(s, err);
     const char *info_argv[1] = {"INFO"};
