@@ -260,17 +260,17 @@ static int committed(struct session *s, struct sink_rt *r, struct sink_job *j, s
     k->has_cursor = 1;
     wc_tally_publish(k->tally, j->commit.cursor.lsn);
     wc_metrics_applied(k, k->cursor.lsn);
-    if (r->leaving) {
-        /* It failed in the stream meanwhile (wc__sink_fail): what it queued since goes with it. */
-        r->leaving = 0;
-        wc__sink_down(s, r, &r->leave_err);
-        return 0;
-    }
     if (r->retry.attempt > 0) {
         int attempts = r->retry.attempt;
         int64_t lasted = wc_backoff_ok(&r->retry, now);
         wc_info("sink \"%s\": back after %d attempts in %lld s; applying from its cursor on", k->name,
                 attempts, (long long)(lasted / 1000));
+    }
+    if (r->leaving) {
+        /* It failed in the stream meanwhile (wc__sink_fail): what it queued since goes with it. A new
+         * outage, counted afresh. */
+        r->leaving = 0;
+        wc__sink_down(s, r, &r->leave_err);
     }
     return 0;
 }

@@ -328,6 +328,7 @@ void wc__close_all(struct session *s)
 {
     for (int i = 0; i < s->nsink; i++) {
         struct sink_rt *r = &s->rt[i];
+        r->leaving = 0;
         if (__atomic_load_n(&r->k->abandoned, __ATOMIC_ACQUIRE))
             continue;
         __atomic_store_n(&r->k->connected, 0, __ATOMIC_RELEASE);
@@ -336,7 +337,6 @@ void wc__close_all(struct session *s)
         r->state = SINK_DOWN;
         r->retry_at_ms = 0;
         r->due = 0;
-        r->leaving = 0;
         r->queued = 0;
         r->queued_bytes = 0;
     }

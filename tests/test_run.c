@@ -798,7 +798,17 @@ Test(run, an_event_that_halts_one_sink_is_not_applied_twice_by_another, .timeout
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(lock));
     PQclear(r);
     insert_event(&e, "Tick", "{\"n\": 2, \"tag\": \"b\"}"); /* its commit waits for the lock */
-    usleep(300000);
+    char *waiting = NULL;
+    for (int i = 0; i < 200; i++) {
+        free(waiting);
+        waiting = wct_sql_value(e.read, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                        "current_database() AND wait_event_type = 'Lock'");
+        if (waiting && strcmp(waiting, "1") == 0)
+            break;
+        usleep(50000);
+    }
+    cr_assert_str_eq(waiting, "1", "readdb's commit waits for the lock:\n%s", log_text(&e));
+    free(waiting);
     insert_event(&e, "Tick", "{\"n\": 4, \"tag\": \"c\"}"); /* queued behind that commit */
     usleep(300000);
     insert_event(&e, "Tick", "{\"n\": 8}"); /* queued in readdb, then the halt in cache */
